@@ -1,0 +1,477 @@
+"""Commands to events: every rule a command must pass before it may enter the log.
+
+`decide(state, actor, command)` returns the body to append or raises `DomainError` with a stable
+code and a readable message; it never changes `state`. Most commands are the event body itself
+(a client asks for `label_saved` and, if valid, that is what gets logged); undo and redo are
+commands of their own because their events carry the compensation computed here, against the
+state at undo time (C2).
+
+Who may send what (roles, model actors only for frame results) is the server's business; the
+rules here are about the labels themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+
+import msgspec
+
+from domain.events import (
+    ID_PATTERN,
+    Body,
+    Change,
+    ClassAdded,
+    LabelChange,
+    LabelDeleted,
+    LabelSaved,
+    MediaAdded,
+    MediaKind,
+    ObjectChange,
+    ObjectCreated,
+    ObjectDeleted,
+    ObjectReclassed,
+    ProjectCreated,
+    PromptAdded,
+    Redone,
+    SegmentProposed,
+    Source,
+    TrackCancelled,
+    TrackCompleted,
+    TrackedAccepted,
+    TrackedDiscarded,
+    TrackFailed,
+    TrackFrameProduced,
+    TrackRequested,
+    Direction,
+    Undone,
+    media_stream,
+    project_stream,
+)
+from domain.geometry import GeometryError, panoptic_exclude, rle_area, validate_shape
+from domain.shapes import SAM_SHAPE_KINDS, Bitmask, ShapeKind, kind_of
+from domain.state import LabelState, TrackStatus
+
+
+class Undo(msgspec.Struct, frozen=True, tag="undo", forbid_unknown_fields=True, kw_only=True):
+    media: str
+
+
+class Redo(msgspec.Struct, frozen=True, tag="redo", forbid_unknown_fields=True, kw_only=True):
+    media: str
+
+
+Command = Body | Undo | Redo
+
+
+class ErrorCode(enum.StrEnum):
+    UNKNOWN = "unknown_id"
+    EXISTS = "already_exists"
+    INVALID_ID = "invalid_id"
+    FRAME_OUT_OF_RANGE = "frame_out_of_range"
+    WRONG_SHAPE = "wrong_shape_kind"
+    BAD_GEOMETRY = "bad_geometry"
+    MODALITY = "modality_refused"
+    INVALID = "invalid"
+    NOT_ALLOWED = "not_allowed"
+    TRACK_NOT_RUNNING = "track_not_running"
+    NOTHING_TO_UNDO = "nothing_to_undo"
+    NOTHING_TO_REDO = "nothing_to_redo"
+
+
+class DomainError(ValueError):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# What each kind of media allows for tracking (T2).
+TRACK_DIRECTIONS: dict[MediaKind, frozenset[Direction]] = {
+    MediaKind.VIDEO: frozenset({Direction.FORWARD, Direction.BACKWARD}),
+    MediaKind.IMAGE_GROUP: frozenset({Direction.FORWARD}),
+    MediaKind.IMAGE_SEQUENCE: frozenset({Direction.FORWARD}),
+    MediaKind.DICOM_SERIES: frozenset({Direction.FORWARD}),
+    MediaKind.IMAGE: frozenset(),
+}
+
+
+def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = False) -> Body:
+    """Validate `command` by `actor` against `state`; return the event body to append.
+
+    `panoptic` is the S6 exclude mode: a saved bitmask loses the pixels of the frame's other bitmasks.
+    """
+    rule = _RULES.get(type(command))
+    if rule is None:
+        raise DomainError(ErrorCode.NOT_ALLOWED, f"'{type(command).__struct_config__.tag}' cannot be sent as a command")
+    if rule is _label_saved:
+        return _label_saved(state, actor, command, panoptic)  # type: ignore[arg-type]
+    return rule(state, actor, command)  # type: ignore[operator]
+
+
+# ---- lookups that fail with a clear message -----------------------------------------------------
+
+
+def _new_id(value: str, what: str) -> None:
+    if not ID_PATTERN.match(value):
+        raise DomainError(
+            ErrorCode.INVALID_ID,
+            f"{what} id {value!r} is not valid: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+        )
+
+
+def _media(state: LabelState, media_id: str) -> MediaAdded:
+    media = state.media.get(media_id)
+    if media is None:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown media {media_id!r}")
+    return media
+
+
+def _class(state: LabelState, class_id: str) -> ClassAdded:
+    cls = state.classes.get(class_id)
+    if cls is None:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown class {class_id!r}")
+    return cls
+
+
+def _object(state: LabelState, object_id: str) -> tuple[MediaAdded, ClassAdded]:
+    info = state.objects.get(object_id)
+    if info is None:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")
+    return state.media[info.media], state.classes[info.class_id]
+
+
+def _frame(media: MediaAdded, frame: int) -> None:
+    if not 0 <= frame < media.frames:
+        raise DomainError(
+            ErrorCode.FRAME_OUT_OF_RANGE,
+            f"frame {frame} is out of range: media {media.media!r} has frames 0..{media.frames - 1}",
+        )
+
+
+def _track(state: LabelState, track_id: uuid.UUID, running: bool = False) -> TrackRequested:
+    track = state.tracks.get(track_id)
+    if track is None:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown track {track_id}")
+    if running and track.status != TrackStatus.RUNNING:
+        raise DomainError(ErrorCode.TRACK_NOT_RUNNING, f"track {track_id} is {track.status}")
+    return track.request
+
+
+def _geometry(shape: object, media: MediaAdded, cls: ClassAdded) -> None:
+    skeleton_points = len(cls.skeleton.points) if cls.skeleton is not None else None
+    try:
+        validate_shape(shape, media.width, media.height, skeleton_points)  # type: ignore[arg-type]
+    except GeometryError as error:
+        raise DomainError(ErrorCode.BAD_GEOMETRY, str(error)) from None
+
+
+def _shape_kind(shape: object, cls: ClassAdded) -> None:
+    got = kind_of(shape)  # type: ignore[arg-type]
+    if got != cls.shape:
+        raise DomainError(ErrorCode.WRONG_SHAPE, f"class {cls.class_id!r} takes {cls.shape} labels, not {got}")
+
+
+def _finite(*values: float) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise DomainError(ErrorCode.BAD_GEOMETRY, "coordinates must be finite numbers")
+
+
+# ---- project, ontology, media ----------------------------------------------------------------
+
+
+def _project_created(state: LabelState, actor: str, body: ProjectCreated) -> Body:
+    _new_id(body.project, "project")
+    if body.project in state.projects:
+        raise DomainError(ErrorCode.EXISTS, f"project {body.project!r} already exists")
+    return body
+
+
+def _class_added(state: LabelState, actor: str, body: ClassAdded) -> Body:
+    _new_id(body.class_id, "class")
+    if body.project not in state.projects:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown project {body.project!r}")
+    if body.class_id in state.classes:
+        raise DomainError(ErrorCode.EXISTS, f"class {body.class_id!r} already exists")
+    if (body.shape == ShapeKind.SKELETON) != (body.skeleton is not None):
+        raise DomainError(ErrorCode.INVALID, "a skeleton template is required for skeleton classes and only for them")
+    if body.skeleton is not None:
+        count = len(body.skeleton.points)
+        if count == 0:
+            raise DomainError(ErrorCode.INVALID, "a skeleton template needs at least one point")
+        for a, b in body.skeleton.edges:
+            if not (0 <= a < count and 0 <= b < count) or a == b:
+                raise DomainError(ErrorCode.INVALID, f"skeleton edge ({a}, {b}) must join two different points of 0..{count - 1}")
+    return body
+
+
+def _media_added(state: LabelState, actor: str, body: MediaAdded) -> Body:
+    _new_id(body.media, "media")
+    if body.project not in state.projects:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown project {body.project!r}")
+    if body.media in state.media:
+        raise DomainError(ErrorCode.EXISTS, f"media {body.media!r} already exists")
+    if body.kind == MediaKind.IMAGE and body.frames != 1:
+        raise DomainError(ErrorCode.INVALID, f"a single image has exactly one frame, not {body.frames}")
+    return body
+
+
+# ---- objects ----------------------------------------------------------------------------------
+
+
+def _object_created(state: LabelState, actor: str, body: ObjectCreated) -> Body:
+    _new_id(body.object, "object")
+    if body.object in state.object_media:
+        raise DomainError(ErrorCode.EXISTS, f"object {body.object!r} already exists (ids are never reused)")
+    media = _media(state, body.media)
+    cls = _class(state, body.class_id)
+    if cls.project != media.project:
+        raise DomainError(ErrorCode.INVALID, f"class {cls.class_id!r} belongs to another project than media {media.media!r}")
+    return body
+
+
+def _object_deleted(state: LabelState, actor: str, body: ObjectDeleted) -> Body:
+    _object(state, body.object)
+    return body
+
+
+def _object_reclassed(state: LabelState, actor: str, body: ObjectReclassed) -> Body:
+    media, old = _object(state, body.object)
+    new = _class(state, body.class_id)
+    if new.project != media.project:
+        raise DomainError(ErrorCode.INVALID, f"class {new.class_id!r} belongs to another project")
+    if new.shape != old.shape and state.labels.get(body.object):
+        raise DomainError(
+            ErrorCode.WRONG_SHAPE,
+            f"object {body.object!r} has {old.shape} labels; class {new.class_id!r} takes {new.shape}",
+        )
+    return body
+
+
+# ---- SAM mode -----------------------------------------------------------------------------------
+
+
+def _prompt_added(state: LabelState, actor: str, body: PromptAdded) -> Body:
+    media, cls = _object(state, body.object)
+    _frame(media, body.frame)
+    if cls.shape not in SAM_SHAPE_KINDS:
+        raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels (class {cls.class_id!r})")
+    if not body.points and body.box is None and body.mask is None:
+        raise DomainError(ErrorCode.INVALID, "a prompt needs at least one point, a box or a mask")
+    for point in body.points:
+        _finite(point.x, point.y)
+        if not (0 <= point.x <= media.width and 0 <= point.y <= media.height):
+            raise DomainError(ErrorCode.BAD_GEOMETRY, f"point ({point.x}, {point.y}) is outside the {media.width}x{media.height} frame")
+    if body.box is not None:
+        box = body.box
+        _finite(box.x0, box.y0, box.x1, box.y1)
+        inside = 0 <= box.x0 < box.x1 <= media.width and 0 <= box.y0 < box.y1 <= media.height
+        if not inside:
+            raise DomainError(ErrorCode.BAD_GEOMETRY, f"box ({box.x0}, {box.y0})-({box.x1}, {box.y1}) must be non-empty and inside the frame")
+    if body.mask is not None:
+        _geometry(Bitmask(rle=body.mask), media, _bitmask_class(cls))
+    return body
+
+
+def _bitmask_class(cls: ClassAdded) -> ClassAdded:
+    return msgspec.structs.replace(cls, shape=ShapeKind.BITMASK, skeleton=None)
+
+
+def _segment_proposed(state: LabelState, actor: str, body: SegmentProposed) -> Body:
+    media, cls = _object(state, body.object)
+    _frame(media, body.frame)
+    _geometry(Bitmask(rle=body.mask), media, _bitmask_class(cls))
+    return body
+
+
+# ---- labels ---------------------------------------------------------------------------------------
+
+
+def _label_saved(state: LabelState, actor: str, body: LabelSaved, panoptic: bool = False) -> Body:
+    media, cls = _object(state, body.object)
+    _frame(media, body.frame)
+    _shape_kind(body.shape, cls)
+    if body.source == Source.SAM and cls.shape not in SAM_SHAPE_KINDS:
+        raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels")
+    if body.source == Source.TRACKED and actor.startswith("user:"):
+        raise DomainError(ErrorCode.NOT_ALLOWED, "tracked labels come from a track; accept its results instead")
+    _geometry(body.shape, media, cls)
+    if panoptic and isinstance(body.shape, Bitmask):
+        others = [
+            value.shape.rle
+            for oid, value in state.frame_labels(media.media, body.frame).items()
+            if oid != body.object and isinstance(value.shape, Bitmask)
+        ]
+        if others:
+            remaining = panoptic_exclude(body.shape.rle, others)
+            if rle_area(remaining) == 0:
+                raise DomainError(ErrorCode.BAD_GEOMETRY, "nothing is left of the mask once other objects' pixels are excluded")
+            body = msgspec.structs.replace(body, shape=Bitmask(rle=remaining))
+    return body
+
+
+def _label_deleted(state: LabelState, actor: str, body: LabelDeleted) -> Body:
+    media, _ = _object(state, body.object)
+    _frame(media, body.frame)
+    if state.label(body.object, body.frame) is None:
+        raise DomainError(ErrorCode.UNKNOWN, f"object {body.object!r} has no label on frame {body.frame}")
+    return body
+
+
+# ---- tracking -------------------------------------------------------------------------------------
+
+
+def _track_requested(state: LabelState, actor: str, body: TrackRequested) -> Body:
+    media = _media(state, body.media)
+    allowed = TRACK_DIRECTIONS[media.kind]
+    if not allowed:
+        raise DomainError(ErrorCode.MODALITY, "a single image cannot be tracked: there are no other frames")
+    if body.direction not in allowed:
+        raise DomainError(ErrorCode.MODALITY, f"{media.kind.replace('_', ' ')} media can only be tracked forwards")
+    _frame(media, body.start)
+    if len(set(body.objects)) != len(body.objects):
+        raise DomainError(ErrorCode.INVALID, "an object is named twice")
+    for object_id in body.objects:
+        object_media, _ = _object(state, object_id)
+        if object_media.media != media.media:
+            raise DomainError(ErrorCode.INVALID, f"object {object_id!r} is not on media {media.media!r}")
+        if state.label(object_id, body.start) is None:
+            raise DomainError(ErrorCode.INVALID, f"object {object_id!r} has no label on the start frame {body.start} to track from")
+    return body
+
+
+def _track_frame_produced(state: LabelState, actor: str, body: TrackFrameProduced) -> Body:
+    if actor.startswith("user:"):
+        raise DomainError(ErrorCode.NOT_ALLOWED, "frame results come from the tracker, not from users")
+    request = _track(state, body.track, running=True)
+    if body.object not in request.objects:
+        raise DomainError(ErrorCode.INVALID, f"object {body.object!r} is not part of track {body.track}")
+    media = _media(state, request.media)
+    _frame(media, body.frame)
+    step = 1 if request.direction == Direction.FORWARD else -1
+    offset = (body.frame - request.start) * step
+    if not 0 <= offset < request.range:
+        raise DomainError(ErrorCode.FRAME_OUT_OF_RANGE, f"frame {body.frame} is outside the track's range")
+    if body.shape is not None:
+        _, cls = _object(state, body.object)
+        _shape_kind(body.shape, cls)
+        _geometry(body.shape, media, cls)
+    return body
+
+
+def _track_ended(state: LabelState, actor: str, body: TrackCompleted | TrackCancelled | TrackFailed) -> Body:
+    _track(state, body.track, running=True)
+    return body
+
+
+def _tracked_reviewed(state: LabelState, actor: str, body: TrackedAccepted | TrackedDiscarded) -> Body:
+    _track(state, body.track)
+    if not state.selected_proposals(body.track, body.objects, body.frames):
+        raise DomainError(ErrorCode.INVALID, f"track {body.track} has no unreviewed results in that selection")
+    return body
+
+
+# ---- undo / redo ----------------------------------------------------------------------------------
+
+
+def _compensate(state: LabelState, changes: list[Change]) -> tuple[list[Change], int]:
+    """The changes that revert `changes`, cell by cell, where the cell still holds what the
+    action wrote; a cell someone changed since is left alone and counted as a conflict."""
+    reverted: list[Change] = []
+    cleared: set[tuple[str, int]] = set()  # label cells this compensation empties
+    conflicts = 0
+    for change in reversed(changes):
+        current = state.cell(change)
+        if current != change.after:
+            conflicts += 1
+            continue
+        if type(change) is ObjectChange and change.before is None:
+            # Un-creating an object would orphan labels that are still on it.
+            remaining = set(state.labels.get(change.object, {})) - {f for o, f in cleared if o == change.object}
+            if remaining:
+                conflicts += 1
+                continue
+        if type(change) is LabelChange and change.before is None:
+            cleared.add((change.object, change.frame))
+        reverted.append(msgspec.structs.replace(change, before=current, after=change.before))
+    return reverted, conflicts
+
+
+def _undo(state: LabelState, actor: str, command: Undo) -> Body:
+    _media(state, command.media)
+    stacks = state.stacks_of(actor, command.media)
+    if not stacks.undo:
+        raise DomainError(ErrorCode.NOTHING_TO_UNDO, "nothing of yours to undo on this media")
+    target = stacks.undo[-1]
+    changes, conflicts = _compensate(state, state.actions[target].changes)
+    return Undone(media=command.media, target=target, changes=changes, conflicts=conflicts)
+
+
+def _redo(state: LabelState, actor: str, command: Redo) -> Body:
+    _media(state, command.media)
+    stacks = state.stacks_of(actor, command.media)
+    if not stacks.redo:
+        raise DomainError(ErrorCode.NOTHING_TO_REDO, "nothing of yours to redo on this media")
+    target = stacks.redo[-1]
+    changes, conflicts = _compensate(state, state.actions[target].changes)
+    return Redone(media=command.media, target=target, changes=changes, conflicts=conflicts)
+
+
+def _refused(state: LabelState, actor: str, body: Body) -> Body:
+    raise DomainError(ErrorCode.NOT_ALLOWED, "undone/redone events are made by the undo and redo commands")
+
+
+_RULES = {
+    ProjectCreated: _project_created,
+    ClassAdded: _class_added,
+    MediaAdded: _media_added,
+    ObjectCreated: _object_created,
+    ObjectDeleted: _object_deleted,
+    ObjectReclassed: _object_reclassed,
+    PromptAdded: _prompt_added,
+    SegmentProposed: _segment_proposed,
+    LabelSaved: _label_saved,
+    LabelDeleted: _label_deleted,
+    TrackRequested: _track_requested,
+    TrackFrameProduced: _track_frame_produced,
+    TrackCompleted: _track_ended,
+    TrackCancelled: _track_ended,
+    TrackFailed: _track_ended,
+    TrackedAccepted: _tracked_reviewed,
+    TrackedDiscarded: _tracked_reviewed,
+    Undone: _refused,
+    Redone: _refused,
+    Undo: _undo,
+    Redo: _redo,
+}
+
+
+# ---- where a command lands --------------------------------------------------------------------
+
+
+class Scope(msgspec.Struct, frozen=True):
+    project: str
+    media: str | None
+
+    @property
+    def stream(self) -> str:
+        return media_stream(self.media) if self.media is not None else project_stream(self.project)
+
+
+def scope_of(state: LabelState, command: Command) -> Scope:
+    """The project and media item a command is about, so the server can check membership and
+    that a socket's command stays on its media item. Unknown ids are a DomainError."""
+    if isinstance(command, (ProjectCreated, ClassAdded, MediaAdded)):
+        return Scope(command.project, None)
+    media_id: str | None
+    if isinstance(command, (ObjectCreated, TrackRequested, Undo, Redo, Undone, Redone)):
+        media_id = command.media
+    elif isinstance(command, (TrackFrameProduced, TrackCompleted, TrackCancelled, TrackFailed, TrackedAccepted, TrackedDiscarded)):
+        media_id = _track(state, command.track).media
+    else:
+        object_id = command.object  # type: ignore[union-attr]
+        media_id = state.object_media.get(object_id)
+        if media_id is None:
+            raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")
+    return Scope(_media(state, media_id).project, media_id)

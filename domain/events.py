@@ -1,0 +1,434 @@
+"""Every event of the log: the envelope and one msgspec tagged union of bodies.
+
+The log is the source of truth; the labels anyone sees are a projection of it (`domain.state`).
+Decoding is strict: an unknown kind, a missing or extra field, or a value of the wrong type is a
+`SchemaError` that names the problem. Each envelope carries the schema version `v` it was written
+with; older versions are brought up to date by the upcasters registered in `UPCASTERS`, so old
+logs keep loading after the schema grows.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import msgspec
+
+from domain.shapes import Rle, Shape, ShapeKind
+
+SCHEMA_VERSION = 1
+
+# Ids of projects, classes, media and objects, chosen by clients. Only the length is checked
+# while decoding (a pattern costs about 1 us a field, too much for rebuilding a long log); new
+# ids are checked against ID_PATTERN when a command creates them (`domain.decide`).
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# A stream is what one client follows: `media:<id>` for a media item, `project:<id>` for the
+# project's own events (ontology, media list); see `stream_of`.
+Stream = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# `user:<name>` or `model:<backend>/<model>@<version>`; the pattern is checked where actors are
+# made (the server's auth, the inference actor), not on every decode.
+Actor = Annotated[str, msgspec.Meta(min_length=6, max_length=200)]
+ACTOR_PATTERN = re.compile(r"^(user:[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}|model:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[A-Za-z0-9_.+-]+)$")
+Frame = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+Score = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
+
+
+class SchemaError(ValueError):
+    """An event (or command) that does not match the schema."""
+
+
+class MediaKind(enum.StrEnum):
+    IMAGE = "image"
+    IMAGE_GROUP = "image_group"
+    IMAGE_SEQUENCE = "image_sequence"
+    VIDEO = "video"
+    DICOM_SERIES = "dicom_series"
+
+
+class Source(enum.StrEnum):
+    """Where a label came from (C4)."""
+
+    MANUAL = "manual"
+    SAM = "sam"
+    TRACKED = "tracked"
+    IMPORTED = "imported"
+
+
+class Direction(enum.StrEnum):
+    FORWARD = "forward"
+    BACKWARD = "backward"
+
+
+class Algorithm(enum.StrEnum):
+    """T7: advanced is SAM 2, simple the classical tracker."""
+
+    ADVANCED = "advanced"
+    SIMPLE = "simple"
+
+
+def _struct(tag: str) -> dict[str, Any]:
+    return {"tag": tag, "frozen": True, "forbid_unknown_fields": True, "kw_only": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# Values kept in the projection and carried by undo/redo compensations.
+
+
+class SkeletonTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    points: list[Name]
+    edges: list[tuple[int, int]] = []
+
+
+class ObjectInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An object instance on one media item; its labels hang off it per frame."""
+
+    media: Id
+    class_id: Id
+    created_by: Actor
+
+
+class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The value of one (object, frame) cell, with its provenance (C4)."""
+
+    written_by: uuid.UUID  # the event that wrote this value; first, so equality checks it first
+    shape: Shape
+    source: Source
+    actor: Actor
+    model: str | None = None
+    prompt: uuid.UUID | None = None
+    track: uuid.UUID | None = None
+    score: float | None = None
+
+
+class Proposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A tracked result awaiting review (T9)."""
+
+    written_by: uuid.UUID
+    shape: Shape
+    score: float
+    model: str
+
+
+class ObjectChange(msgspec.Struct, frozen=True, tag="object", forbid_unknown_fields=True, kw_only=True):
+    object: Id
+    before: ObjectInfo | None
+    after: ObjectInfo | None
+
+
+class LabelChange(msgspec.Struct, frozen=True, tag="label", forbid_unknown_fields=True, kw_only=True):
+    object: Id
+    frame: Frame
+    before: Label | None
+    after: Label | None
+
+
+class ProposalChange(msgspec.Struct, frozen=True, tag="proposal", forbid_unknown_fields=True, kw_only=True):
+    track: uuid.UUID
+    object: Id
+    frame: Frame
+    before: Proposal | None
+    after: Proposal | None
+
+
+Change = ObjectChange | LabelChange | ProposalChange
+
+
+class Point(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    x: float
+    y: float
+    include: bool = True
+
+
+class Box(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies: one per kind of fact.
+
+
+class ProjectCreated(msgspec.Struct, **_struct("project_created")):
+    project: Id
+    name: Name
+
+
+class ClassAdded(msgspec.Struct, **_struct("class_added")):
+    project: Id
+    class_id: Id
+    name: Name
+    shape: ShapeKind
+    color: Color
+    skeleton: SkeletonTemplate | None = None
+
+
+class MediaAdded(msgspec.Struct, **_struct("media_added")):
+    project: Id
+    media: Id
+    name: Name
+    kind: MediaKind
+    width: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    height: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    frames: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    fps: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
+
+
+class ObjectCreated(msgspec.Struct, **_struct("object_created")):
+    object: Id
+    media: Id
+    class_id: Id
+
+
+class ObjectDeleted(msgspec.Struct, **_struct("object_deleted")):
+    object: Id
+
+
+class ObjectReclassed(msgspec.Struct, **_struct("object_reclassed")):
+    object: Id
+    class_id: Id
+
+
+class PromptAdded(msgspec.Struct, **_struct("prompt_added")):
+    """SAM mode input (S1, S2, S7): clicks, a box and optionally an existing mask to refine."""
+
+    object: Id
+    frame: Frame
+    points: list[Point] = []
+    box: Box | None = None
+    mask: Rle | None = None
+
+
+class SegmentProposed(msgspec.Struct, **_struct("segment_proposed")):
+    """A model's answer to a prompt: the preview, not yet a label."""
+
+    prompt: uuid.UUID
+    object: Id
+    frame: Frame
+    mask: Rle
+    score: Score
+    model: str
+
+
+class LabelSaved(msgspec.Struct, **_struct("label_saved")):
+    object: Id
+    frame: Frame
+    shape: Shape
+    source: Source
+    model: str | None = None
+    prompt: uuid.UUID | None = None
+    score: float | None = None
+
+
+class LabelDeleted(msgspec.Struct, **_struct("label_deleted")):
+    object: Id
+    frame: Frame
+
+
+class TrackRequested(msgspec.Struct, **_struct("track_requested")):
+    """The envelope's id names the track; frame results point back at it."""
+
+    media: Id
+    objects: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=256)]
+    start: Frame
+    direction: Direction
+    range: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30  # counts the start frame (T1)
+    interval: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0  # frames an object may be lost (T5)
+    algorithm: Algorithm = Algorithm.ADVANCED
+    autosave: bool = False  # automated labelling saves directly (T9)
+
+
+class TrackFrameProduced(msgspec.Struct, **_struct("track_frame_produced")):
+    track: uuid.UUID
+    object: Id
+    frame: Frame
+    shape: Shape | None  # None: the object is lost on this frame
+    score: Score
+    model: str
+
+
+class TrackCompleted(msgspec.Struct, **_struct("track_completed")):
+    track: uuid.UUID
+    frames: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class TrackCancelled(msgspec.Struct, **_struct("track_cancelled")):
+    track: uuid.UUID
+
+
+class TrackFailed(msgspec.Struct, **_struct("track_failed")):
+    track: uuid.UUID
+    reason: str
+
+
+class TrackedAccepted(msgspec.Struct, **_struct("tracked_accepted")):
+    """Review (T9): turn a track's proposals into labels; None selects all."""
+
+    track: uuid.UUID
+    objects: list[Id] | None = None
+    frames: list[Frame] | None = None
+
+
+class TrackedDiscarded(msgspec.Struct, **_struct("tracked_discarded")):
+    track: uuid.UUID
+    objects: list[Id] | None = None
+    frames: list[Frame] | None = None
+
+
+class Undone(msgspec.Struct, **_struct("undone")):
+    """A compensation (C2) computed against the state at undo time: `changes` is what it did;
+    `conflicts` the cells it left alone because someone else changed them since."""
+
+    media: Id
+    target: uuid.UUID
+    changes: list[Change]
+    conflicts: int = 0
+
+
+class Redone(msgspec.Struct, **_struct("redone")):
+    media: Id
+    target: uuid.UUID  # the Undone event it reverts
+    changes: list[Change]
+    conflicts: int = 0
+
+
+Body = (
+    ProjectCreated
+    | ClassAdded
+    | MediaAdded
+    | ObjectCreated
+    | ObjectDeleted
+    | ObjectReclassed
+    | PromptAdded
+    | SegmentProposed
+    | LabelSaved
+    | LabelDeleted
+    | TrackRequested
+    | TrackFrameProduced
+    | TrackCompleted
+    | TrackCancelled
+    | TrackFailed
+    | TrackedAccepted
+    | TrackedDiscarded
+    | Undone
+    | Redone
+)
+
+BODY_TYPES: tuple[type, ...] = Body.__args__  # type: ignore[attr-defined]
+BODY_KINDS: dict[str, type] = {t.__struct_config__.tag: t for t in BODY_TYPES}
+
+
+# ---------------------------------------------------------------------------------------------
+# The envelope.
+
+
+class NewEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An event before the store gave it a position and a time."""
+
+    id: uuid.UUID
+    stream: Stream
+    actor: Actor
+    body: Body
+    cause: uuid.UUID | None = None
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    seq: Annotated[int, msgspec.Meta(ge=1)]
+    id: uuid.UUID
+    stream: Stream
+    actor: Actor
+    at: float  # server time, Unix seconds
+    body: Body
+    cause: uuid.UUID | None = None
+    v: int = SCHEMA_VERSION
+
+
+def project_stream(project: str) -> str:
+    return f"project:{project}"
+
+
+def media_stream(media: str) -> str:
+    return f"media:{media}"
+
+
+def stored(new: NewEvent, seq: int, at: float) -> Event:
+    return Event(seq=seq, id=new.id, stream=new.stream, actor=new.actor, at=at, body=new.body, cause=new.cause)
+
+
+# ---------------------------------------------------------------------------------------------
+# Codec.
+
+# An upcaster turns a raw envelope (a dict) of version N into version N + 1.
+UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(Event)
+_new_event_decoder = msgspec.json.Decoder(NewEvent)
+_body_decoder = msgspec.json.Decoder(Body)
+
+
+def encode(value: Event | NewEvent | msgspec.Struct) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode a stored event, upcasting an older schema version; raises SchemaError."""
+    try:
+        event = _event_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as fast_error:
+        try:
+            raw = msgspec.json.decode(data)
+        except msgspec.DecodeError as error:
+            raise SchemaError(f"not JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise SchemaError("an event must be a JSON object") from None
+        if raw.get("v", SCHEMA_VERSION) == SCHEMA_VERSION:
+            raise SchemaError(str(fast_error)) from None
+        return upcast(raw)
+    if event.v != SCHEMA_VERSION:
+        return upcast(msgspec.json.decode(data))
+    return event
+
+
+def upcast(raw: dict[str, Any]) -> Event:
+    version = raw.get("v", SCHEMA_VERSION)
+    if not isinstance(version, int) or version < 1:
+        raise SchemaError(f"bad schema version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"event written by a newer schema (v{version}); this build reads up to v{SCHEMA_VERSION}")
+    while version < SCHEMA_VERSION:
+        step = UPCASTERS.get(version)
+        if step is None:
+            raise SchemaError(f"no upcaster from schema v{version}")
+        raw = step(raw)
+        version += 1
+        raw["v"] = version
+    try:
+        return msgspec.convert(raw, Event)
+    except msgspec.ValidationError as error:
+        raise SchemaError(str(error)) from None
+
+
+def decode_new_event(data: bytes | str) -> NewEvent:
+    try:
+        return _new_event_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise SchemaError(str(error)) from None
+
+
+def decode_body(data: bytes | str) -> Body:
+    try:
+        return _body_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise SchemaError(str(error)) from None
+
+
+def kind(body: Body) -> str:
+    return type(body).__struct_config__.tag  # type: ignore[attr-defined]

@@ -1,0 +1,110 @@
+"""The label shapes, as they travel in events: one msgspec tagged union.
+
+Only the schema lives here; conversions and validation against a frame are in `geometry`.
+Coordinates are in pixels of the frame, x to the right, y down; whole numbers are pixel centres,
+so (0, 0) is the centre of the top-left pixel (OpenCV's convention).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import msgspec
+
+Coord = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
+
+
+class ShapeKind(enum.StrEnum):
+    """What a class's labels look like (S3, T6)."""
+
+    BITMASK = "bitmask"
+    POLYGON = "polygon"
+    BBOX = "bbox"
+    ROTATED_BBOX = "rotated_bbox"
+    POLYLINE = "polyline"
+    KEYPOINT = "keypoint"
+    SKELETON = "skeleton"
+
+
+# Shapes a SAM mask can be turned into (S3): the wand is disabled for the others.
+SAM_SHAPE_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBOX})
+
+
+class Rle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A COCO run-length encoded mask: `size` is [height, width], `counts` the compressed string."""
+
+    size: tuple[Annotated[int, msgspec.Meta(ge=1, le=65535)], Annotated[int, msgspec.Meta(ge=1, le=65535)]]
+    counts: str
+
+
+class Bitmask(msgspec.Struct, frozen=True, tag="bitmask", forbid_unknown_fields=True):
+    rle: Rle
+
+
+class PolygonPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One connected part: an outer ring and the holes cut out of it; rings are flat [x0, y0, x1, y1, ...]."""
+
+    outer: list[Coord]
+    holes: list[list[Coord]] = []
+
+
+class Polygon(msgspec.Struct, frozen=True, tag="polygon", forbid_unknown_fields=True):
+    parts: list[PolygonPart]
+
+
+class BBox(msgspec.Struct, frozen=True, tag="bbox", forbid_unknown_fields=True):
+    """Axis-aligned box: top-left corner, width and height."""
+
+    x: Coord
+    y: Coord
+    w: Coord
+    h: Coord
+
+
+class RotatedBBox(msgspec.Struct, frozen=True, tag="rotated_bbox", forbid_unknown_fields=True):
+    """Box rotated by `angle` degrees (clockwise on screen) around its centre."""
+
+    cx: Coord
+    cy: Coord
+    w: Coord
+    h: Coord
+    angle: Annotated[float, msgspec.Meta(ge=-360, le=360)]
+
+
+class Polyline(msgspec.Struct, frozen=True, tag="polyline", forbid_unknown_fields=True):
+    points: list[Coord]
+
+
+class Keypoint(msgspec.Struct, frozen=True, tag="keypoint", forbid_unknown_fields=True):
+    x: Coord
+    y: Coord
+
+
+class SkeletonPoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    x: Coord
+    y: Coord
+    visible: bool = True
+
+
+class Skeleton(msgspec.Struct, frozen=True, tag="skeleton", forbid_unknown_fields=True):
+    """Points in the order of the class's skeleton template (names and edges live on the class)."""
+
+    points: list[SkeletonPoint]
+
+
+Shape = Bitmask | Polygon | BBox | RotatedBBox | Polyline | Keypoint | Skeleton
+
+SHAPE_KIND_OF: dict[type, ShapeKind] = {
+    Bitmask: ShapeKind.BITMASK,
+    Polygon: ShapeKind.POLYGON,
+    BBox: ShapeKind.BBOX,
+    RotatedBBox: ShapeKind.ROTATED_BBOX,
+    Polyline: ShapeKind.POLYLINE,
+    Keypoint: ShapeKind.KEYPOINT,
+    Skeleton: ShapeKind.SKELETON,
+}
+
+
+def kind_of(shape: Shape) -> ShapeKind:
+    return SHAPE_KIND_OF[type(shape)]

@@ -1,0 +1,448 @@
+"""The projection: the labels (and everything around them) that the log adds up to.
+
+`fold(events)` builds a `LabelState` from scratch; `state.apply(event)` advances it by one event.
+`apply` mutates in place because a log of a million events must rebuild in seconds; call
+`copy()` to branch. Nothing here does I/O and nothing depends on the clock: the same events give
+the same state, which is what replay (C3) relies on.
+
+Undo bookkeeping lives here too: each user action on a media item is recorded as the list of
+cell changes it made (`Change`), on that user's undo stack for that media item. `domain.decide`
+computes compensations from these records against the state at undo time.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from domain.events import (
+    Change,
+    ClassAdded,
+    Event,
+    Label,
+    LabelChange,
+    LabelDeleted,
+    LabelSaved,
+    MediaAdded,
+    ObjectChange,
+    ObjectCreated,
+    ObjectDeleted,
+    ObjectInfo,
+    ObjectReclassed,
+    ProjectCreated,
+    Proposal,
+    ProposalChange,
+    Redone,
+    Source,
+    TrackCancelled,
+    TrackCompleted,
+    TrackedAccepted,
+    TrackedDiscarded,
+    TrackFailed,
+    TrackFrameProduced,
+    TrackRequested,
+    Undone,
+)
+
+# How many actions per user and media item can be undone; older ones fall off, as in any editor.
+UNDO_DEPTH = 200
+
+ObjectId = str
+Frame = int
+TrackId = uuid.UUID
+
+
+class TrackStatus:
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class TrackInfo:
+    request: TrackRequested
+    actor: str
+    seq: int
+    status: str = TrackStatus.RUNNING
+    produced: int = 0
+    reason: str | None = None
+    # Last frame produced per object: where a resumed track picks up.
+    last_frame: dict[ObjectId, Frame] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Action:
+    """One undoable user action: the cells it changed, in order."""
+
+    id: uuid.UUID
+    actor: str
+    media: str
+    changes: list[Change]
+
+
+@dataclass(slots=True)
+class UndoStacks:
+    undo: list[uuid.UUID] = field(default_factory=list)
+    redo: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass
+class LabelState:
+    seq: int = 0
+    projects: dict[str, ProjectCreated] = field(default_factory=dict)
+    classes: dict[str, ClassAdded] = field(default_factory=dict)
+    media: dict[str, MediaAdded] = field(default_factory=dict)
+    # Live objects only; `object_media` remembers every object id ever made so ids are never reused.
+    objects: dict[ObjectId, ObjectInfo] = field(default_factory=dict)
+    object_media: dict[ObjectId, str] = field(default_factory=dict)
+    labels: dict[ObjectId, dict[Frame, Label]] = field(default_factory=dict)
+    proposals: dict[TrackId, dict[tuple[ObjectId, Frame], Proposal]] = field(default_factory=dict)
+    tracks: dict[TrackId, TrackInfo] = field(default_factory=dict)
+    actions: dict[uuid.UUID, Action] = field(default_factory=dict)
+    stacks: dict[tuple[str, str], UndoStacks] = field(default_factory=dict)
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def label(self, object_id: ObjectId, frame: Frame) -> Label | None:
+        frames = self.labels.get(object_id)
+        return frames.get(frame) if frames else None
+
+    def objects_of(self, media: str) -> dict[ObjectId, ObjectInfo]:
+        return {oid: info for oid, info in self.objects.items() if info.media == media}
+
+    def frame_labels(self, media: str, frame: Frame) -> dict[ObjectId, Label]:
+        """The labels shown on one frame of a media item, by object."""
+        out: dict[ObjectId, Label] = {}
+        for oid, info in self.objects.items():
+            if info.media == media:
+                value = self.labels.get(oid, {}).get(frame)
+                if value is not None:
+                    out[oid] = value
+        return out
+
+    def media_labels(self, media: str) -> dict[tuple[ObjectId, Frame], Label]:
+        return {
+            (oid, frame): value
+            for oid, info in self.objects.items()
+            if info.media == media
+            for frame, value in self.labels.get(oid, {}).items()
+        }
+
+    def stacks_of(self, actor: str, media: str) -> UndoStacks:
+        return self.stacks.get((actor, media)) or UndoStacks()
+
+    def copy(self) -> LabelState:
+        """An independent copy (values are frozen structs, so only containers are copied)."""
+        new = LabelState(
+            seq=self.seq,
+            projects=dict(self.projects),
+            classes=dict(self.classes),
+            media=dict(self.media),
+            objects=dict(self.objects),
+            object_media=dict(self.object_media),
+            labels={oid: dict(frames) for oid, frames in self.labels.items()},
+            proposals={tid: dict(cells) for tid, cells in self.proposals.items()},
+            tracks={tid: _copy.copy(info) for tid, info in self.tracks.items()},
+            actions=dict(self.actions),
+            stacks={key: UndoStacks(list(s.undo), list(s.redo)) for key, s in self.stacks.items()},
+        )
+        for info in new.tracks.values():
+            info.last_frame = dict(info.last_frame)
+        return new
+
+    # ---- cells: the unit undo works on ----------------------------------------------------
+
+    def cell(self, change: Change) -> object:
+        """The current value of the cell a change refers to."""
+        if type(change) is LabelChange:
+            return self.label(change.object, change.frame)
+        if type(change) is ObjectChange:
+            return self.objects.get(change.object)
+        assert type(change) is ProposalChange
+        return self.proposals.get(change.track, {}).get((change.object, change.frame))
+
+    def _set_label(self, object_id: ObjectId, frame: Frame, value: Label | None) -> None:
+        if value is None:
+            frames = self.labels.get(object_id)
+            if frames is not None:
+                frames.pop(frame, None)
+                if not frames:
+                    del self.labels[object_id]
+        else:
+            self.labels.setdefault(object_id, {})[frame] = value
+
+    def _set_object(self, object_id: ObjectId, value: ObjectInfo | None) -> None:
+        if value is None:
+            self.objects.pop(object_id, None)
+        else:
+            self.objects[object_id] = value
+            self.object_media[object_id] = value.media
+
+    def _set_proposal(self, track: TrackId, object_id: ObjectId, frame: Frame, value: Proposal | None) -> None:
+        if value is None:
+            cells = self.proposals.get(track)
+            if cells is not None:
+                cells.pop((object_id, frame), None)
+                if not cells:
+                    del self.proposals[track]
+        else:
+            self.proposals.setdefault(track, {})[(object_id, frame)] = value
+
+    def _write(self, change: Change) -> None:
+        if type(change) is LabelChange:
+            self._set_label(change.object, change.frame, change.after)
+        elif type(change) is ObjectChange:
+            self._set_object(change.object, change.after)
+        else:
+            self._set_proposal(change.track, change.object, change.frame, change.after)  # type: ignore[union-attr]
+
+    # ---- apply ----------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> LabelState:
+        if event.seq <= self.seq:
+            raise ValueError(f"event seq {event.seq} is not after state seq {self.seq}")
+        handler = _HANDLERS.get(type(event.body))
+        if handler is not None:
+            handler(self, event)
+        self.seq = event.seq
+        return self
+
+    def _record(self, event: Event, media: str, changes: list[Change]) -> None:
+        """Put a user's action on their undo stack; a new action clears their redo stack."""
+        if not event.actor.startswith("user:") or not changes:
+            return
+        stacks = self.stacks.setdefault((event.actor, media), UndoStacks())
+        for dropped in stacks.redo:
+            self.actions.pop(dropped, None)
+        stacks.redo.clear()
+        self._push(stacks.undo, Action(event.id, event.actor, media, changes))
+
+    def _push(self, stack: list[uuid.UUID], action: Action) -> None:
+        self.actions[action.id] = action
+        stack.append(action.id)
+        if len(stack) > UNDO_DEPTH:
+            self.actions.pop(stack.pop(0), None)
+
+    def _on_project_created(self, event: Event) -> None:
+        body: ProjectCreated = event.body  # type: ignore[assignment]
+        self.projects[body.project] = body
+
+    def _on_class_added(self, event: Event) -> None:
+        body: ClassAdded = event.body  # type: ignore[assignment]
+        self.classes[body.class_id] = body
+
+    def _on_media_added(self, event: Event) -> None:
+        body: MediaAdded = event.body  # type: ignore[assignment]
+        self.media[body.media] = body
+
+    def _on_object_created(self, event: Event) -> None:
+        body: ObjectCreated = event.body  # type: ignore[assignment]
+        info = ObjectInfo(media=body.media, class_id=body.class_id, created_by=event.actor)
+        self._set_object(body.object, info)
+        self._record(event, body.media, [ObjectChange(object=body.object, before=None, after=info)])
+
+    def _on_object_deleted(self, event: Event) -> None:
+        body: ObjectDeleted = event.body  # type: ignore[assignment]
+        info = self.objects.get(body.object)
+        if info is None:
+            return
+        changes: list[Change] = [
+            LabelChange(object=body.object, frame=frame, before=value, after=None)
+            for frame, value in sorted(self.labels.pop(body.object, {}).items())
+        ]
+        changes.append(ObjectChange(object=body.object, before=info, after=None))
+        self._set_object(body.object, None)
+        self._record(event, info.media, changes)
+
+    def _on_object_reclassed(self, event: Event) -> None:
+        body: ObjectReclassed = event.body  # type: ignore[assignment]
+        before = self.objects.get(body.object)
+        if before is None:
+            return
+        after = ObjectInfo(media=before.media, class_id=body.class_id, created_by=before.created_by)
+        self._set_object(body.object, after)
+        self._record(event, before.media, [ObjectChange(object=body.object, before=before, after=after)])
+
+    def _on_label_saved(self, event: Event) -> None:
+        body: LabelSaved = event.body  # type: ignore[assignment]
+        media = self.object_media.get(body.object)
+        if media is None:
+            return
+        value = Label(
+            written_by=event.id,
+            shape=body.shape,
+            source=body.source,
+            actor=event.actor,
+            model=body.model,
+            prompt=body.prompt,
+            score=body.score,
+        )
+        before = self.label(body.object, body.frame)
+        self._set_label(body.object, body.frame, value)
+        if event.actor.startswith("user:"):
+            self._record(event, media, [LabelChange(object=body.object, frame=body.frame, before=before, after=value)])
+
+    def _on_label_deleted(self, event: Event) -> None:
+        body: LabelDeleted = event.body  # type: ignore[assignment]
+        before = self.label(body.object, body.frame)
+        if before is None:
+            return
+        self._set_label(body.object, body.frame, None)
+        media = self.object_media[body.object]
+        self._record(event, media, [LabelChange(object=body.object, frame=body.frame, before=before, after=None)])
+
+    def _on_track_requested(self, event: Event) -> None:
+        body: TrackRequested = event.body  # type: ignore[assignment]
+        self.tracks[event.id] = TrackInfo(request=body, actor=event.actor, seq=event.seq)
+
+    def _on_track_frame_produced(self, event: Event) -> None:
+        body: TrackFrameProduced = event.body  # type: ignore[assignment]
+        track = self.tracks.get(body.track)
+        if track is None:
+            return
+        track.produced += 1
+        track.last_frame[body.object] = body.frame
+        if body.shape is None or body.object not in self.objects:
+            return
+        if track.request.autosave:
+            # Automated labelling (T5) writes labels directly; they are the model's, not undoable.
+            value = Label(
+                written_by=event.id,
+                shape=body.shape,
+                source=Source.TRACKED,
+                actor=event.actor,
+                model=body.model,
+                track=body.track,
+                score=body.score,
+            )
+            self._set_label(body.object, body.frame, value)
+        else:
+            proposal = Proposal(shape=body.shape, score=body.score, model=body.model, written_by=event.id)
+            self._set_proposal(body.track, body.object, body.frame, proposal)
+
+    def _finish_track(self, track_id: TrackId, status: str, reason: str | None = None) -> None:
+        track = self.tracks.get(track_id)
+        if track is not None:
+            track.status = status
+            track.reason = reason
+
+    def _on_track_completed(self, event: Event) -> None:
+        self._finish_track(event.body.track, TrackStatus.COMPLETED)  # type: ignore[union-attr]
+
+    def _on_track_cancelled(self, event: Event) -> None:
+        self._finish_track(event.body.track, TrackStatus.CANCELLED)  # type: ignore[union-attr]
+
+    def _on_track_failed(self, event: Event) -> None:
+        body: TrackFailed = event.body  # type: ignore[assignment]
+        self._finish_track(body.track, TrackStatus.FAILED, body.reason)
+
+    def selected_proposals(
+        self, track: TrackId, objects: list[str] | None, frames: list[int] | None
+    ) -> list[tuple[ObjectId, Frame, Proposal]]:
+        cells = self.proposals.get(track, {})
+        wanted_objects = set(objects) if objects is not None else None
+        wanted_frames = set(frames) if frames is not None else None
+        return [
+            (oid, frame, value)
+            for (oid, frame), value in sorted(cells.items())
+            if (wanted_objects is None or oid in wanted_objects) and (wanted_frames is None or frame in wanted_frames)
+        ]
+
+    def _on_tracked_accepted(self, event: Event) -> None:
+        body: TrackedAccepted = event.body  # type: ignore[assignment]
+        track = self.tracks.get(body.track)
+        if track is None:
+            return
+        changes: list[Change] = []
+        for oid, frame, proposal in self.selected_proposals(body.track, body.objects, body.frames):
+            changes.append(ProposalChange(track=body.track, object=oid, frame=frame, before=proposal, after=None))
+            if oid in self.objects:
+                value = Label(
+                    written_by=event.id,
+                    shape=proposal.shape,
+                    source=Source.TRACKED,
+                    actor=event.actor,
+                    model=proposal.model,
+                    track=body.track,
+                    score=proposal.score,
+                )
+                changes.append(LabelChange(object=oid, frame=frame, before=self.label(oid, frame), after=value))
+        for change in changes:
+            self._write(change)
+        self._record(event, track.request.media, changes)
+
+    def _on_tracked_discarded(self, event: Event) -> None:
+        body: TrackedDiscarded = event.body  # type: ignore[assignment]
+        track = self.tracks.get(body.track)
+        if track is None:
+            return
+        changes: list[Change] = [
+            ProposalChange(track=body.track, object=oid, frame=frame, before=proposal, after=None)
+            for oid, frame, proposal in self.selected_proposals(body.track, body.objects, body.frames)
+        ]
+        for change in changes:
+            self._write(change)
+        self._record(event, track.request.media, changes)
+
+    def _on_undone(self, event: Event) -> None:
+        body: Undone = event.body  # type: ignore[assignment]
+        for change in body.changes:
+            self._write(change)
+        stacks = self.stacks.setdefault((event.actor, body.media), UndoStacks())
+        if stacks.undo and stacks.undo[-1] == body.target:
+            stacks.undo.pop()
+            self.actions.pop(body.target, None)
+        self._push(stacks.redo, Action(event.id, event.actor, body.media, list(body.changes)))
+
+    def _on_redone(self, event: Event) -> None:
+        body: Redone = event.body  # type: ignore[assignment]
+        for change in body.changes:
+            self._write(change)
+        stacks = self.stacks.setdefault((event.actor, body.media), UndoStacks())
+        if stacks.redo and stacks.redo[-1] == body.target:
+            stacks.redo.pop()
+            self.actions.pop(body.target, None)
+        self._push(stacks.undo, Action(event.id, event.actor, body.media, list(body.changes)))
+
+
+_HANDLERS: dict[type, Callable[[LabelState, Event], None]] = {
+    ProjectCreated: LabelState._on_project_created,
+    ClassAdded: LabelState._on_class_added,
+    MediaAdded: LabelState._on_media_added,
+    ObjectCreated: LabelState._on_object_created,
+    ObjectDeleted: LabelState._on_object_deleted,
+    ObjectReclassed: LabelState._on_object_reclassed,
+    LabelSaved: LabelState._on_label_saved,
+    LabelDeleted: LabelState._on_label_deleted,
+    TrackRequested: LabelState._on_track_requested,
+    TrackFrameProduced: LabelState._on_track_frame_produced,
+    TrackCompleted: LabelState._on_track_completed,
+    TrackCancelled: LabelState._on_track_cancelled,
+    TrackFailed: LabelState._on_track_failed,
+    TrackedAccepted: LabelState._on_tracked_accepted,
+    TrackedDiscarded: LabelState._on_tracked_discarded,
+    Undone: LabelState._on_undone,
+    Redone: LabelState._on_redone,
+}
+
+
+def fold(events: Iterable[Event], state: LabelState | None = None) -> LabelState:
+    """Apply events in order to `state` (a new empty state by default)."""
+    state = state if state is not None else LabelState()
+    apply = state.apply
+    for event in events:
+        apply(event)
+    return state
+
+
+def state_at(events: Iterable[Event], seq: int) -> LabelState:
+    """The state as it was right after position `seq` (C3 replay)."""
+    state = LabelState()
+    for event in events:
+        if event.seq > seq:
+            break
+        state.apply(event)
+    return state

@@ -1,0 +1,338 @@
+"""SAM 2 video tracking over a `FrameSource`, with memory that does not grow with the video.
+
+sam2's `SAM2VideoPredictor.init_state` decodes every frame of a video into one tensor up front
+(about 12 MiB a frame at 1024 px) and its inference state keeps every frame's output forever.
+This session drives the same predictor with an inference state of its own:
+
+- `images` is a stand-in that reads a frame from the FrameSource and preprocesses it exactly as
+  sam2's frame loader does, only when the model asks for that frame. Tracking 30 frames from
+  the middle of a long video touches those 30 frames and nothing else.
+- After each tracked frame, non-conditioning outputs further than `history` frames from it
+  are dropped. `history` defaults to the furthest the model reads back: the last
+  `num_maskmem - 1` frames' memories (times the memory stride) and the last
+  `max_obj_ptrs_in_encoder - 1` frames' object pointers. Conditioning frames (every frame
+  that got a prompt or a mask) are all kept: the model attends to all of them.
+- Image features are cached for the frame in hand only (the predictor's own one-frame cache).
+
+Every output is computed by the predictor's own methods (`add_new_points_or_box`,
+`add_new_mask`, `propagate_in_video_preflight`, `_run_single_frame_inference`,
+`_get_orig_video_res_output`); the propagation loop is `propagate_in_video`'s, re-written so the
+state can be pruned between frames and the object scores reported. So masks equal the raw
+predictor's as long as what it would read was not pruned (always, when moving through the
+video in one direction; see the fidelity tests).
+
+The model is built with `add_all_frames_to_correct_as_cond`: a prompt on a frame that was
+already tracked is a correction that conditions on memory (and the frame's previous mask) and
+then becomes a conditioning frame, so propagating again from it carries the correction (T9).
+
+An object is present on a frame when its object score logit is > 0; otherwise its mask is None
+(lost). The score reported is sigmoid(logit), the model's probability that the object is there.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from domain.events import Direction
+from inference.protocols import FrameSource, Prompt, TrackedMask
+from inference.sam2_backend import Sam2Model
+
+# sam2's frame loader normalisation (ImageNet mean and std).
+_IMG_MEAN = (0.485, 0.456, 0.406)
+_IMG_STD = (0.229, 0.224, 0.225)
+# frames_tracked_per_obj values: shared, since only the direction is read.
+_FORWARD = {"reverse": False}
+_BACKWARD = {"reverse": True}
+
+
+def default_history(sam: Sam2Model) -> int:
+    """How many frames back (in tracking order) the model reads non-conditioning outputs."""
+    net = sam.net
+    stride = max(1, int(net.memory_temporal_stride_for_eval))
+    back = (net.num_maskmem - 1) * stride + 1
+    if net.use_obj_ptrs_in_encoder:
+        back = max(back, int(net.max_obj_ptrs_in_encoder))
+    return back
+
+
+@dataclass(frozen=True, slots=True)
+class Sam2Frame:
+    """Every object's result on one frame, at frame resolution."""
+
+    frame: int
+    objects: list[str]
+    logits: np.ndarray  # (N, H, W) float32; > 0 is the mask
+    object_scores: np.ndarray  # (N,) float32 object score logits; > 0 is present
+
+
+@dataclass(frozen=True, slots=True)
+class Retained:
+    """What a session holds on to (tests and benchmarks check that it stays bounded)."""
+
+    non_cond_frames: int  # non-conditioning outputs kept, summed over objects
+    cond_frames: int  # conditioning outputs kept, summed over objects
+    tensor_bytes: int  # bytes of every distinct tensor storage in the inference state
+    frames_read: int  # frames fetched from the FrameSource so far
+
+
+class Sam2Tracker:
+    """`Tracker` on SAM 2; sessions share the model (and its lock)."""
+
+    def __init__(self, sam: Sam2Model, history: int | None = None) -> None:
+        self._sam = sam
+        least = default_history(sam)
+        if history is not None and history < least:
+            raise ValueError(f"history must cover what the model reads ({least} frames), got {history}")
+        self.history = history if history is not None else least
+
+    @property
+    def model(self) -> str:
+        return self._sam.model_id
+
+    def open(self, frames: FrameSource) -> Sam2TrackerSession:
+        return Sam2TrackerSession(self._sam, frames, self.history)
+
+
+class _LazyVideo:
+    """Stands in for the tensor of all frames that `init_state` preloads: a frame is fetched and
+    preprocessed when the model indexes it, the way sam2's JPEG loader does it (PIL resize to
+    the model's square input, bicubic; scale to [0, 1] in float64; float32; normalise)."""
+
+    def __init__(self, frames: FrameSource, image_size: int, device: torch.device) -> None:
+        self._frames = frames
+        self._size = image_size
+        self._device = device
+        self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32, device=device)[:, None, None]
+        self._std = torch.tensor(_IMG_STD, dtype=torch.float32, device=device)[:, None, None]
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rgb = np.asarray(self._frames.get(index))
+        resized = np.array(Image.fromarray(rgb).convert("RGB").resize((self._size, self._size)))
+        self.reads += 1
+        x = torch.from_numpy(resized / 255.0).permute(2, 0, 1).float().to(self._device)
+        return (x - self._mean) / self._std
+
+
+class Sam2TrackerSession:
+    """One media item's tracking state. Not thread-safe: use a session from one thread at a time
+    (different sessions may run in different threads; the model's lock serialises them)."""
+
+    def __init__(self, sam: Sam2Model, frames: FrameSource, history: int) -> None:
+        self._sam = sam
+        self._frames = frames
+        self.history = history
+        self._video = _LazyVideo(frames, sam.image_size, sam.device)
+        self._state: dict[str, Any] | None = self._new_state()
+
+    # -- TrackerSession ---------------------------------------------------------------------
+
+    def add_mask(self, frame: int, object_id: str, mask: np.ndarray) -> None:
+        state = self._live()
+        self._check_frame(frame)
+        mask = np.asarray(mask)
+        if mask.shape != (self._frames.height, self._frames.width):
+            raise ValueError(f"mask is {mask.shape}, frames are {(self._frames.height, self._frames.width)}")
+        with self._sam.running():
+            self._sam.net.add_new_mask(state, frame, object_id, torch.from_numpy(mask.astype(bool)))
+
+    def add_prompt(self, frame: int, object_id: str, prompt: Prompt) -> np.ndarray:
+        return self.add_prompt_logits(frame, object_id, prompt) > 0
+
+    def propagate(self, start: int, direction: Direction, count: int) -> Iterator[list[TrackedMask]]:
+        frames = self.propagate_logits(start, direction, count, as_masks=True)
+        return (self._tracked(f) for f in frames)
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.clear()
+        self._state = None
+
+    # -- richer results (fidelity tests, benchmarks) -------------------------------------------
+
+    def add_prompt_logits(self, frame: int, object_id: str, prompt: Prompt) -> np.ndarray:
+        """Condition `object_id` on `prompt` at `frame` (the prompt replaces earlier clicks there;
+        the frame's previous mask, if any, is fed back with it as SAM does) and return the
+        object's logits on that frame (H, W). A mask in the prompt goes in first (S7): the
+        clicks then refine it."""
+        state = self._live()
+        self._check_frame(frame)
+        if prompt.is_empty():
+            raise ValueError("an empty prompt has no mask")
+        net = self._sam.net
+        with self._sam.running():
+            if prompt.mask is not None:
+                if prompt.mask.shape != (self._frames.height, self._frames.width):
+                    raise ValueError(f"mask is {prompt.mask.shape}, frames are {(self._frames.height, self._frames.width)}")
+                _, _, logits = net.add_new_mask(state, frame, object_id, torch.from_numpy(np.asarray(prompt.mask, dtype=bool)))
+            if prompt.points or prompt.box is not None:
+                points = labels = None
+                if prompt.points:
+                    points = np.array([[p.x, p.y] for p in prompt.points], dtype=np.float32)
+                    labels = np.array([1 if p.include else 0 for p in prompt.points], dtype=np.int32)
+                box = np.array(prompt.box, dtype=np.float32) if prompt.box is not None else None
+                _, _, logits = net.add_new_points_or_box(
+                    state, frame, object_id, points=points, labels=labels, box=box, clear_old_points=True
+                )
+            idx = state["obj_id_to_idx"][object_id]
+            return logits[idx, 0].float().cpu().numpy()
+
+    def propagate_logits(
+        self, start: int, direction: Direction, count: int, *, as_masks: bool = False
+    ) -> Iterator[Sam2Frame]:
+        """Like `propagate`, with every object's logits and object score logits. With `as_masks`
+        the `logits` array holds the masks (bool) instead, which is cheaper to copy off a GPU."""
+        state = self._live()
+        self._check_frame(start)
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        if not state["obj_ids"]:
+            raise ValueError("no object has a prompt or a mask yet")
+        reverse = Direction(direction) == Direction.BACKWARD
+        if reverse:
+            order = range(start, max(start - count + 1, 0) - 1, -1)
+        else:
+            order = range(start, min(start + count - 1, len(self._frames) - 1) + 1)
+        return self._run(order, reverse, as_masks)
+
+    def retained(self) -> Retained:
+        state = self._live()
+        outputs = state["output_dict_per_obj"].values()
+        seen: set[tuple[int, int]] = set()
+        total = 0
+        for t in _tensors(state):
+            key = (t.untyped_storage().data_ptr(), t.device.index or 0)
+            if key not in seen:
+                seen.add(key)
+                total += t.untyped_storage().nbytes()
+        return Retained(
+            non_cond_frames=sum(len(o["non_cond_frame_outputs"]) for o in outputs),
+            cond_frames=sum(len(o["cond_frame_outputs"]) for o in outputs),
+            tensor_bytes=total,
+            frames_read=self._video.reads,
+        )
+
+    def non_cond_frames(self, object_id: str) -> list[int]:
+        """Frames whose non-conditioning outputs are kept for an object (sorted)."""
+        state = self._live()
+        idx = state["obj_id_to_idx"][object_id]
+        return sorted(state["output_dict_per_obj"][idx]["non_cond_frame_outputs"])
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _run(self, order: range, reverse: bool, as_masks: bool) -> Iterator[Sam2Frame]:
+        net = self._sam.net
+        with self._sam.running():
+            # Encodes the prompted frames' memories and moves them into the output dicts.
+            net.propagate_in_video_preflight(self._live())
+        for frame in order:
+            # The model context is entered per frame, never across a yield: inference mode and
+            # autocast are thread-local and must not leak into the consumer's code.
+            with self._sam.running():
+                result = self._step(frame, reverse, as_masks)
+            yield result
+
+    def _step(self, frame: int, reverse: bool, as_masks: bool) -> Sam2Frame:
+        # One iteration of SAM2VideoPredictor.propagate_in_video, plus pruning and scores.
+        net, state = self._sam.net, self._live()
+        preds: list[torch.Tensor] = []
+        scores: list[torch.Tensor] = []
+        for obj_idx in range(len(state["obj_ids"])):
+            outputs = state["output_dict_per_obj"][obj_idx]
+            out = outputs["cond_frame_outputs"].get(frame)
+            if out is not None:
+                pred = out["pred_masks"].to(state["device"], non_blocking=True)
+            else:
+                out, pred = net._run_single_frame_inference(
+                    inference_state=state,
+                    output_dict=outputs,
+                    frame_idx=frame,
+                    batch_size=1,
+                    is_init_cond_frame=False,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    reverse=reverse,
+                    run_mem_encoder=True,
+                )
+                outputs["non_cond_frame_outputs"][frame] = out
+            state["frames_tracked_per_obj"][obj_idx][frame] = _BACKWARD if reverse else _FORWARD
+            preds.append(pred)
+            scores.append(out["object_score_logits"].reshape(()))
+        _, video_res = net._get_orig_video_res_output(state, torch.cat(preds, dim=0))
+        self._prune(frame)
+        values = video_res[:, 0] > 0 if as_masks else video_res[:, 0].float()
+        return Sam2Frame(
+            frame=frame,
+            objects=list(state["obj_ids"]),
+            logits=values.cpu().numpy(),
+            object_scores=torch.stack(scores).float().cpu().numpy(),
+        )
+
+    def _prune(self, frame: int) -> None:
+        for outputs in self._live()["output_dict_per_obj"].values():
+            kept = outputs["non_cond_frame_outputs"]
+            for t in [t for t in kept if abs(t - frame) > self.history]:
+                del kept[t]
+
+    @staticmethod
+    def _tracked(result: Sam2Frame) -> list[TrackedMask]:
+        tracked = []
+        for obj, mask, logit in zip(result.objects, result.logits, result.object_scores, strict=True):
+            present = bool(logit > 0)
+            prob = float(1.0 / (1.0 + np.exp(-float(logit))))
+            tracked.append(TrackedMask(object=obj, frame=result.frame, mask=mask if present else None, score=prob))
+        return tracked
+
+    def _new_state(self) -> dict[str, Any]:
+        # The keys of SAM2VideoPredictor.init_state, with `images` read on demand.
+        device = self._sam.device
+        return {
+            "images": self._video,
+            "num_frames": len(self._frames),
+            "offload_video_to_cpu": False,
+            "offload_state_to_cpu": False,
+            "video_height": self._frames.height,
+            "video_width": self._frames.width,
+            "device": device,
+            "storage_device": device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": {},
+        }
+
+    def _live(self) -> dict[str, Any]:
+        if self._state is None:
+            raise RuntimeError("the tracking session is closed")
+        return self._state
+
+    def _check_frame(self, frame: int) -> None:
+        if not 0 <= frame < len(self._frames):
+            raise IndexError(f"frame {frame} out of range 0..{len(self._frames) - 1}")
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)

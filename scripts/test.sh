@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: installs what the project needs into .venv, then runs the whole suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/domain -x).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/bootstrap.sh"
+cd "$root"
+exec .venv/bin/python -m pytest "$@"

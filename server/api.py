@@ -1,0 +1,479 @@
+"""REST: projects, ontology, members, media upload, frames, labels, history, audit, commands.
+
+Every route needs a token (`Authorization: Bearer <token>`; GET routes also take `?token=`, so
+an <img> can show a frame). Errors are JSON `{"error": {"code", "message"}}` with a fitting
+status; a refused request changes nothing. docs/api.md lists the routes and who may call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from domain.audit import GroupBy, cell_history, counts
+from domain.decide import Command, DomainError, ErrorCode
+from domain.events import (
+    ClassAdded,
+    Event,
+    Id,
+    MediaAdded,
+    MediaKind,
+    Name,
+    ProjectCreated,
+    SkeletonTemplate,
+    Color,
+    media_stream,
+    project_stream,
+)
+from domain.shapes import ShapeKind
+from domain.state import LabelState, fold
+from inference.frames import FrameError
+from server.accounts import AccountError, Role, User
+from server.context import Context, Forbidden, authorize_command, require
+from server.media import MediaError
+from server.protocol import LabelEntry, snapshot
+
+_encoder = msgspec.json.Encoder()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+STATUS_OF_DOMAIN_ERROR = {
+    ErrorCode.UNKNOWN: 404,
+    ErrorCode.EXISTS: 409,
+    ErrorCode.NOT_ALLOWED: 403,
+}
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(value), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+Handler = Callable[[Request, Context, User], Awaitable[Response]]
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, run, and turn every expected failure into a JSON error."""
+
+    async def run(request: Request) -> Response:
+        ctx: Context = request.app.state.ctx
+        token = _token(request)
+        user = await ctx.accounts.authenticate(token)
+        if user is None:
+            return error_response(401, "unauthorized", "unknown or missing token")
+        try:
+            return await handler(request, ctx, user)
+        except ApiError as error:
+            return error_response(error.status, error.code, error.message)
+        except Forbidden as error:
+            return error_response(403, "forbidden", str(error))
+        except DomainError as error:
+            return error_response(STATUS_OF_DOMAIN_ERROR.get(error.code, 422), error.code.value, error.message)
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            return error_response(422, "invalid_request", str(error))
+        except (MediaError, AccountError) as error:
+            return error_response(422, "invalid_request", str(error))
+
+    return run
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    if request.method == "GET":
+        return request.query_params.get("token")
+    return None
+
+
+async def _body(request: Request, ctx: Context, type_: type) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > ctx.settings.max_request_bytes:
+        raise ApiError(413, "too_large", f"request body over {ctx.settings.max_request_bytes} bytes")
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > ctx.settings.max_request_bytes:
+            raise ApiError(413, "too_large", f"request body over {ctx.settings.max_request_bytes} bytes")
+    try:
+        return msgspec.json.decode(data, type=type_)
+    except msgspec.ValidationError as error:
+        raise ApiError(422, "invalid_request", str(error)) from None
+    except msgspec.DecodeError as error:
+        raise ApiError(400, "malformed_json", f"not valid JSON: {error}") from None
+
+
+def _int_param(request: Request, name: str, default: int | None = None, minimum: int = 0) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ApiError(422, "invalid_request", f"{name} must be at least {minimum}")
+    return value
+
+
+def _media(ctx: Context, user: User, media_id: str) -> MediaAdded:
+    media = ctx.ledger.state.media.get(media_id)
+    if media is None or ctx.accounts.role_in(user, media.project) is None:
+        # Another project's media looks exactly like a missing one.
+        raise ApiError(404, "unknown_id", f"unknown media {media_id!r}")
+    return media
+
+
+def _project(ctx: Context, user: User, project_id: str) -> ProjectCreated:
+    project = ctx.ledger.state.projects.get(project_id)
+    if project is None or ctx.accounts.role_in(user, project_id) is None:
+        raise ApiError(404, "unknown_id", f"unknown project {project_id!r}")
+    return project
+
+
+async def _execute(ctx: Context, user: User, command: Command, command_id: uuid.UUID | None = None, panoptic: bool = False) -> tuple[Event, bool]:
+    def authorize(scope):  # type: ignore[no-untyped-def]
+        authorize_command(ctx, user, command, scope)
+
+    return await ctx.ledger.execute(user.actor, command, command_id or uuid.uuid4(), authorize=authorize, panoptic=panoptic)
+
+
+# ---- who am I, projects -----------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    return json_response({"ok": True})
+
+
+@endpoint
+async def me(request: Request, ctx: Context, user: User) -> Response:
+    return json_response({"name": user.name, "role": user.role.value, "actor": user.actor})
+
+
+def _project_view(state: LabelState, project: ProjectCreated, role: Role) -> dict[str, Any]:
+    return {
+        "id": project.project,
+        "name": project.name,
+        "role": role.value,
+        "classes": [c for c in state.classes.values() if c.project == project.project],
+        "media": [m for m in state.media.values() if m.project == project.project],
+    }
+
+
+@endpoint
+async def list_projects(request: Request, ctx: Context, user: User) -> Response:
+    state = ctx.ledger.state
+    visible = ctx.accounts.projects_of(user)
+    views = [
+        _project_view(state, project, ctx.accounts.role_in(user, pid))  # type: ignore[arg-type]
+        for pid, project in sorted(state.projects.items())
+        if visible is None or pid in visible
+    ]
+    return json_response(views)
+
+
+class NewProject(msgspec.Struct, forbid_unknown_fields=True):
+    id: Id
+    name: Name
+
+
+@endpoint
+async def create_project(request: Request, ctx: Context, user: User) -> Response:
+    body = await _body(request, ctx, NewProject)
+    event, _ = await _execute(ctx, user, ProjectCreated(project=body.id, name=body.name))
+    await ctx.accounts.set_member(body.id, user.name, Role.ADMIN)
+    return json_response({"id": body.id, "seq": event.seq}, 201)
+
+
+@endpoint
+async def get_project(request: Request, ctx: Context, user: User) -> Response:
+    project = _project(ctx, user, request.path_params["project"])
+    role = ctx.accounts.role_in(user, project.project)
+    return json_response(_project_view(ctx.ledger.state, project, role))  # type: ignore[arg-type]
+
+
+class NewClass(msgspec.Struct, forbid_unknown_fields=True):
+    id: Id
+    name: Name
+    shape: ShapeKind
+    color: Color
+    skeleton: SkeletonTemplate | None = None
+
+
+@endpoint
+async def add_class(request: Request, ctx: Context, user: User) -> Response:
+    project = _project(ctx, user, request.path_params["project"])
+    body = await _body(request, ctx, NewClass)
+    command = ClassAdded(project=project.project, class_id=body.id, name=body.name, shape=body.shape, color=body.color, skeleton=body.skeleton)
+    event, _ = await _execute(ctx, user, command)
+    return json_response({"id": body.id, "seq": event.seq}, 201)
+
+
+# ---- members ------------------------------------------------------------------------------------
+
+
+@endpoint
+async def list_members(request: Request, ctx: Context, user: User) -> Response:
+    project = _project(ctx, user, request.path_params["project"])
+    return json_response({name: role.value for name, role in sorted(ctx.accounts.members(project.project).items())})
+
+
+class Membership(msgspec.Struct, forbid_unknown_fields=True):
+    role: Role
+
+
+@endpoint
+async def set_member(request: Request, ctx: Context, user: User) -> Response:
+    project = _project(ctx, user, request.path_params["project"])
+    require(ctx.accounts, user, project.project, Role.ADMIN)
+    name = request.path_params["user"]
+    if request.method == "DELETE":
+        await ctx.accounts.set_member(project.project, name, None)
+        return json_response({"user": name, "role": None})
+    body = await _body(request, ctx, Membership)
+    await ctx.accounts.set_member(project.project, name, body.role)
+    return json_response({"user": name, "role": body.role.value})
+
+
+# ---- media ----------------------------------------------------------------------------------------
+
+
+class MediaForm(msgspec.Struct, forbid_unknown_fields=True):
+    id: Id
+    name: Name
+    kind: MediaKind
+
+
+@endpoint
+async def upload_media(request: Request, ctx: Context, user: User) -> Response:
+    """multipart/form-data: `id`, `name`, `kind` and one or more `file` parts (in frame order)."""
+    project = _project(ctx, user, request.path_params["project"])
+    require(ctx.accounts, user, project.project, Role.ADMIN)
+    limit = ctx.settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "too_large", f"upload over {limit} bytes")
+    library = ctx.library
+    staging = await asyncio.to_thread(library.staging)
+    try:
+        try:
+            form = await _limited(request, limit).form(max_files=100_000, max_fields=20)
+        except _TooLarge:
+            raise ApiError(413, "too_large", f"upload over {limit} bytes") from None
+        except Exception as error:  # the multipart parser's own errors
+            raise ApiError(400, "malformed_upload", f"cannot read the upload: {error}") from None
+        try:
+            fields = msgspec.convert({k: v for k, v in form.items() if isinstance(v, str)}, MediaForm)
+        except msgspec.ValidationError as error:
+            raise ApiError(422, "invalid_request", str(error)) from None
+        if fields.id in ctx.ledger.state.media:
+            raise ApiError(409, "already_exists", f"media {fields.id!r} already exists")
+        files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
+        staged = []
+        for index, part in enumerate(files):
+            path = staging / f"{index:06d}.upload"
+            await asyncio.to_thread(_save, part, path)
+            staged.append((part.filename or "", path))
+        await form.close()
+        probed = await asyncio.to_thread(library.ingest, fields.id, fields.kind, staged)
+    finally:
+        await asyncio.to_thread(library.discard, staging)
+    command = MediaAdded(
+        project=project.project, media=fields.id, name=fields.name, kind=fields.kind,
+        width=probed.width, height=probed.height, frames=probed.frames, fps=probed.fps,
+    )
+    try:
+        event, _ = await ctx.ledger.execute(user.actor, command, uuid.uuid4())
+    except BaseException:
+        await asyncio.to_thread(library.remove, fields.id)
+        raise
+    return json_response({"media": command, "seq": event.seq}, 201)
+
+
+def _save(part: UploadFile, path: Path) -> None:
+    part.file.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(part.file, out, 1024 * 1024)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _limited(request: Request, limit: int) -> Request:
+    """The request with a body that stops being read past `limit` bytes (chunked uploads have no
+    Content-Length to check up front)."""
+    received = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _TooLarge()
+        return message
+
+    return Request(request.scope, receive)
+
+
+@endpoint
+async def get_media(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    return json_response(media)
+
+
+@endpoint
+async def get_frame(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    index = request.path_params["index"]
+    if not 0 <= index < media.frames:
+        raise ApiError(404, "frame_out_of_range", f"frame {index} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
+    etag = '"' + hashlib.sha1(f"{media.media}/{index}".encode()).hexdigest()[:16] + '"'
+    headers = {"Cache-Control": "private, max-age=86400, immutable", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    try:
+        data = await asyncio.to_thread(ctx.library.jpeg, media, index)
+    except FrameError as error:
+        raise ApiError(500, "frame_unreadable", str(error)) from None
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+# ---- labels, history, audit -------------------------------------------------------------------------
+
+
+async def _state_for(ctx: Context, media: MediaAdded, seq: int | None) -> LabelState:
+    """The live state, or the state as of `seq` replayed from the media's and its project's
+    streams (nothing else affects a media item's labels)."""
+    if seq is None or seq >= ctx.ledger.state.seq:
+        return ctx.ledger.state
+    streams = {media_stream(media.media), project_stream(media.project)}
+    state = LabelState()
+    async for batch in ctx.store.iter_batches(0):
+        for event in batch:
+            if event.seq > seq:
+                return state
+            if event.stream in streams:
+                state.apply(event)
+    return state
+
+
+@endpoint
+async def get_labels(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    frame = _int_param(request, "frame")
+    seq = _int_param(request, "seq")
+    state = await _state_for(ctx, media, seq)
+    if frame is not None and frame >= media.frames:
+        raise ApiError(404, "frame_out_of_range", f"frame {frame} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
+    labels = state.media_labels(media.media) if media.media in state.media else {}
+    entries = [LabelEntry(oid, f, label) for (oid, f), label in sorted(labels.items()) if frame is None or f == frame]
+    return json_response({"seq": seq if seq is not None and seq < ctx.ledger.state.seq else ctx.ledger.state.seq, "labels": entries})
+
+
+@endpoint
+async def get_snapshot(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    return json_response(snapshot(ctx.ledger.state, media.media, user.actor))
+
+
+@endpoint
+async def get_history(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    after = _int_param(request, "after", 0)
+    limit = min(_int_param(request, "limit", 100, minimum=1) or 100, 1000)
+    events = await ctx.store.read(after or 0, stream=media_stream(media.media), limit=limit)
+    following = events[-1].seq if len(events) == limit else None
+    return json_response({"events": events, "next_after": following})
+
+
+@endpoint
+async def get_audit(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    try:
+        by = GroupBy(request.query_params.get("by", "object"))
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"by must be one of {', '.join(g.value for g in GroupBy)}") from None
+    annotator = request.query_params.get("annotator")
+    table = counts(ctx.ledger.state, media.media, by, annotator=f"user:{annotator}" if annotator else None)
+    return json_response({"by": by.value, "counts": {str(k): v for k, v in table.items()}})
+
+
+@endpoint
+async def get_cell_history(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    object_id, frame = request.path_params["object"], request.path_params["frame"]
+    if ctx.ledger.state.object_media.get(object_id) != media.media:
+        raise ApiError(404, "unknown_id", f"unknown object {object_id!r}")
+    events: list[Event] = []
+    for stream in (project_stream(media.project), media_stream(media.media)):
+        async for batch in ctx.store.iter_batches(0, stream=stream):
+            events.extend(batch)
+    events.sort(key=lambda e: e.seq)
+    return json_response({"history": cell_history(events, object_id, frame)})
+
+
+# ---- commands ------------------------------------------------------------------------------------------
+
+
+class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
+    id: uuid.UUID
+    body: Command
+    panoptic: bool = False
+
+
+@endpoint
+async def post_command(request: Request, ctx: Context, user: User) -> Response:
+    media = _media(ctx, user, request.path_params["media"])
+    body = await _body(request, ctx, CommandRequest)
+
+    def authorize(scope):  # type: ignore[no-untyped-def]
+        if scope.media != media.media:
+            raise Forbidden("this route only takes commands for its own media item")
+        authorize_command(ctx, user, body.body, scope)
+
+    event, duplicate = await ctx.ledger.execute(user.actor, body.body, body.id, authorize=authorize, panoptic=body.panoptic)
+    return json_response({"id": body.id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
+
+
+routes = [
+    Route("/api/health", health),
+    Route("/api/me", me),
+    Route("/api/projects", list_projects, methods=["GET"]),
+    Route("/api/projects", create_project, methods=["POST"]),
+    Route("/api/projects/{project}", get_project),
+    Route("/api/projects/{project}/classes", add_class, methods=["POST"]),
+    Route("/api/projects/{project}/members", list_members),
+    Route("/api/projects/{project}/members/{user}", set_member, methods=["PUT", "DELETE"]),
+    Route("/api/projects/{project}/media", upload_media, methods=["POST"]),
+    Route("/api/media/{media}", get_media),
+    Route("/api/media/{media}/frames/{index:int}", get_frame),
+    Route("/api/media/{media}/labels", get_labels),
+    Route("/api/media/{media}/snapshot", get_snapshot),
+    Route("/api/media/{media}/history", get_history),
+    Route("/api/media/{media}/audit", get_audit),
+    Route("/api/media/{media}/cells/{object}/{frame:int}", get_cell_history),
+    Route("/api/media/{media}/commands", post_command, methods=["POST"]),
+]

@@ -1,0 +1,58 @@
+"""The Starlette application: opens the log, the accounts and the media library, rebuilds the
+projection, and serves REST, the sockets and the page."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from server import api
+from server.accounts import Accounts
+from server.context import Context
+from server.hub import Hub
+from server.ledger import Ledger
+from server.media import MediaLibrary
+from server.presence import PresenceBoard
+from server.settings import Settings
+from server.sqlite_store import SQLiteEventStore
+from server.ws import media_socket
+
+log = logging.getLogger("masklog")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[Context]:
+    settings.data.mkdir(parents=True, exist_ok=True)
+    store = await SQLiteEventStore.open(settings.database)
+    accounts = await Accounts.open(settings.accounts_database)
+    try:
+        hub = Hub()
+        ledger = Ledger(store, hub)
+        await ledger.load()
+        library = MediaLibrary(settings.media_dir, settings.frame_cache, settings.open_media)
+        yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library)
+    finally:
+        await accounts.close()
+        await store.close()
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_context(settings) as ctx:
+            app.state.ctx = ctx
+            log.info("masklog: %d events loaded from %s", ctx.ledger.state.seq, settings.database)
+            yield
+
+    routes = [*api.routes, WebSocketRoute("/api/media/{media}/ws", media_socket)]
+    if (WEB_DIR / "index.html").exists():
+        routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True)))
+    return Starlette(routes=routes, lifespan=lifespan)

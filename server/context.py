@@ -1,0 +1,88 @@
+"""What one server process holds, and who may send which command.
+
+The authorization rules are in one place so that REST and the socket apply the same ones, and
+so docs/api.md can list them:
+
+| command                                   | who                                          |
+|-------------------------------------------|----------------------------------------------|
+| project_created                           | account admins                               |
+| class_added, media upload (REST)          | project admins                               |
+| track_cancelled                           | the requester, or a project admin            |
+| media_added, segment_proposed,            | nobody directly: the server and model actors |
+| track_frame_produced,                     |                                              |
+| track_completed, track_failed, undone,    |                                              |
+| redone                                    |                                              |
+| everything else (objects, prompts,        | annotators and admins of the project         |
+| labels, tracks, review, undo, redo)       |                                              |
+
+Viewers read and never write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.decide import Command, Scope
+from domain.events import (
+    ClassAdded,
+    MediaAdded,
+    ProjectCreated,
+    Redone,
+    SegmentProposed,
+    TrackCancelled,
+    TrackCompleted,
+    TrackFailed,
+    TrackFrameProduced,
+    Undone,
+)
+from server.accounts import RANK, Accounts, Role, User
+from server.hub import Hub
+from server.ledger import Ledger
+from server.media import MediaLibrary
+from server.presence import PresenceBoard
+from server.settings import Settings
+from server.store import EventStore
+
+
+class Forbidden(Exception):
+    pass
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: EventStore
+    hub: Hub
+    ledger: Ledger
+    accounts: Accounts
+    presence: PresenceBoard
+    library: MediaLibrary
+
+
+SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)
+
+
+def require(accounts: Accounts, user: User, project: str, at_least: Role) -> Role:
+    role = accounts.role_in(user, project)
+    if role is None:
+        raise Forbidden("you are not a member of this project")
+    if RANK[role] < RANK[at_least]:
+        raise Forbidden(f"this needs the {at_least.value} role; you are {role.value}")
+    return role
+
+
+def authorize_command(ctx: Context, user: User, command: Command, scope: Scope) -> None:
+    if isinstance(command, SERVER_ONLY):
+        raise Forbidden(f"'{type(command).__struct_config__.tag}' events are written by the server itself")
+    if isinstance(command, ProjectCreated):
+        if user.role != Role.ADMIN:
+            raise Forbidden("only account admins create projects")
+        return
+    if isinstance(command, ClassAdded):
+        require(ctx.accounts, user, scope.project, Role.ADMIN)
+        return
+    role = require(ctx.accounts, user, scope.project, Role.ANNOTATOR)
+    if isinstance(command, TrackCancelled):
+        track = ctx.ledger.state.tracks.get(command.track)
+        if track is not None and track.actor != user.actor and role != Role.ADMIN:
+            raise Forbidden("only the requester or a project admin can cancel a track")

@@ -1,0 +1,68 @@
+"""Server settings: flags first, then MASKLOG_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which backend answers clicks and 'advanced' tracking (E4)."""
+
+    backend: str = "classical"  # 'classical' or 'sam2'
+    sam2_checkpoint: Path | None = None
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    device: str | None = None  # None: CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: ModelSettings = field(default_factory=ModelSettings)
+    # Limits on what a client may send.
+    max_upload_bytes: int = 2 * 1024**3
+    max_message_bytes: int = 8 * 1024**2
+    max_request_bytes: int = 16 * 1024**2
+    # Events queued for one socket before it is dropped and must resume (a slow reader never
+    # slows the others).
+    client_queue: int = 1000
+    # Decoded frames kept per media item, and media items with open decoders.
+    frame_cache: int = 32
+    open_media: int = 8
+    # Browser origins allowed on the socket besides the server's own.
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def database(self) -> Path:
+        return self.data / "events.sqlite3"
+
+    @property
+    def accounts_database(self) -> Path:
+        return self.data / "accounts.sqlite3"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data / "media"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"MASKLOG_{name}", default)
+
+
+def model_settings_from(backend: str | None, checkpoint: str | None, config: str | None, device: str | None) -> ModelSettings:
+    backend = backend or env("BACKEND")
+    checkpoint = checkpoint or env("SAM2_CHECKPOINT")
+    if backend is None:
+        backend = "sam2" if checkpoint else "classical"
+    if backend not in ("classical", "sam2"):
+        raise ValueError(f"unknown backend {backend!r}: use 'classical' or 'sam2'")
+    return ModelSettings(
+        backend=backend,
+        sam2_checkpoint=Path(checkpoint) if checkpoint else None,
+        sam2_config=config or env("SAM2_CONFIG") or ModelSettings.sam2_config,
+        device=device or env("DEVICE"),
+    )

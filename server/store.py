@@ -1,0 +1,188 @@
+"""The event store contract: one append-only log, one order.
+
+Every backend (SQLite now, PostgreSQL later) implements `EventStore` and passes the same
+contract tests (`tests/server/store_contract.py`). The helpers here are the parts every backend
+shares: checking a batch before it is stored, and fanning the committed head out to
+subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+import msgspec
+
+from domain.events import Event, NewEvent, SchemaError, decode_new_event, encode
+
+
+class StoreError(Exception):
+    """Base of the errors the store raises itself."""
+
+
+class StoreClosed(StoreError):
+    """The store was closed; nothing more can be appended or read."""
+
+
+class StoreCorrupted(StoreError):
+    """The storage failed its integrity check on open."""
+
+
+class UnstorableEvent(StoreError, ValueError):
+    """An event of a batch could not be stored; nothing of its batch was stored."""
+
+    def __init__(self, index: int, event_id: UUID | None, reason: str) -> None:
+        super().__init__(f"event {index} of the batch (id {event_id}) cannot be stored: {reason}")
+        self.index = index
+        self.event_id = event_id
+        self.reason = reason
+
+
+class EventStore(Protocol):
+    """The log. Positions (`seq`) are gap-free and strictly increasing, and commit order is
+    position order, so a reader that reads after the last position it saw misses nothing."""
+
+    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+        """Store a batch atomically (all or nothing) and return its events in batch order.
+
+        Idempotent by event id: an id that is already stored (or earlier in the same batch) is
+        not stored again; its place in the result holds the event as first stored, so a retried
+        command gets its original position back. Raises `UnstorableEvent` when an event does not
+        encode or does not satisfy the schema; then nothing of the batch is stored.
+        """
+        ...
+
+    async def read(self, after: int = 0, *, stream: str | None = None, limit: int | None = None) -> list[Event]:
+        """Events with `seq > after` (of one stream, if given), ordered by seq."""
+        ...
+
+    def iter_batches(
+        self, after: int = 0, *, stream: str | None = None, batch_size: int = 10_000
+    ) -> AsyncIterator[list[Event]]:
+        """Every event after `after`, in seq order, as lists of up to `batch_size`: for
+        rebuilding projections from a long log without holding it in memory."""
+        ...
+
+    async def get(self, id: UUID) -> Event | None:
+        ...
+
+    async def head(self) -> int:
+        """The last committed position; 0 when the log is empty."""
+        ...
+
+    def subscribe(self) -> Subscription:
+        """Heads committed from now on; see `Subscription`."""
+        ...
+
+    async def close(self) -> None:
+        """Finish the appends already queued, then release everything. Idempotent."""
+        ...
+
+
+def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
+    """Return the batch as it will read back; raise `UnstorableEvent` for the first event that
+    would not read back.
+
+    Structs are not validated when built, so an event can hold a value of the wrong type or one
+    outside its bounds; stored, it would make every later rebuild fail. Round-tripping through
+    the strict decoder is the one check that matches what readers will do, and the events it
+    returns have exactly the types the schema says (a UUID, not a string that looks like one).
+    Backends call this before a batch joins a shared transaction, so a bad batch fails only its
+    own caller.
+    """
+    checked: list[NewEvent] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, NewEvent):
+            raise UnstorableEvent(index, None, f"expected NewEvent, got {type(event).__name__}")
+        try:
+            checked.append(decode_new_event(encode(event)))
+        except (SchemaError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as error:
+            raise UnstorableEvent(index, event.id if isinstance(event.id, UUID) else None, str(error)) from error
+    return checked
+
+
+class Subscription:
+    """Heads committed after `subscribe()`, coalesced.
+
+    Each `__anext__` waits until the head is greater than the last value it returned (or than the
+    head at subscription time) and returns the *latest* head. A slow subscriber therefore skips
+    intermediate heads instead of queueing them: the writer never waits for it and its memory is
+    one integer. Heads are positions, not events: read `after` your last seq to get the events,
+    and subscribe *before* the first catch-up read so no commit falls between the two.
+    Iteration ends when the subscription or the store is closed.
+    """
+
+    def __init__(self, head: int, on_close: Callable[[Subscription], None]) -> None:
+        self._seen = head
+        self._latest = head
+        self._closed = False
+        self._wake = asyncio.Event()
+        self._on_close = on_close
+
+    def _publish(self, head: int) -> None:
+        if head > self._latest:
+            self._latest = head
+            self._wake.set()
+
+    def _end(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> int:
+        while self._latest <= self._seen:
+            if self._closed:
+                raise StopAsyncIteration
+            # No await between the check and clear(): a publish cannot slip in between.
+            self._wake.clear()
+            await self._wake.wait()
+        self._seen = self._latest
+        return self._seen
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._end()
+            self._on_close(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class HeadBroadcast:
+    """Fan-out of committed heads to subscriptions; a backend calls `publish` after each commit
+    (SQLite: its writer task; PostgreSQL: a LISTEN/NOTIFY listener)."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._closed = False
+
+    def subscribe(self, head: int) -> Subscription:
+        subscription = Subscription(head, self._subscriptions.discard)
+        if self._closed:
+            subscription._end()
+        else:
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def publish(self, head: int) -> None:
+        for subscription in self._subscriptions:
+            subscription._publish(head)
+
+    def close(self) -> None:
+        self._closed = True
+        for subscription in self._subscriptions:
+            subscription._end()
+        self._subscriptions.clear()
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)

@@ -1,0 +1,183 @@
+"""Command validation: every refusal has a code and a message, and changes nothing."""
+
+import uuid
+
+import pytest
+
+from domain import events as ev
+from domain.decide import DomainError, ErrorCode, Redo, Undo, decide
+from domain.geometry import rle_area, rle_decode
+from domain.shapes import BBox, Bitmask, Keypoint, Polygon, PolygonPart, Polyline, RotatedBBox, Skeleton, SkeletonPoint
+from tests.domain.builders import ALICE, BOB, FRAMES, HEIGHT, TRACKER, WIDTH, project_log, rect_mask
+
+
+@pytest.fixture
+def log():
+    log = project_log()
+    for kind in ["bitmask", "polygon", "bbox", "rotated_bbox", "polyline", "keypoint", "skeleton"]:
+        log.do(ALICE, ev.ObjectCreated(object=f"o-{kind}", media="m1", class_id=kind))
+    return log
+
+
+def refused(log, actor, command, code, match, **kwargs):
+    before = log.state.copy()
+    with pytest.raises(DomainError, match=match) as caught:
+        decide(log.state, actor, command, **kwargs)
+    assert caught.value.code == code
+    assert log.state == before  # deciding never changes the state
+
+
+def test_project_class_and_media_rules(log):
+    refused(log, ALICE, ev.ProjectCreated(project="p1", name="again"), ErrorCode.EXISTS, "already exists")
+    refused(log, ALICE, ev.ProjectCreated(project="../p", name="x"), ErrorCode.INVALID_ID, "not valid")
+    refused(log, ALICE, ev.ClassAdded(project="nope", class_id="c", name="c", shape="bbox", color="#000000"), ErrorCode.UNKNOWN, "unknown project")
+    refused(log, ALICE, ev.ClassAdded(project="p1", class_id="sk", name="c", shape="skeleton", color="#000000"), ErrorCode.INVALID, "skeleton template")
+    refused(
+        log, ALICE,
+        ev.ClassAdded(project="p1", class_id="sk", name="c", shape="skeleton", color="#000000", skeleton=ev.SkeletonTemplate(points=["a"], edges=[(0, 1)])),
+        ErrorCode.INVALID, "edge",
+    )
+    refused(log, ALICE, ev.MediaAdded(project="p1", media="img", name="x.png", kind="image", width=4, height=4, frames=3), ErrorCode.INVALID, "one frame")
+    refused(log, ALICE, ev.MediaAdded(project="p1", media="m1", name="x", kind="video", width=4, height=4, frames=3), ErrorCode.EXISTS, "already exists")
+
+
+def test_object_rules(log):
+    refused(log, ALICE, ev.ObjectCreated(object="x", media="nope", class_id="bbox"), ErrorCode.UNKNOWN, "unknown media")
+    refused(log, ALICE, ev.ObjectCreated(object="x", media="m1", class_id="nope"), ErrorCode.UNKNOWN, "unknown class")
+    refused(log, ALICE, ev.ObjectCreated(object="o-bbox", media="m1", class_id="bbox"), ErrorCode.EXISTS, "already exists")
+    log.do(ALICE, ev.ProjectCreated(project="p2", name="Other"))
+    log.do(ALICE, ev.ClassAdded(project="p2", class_id="foreign", name="f", shape="bbox", color="#123456"))
+    refused(log, ALICE, ev.ObjectCreated(object="x", media="m1", class_id="foreign"), ErrorCode.INVALID, "another project")
+    log.do(ALICE, ev.ObjectDeleted(object="o-bbox"))
+    refused(log, ALICE, ev.ObjectCreated(object="o-bbox", media="m1", class_id="bbox"), ErrorCode.EXISTS, "never reused")
+    refused(log, ALICE, ev.ObjectDeleted(object="o-bbox"), ErrorCode.UNKNOWN, "unknown object")
+    log.do(ALICE, ev.LabelSaved(object="o-polygon", frame=0, shape=Polygon(parts=[PolygonPart(outer=[0, 0, 5, 0, 5, 5])]), source="manual"))
+    refused(log, ALICE, ev.ObjectReclassed(object="o-polygon", class_id="bbox2"), ErrorCode.WRONG_SHAPE, "polygon labels")
+    log.do(ALICE, ev.ObjectReclassed(object="o-rotated_bbox", class_id="bbox2"))  # no labels yet: any class
+
+
+def test_label_rules(log):
+    box = BBox(x=1, y=1, w=5, h=5)
+    refused(log, ALICE, ev.LabelSaved(object="ghost", frame=0, shape=box, source="manual"), ErrorCode.UNKNOWN, "unknown object")
+    refused(log, ALICE, ev.LabelSaved(object="o-bbox", frame=FRAMES, shape=box, source="manual"), ErrorCode.FRAME_OUT_OF_RANGE, rf"frames 0\.\.{FRAMES - 1}")
+    refused(log, ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=Keypoint(x=1, y=1), source="manual"), ErrorCode.WRONG_SHAPE, "takes bbox labels")
+    refused(log, ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=60, y=0, w=10, h=5), source="manual"), ErrorCode.BAD_GEOMETRY, None)
+    refused(log, ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=rect_mask(0, 0, 0, 0), source="manual"), ErrorCode.BAD_GEOMETRY, None)
+    wrong_size = Bitmask(rle=ev.Rle(size=(HEIGHT + 1, WIDTH), counts=rect_mask(0, 0, 3, 3).rle.counts))
+    refused(log, ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=wrong_size, source="manual"), ErrorCode.BAD_GEOMETRY, None)
+    refused(log, ALICE, ev.LabelSaved(object="o-polyline", frame=0, shape=Polyline(points=[1, 1, 5, 5]), source="sam"), ErrorCode.WRONG_SHAPE, "SAM cannot")
+    refused(log, ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=box, source="tracked"), ErrorCode.NOT_ALLOWED, "accept")
+    refused(log, ALICE, ev.LabelSaved(object="o-skeleton", frame=0, shape=Skeleton(points=[SkeletonPoint(x=1, y=1)]), source="manual"), ErrorCode.BAD_GEOMETRY, None)
+    refused(log, ALICE, ev.LabelDeleted(object="o-bbox", frame=0), ErrorCode.UNKNOWN, "no label on frame 0")
+    # Every shape kind can be saved on its own class.
+    shapes = {
+        "bitmask": rect_mask(2, 2, 6, 6),
+        "polygon": Polygon(parts=[PolygonPart(outer=[1, 1, 9, 1, 9, 9, 1, 9])]),
+        "bbox": box,
+        "rotated_bbox": RotatedBBox(cx=20, cy=20, w=8, h=4, angle=30),
+        "polyline": Polyline(points=[1, 1, 10, 10, 20, 5]),
+        "keypoint": Keypoint(x=3, y=4),
+        "skeleton": Skeleton(points=[SkeletonPoint(x=1, y=1), SkeletonPoint(x=5, y=5, visible=False)]),
+    }
+    for kind, shape in shapes.items():
+        log.do(ALICE, ev.LabelSaved(object=f"o-{kind}", frame=FRAMES - 1, shape=shape, source="manual"))
+        assert log.state.label(f"o-{kind}", FRAMES - 1).shape == shape
+
+
+def test_panoptic_exclude_cuts_other_bitmasks(log):
+    log.do(ALICE, ev.ObjectCreated(object="o-bitmask-2", media="m1", class_id="bitmask"))
+    log.do(ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=rect_mask(0, 0, 10, 10), source="sam"))
+    log.do(BOB, ev.LabelSaved(object="o-bitmask-2", frame=0, shape=rect_mask(5, 0, 10, 10), source="sam"), panoptic=True)
+    second = log.state.label("o-bitmask-2", 0).shape.rle
+    first = log.state.label("o-bitmask", 0).shape.rle
+    assert rle_area(second) == 50 and not (rle_decode(first) & rle_decode(second)).any()
+    # Without the mode the masks may overlap.
+    log.do(BOB, ev.LabelSaved(object="o-bitmask-2", frame=1, shape=rect_mask(5, 0, 10, 10), source="sam"))
+    refused(log, BOB, ev.LabelSaved(object="o-bitmask-2", frame=0, shape=rect_mask(0, 0, 5, 5), source="sam"), ErrorCode.BAD_GEOMETRY, "nothing is left", panoptic=True)
+
+
+def test_prompt_rules(log):
+    refused(log, ALICE, ev.PromptAdded(object="o-polyline", frame=0, points=[ev.Point(x=1, y=1)]), ErrorCode.WRONG_SHAPE, "SAM cannot create polyline")
+    refused(log, ALICE, ev.PromptAdded(object="o-bitmask", frame=0), ErrorCode.INVALID, "at least one")
+    refused(log, ALICE, ev.PromptAdded(object="o-bitmask", frame=0, points=[ev.Point(x=WIDTH + 1, y=1)]), ErrorCode.BAD_GEOMETRY, "outside")
+    refused(log, ALICE, ev.PromptAdded(object="o-bitmask", frame=0, points=[ev.Point(x=float("nan"), y=1)]), ErrorCode.BAD_GEOMETRY, "finite")
+    refused(log, ALICE, ev.PromptAdded(object="o-bitmask", frame=0, box=ev.Box(x0=5, y0=5, x1=2, y1=9)), ErrorCode.BAD_GEOMETRY, "non-empty")
+    refused(log, ALICE, ev.PromptAdded(object="o-bitmask", frame=FRAMES, points=[ev.Point(x=1, y=1)]), ErrorCode.FRAME_OUT_OF_RANGE, "out of range")
+    log.do(ALICE, ev.PromptAdded(object="o-bbox", frame=0, points=[ev.Point(x=1, y=1), ev.Point(x=4, y=4, include=False)], box=ev.Box(x0=0, y0=0, x1=9, y1=9), mask=rect_mask(0, 0, 3, 3).rle))
+
+
+def test_tracking_modalities():
+    for kind, direction, ok in [
+        ("image", "forward", False),
+        ("image_group", "backward", False),
+        ("image_sequence", "backward", False),
+        ("dicom_series", "backward", False),
+        ("image_group", "forward", True),
+        ("dicom_series", "forward", True),
+        ("video", "backward", True),
+    ]:
+        log = project_log(media_kind=kind)
+        log.do(ALICE, ev.ObjectCreated(object="a", media="m1", class_id="bbox"))
+        log.do(ALICE, ev.LabelSaved(object="a", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+        request = ev.TrackRequested(media="m1", objects=["a"], start=0, direction=direction)
+        if ok:
+            log.do(ALICE, request)
+        elif kind == "image":
+            refused(log, ALICE, request, ErrorCode.MODALITY, "single image cannot be tracked")
+        else:
+            refused(log, ALICE, request, ErrorCode.MODALITY, "only be tracked forwards")
+
+
+def test_track_rules(log):
+    refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward"), ErrorCode.INVALID, "no label on the start frame")
+    refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-bbox", "o-bbox"], start=0, direction="forward"), ErrorCode.INVALID, "twice")
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=5, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=5, direction="backward", range=3))
+    frame = lambda f, obj="o-bbox": ev.TrackFrameProduced(track=track.id, object=obj, frame=f, shape=BBox(x=0, y=0, w=3, h=3), score=1.0, model="classical/flow@1")  # noqa: E731
+    refused(log, ALICE, frame(4), ErrorCode.NOT_ALLOWED, "from the tracker")
+    refused(log, TRACKER, frame(6), ErrorCode.FRAME_OUT_OF_RANGE, "outside the track")
+    refused(log, TRACKER, frame(2), ErrorCode.FRAME_OUT_OF_RANGE, "outside the track")
+    refused(log, TRACKER, frame(4, "o-polygon"), ErrorCode.INVALID, "not part of track")
+    refused(log, TRACKER, ev.TrackFrameProduced(track=track.id, object="o-bbox", frame=4, shape=Keypoint(x=1, y=1), score=1.0, model="m/x@1"), ErrorCode.WRONG_SHAPE, "takes bbox labels")
+    log.do(TRACKER, frame(4))
+    refused(log, ALICE, ev.TrackedAccepted(track=track.id, frames=[3]), ErrorCode.INVALID, "no unreviewed")
+    refused(log, ALICE, ev.TrackedAccepted(track=uuid.uuid4()), ErrorCode.UNKNOWN, "unknown track")
+    log.do(ALICE, ev.TrackCancelled(track=track.id))
+    refused(log, TRACKER, frame(3), ErrorCode.TRACK_NOT_RUNNING, "cancelled")
+    refused(log, ALICE, ev.TrackCompleted(track=track.id, frames=1), ErrorCode.TRACK_NOT_RUNNING, "cancelled")
+    log.do(ALICE, ev.TrackedAccepted(track=track.id))  # results produced before the cancel can still be reviewed
+
+
+def test_undo_redo_rules(log):
+    refused(log, BOB, Undo(media="m1"), ErrorCode.NOTHING_TO_UNDO, "nothing of yours")
+    refused(log, ALICE, Redo(media="m1"), ErrorCode.NOTHING_TO_REDO, "nothing of yours")
+    refused(log, ALICE, Undo(media="nope"), ErrorCode.UNKNOWN, "unknown media")
+    undone = ev.Undone(media="m1", target=uuid.uuid4(), changes=[])
+    refused(log, ALICE, undone, ErrorCode.NOT_ALLOWED, "undo and redo commands")
+
+
+def test_undoing_a_creation_keeps_an_object_others_labelled(log):
+    log.do(ALICE, ev.ObjectCreated(object="mine", media="m1", class_id="bbox"))
+    log.do(BOB, ev.LabelSaved(object="mine", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    undone = log.do(ALICE, Undo(media="m1"))
+    assert undone.body.conflicts == 1 and "mine" in log.state.objects
+
+
+def test_scope_of_each_command(log):
+    from domain.decide import Scope, scope_of
+
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward"))
+    media = Scope("p1", "m1")
+    assert scope_of(log.state, ev.ClassAdded(project="p1", class_id="c", name="c", shape="bbox", color="#000000")) == Scope("p1", None)
+    assert scope_of(log.state, ev.ProjectCreated(project="p9", name="new")).stream == "project:p9"
+    assert scope_of(log.state, ev.ObjectCreated(object="n", media="m1", class_id="bbox")) == media
+    assert scope_of(log.state, ev.LabelDeleted(object="o-bbox", frame=0)).stream == "media:m1"
+    assert scope_of(log.state, ev.TrackCancelled(track=track.id)) == media
+    assert scope_of(log.state, Undo(media="m1")) == media
+    with pytest.raises(DomainError, match="unknown object"):
+        scope_of(log.state, ev.LabelDeleted(object="ghost", frame=0))
+    with pytest.raises(DomainError, match="unknown media"):
+        scope_of(log.state, Redo(media="ghost"))
+    with pytest.raises(DomainError, match="unknown track"):
+        scope_of(log.state, ev.TrackCancelled(track=uuid.uuid4()))

@@ -1,0 +1,186 @@
+"""Two annotators on one video, through a real server and real sockets (C1, C2, C5)."""
+
+import asyncio
+import random
+import uuid
+
+from tests.server.live import Client
+
+
+def box(x=1, y=1, w=5, h=5):
+    return {"type": "bbox", "x": x, "y": y, "w": w, "h": h}
+
+
+async def make_object(client: Client, object_id: str, class_id: str = "box") -> None:
+    reply = await client.command({"type": "object_created", "object": object_id, "media": "m1", "class_id": class_id})
+    assert reply["type"] == "ack", reply
+
+
+async def save(client: Client, object_id: str, frame: int, shape=None) -> dict:
+    return await client.command({"type": "label_saved", "object": object_id, "frame": frame, "shape": shape or box(), "source": "manual"})
+
+
+def labels_of(client: Client) -> dict:
+    """The client's view of the labels: its snapshot plus the events it saw, folded simply."""
+    labels = {(e["object"], e["frame"]): e["label"]["written_by"] for e in client.snapshot["labels"]}
+    for event in client.events:
+        body = event["body"]
+        if body["type"] == "label_saved":
+            labels[(body["object"], body["frame"])] = event["id"]
+        elif body["type"] == "label_deleted":
+            labels.pop((body["object"], body["frame"]), None)
+        elif body["type"] in ("undone", "redone"):
+            for change in body["changes"]:
+                if change["type"] == "label":
+                    key = (change["object"], change["frame"])
+                    if change["after"] is None:
+                        labels.pop(key, None)
+                    else:
+                        labels[key] = change["after"]["written_by"]
+    return labels
+
+
+async def test_two_annotators_see_each_other_live(live):
+    alice, bob = Client(live, "alice"), Client(live, "bob")
+    assert (await alice.connect())["type"] == "welcome"
+    await bob.connect(frame=3)
+    await alice.wait_for(lambda: alice.presence and {u["user"] for u in alice.presence[-1]["users"]} == {"alice", "bob"})
+    assert {(u["user"], u["frame"]) for u in alice.presence[-1]["users"]} == {("alice", 0), ("bob", 3)}
+
+    await make_object(alice, "car")
+    ack = await save(alice, "car", 2)
+    await bob.wait_for(lambda: any(e["seq"] == ack["seq"] for e in bob.events))
+    saved = next(e for e in bob.events if e["seq"] == ack["seq"])
+    assert saved["actor"] == "user:alice" and saved["body"]["frame"] == 2
+
+    delete = await bob.command({"type": "label_deleted", "object": "car", "frame": 2})
+    for client in (alice, bob):
+        await client.wait_for(lambda c=client: any(e["seq"] == delete["seq"] for e in c.events))
+    assert labels_of(alice) == labels_of(bob) == {}
+
+    await bob.presence_update(7, (10.5, 20.0))
+    await alice.wait_for(lambda: any(u["frame"] == 7 and u["cursor"] == [10.5, 20.0] for u in alice.presence[-1]["users"]))
+    await bob.close()
+    await alice.wait_for(lambda: [u["user"] for u in alice.presence[-1]["users"]] == ["alice"])
+    await alice.close()
+
+
+async def test_undo_by_one_never_touches_the_others_labels(live):
+    alice, bob = Client(live, "alice"), Client(live, "bob")
+    await alice.connect()
+    await bob.connect()
+    await make_object(alice, "a")
+    await make_object(bob, "b")
+    await save(alice, "a", 0)
+    mine = await save(bob, "b", 0)
+    shared = await save(alice, "a", 1)
+    overwritten = await save(bob, "a", 1, box(x=9))  # Bob overwrites Alice's frame 1
+    undo = await alice.command({"type": "undo", "media": "m1"})
+    assert undo["type"] == "ack" and undo["redo"] == 1
+    undo = await alice.command({"type": "undo", "media": "m1"})
+    await bob.wait_for(lambda: bob.last_seq >= undo["seq"])
+    state = labels_of(bob)
+    assert ("a", 0) not in state  # Alice's own label went
+    assert state[("b", 0)] == mine_id(bob, mine) and state[("a", 1)] == mine_id(bob, overwritten)
+    del shared
+    # Bob's undo is his own: it reverts his overwrite, back to Alice's value.
+    await bob.command({"type": "undo", "media": "m1"})
+    nothing = await alice.command({"type": "redo", "media": "m1"})
+    assert nothing["type"] == "ack"
+    await alice.close()
+    await bob.close()
+
+
+def mine_id(client: Client, ack: dict) -> str:
+    return next(e["id"] for e in client.events if e["seq"] == ack["seq"])
+
+
+async def test_a_retried_command_is_applied_once(live):
+    alice = Client(live, "alice")
+    await alice.connect()
+    await make_object(alice, "a")
+    command_id = str(uuid.uuid4())
+    first = await alice.command({"type": "label_saved", "object": "a", "frame": 4, "shape": box(), "source": "manual"}, command_id)
+    again = await alice.command({"type": "label_saved", "object": "a", "frame": 4, "shape": box(), "source": "manual"}, command_id)
+    assert first["type"] == again["type"] == "ack"
+    assert again["seq"] == first["seq"] and again["duplicate"] and not first["duplicate"]
+    # Through REST too, and after a reconnect.
+    with live.http("alice") as http:
+        response = http.post("/api/media/m1/commands", json={"id": command_id, "body": {"type": "label_saved", "object": "a", "frame": 4, "shape": box(), "source": "manual"}})
+        assert response.status_code == 200 and response.json()["seq"] == first["seq"]
+        history = http.get("/api/media/m1/history").json()["events"]
+    assert sum(1 for e in history if e["id"] == command_id) == 1
+    # Someone else cannot claim the same id.
+    bob = Client(live, "bob")
+    await bob.connect()
+    stolen = await bob.command({"type": "label_deleted", "object": "a", "frame": 4}, command_id)
+    assert stolen["type"] == "error" and stolen["code"] == "already_exists"
+    await alice.close()
+    await bob.close()
+
+
+async def test_resume_after_random_disconnects_has_no_gap_and_no_duplicate(live):
+    rng = random.Random(1234)
+    writer, reader = Client(live, "alice"), Client(live, "bob")
+    await writer.connect()
+    await make_object(writer, "a")
+    await reader.connect()
+    seen: list[int] = [reader.snapshot["seq"]]
+    received: list[dict] = []
+
+    async def write(count: int) -> None:
+        for index in range(count):
+            await save(writer, "a", index % 20, box(x=1 + index % 40))
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+
+    for round_ in range(12):
+        task = asyncio.create_task(write(rng.randint(3, 15)))
+        await asyncio.sleep(rng.random() * 0.05)
+        received.extend(reader.events)
+        last = reader.last_seq
+        await reader.close()
+        reader = Client(live, "bob")
+        await task if rng.random() < 0.5 else None
+        await reader.connect(last_seq=last)
+        await task
+        # Wait until this connection caught up with everything written so far.
+        head = writer.last_seq
+        await reader.wait_for(lambda: reader.last_seq is not None and reader.last_seq >= head)
+        seen.append(last)
+    received.extend(reader.events)
+    seqs = [e["seq"] for e in received]
+    assert seqs == sorted(set(seqs)), "no duplicate, in order"
+    with live.http("bob") as http:
+        logged = []
+        after = reader.snapshot["seq"] if reader.snapshot else seen[0]
+        after = seen[0]
+        while True:
+            page = http.get("/api/media/m1/history", params={"after": after, "limit": 1000}).json()
+            logged.extend(e["seq"] for e in page["events"])
+            if page["next_after"] is None:
+                break
+            after = page["next_after"]
+    assert seqs == logged, "every event of the stream after the first snapshot, none missing"
+    await writer.close()
+    await reader.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others(live):
+    # A tiny queue makes the overflow quick to reach.
+    live.server.config.app  # noqa: B018 - the app is live; settings are per server
+    alice = Client(live, "alice")
+    await alice.connect()
+    await make_object(alice, "a")
+    stalled = Client(live, "bob")
+    await stalled.connect()
+    stalled._reader.cancel()  # stops reading: the socket's buffers fill, then its queue
+    queue = live.settings.client_queue
+    for index in range(queue + 50):
+        await alice.command({"type": "label_saved", "object": "a", "frame": index % 20, "shape": box(x=1 + index % 30), "source": "manual"})
+    # Alice got every ack promptly; a fresh client sees the whole log.
+    fresh = Client(live, "bob")
+    await fresh.connect(last_seq=0)
+    await fresh.wait_for(lambda: fresh.last_seq is not None and fresh.last_seq >= alice.last_seq if alice.last_seq else False, timeout=30)
+    await alice.close()
+    await fresh.close()

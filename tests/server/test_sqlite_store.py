@@ -1,0 +1,164 @@
+"""The SQLite store: the shared contract on a real file, plus what only SQLite has."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from server.sqlite_store import AppendFailed, SQLiteEventStore
+from server.store import EventStore, StoreCorrupted, StoreError
+from tests.server.events_factory import batch, label_saved
+from tests.server.store_contract import EventStoreContract, seqs
+
+
+class TestSQLiteEventStore(EventStoreContract):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.directory = tmp_path
+
+    async def open_store(self) -> EventStore:
+        return await SQLiteEventStore.open(self.directory / f"{uuid4().hex}.db")
+
+    async def reopen_store(self, store: EventStore) -> EventStore:
+        assert isinstance(store, SQLiteEventStore)
+        await store.close()
+        return await SQLiteEventStore.open(store.path)
+
+
+def poison(path: Path) -> None:
+    """Make SQLite itself refuse rows of stream 'poison', after the store's own checks passed."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.stream = 'poison'"
+            " BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        )
+    conn.close()
+
+
+async def test_reopen_continues_positions_and_time(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        first = await store.append(batch(3))
+    async with await SQLiteEventStore.open(path) as store:
+        assert await store.head() == 3
+        later = await store.append(batch(2))
+        assert seqs(later) == [4, 5]
+        assert later[0].at >= first[-1].at
+        assert seqs(await store.read()) == [1, 2, 3, 4, 5]
+
+
+async def test_wal_mode_and_synchronous_setting(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path, synchronous="NORMAL") as store:
+        await store.append(batch(1))
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        conn.close()
+        # synchronous is per connection: ask the writer's own connection, on its thread.
+        level = await asyncio.get_running_loop().run_in_executor(
+            store._executor, lambda: store._writer.execute("PRAGMA synchronous").fetchone()[0]
+        )
+        assert level == 1  # NORMAL
+    async with await SQLiteEventStore.open(path) as store:
+        level = await asyncio.get_running_loop().run_in_executor(
+            store._executor, lambda: store._writer.execute("PRAGMA synchronous").fetchone()[0]
+        )
+        assert level == 2  # FULL, the default
+
+
+async def test_payload_is_the_encoded_event_as_json_text(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        [event] = await store.append([label_saved(stream="m7", frame=3)])
+    with sqlite3.connect(path) as conn:
+        row = conn.execute(
+            "SELECT seq, typeof(payload), json_extract(payload, '$.seq'), json_extract(payload, '$.body.frame'),"
+            " stream, id FROM events"
+        ).fetchone()
+    conn.close()
+    assert row == (1, "text", 1, 3, "m7", event.id.bytes)
+
+
+async def test_concurrent_appends_share_one_transaction(tmp_path: Path) -> None:
+    async with await SQLiteEventStore.open(tmp_path / "log.db") as store:
+        await asyncio.gather(*(store.append(batch(2)) for _ in range(50)))
+        # All 50 queue before the writer first runs, so they commit together.
+        assert store.commits <= 2
+        assert seqs(await store.read()) == list(range(1, 101))
+
+
+async def test_a_batch_sqlite_refuses_inside_a_group_fails_alone(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        await store.append(batch(1))
+        poison(path)
+        commits = store.commits
+        # The poisoned batch has a good event before the bad one: the savepoint must undo it.
+        bad = [label_saved(frame=50), label_saved(stream="poison")]
+        good = [batch(3, first_frame=10 * i) for i in range(6)]
+        outcomes = await asyncio.gather(
+            *(store.append(b) for b in good[:3] + [bad] + good[3:]), return_exceptions=True
+        )
+        assert store.commits - commits <= 2  # they did share a transaction
+        assert isinstance(outcomes[3], AppendFailed)
+        assert "poisoned" in str(outcomes[3].__cause__)
+        assert all(isinstance(o, list) for i, o in enumerate(outcomes) if i != 3)
+        assert seqs(await store.read()) == list(range(1, 1 + 1 + 18))
+        assert await store.get(bad[0].id) is None
+
+
+async def test_positions_stay_gap_free_after_a_failed_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        await store.append(batch(2))
+        poison(path)
+        with pytest.raises(AppendFailed):
+            await store.append([label_saved(), label_saved(stream="poison")])
+        assert await store.head() == 2
+        assert seqs(await store.append(batch(2))) == [3, 4]
+    async with await SQLiteEventStore.open(path) as store:
+        assert seqs(await store.read()) == [1, 2, 3, 4]
+
+
+async def test_open_refuses_a_log_with_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        await store.append(batch(3))
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM events WHERE seq = 2")
+    conn.close()
+    with pytest.raises(StoreCorrupted, match="gaps"):
+        await SQLiteEventStore.open(path)
+
+
+async def test_open_refuses_a_newer_format_and_a_non_database(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    async with await SQLiteEventStore.open(newer):
+        pass
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="format 99"):
+        await SQLiteEventStore.open(newer)
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 400)
+    with pytest.raises(sqlite3.DatabaseError):
+        await SQLiteEventStore.open(garbage)
+
+
+async def test_time_never_runs_backwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with await SQLiteEventStore.open(tmp_path / "log.db") as store:
+        [early] = await store.append(batch(1))
+        monkeypatch.setattr("server.sqlite_store.time.time", lambda: early.at - 3600)  # the clock steps back
+        [late] = await store.append(batch(1))
+        assert late.at == early.at
+
+
+async def test_memory_databases_are_refused() -> None:
+    with pytest.raises(ValueError):
+        await SQLiteEventStore.open(":memory:")
