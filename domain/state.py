@@ -359,6 +359,7 @@ class LabelState:
         changes: list[Change] = []
         for oid, frame, proposal in self.selected_proposals(body.track, body.objects, body.frames):
             changes.append(ProposalChange(track=body.track, object=oid, frame=frame, before=proposal, after=None))
+            self._set_proposal(body.track, oid, frame, None)
             if oid in self.objects:
                 value = Label(
                     written_by=event.id,
@@ -370,8 +371,7 @@ class LabelState:
                     score=proposal.score,
                 )
                 changes.append(LabelChange(object=oid, frame=frame, before=self.label(oid, frame), after=value))
-        for change in changes:
-            self._write(change)
+                self._set_label(oid, frame, value)
         self._record(event, track.request.media, changes)
 
     def _on_tracked_discarded(self, event: Event) -> None:

@@ -72,9 +72,11 @@ class FrameCache:
 
 
 def _readonly(frame: np.ndarray) -> np.ndarray:
-    # Cached frames are shared by every caller: make accidental in-place edits fail loudly.
-    frame.flags.writeable = False
-    return frame
+    # Cached frames are shared by every caller: make accidental in-place edits fail loudly. A
+    # view, so that arrays handed to ArrayFrames stay writable for their owner.
+    view = frame.view()
+    view.flags.writeable = False
+    return view
 
 
 class ArrayFrames:
@@ -128,6 +130,10 @@ class ImageListFrames:
 
     def __len__(self) -> int:
         return len(self._paths)
+
+    @property
+    def cached_frames(self) -> int:
+        return len(self._cache)
 
     def get(self, index: int) -> np.ndarray:
         _check_index(index, len(self._paths))
@@ -253,6 +259,10 @@ class VideoFrames:
 
     def __len__(self) -> int:
         return self._index.info.frames
+
+    @property
+    def cached_frames(self) -> int:
+        return len(self._cache)
 
     def get(self, index: int) -> np.ndarray:
         _check_index(index, len(self))

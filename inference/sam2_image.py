@@ -10,6 +10,7 @@ fixed for 1024-pixel input, so a reduced `image_size` works.
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -65,7 +66,10 @@ class Sam2Segmenter:
         self._sam = sam
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[int, int], _Embedding] = OrderedDict()
-        self._transforms = SAM2Transforms(resolution=sam.image_size, mask_threshold=0.0)
+        with warnings.catch_warnings():
+            # sam2 scripts its resize+normalise with torch.jit, which newer torch deprecates.
+            warnings.simplefilter("ignore", FutureWarning)
+            self._transforms = SAM2Transforms(resolution=sam.image_size, mask_threshold=0.0)
         self.embeddings_computed = 0  # observable: how often the image encoder ran
 
     @property

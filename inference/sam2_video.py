@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,17 @@ class Sam2Tracker:
 class _LazyVideo:
     """Stands in for the tensor of all frames that `init_state` preloads: a frame is fetched and
     preprocessed when the model indexes it, the way sam2's JPEG loader does it (PIL resize to
-    the model's square input, bicubic; scale to [0, 1] in float64; float32; normalise)."""
+    the model's square input, bicubic; scale to [0, 1] in float64; float32; normalise).
+
+    While the model works on one frame, the next one is decoded and resized in a helper thread
+    (`prefetch`): decoding and PIL release the GIL, so on a GPU the CPU work of frame i + 1
+    overlaps the model's work on frame i. Every read of the FrameSource happens in that one
+    thread, so a source is never read by two threads at once. Scaling and normalising happen on
+    the model's device (float64 division is correctly rounded there too, so the values are the
+    loader's bit for bit).
+    """
+
+    _AHEAD = 2  # frames loaded ahead at most (the one in hand and the next)
 
     def __init__(self, frames: FrameSource, image_size: int, device: torch.device) -> None:
         self._frames = frames
@@ -111,17 +122,41 @@ class _LazyVideo:
         self._device = device
         self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32, device=device)[:, None, None]
         self._std = torch.tensor(_IMG_STD, dtype=torch.float32, device=device)[:, None, None]
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: OrderedDict[int, Future[np.ndarray]] = OrderedDict()
         self.reads = 0
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        rgb = np.asarray(self._frames.get(index))
-        resized = np.array(Image.fromarray(rgb).convert("RGB").resize((self._size, self._size)))
-        self.reads += 1
-        x = torch.from_numpy(resized / 255.0).permute(2, 0, 1).float().to(self._device)
+        future = self._ahead.pop(index, None) or self._submit(index)
+        x = torch.from_numpy(future.result()).to(self._device).permute(2, 0, 1)
+        x = (x.double() / 255.0).float()
         return (x - self._mean) / self._std
+
+    def prefetch(self, index: int) -> None:
+        if index in self._ahead or not 0 <= index < len(self._frames):
+            return
+        self._ahead[index] = self._submit(index)
+        while len(self._ahead) > self._AHEAD:  # never asked for (a cancelled track): forget it
+            self._ahead.popitem(last=False)
+
+    def close(self) -> None:
+        self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _submit(self, index: int) -> Future[np.ndarray]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2-frames")
+        return self._pool.submit(self._load, index)
+
+    def _load(self, index: int) -> np.ndarray:
+        rgb = np.asarray(self._frames.get(index))
+        self.reads += 1
+        return np.array(Image.fromarray(rgb).convert("RGB").resize((self._size, self._size)))
 
 
 class Sam2TrackerSession:
@@ -154,6 +189,7 @@ class Sam2TrackerSession:
         return (self._tracked(f) for f in frames)
 
     def close(self) -> None:
+        self._video.close()
         if self._state is not None:
             self._state.clear()
         self._state = None
@@ -235,7 +271,12 @@ class Sam2TrackerSession:
         with self._sam.running():
             # Encodes the prompted frames' memories and moves them into the output dicts.
             net.propagate_in_video_preflight(self._live())
-        for frame in order:
+        outputs = self._live()["output_dict_per_obj"].values()
+        for i, frame in enumerate(order):
+            ahead = order[i + 1] if i + 1 < len(order) else None
+            # Prefetch only a frame the model will read: one that some object has no mask for.
+            if ahead is not None and any(ahead not in o["cond_frame_outputs"] for o in outputs):
+                self._video.prefetch(ahead)
             # The model context is entered per frame, never across a yield: inference mode and
             # autocast are thread-local and must not leak into the consumer's code.
             with self._sam.running():

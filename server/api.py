@@ -26,6 +26,7 @@ from domain.decide import Command, DomainError, ErrorCode
 from domain.events import (
     ClassAdded,
     Event,
+    ID_PATTERN,
     Id,
     MediaAdded,
     MediaKind,
@@ -40,7 +41,7 @@ from domain.shapes import ShapeKind
 from domain.state import LabelState, fold
 from inference.frames import FrameError
 from server.accounts import AccountError, Role, User
-from server.context import Context, Forbidden, authorize_command, require
+from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
 from server.media import MediaError
 from server.protocol import LabelEntry, snapshot
 
@@ -92,7 +93,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(STATUS_OF_DOMAIN_ERROR.get(error.code, 422), error.code.value, error.message)
         except (msgspec.ValidationError, msgspec.DecodeError) as error:
             return error_response(422, "invalid_request", str(error))
-        except (MediaError, AccountError) as error:
+        except MediaError as error:
+            return error_response(422, error.code, str(error))
+        except AccountError as error:
             return error_response(422, "invalid_request", str(error))
 
     return run
@@ -135,6 +138,19 @@ def _int_param(request: Request, name: str, default: int | None = None, minimum:
     if value < minimum:
         raise ApiError(422, "invalid_request", f"{name} must be at least {minimum}")
     return value
+
+
+def _frame_param(request: Request, name: str, media: MediaAdded) -> int:
+    """A frame index from the path: an integer in 0..frames-1, else a JSON error (the path
+    accepts any text so a bad index gets the API's error format, not the router's)."""
+    raw = request.path_params[name]
+    try:
+        index = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"frame index must be an integer, not {raw!r}") from None
+    if not 0 <= index < media.frames:
+        raise ApiError(404, "frame_out_of_range", f"frame {index} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
+    return index
 
 
 def _media(ctx: Context, user: User, media_id: str) -> MediaAdded:
@@ -287,6 +303,8 @@ async def upload_media(request: Request, ctx: Context, user: User) -> Response:
             fields = msgspec.convert({k: v for k, v in form.items() if isinstance(v, str)}, MediaForm)
         except msgspec.ValidationError as error:
             raise ApiError(422, "invalid_request", str(error)) from None
+        if not ID_PATTERN.match(fields.id):
+            raise ApiError(422, "invalid_id", f"media id {fields.id!r} is not valid: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
         if fields.id in ctx.ledger.state.media:
             raise ApiError(409, "already_exists", f"media {fields.id!r} already exists")
         files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
@@ -347,9 +365,7 @@ async def get_media(request: Request, ctx: Context, user: User) -> Response:
 @endpoint
 async def get_frame(request: Request, ctx: Context, user: User) -> Response:
     media = _media(ctx, user, request.path_params["media"])
-    index = request.path_params["index"]
-    if not 0 <= index < media.frames:
-        raise ApiError(404, "frame_out_of_range", f"frame {index} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
+    index = _frame_param(request, "index", media)
     etag = '"' + hashlib.sha1(f"{media.media}/{index}".encode()).hexdigest()[:16] + '"'
     headers = {"Cache-Control": "private, max-age=86400, immutable", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
@@ -424,9 +440,10 @@ async def get_audit(request: Request, ctx: Context, user: User) -> Response:
 @endpoint
 async def get_cell_history(request: Request, ctx: Context, user: User) -> Response:
     media = _media(ctx, user, request.path_params["media"])
-    object_id, frame = request.path_params["object"], request.path_params["frame"]
+    object_id = request.path_params["object"]
     if ctx.ledger.state.object_media.get(object_id) != media.media:
         raise ApiError(404, "unknown_id", f"unknown object {object_id!r}")
+    frame = _frame_param(request, "frame", media)
     events: list[Event] = []
     for stream in (project_stream(media.project), media_stream(media.media)):
         async for batch in ctx.store.iter_batches(0, stream=stream):
@@ -450,9 +467,7 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
     body = await _body(request, ctx, CommandRequest)
 
     def authorize(scope):  # type: ignore[no-untyped-def]
-        if scope.media != media.media:
-            raise Forbidden("this route only takes commands for its own media item")
-        authorize_command(ctx, user, body.body, scope)
+        authorize_on_media(ctx, user, body.body, scope, media.media)
 
     event, duplicate = await ctx.ledger.execute(user.actor, body.body, body.id, authorize=authorize, panoptic=body.panoptic)
     return json_response({"id": body.id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
@@ -469,11 +484,11 @@ routes = [
     Route("/api/projects/{project}/members/{user}", set_member, methods=["PUT", "DELETE"]),
     Route("/api/projects/{project}/media", upload_media, methods=["POST"]),
     Route("/api/media/{media}", get_media),
-    Route("/api/media/{media}/frames/{index:int}", get_frame),
+    Route("/api/media/{media}/frames/{index}", get_frame),
     Route("/api/media/{media}/labels", get_labels),
     Route("/api/media/{media}/snapshot", get_snapshot),
     Route("/api/media/{media}/history", get_history),
     Route("/api/media/{media}/audit", get_audit),
-    Route("/api/media/{media}/cells/{object}/{frame:int}", get_cell_history),
+    Route("/api/media/{media}/cells/{object}/{frame}", get_cell_history),
     Route("/api/media/{media}/commands", post_command, methods=["POST"]),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -56,6 +57,45 @@ def _serve(settings: Settings, demo: bool) -> None:
     )
 
 
+def _eval_vos(args: argparse.Namespace) -> int:
+    from inference.evaluation import evaluate_vos
+
+    if args.tracker == "sam2":
+        from inference.sam2_backend import Sam2LoadError, load_sam2
+        from inference.sam2_video import Sam2Tracker
+
+        model = model_settings_from("sam2", args.sam2_checkpoint, args.sam2_config, args.device)
+        try:
+            tracker = Sam2Tracker(load_sam2(model.sam2_config, model.sam2_checkpoint, model.device))
+        except Sam2LoadError as error:
+            print(f"masklog: {error}", file=sys.stderr)
+            return 2
+    else:
+        from inference.classical import ClassicalTracker
+
+        tracker = ClassicalTracker()
+
+    def progress(sequence: str, index: int, total: int) -> None:
+        # Frames 1..total-1 are scored (the first one is the given ground truth).
+        scored = max(total - 1, 1)
+        done = int(30 * index / scored)
+        print(f"\r{sequence:>24s} [{'#' * done}{'.' * (30 - done)}] {index}/{scored}", end="" if index < scored else "\n", file=sys.stderr, flush=True)
+
+    try:
+        result = evaluate_vos(args.dir, tracker, progress=progress, sequences=args.sequences, max_frames=args.max_frames)
+    except ValueError as error:
+        print(f"masklog: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name, score in result["sequences"].items():
+            print(f"{name:24s} J {score['J']:.3f}  F {score['F']:.3f}  J&F {score['JF']:.3f}  {score['frames']} frames  {1 / max(score['seconds_per_frame'], 1e-9):.1f} frames/s")
+        mean = result["mean"]
+        print(f"{'mean':24s} J {mean['J']:.3f}  F {mean['F']:.3f}  J&F {mean['JF']:.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="masklog", description="Event-sourced collaborative label server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,7 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--role", choices=["admin", "annotator", "viewer"], default="annotator", help="account role: admins create projects and administer all of them")
     add.add_argument("--data")
 
+    evaluate = commands.add_parser("eval-vos", help="semi-supervised tracking evaluation (DAVIS J and F) on DAVIS-format folders")
+    evaluate.add_argument("dir", type=Path, help="folder of sequences: <seq>/JPEGImages and <seq>/Annotations")
+    evaluate.add_argument("--tracker", choices=["simple", "sam2"], default="simple", help="simple: the classical tracker; sam2: SAM 2 (needs a checkpoint)")
+    evaluate.add_argument("--json", action="store_true", help="print the full result as JSON on stdout")
+    evaluate.add_argument("--sequences", nargs="*", help="only these sequences")
+    evaluate.add_argument("--max-frames", type=int, help="only the first N frames of each sequence")
+    evaluate.add_argument("--sam2-checkpoint", help="checkpoint for --tracker sam2 (env MASKLOG_SAM2_CHECKPOINT)")
+    evaluate.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
+    evaluate.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
+
     args = parser.parse_args(argv)
+    if args.command == "eval-vos":
+        return _eval_vos(args)
     if args.command in ("serve", "demo"):
         try:
             settings = _settings(args)

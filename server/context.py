@@ -15,24 +15,31 @@ so docs/api.md can list them:
 | everything else (objects, prompts,        | annotators and admins of the project         |
 | labels, tracks, review, undo, redo)       |                                              |
 
-Viewers read and never write.
+Viewers read and never write. A command sent through one media item's socket or command route
+must be about that media item; one about a project the sender is not a member of is answered as
+if its ids did not exist (`unknown_id`), the way the REST routes answer for another project's
+media, so membership never reveals what exists elsewhere.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.decide import Command, Scope
+from domain.decide import Command, DomainError, ErrorCode, Redo, Scope, Undo
 from domain.events import (
     ClassAdded,
     MediaAdded,
+    ObjectCreated,
     ProjectCreated,
     Redone,
     SegmentProposed,
     TrackCancelled,
     TrackCompleted,
+    TrackedAccepted,
+    TrackedDiscarded,
     TrackFailed,
     TrackFrameProduced,
+    TrackRequested,
     Undone,
 )
 from server.accounts import RANK, Accounts, Role, User
@@ -86,3 +93,22 @@ def authorize_command(ctx: Context, user: User, command: Command, scope: Scope) 
         track = ctx.ledger.state.tracks.get(command.track)
         if track is not None and track.actor != user.actor and role != Role.ADMIN:
             raise Forbidden("only the requester or a project admin can cancel a track")
+
+
+def authorize_on_media(ctx: Context, user: User, command: Command, scope: Scope, media_id: str) -> None:
+    """`authorize_command` for a command sent through media item `media_id` (its socket or its
+    command route): the command must land on that media item."""
+    if scope.media != media_id:
+        if scope.media is not None and ctx.accounts.role_in(user, scope.project) is None:
+            raise DomainError(ErrorCode.UNKNOWN, _unknown(command))
+        raise Forbidden(f"commands sent here must be about media {media_id!r}")
+    authorize_command(ctx, user, command, scope)
+
+
+def _unknown(command: Command) -> str:
+    """What `domain.decide.scope_of` says when the id that places the command does not exist."""
+    if isinstance(command, (ObjectCreated, TrackRequested, Undo, Redo, Undone, Redone)):
+        return f"unknown media {command.media!r}"
+    if isinstance(command, (TrackFrameProduced, TrackCompleted, TrackCancelled, TrackFailed, TrackedAccepted, TrackedDiscarded)):
+        return f"unknown track {command.track}"
+    return f"unknown object {command.object!r}"  # type: ignore[union-attr]

@@ -79,5 +79,12 @@ class Hub:
         for subscriber in self._by_stream.get(event.stream, ()):
             subscriber.offer(event)
 
+    def drop_all(self) -> None:
+        """Make every subscriber resume from the log (after the ledger rebuilt its state)."""
+        for followers in self._by_stream.values():
+            for subscriber in followers:
+                subscriber.overflowed = True
+                subscriber._wake.set()
+
     def followers(self, stream: str) -> int:
         return len(self._by_stream.get(stream, ()))

@@ -1,13 +1,16 @@
 """Media files on disk: storing uploads safely, probing them, serving their frames.
 
 Client file names never touch the file system: a media item's files are stored under its id
-(checked against `ID_PATTERN`) with names the server makes (`video.mp4`, `000000.png`, ...);
-the client's name is kept only as the display name in the log. Frames are decoded through
-`inference.frames` sources (bounded caches) kept open for the most recently used media items.
+(checked against `ID_PATTERN`) with names the server makes (`video.mp4`, `000000.png`, ...); a
+client's file name only tells the type (its suffix), and one that tries to be a path (a `..`
+part, an absolute path, a drive, control characters) is refused outright. Frames are decoded
+through `inference.frames` sources (bounded caches) kept open for the most recently used media
+items.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import uuid
@@ -28,7 +31,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class MediaError(ValueError):
-    """An upload that cannot become a media item; nothing was kept."""
+    """An upload that cannot become a media item; nothing was kept. `code` is the API error code."""
+
+    def __init__(self, message: str, code: str = "invalid_media") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# What a MediaAdded event can hold (domain.events): checked here so a file past them is refused
+# with a reason instead of failing when the event is stored.
+MAX_SIDE = 65535
+MAX_FRAMES = 10_000_000
+MAX_FPS = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +51,17 @@ class Probed:
     height: int
     frames: int
     fps: float | None
+
+
+def check_file_name(name: str) -> None:
+    """Refuse a client file name that points anywhere: `..` parts, absolute paths, drives and
+    control characters. Relative names ("shots/001.png", as a folder upload may send) are fine:
+    only the suffix is ever used."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise MediaError(f"file name {name!r} contains control characters", "invalid_file_name")
+    path = name.replace("\\", "/")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or ".." in path.split("/"):
+        raise MediaError(f"file name {name!r} is a path; send the file's own name", "invalid_file_name")
 
 
 def _suffix(name: str, allowed: set[str], what: str) -> str:
@@ -72,12 +97,14 @@ class MediaLibrary:
         Raises MediaError with the reason when the files do not make a media item of `kind`.
         """
         if not ID_PATTERN.match(media_id):
-            raise MediaError(f"media id {media_id!r} is not valid")
+            raise MediaError(f"media id {media_id!r} is not valid", "invalid_id")
         target = self.root / media_id
         if target.exists():
             raise MediaError(f"media {media_id!r} already has files")
         if not staged:
             raise MediaError("no file was uploaded")
+        for name, _ in staged:
+            check_file_name(name)
         if kind == MediaKind.VIDEO:
             if len(staged) != 1:
                 raise MediaError(f"a video is one file, not {len(staged)}")
@@ -97,7 +124,10 @@ class MediaLibrary:
             probed = _probe_images(final)
         else:
             raise MediaError(f"{kind.value} uploads are not supported yet")
-        target.mkdir(parents=True)
+        try:
+            target.mkdir(parents=True)
+        except FileExistsError:  # a concurrent upload of the same id got there first
+            raise MediaError(f"media {media_id!r} already has files") from None
         for path in final:
             path.rename(target / path.name)
         return probed
@@ -137,14 +167,25 @@ class MediaLibrary:
 
 def _probe_video(path: Path) -> Probed:
     try:
-        source = VideoFrames(path, cache_frames=2)
-        info = source.info
-        # Packet headers can look fine in a truncated file: decode the first and last frames.
-        source.get(0)
-        source.get(len(source) - 1)
+        # Closed at once: the file is moved next, and frames are served by their own sources.
+        with VideoFrames(path, cache_frames=2) as source:
+            info = source.info
+            # Packet headers can look fine in a truncated file: decode the first and last frames.
+            source.get(0)
+            source.get(len(source) - 1)
     except FrameError as error:
         raise MediaError(f"not a readable video: {error}") from None
-    return Probed(info.width, info.height, info.frames, info.fps or None)
+    _check_size(info.width, info.height, "the video")
+    if info.frames > MAX_FRAMES:
+        raise MediaError(f"the video has {info.frames} frames; at most {MAX_FRAMES} are supported")
+    # A rate no player would use is a broken header, not a reason to refuse the frames.
+    fps = info.fps if info.fps and 0 < info.fps <= MAX_FPS else None
+    return Probed(info.width, info.height, info.frames, fps)
+
+
+def _check_size(width: int, height: int, what: str) -> None:
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise MediaError(f"{what} is {width}x{height}; at most {MAX_SIDE} pixels a side are supported")
 
 
 def _probe_images(paths: list[Path]) -> Probed:
@@ -155,6 +196,7 @@ def _probe_images(paths: list[Path]) -> Probed:
         except FrameError:
             raise MediaError(f"file {index + 1} is not a readable image") from None
         shape = (image.shape[1], image.shape[0])
+        _check_size(*shape, f"image {index + 1}")
         if size is None:
             size = shape
         elif shape != size:

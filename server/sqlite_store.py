@@ -35,7 +35,7 @@ from uuid import UUID
 
 import aiosqlite
 
-from domain.events import Event, NewEvent, decode_event, encode, stored
+from domain.events import Event, NewEvent, decode_event, decode_events, encode, stored
 from server.store import HeadBroadcast, StoreClosed, StoreCorrupted, StoreError, Subscription, check_batch
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -233,7 +233,7 @@ class SQLiteEventStore:
         if limit == 0:
             return []
         rows = await self._fetch(after, stream, -1 if limit is None else limit)
-        return [decode_event(row[0]) for row in rows]
+        return decode_events([row[0] for row in rows])
 
     async def iter_batches(
         self, after: int = 0, *, stream: str | None = None, batch_size: int = 10_000
@@ -255,7 +255,7 @@ class SQLiteEventStore:
                     # Decoding the last row first gives the next key (one decode per chunk).
                     last = decode_event(rows[-1][0]).seq
                     fetching = asyncio.ensure_future(self._fetch(last, stream, batch_size))
-                yield [decode_event(row[0]) for row in rows]
+                yield decode_events([row[0] for row in rows])
                 if not more:
                     return
         finally:

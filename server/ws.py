@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -106,8 +108,10 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
 
     # Snapshot (or position) and subscription in one step, with no await in between, so the
     # live queue starts exactly where the snapshot or the catch-up read ends.
+    # The state may run ahead of the log by commands whose commit is under way (see Ledger);
+    # the hub publishes exactly the events after `published`.
     subscriber = ctx.hub.subscribe([media_stream(media_id), project_stream(media.project)], ctx.settings.client_queue)
-    start = state.seq
+    start, published = state.seq, ctx.ledger.published
     first: p.ServerMessage | None = None
     if hello.last_seq is None or hello.last_seq > start:
         first = p.snapshot(state, media_id, user.actor)
@@ -119,7 +123,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         if first is not None:
             await _send(websocket, first)
         else:
-            await _catch_up(ctx, websocket, delivery, media_id, media.project, start)
+            await _catch_up(ctx, websocket, delivery, media_id, media.project, published)
         seat = ctx.presence.join(media_id, user.name, hello.frame)
         sender = asyncio.create_task(_pump(websocket, subscriber, delivery, seat))
         try:
@@ -184,23 +188,52 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber, delivery: p.Delive
                 task.cancel()
 
 
+class _InFlight:
+    """Commands of one socket in flight at once. They are decided in the order they arrived (the
+    ledger's lock is first come, first served, and tasks take their first step in creation
+    order) but their commits overlap, so a client sending quickly is not held to one command
+    per disk flush. At most `limit` at a time: past that, reading the socket waits."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def start(self, work: Coroutine[Any, Any, None]) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+
+    def cancel(self) -> None:
+        for task in self._running:
+            task.cancel()
+
+
 async def _read_loop(ctx: Context, websocket: WebSocket, user: User, media_id: str, seat: Seat) -> None:
     limit = ctx.settings.max_message_bytes
-    while True:
-        data = await _receive(websocket)
-        try:
-            message = p.parse(data, limit)
-        except p.ProtocolError as error:
-            await _send(websocket, p.Error(code=error.code, message=error.message, id=error.command_id))
-            continue
-        if isinstance(message, p.CommandMessage):
-            await _command(ctx, websocket, user, media_id, message)
-        elif isinstance(message, p.PresenceUpdate):
-            ctx.presence.move(seat, message.frame, message.cursor)
-        elif isinstance(message, p.Ping):
-            await _send(websocket, p.Pong())
-        else:
-            await _send(websocket, p.Error(code="unexpected_message", message="hello was already received"))
+    in_flight = _InFlight()
+    try:
+        while True:
+            data = await _receive(websocket)
+            try:
+                message = p.parse(data, limit)
+            except p.ProtocolError as error:
+                await _send(websocket, p.Error(code=error.code, message=error.message, id=error.command_id))
+                continue
+            if isinstance(message, p.CommandMessage):
+                await in_flight.start(_command(ctx, websocket, user, media_id, message))
+            elif isinstance(message, p.PresenceUpdate):
+                ctx.presence.move(seat, message.frame, message.cursor)
+            elif isinstance(message, p.Ping):
+                await _send(websocket, p.Pong())
+            else:
+                await _send(websocket, p.Error(code="unexpected_message", message="hello was already received"))
+    finally:
+        in_flight.cancel()
 
 
 async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str, message: p.CommandMessage) -> None:

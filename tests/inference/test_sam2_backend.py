@@ -16,6 +16,7 @@ sam2. (Decoding with OpenCV instead could differ by a grey level here and there.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,18 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 PIL_Image = pytest.importorskip("PIL.Image")
 
+# sam2's SAM2Transforms (inside the raw image predictor) uses torch.jit.script, deprecated in torch.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+
 from domain.events import Direction  # noqa: E402
 from inference.protocols import ClickPoint, Prompt, Segmenter, Tracker, TrackerSession  # noqa: E402
 from inference.sam2_backend import Sam2LoadError, Sam2Model, load_sam2  # noqa: E402
 from inference.sam2_image import Sam2Segmenter  # noqa: E402
 from inference.sam2_video import Sam2Tracker, default_history  # noqa: E402
 
+# Where the fidelity tests run: "cpu" here and in CI; "cuda" on a GPU machine, where both our code
+# and the raw predictors run under the same bf16 autocast (Sam2Model.running).
+DEVICE = os.environ.get("MASKLOG_TEST_DEVICE", "cpu")
 IMAGE_SIZE = 64  # the real architecture at 1/16 of the pixels: about 0.1 s a frame on one core
 SEED = 14  # random weights whose masks are neither empty nor full on these frames
 H, W, N = 96, 128, 6
@@ -48,7 +55,7 @@ def sam() -> Sam2Model:
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     try:
-        yield load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=IMAGE_SIZE, random_weights=True)
+        yield load_sam2("sam2.1_hiera_t", None, device=DEVICE, image_size=IMAGE_SIZE, random_weights=True)
     finally:
         torch.set_num_threads(threads)
 
@@ -116,7 +123,8 @@ BAR_BOX = (78.0, 8.0, 112.0, 30.0)  # around the green bar
 
 
 def raw_state(sam: Sam2Model, folder: Path) -> dict:
-    return sam.net.init_state(str(folder))
+    with sam.running():
+        return sam.net.init_state(str(folder))
 
 
 def raw_points(sam: Sam2Model, state: dict, frame: int, obj: str, prompt: Prompt) -> np.ndarray:
@@ -126,15 +134,17 @@ def raw_points(sam: Sam2Model, state: dict, frame: int, obj: str, prompt: Prompt
         pts = np.array([[p.x, p.y] for p in prompt.points], np.float32)
         lbl = np.array([int(p.include) for p in prompt.points], np.int32)
     box = np.array(prompt.box, np.float32) if prompt.box else None
-    _, _, logits = sam.net.add_new_points_or_box(state, frame, obj, points=pts, labels=lbl, box=box)
-    return logits[:, 0].numpy()
+    with sam.running():
+        _, _, logits = sam.net.add_new_points_or_box(state, frame, obj, points=pts, labels=lbl, box=box)
+        return logits[:, 0].float().cpu().numpy()
 
 
 def raw_propagate(sam: Sam2Model, state: dict, start: int, count: int, reverse: bool) -> list[tuple[int, np.ndarray]]:
-    return [
-        (f, m[:, 0].numpy())
-        for f, _, m in sam.net.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=count - 1, reverse=reverse)
-    ]
+    with sam.running():
+        return [
+            (f, m[:, 0].float().cpu().numpy())
+            for f, _, m in sam.net.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=count - 1, reverse=reverse)
+        ]
 
 
 def raw_object_score(state: dict, obj_idx: int, frame: int) -> float:
@@ -209,7 +219,7 @@ def test_unknown_config_and_bad_image_size(tmp_path: Path) -> None:
 def test_checkpoint_round_trip_gives_the_same_masks(sam: Sam2Model, video: Path, tmp_path: Path) -> None:
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": sam.net.state_dict()}, path)
-    loaded = load_sam2("sam2.1_hiera_tiny", path, device="cpu", image_size=IMAGE_SIZE)  # checkpoint-style name
+    loaded = load_sam2("sam2.1_hiera_tiny", path, device=DEVICE, image_size=IMAGE_SIZE)  # checkpoint-style name
     assert loaded.config == "sam2.1_hiera_t" and not loaded.random_weights
     assert "-random" not in loaded.model_id
     frames = frames_of(video)
@@ -239,7 +249,7 @@ def compare_image(sam: Sam2Model, video: Path, prompt: Prompt, multimask: bool, 
     pts = np.array([[p.x, p.y] for p in prompt.points], np.float32) if prompt.points else None
     lbl = np.array([int(p.include) for p in prompt.points], np.int32) if prompt.points else None
     box = np.array(prompt.box, np.float32) if prompt.box else None
-    with torch.inference_mode():
+    with sam.running():
         logits, scores, low_res = raw_image(sam, frames.get(0)).predict(
             pts, lbl, box, multimask_output=multimask, return_logits=True, **raw_kwargs
         )
@@ -270,7 +280,7 @@ def test_existing_mask_as_prompt_equals_the_image_predictor_with_that_mask_input
     mask[30:70, 20:60] = True
     seg = Sam2Segmenter(sam)
     low_res = seg.mask_prompt(mask)
-    compare_image(sam, video, Prompt(points=[DISC], mask=mask), multimask=False, mask_input=low_res[0].numpy())
+    compare_image(sam, video, Prompt(points=[DISC], mask=mask), multimask=False, mask_input=low_res[0].cpu().numpy())
 
 
 def test_mask_prompt_is_low_res_logits_of_the_mask(sam: Sam2Model) -> None:
@@ -278,7 +288,7 @@ def test_mask_prompt_is_low_res_logits_of_the_mask(sam: Sam2Model) -> None:
     low = IMAGE_SIZE // 4
     full = seg.mask_prompt(np.ones((H, W), bool))
     assert full.shape == (1, 1, low, low)
-    assert torch.all(full == 10.0)
+    torch.testing.assert_close(full, torch.full_like(full, 10.0))
     assert torch.all(seg.mask_prompt(np.zeros((H, W), bool)) == -10.0)
     left = np.zeros((H, W), bool)
     left[:, : W // 2] = True
@@ -388,13 +398,15 @@ def test_mask_then_clicks_on_one_frame_and_a_mask_alone_equal_the_video_predicto
     disc[(xx - 44) ** 2 + (yy - 48) ** 2 < 18**2] = True
     # S7: an existing mask refined by a click (raw: add_new_mask, then the clicks on top).
     ours_a = session.add_prompt_logits(2, "a", Prompt(points=[ClickPoint(30, 70, include=False)], mask=disc))
-    sam.net.add_new_mask(state, 2, "a", torch.from_numpy(disc))
+    with sam.running():
+        sam.net.add_new_mask(state, 2, "a", torch.from_numpy(disc))
     assert_same(ours_a, raw_points(sam, state, 2, "a", Prompt(points=[ClickPoint(30, 70, include=False)]))[0])
     # A mask alone for a second object.
     bar = np.zeros((H, W), bool)
     bar[10:29, 80:110] = True
     session.add_mask(2, "b", bar)
-    sam.net.add_new_mask(state, 2, "b", torch.from_numpy(bar))
+    with sam.running():
+        sam.net.add_new_mask(state, 2, "b", torch.from_numpy(bar))
 
     ours = list(session.propagate_logits(2, Direction.FORWARD, 3))
     raw = raw_propagate(sam, state, 2, 3, reverse=False)

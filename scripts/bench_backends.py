@@ -1,0 +1,503 @@
+"""Segmentation and tracking backends benchmark: SAM 2 (ours against raw sam2), and classical.
+
+    python scripts/bench_backends.py [--device cuda] [--image-size 1024] [--config sam2.1_hiera_t]
+        [--checkpoint PATH] [--frames 60] [--long-frames 1200] [--track 30] [--classical] [--out FILE]
+
+Prints JSON. SAM 2 runs with random weights unless --checkpoint is given (speed does not depend
+on weight values). Made-up data only: the script writes a synthetic 854x480 video (a JPEG folder,
+the input sam2's `init_state` reads, and an MP4 when PyAV is installed) into a temp dir.
+
+- click: click -> mask latency of `Sam2Segmenter`, cold (decode + image encoder + decoder) and
+  warm (the frame's embedding cached: prompt encoder + mask decoder only).
+- track: frames/s of our tracker and of raw sam2 (`init_state` + `propagate_in_video`) on the
+  same short video in one process; raw is timed without and with its `init_state`.
+- long: a `--track`-frame track starting in the middle of a long video (and of one a quarter as
+  long, to show what grows with the length): time from opening the video to the last mask, and
+  peak memory: the process's peak RSS, the growth of RSS over the warmed-up model, and on CUDA
+  torch.cuda.max_memory_allocated. Each run is a separate process, so peaks don't mix.
+- classical (--classical): the same measures for inference/classical.py, if it exists.
+
+Every timed run starts with the model loaded and warmed up (a short track on other frames),
+as in a server; model loading is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WIDTH, HEIGHT = 854, 480
+
+
+# ---- synthetic video -------------------------------------------------------------------------
+
+
+def object_center(i: int) -> tuple[int, int]:
+    """Where the moving disc is on frame i (the click target)."""
+    x = 150 + int(250 * (1 + np.sin(i / 40.0)))
+    y = 240 + int(80 * np.cos(i / 55.0))
+    return x, y
+
+
+def make_frames(n: int):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    background = np.stack([xx * 255 // WIDTH, yy * 255 // HEIGHT, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+    background = cv2.add(background, rng.integers(0, 25, background.shape, dtype=np.uint8))
+    for i in range(n):
+        img = background.copy()
+        cv2.circle(img, object_center(i), 60, (230, 40, 40), -1)
+        cv2.rectangle(img, (600 - i % 200, 60), (700 - i % 200, 160), (30, 200, 60), -1)
+        yield img
+
+
+def write_video(folder: Path, n: int, mp4: bool) -> dict[str, Any]:
+    """A JPEG folder (00000.jpg, ...) and, with PyAV, an H.264 MP4 of the same frames."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    container = stream = None
+    if mp4:
+        import av
+
+        container = av.open(str(folder / "video.mp4"), "w")
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    for i, img in enumerate(make_frames(n)):
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if stream is not None:
+            import av
+
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+    if stream is not None:
+        for packet in stream.encode():
+            container.mux(packet)
+        container.close()
+    return {"frames": n, "jpeg": str(folder), "mp4": str(folder / "video.mp4") if mp4 else None}
+
+
+# ---- measuring -------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class Memory:
+    """Peak memory of what happens after `start()`, over the warmed-up process."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def start(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.cuda_base = torch.cuda.memory_allocated()
+        self.rss_base = rss_mb()
+
+    def report(self) -> dict[str, float]:
+        import torch
+
+        # ru_maxrss is the peak since the process started: growth is 0 when the model load peaked higher.
+        out = {"peak_rss_mb": round(peak_rss_mb(), 1), "rss_growth_mb": round(max(0.0, peak_rss_mb() - self.rss_base), 1)}
+        if self.cuda:
+            torch.cuda.synchronize()
+            out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            out["cuda_growth_mb"] = round((torch.cuda.max_memory_allocated() - self.cuda_base) / 2**20, 1)
+        return out
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def load(args: argparse.Namespace):
+    import torch
+
+    from inference.sam2_backend import load_sam2
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t = time.perf_counter()
+    sam = load_sam2(
+        args.config,
+        args.checkpoint,
+        device=args.device,
+        image_size=args.image_size,
+        random_weights=args.checkpoint is None,
+    )
+    sync(args.device)
+    return sam, time.perf_counter() - t
+
+
+def warm_up(sam: Any, tracker_cls: Any) -> None:
+    """A 3-frame track on other pixels: CUDA kernels, cuBLAS/cuDNN handles and allocator pools
+    are set up before anything is timed, as in a running server."""
+    from domain.events import Direction
+    from inference.frames import ArrayFrames
+    from inference.protocols import ClickPoint, Prompt
+
+    frames = ArrayFrames([np.full((HEIGHT, WIDTH, 3), 60 + 40 * i, np.uint8) for i in range(3)])
+    session = tracker_cls(sam).open(frames)
+    session.add_prompt(0, "warm", Prompt(points=[ClickPoint(WIDTH / 2, HEIGHT / 2)]))
+    for _ in session.propagate(0, Direction.FORWARD, 3):
+        pass
+    session.close()
+    sync(str(sam.device))
+
+
+def click_prompt(i: int):
+    from inference.protocols import ClickPoint, Prompt
+
+    x, y = object_center(i)
+    return Prompt(points=[ClickPoint(x, y)])
+
+
+def open_frames(kind: str, video: dict[str, Any]):
+    from inference.frames import ImageListFrames, VideoFrames
+
+    if kind == "mp4":
+        return VideoFrames(video["mp4"])
+    return ImageListFrames(sorted(Path(video["jpeg"]).glob("*.jpg")))
+
+
+# ---- workers (each its own process) ------------------------------------------------------------
+
+
+def worker_click(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
+    from inference.protocols import ClickPoint, Prompt
+    from inference.sam2_image import Sam2Segmenter
+    from inference.sam2_video import Sam2Tracker
+
+    sam, load_s = load(args)
+    warm_up(sam, Sam2Tracker)
+    frames = open_frames("jpeg", video)
+    seg = Sam2Segmenter(sam, cache_size=2)
+    seg.segment(frames, 0, click_prompt(0))  # the segmenter's own first call, not timed
+    cold, warm = [], []
+    for i in range(1, 1 + args.clicks):
+        t = time.perf_counter()
+        seg.segment(frames, i, click_prompt(i))
+        cold.append(time.perf_counter() - t)
+        x, y = object_center(i)
+        for k in range(2):
+            prompt = Prompt(points=[ClickPoint(x, y), ClickPoint(x + 30 * (k + 1), y, include=False)])
+            t = time.perf_counter()
+            seg.segment(frames, i, prompt)
+            warm.append(time.perf_counter() - t)
+    return {
+        "model_load_s": round(load_s, 2),
+        "cold_ms": ms_stats(cold),
+        "warm_ms": ms_stats(warm),
+        "embeddings_computed": seg.embeddings_computed,
+    }
+
+
+def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
+    """Ours and raw on the same short video, in one process."""
+    from domain.events import Direction
+    from inference.sam2_video import Sam2Tracker
+
+    sam, _ = load(args)
+    warm_up(sam, Sam2Tracker)
+    n = video["frames"]
+    x, y = object_center(0)
+
+    session = Sam2Tracker(sam).open(open_frames("jpeg", video))
+    session.add_prompt(0, "a", click_prompt(0))
+    t = time.perf_counter()
+    for _ in session.propagate(0, Direction.FORWARD, n):
+        pass
+    ours_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with sam.running():
+        state = sam.net.init_state(video["jpeg"])
+    sync(args.device)
+    init_s = time.perf_counter() - t
+    with sam.running():
+        sam.net.add_new_points_or_box(state, 0, "a", points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
+        t = time.perf_counter()
+        for _, _, masks in sam.net.propagate_in_video(state, 0, n - 1):
+            (masks > 0).cpu().numpy()  # as ours: every frame's masks end up on the host
+        raw_s = time.perf_counter() - t
+    tracked = n - 1  # the first frame is the prompted one
+    return {
+        "frames": n,
+        "ours_fps": round(tracked / ours_s, 2),
+        "raw_fps_propagate_only": round(tracked / raw_s, 2),
+        "raw_fps_with_init_state": round(tracked / (raw_s + init_s), 2),
+        "raw_init_state_s": round(init_s, 2),
+        "ours_over_raw_propagate": round(raw_s / ours_s, 3),
+        "ours_over_raw_with_init_state": round((raw_s + init_s) / ours_s, 3),
+    }
+
+
+def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) -> dict[str, Any]:
+    from domain.events import Direction
+    from inference.sam2_video import Sam2Tracker
+
+    sam, load_s = load(args)
+    warm_up(sam, Sam2Tracker)
+    n, count = video["frames"], args.track
+    start = n // 2
+    mem = Memory(args.device)
+    mem.start()
+    out: dict[str, Any] = {"video_frames": n, "start": start, "tracked": count, "model_load_s": round(load_s, 2)}
+    t0 = time.perf_counter()
+    if source == "raw":
+        x, y = object_center(start)
+        with sam.running():
+            state = sam.net.init_state(video["jpeg"])
+            sync(args.device)
+            out["init_state_s"] = round(time.perf_counter() - t0, 2)
+            sam.net.add_new_points_or_box(state, start, "a", points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
+            out["first_mask_s"] = round(time.perf_counter() - t0, 3)
+            ticks = [time.perf_counter()]
+            for _, _, masks in sam.net.propagate_in_video(state, start, count - 1):
+                (masks > 0).cpu().numpy()
+                ticks.append(time.perf_counter())
+    else:
+        frames = open_frames(source, video)
+        session = Sam2Tracker(sam).open(frames)
+        session.add_prompt(start, "a", click_prompt(start))
+        out["first_mask_s"] = round(time.perf_counter() - t0, 3)
+        ticks = [time.perf_counter()]
+        for _ in session.propagate(start, Direction.FORWARD, count):
+            ticks.append(time.perf_counter())
+        retained = session.retained()
+        out["session_tensor_mb"] = round(retained.tensor_bytes / 2**20, 2)
+        out["frames_decoded_by_model"] = retained.frames_read
+    out["last_mask_s"] = round(time.perf_counter() - t0, 3)
+    # Per tracked frame, past the prompted one (whose mask the prompt already produced).
+    out["tracked_frame_ms"] = ms_stats([b - a for a, b in zip(ticks[1:], ticks[2:])])
+    out.update(mem.report())
+    return out
+
+
+def worker_classical(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
+    """Whatever Segmenter / Tracker inference/classical.py offers (built with no arguments)."""
+    import importlib
+
+    from domain.events import Direction
+    from inference.protocols import Segmenter, Tracker
+
+    try:
+        module = importlib.import_module("inference.classical")
+    except ImportError as exc:
+        return {"skipped": f"inference.classical not importable: {exc}"}
+    out: dict[str, Any] = {}
+    for name in dir(module):
+        cls = getattr(module, name)
+        if not isinstance(cls, type) or cls.__module__ != module.__name__:
+            continue
+        try:
+            obj = cls()
+        except Exception:
+            continue  # needs arguments: not a backend we can build blind
+        n = video["frames"]
+        start = n // 2
+        if isinstance(obj, Segmenter):
+            frames = open_frames("jpeg", video)
+            times = []
+            for i in range(args.clicks):
+                t = time.perf_counter()
+                obj.segment(frames, start + i, click_prompt(start + i))
+                times.append(time.perf_counter() - t)
+            out[name] = {"model": obj.model, "click_ms": ms_stats(times)}
+        elif isinstance(obj, Tracker):
+            mem = Memory("cpu")
+            mem.start()
+            t0 = time.perf_counter()
+            frames = open_frames("mp4" if video["mp4"] else "jpeg", video)
+            mask = np.zeros((HEIGHT, WIDTH), bool)
+            x, y = object_center(start)
+            yy, xx = np.ogrid[0:HEIGHT, 0:WIDTH]
+            mask[(xx - x) ** 2 + (yy - y) ** 2 < 60**2] = True
+            session = obj.open(frames)
+            session.add_mask(start, "a", mask)
+            for _ in session.propagate(start, Direction.FORWARD, args.track):
+                pass
+            last = time.perf_counter() - t0
+            out[name] = {
+                "model": obj.model,
+                "video_frames": n,
+                "tracked": args.track,
+                "last_mask_s": round(last, 3),
+                "fps": round((args.track - 1) / last, 2),
+                **mem.report(),
+            }
+    return out or {"skipped": "no Segmenter or Tracker buildable without arguments in inference.classical"}
+
+
+def ms_stats(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {"median": round(statistics.median(ms), 2), "min": round(min(ms), 2), "n": len(ms)}
+
+
+# ---- orchestration ---------------------------------------------------------------------------
+
+
+def run_worker(args: argparse.Namespace, name: str, video: dict[str, Any], source: str = "") -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", name, "--video", json.dumps(video), "--source", source]
+    cmd += ["--device", args.device, "--image-size", str(args.image_size), "--config", args.config]
+    cmd += ["--track", str(args.track), "--clicks", str(args.clicks)]
+    if args.checkpoint:
+        cmd += ["--checkpoint", str(args.checkpoint)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    env = dict(os.environ, TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
+    print(f"[bench] {name} {source} on {video['frames']} frames ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-5:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def describe(args: argparse.Namespace) -> dict[str, Any]:
+    import importlib.metadata
+
+    import torch
+
+    info: dict[str, Any] = {
+        "device": args.device,
+        "config": args.config,
+        "image_size": args.image_size,
+        "weights": str(args.checkpoint) if args.checkpoint else "random",
+        "torch": torch.__version__,
+        "sam2": importlib.metadata.version("sam2"),
+        "autocast": "bf16" if args.device.startswith("cuda") else "none (float32)",
+        "cpu_threads": args.threads or torch.get_num_threads(),
+    }
+    if args.device.startswith("cuda"):
+        info["card"] = torch.cuda.get_device_name()
+    return info
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--image-size", type=int, default=None, help="model input size (default 1024 on CUDA, 128 on CPU)")
+    p.add_argument("--config", default="sam2.1_hiera_t")
+    p.add_argument("--checkpoint", type=Path, default=None, help="real weights (default: random weights)")
+    p.add_argument("--frames", type=int, default=None, help="short video for frames/s (default 60 on CUDA, 10 on CPU)")
+    p.add_argument("--long-frames", type=int, default=None, help="long video length (default 1200 on CUDA, 300 on CPU)")
+    p.add_argument("--track", type=int, default=30, help="frames tracked in the long video, counting the start")
+    p.add_argument("--clicks", type=int, default=5, help="cold clicks measured (twice as many warm ones)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-scaling", action="store_true", help="skip the quarter-length long video")
+    p.add_argument("--classical", action="store_true", help="also measure inference/classical.py, if present")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--video", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--source", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    import torch
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = args.device.startswith("cuda")
+    args.image_size = args.image_size or (1024 if cuda else 128)
+    args.frames = args.frames or (60 if cuda else 10)
+    args.long_frames = args.long_frames or (1200 if cuda else 300)
+
+    if args.worker:
+        video = json.loads(args.video)
+        if args.worker == "click":
+            result = worker_click(args, video)
+        elif args.worker == "track":
+            result = worker_track(args, video)
+        elif args.worker == "long":
+            result = worker_long(args, video, args.source)
+        else:
+            result = worker_classical(args, video)
+        print(json.dumps(result))
+        return
+
+    try:
+        import av  # noqa: F401
+
+        mp4 = True
+    except ImportError:
+        mp4 = False
+    report: dict[str, Any] = describe(args)
+
+    def save() -> None:
+        # Written after every step, so a run cut short still leaves what it measured.
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="masklog-bench-") as tmp:
+        t = time.perf_counter()
+        short = write_video(Path(tmp) / "short", args.frames, mp4=False)
+        lengths = [args.long_frames] if args.no_scaling else [max(args.long_frames // 4, args.track + 1), args.long_frames]
+        longs = [write_video(Path(tmp) / f"long{n}", n, mp4=mp4) for n in lengths]
+        report["data_written_s"] = round(time.perf_counter() - t, 1)
+        report["click"] = run_worker(args, "click", longs[-1])
+        save()
+        report["track"] = run_worker(args, "track", short)
+        save()
+        report["long"] = {}
+        for video in reversed(longs):  # the full length first: it is the one that matters
+            runs: dict[str, Any] = {}
+            report["long"][f"{video['frames']}_frames"] = runs
+            for source in ["raw", "jpeg"] + (["mp4"] if mp4 else []):
+                name = "raw_jpeg" if source == "raw" else f"ours_{source}"
+                runs[name] = run_worker(args, "long", video, source)
+                save()
+        full = report["long"][f"{args.long_frames}_frames"]
+        raw, ours = full["raw_jpeg"], full["ours_jpeg"]
+        if "error" not in raw and "error" not in ours:
+            report["long_ratio_raw_over_ours"] = {
+                "time_to_last_mask": round(raw["last_mask_s"] / ours["last_mask_s"], 1),
+                "peak_rss": round(raw["peak_rss_mb"] / ours["peak_rss_mb"], 1),
+                "rss_growth": round(raw["rss_growth_mb"] / max(ours["rss_growth_mb"], 1.0), 1),
+            }
+            if cuda:
+                report["long_ratio_raw_over_ours"]["cuda_max_allocated"] = round(
+                    raw["cuda_max_allocated_mb"] / ours["cuda_max_allocated_mb"], 1
+                )
+        if args.classical:
+            if (ROOT / "inference" / "classical.py").exists():
+                report["classical"] = run_worker(args, "classical", longs[-1])
+            else:
+                report["classical"] = {"skipped": "inference/classical.py does not exist"}
+        save()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The SAM 2 backend's GPU check, for a borrowed GPU machine (no network there): installs the
+# Python wheels carried in .whl/ on top of the machine's own torch, runs the fidelity tests on
+# CUDA, then the backend benchmark at full image size on a long video. Logs and JSON go to $OUT.
+#
+# Prepare .whl/ on the development machine first (git-ignored through .git/info/exclude; the
+# GPU machine has Python 3.12 and torch but none of these):
+#   echo /.whl/ >> .git/info/exclude && mkdir -p .whl
+#   SAM2_BUILD_CUDA=0 .venv/bin/pip wheel --no-build-isolation --no-deps -w .whl \
+#       sam2==1.1.0 iopath==0.1.10 antlr4-python3-runtime==4.9.3
+#   .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#       hydra-core==1.3.8 omegaconf==2.3.1 msgspec==0.22.0 av==18.1.0
+# and run it with the device tool: command "bash scripts/device_check.sh", carry [".whl"].
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/masklog-device-out}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH="/tmp/site:$PWD"
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import sys, torch, sam2; print(sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name())"
+  echo "cpus $(nproc)"
+} 2>&1 | tee "$OUT/device.txt"
+
+MASKLOG_TEST_DEVICE=cuda timeout "${TEST_TIMEOUT:-120}" python3 -m pytest tests/inference/test_sam2_backend.py \
+  -q -rf --tb=short -p no:cacheprovider 2>&1 | tee "$OUT/pytest_cuda.log" | tail -25
+
+timeout "${BENCH_TIMEOUT:-320}" python3 scripts/bench_backends.py --device cuda --image-size 1024 \
+  --frames 60 --long-frames 1200 --track 30 --classical --out "$OUT/bench_cuda.json" 2>"$OUT/bench_cuda.stderr" >/dev/null
+echo "bench exit $?"
+tail -5 "$OUT/bench_cuda.stderr"
+cat "$OUT/bench_cuda.json"

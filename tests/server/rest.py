@@ -1,0 +1,74 @@
+"""Helpers shared by the REST tests: fresh ids, commands through the REST route, the log's head,
+and writes by a model actor (what the tracking actor does: commands straight into the ledger)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+
+from domain.decide import Command
+from domain.events import Event
+from tests.server.live import LiveServer
+
+MODEL_ACTOR = "model:test/tracker@1"
+
+
+def fresh(prefix: str) -> str:
+    """An id no other test case uses (servers are shared by a whole module)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def bbox(x: float = 1, y: float = 1, w: float = 5, h: float = 5) -> dict[str, Any]:
+    return {"type": "bbox", "x": x, "y": y, "w": w, "h": h}
+
+
+def head(live: LiveServer) -> int:
+    """The position of the last event in the log (any stream)."""
+    with live.http("admin") as http:
+        response = http.get("/api/media/m1/labels", params={"frame": 0})
+        response.raise_for_status()
+        return response.json()["seq"]
+
+
+def post_command(http: httpx.Client, body: dict[str, Any], media: str = "m1", command_id: str | None = None) -> httpx.Response:
+    return http.post(f"/api/media/{media}/commands", json={"id": command_id or str(uuid.uuid4()), "body": body})
+
+
+def command(http: httpx.Client, body: dict[str, Any], media: str = "m1") -> dict[str, Any]:
+    """A command that must be accepted (test set-up)."""
+    response = post_command(http, body, media)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def new_object(http: httpx.Client, media: str = "m1", class_id: str = "box") -> str:
+    object_id = fresh("obj")
+    command(http, {"type": "object_created", "object": object_id, "media": media, "class_id": class_id}, media)
+    return object_id
+
+
+def save_box(http: httpx.Client, object_id: str, frame: int, media: str = "m1", x: float = 1) -> dict[str, Any]:
+    return command(http, {"type": "label_saved", "object": object_id, "frame": frame, "shape": bbox(x=x), "source": "manual"}, media)
+
+
+def request_track(http: httpx.Client, object_id: str, media: str = "m1", start: int = 0, frames: int = 5) -> str:
+    """A running track of one labelled object (no tracking actor runs in the test server, so it
+    stays running); returns its id."""
+    save_box(http, object_id, start, media)
+    return command(
+        http,
+        {"type": "track_requested", "media": media, "objects": [object_id], "start": start, "direction": "forward", "range": frames},
+        media,
+    )["id"]
+
+
+def as_model(live: LiveServer, body: Command) -> Event:
+    """Append `body` as a model actor through the server's own ledger, on the server's loop."""
+    ctx = live.server.config.app.state.ctx
+    loop = live.server.servers[0].get_loop()
+    future = asyncio.run_coroutine_threadsafe(ctx.ledger.execute(MODEL_ACTOR, body, uuid.uuid4()), loop)
+    event, _ = future.result(timeout=30)
+    return event
