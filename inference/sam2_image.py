@@ -164,7 +164,8 @@ class Sam2Segmenter:
         labels: list[torch.Tensor] = []
         if prompt.box is not None:
             # The box goes first, as two corner points labelled 2 and 3 (how SAM 2 is trained).
-            coords.append(_scaled(torch.tensor(prompt.box, dtype=torch.float32, device=device).reshape(1, 2, 2), w, h, self._sam.image_size))
+            corners = torch.tensor(prompt.box, dtype=torch.float32, device=device).reshape(1, 2, 2)
+            coords.append(_scaled(corners, w, h, self._sam.image_size))
             labels.append(torch.tensor([[2, 3]], dtype=torch.int, device=device))
         if prompt.points:
             pts = torch.tensor([[p.x, p.y] for p in prompt.points], dtype=torch.float32, device=device)[None]

@@ -271,7 +271,10 @@ class Sam2TrackerSession:
         with self._sam.running():
             # Encodes the prompted frames' memories and moves them into the output dicts.
             net.propagate_in_video_preflight(self._live())
-        outputs = self._live()["output_dict_per_obj"].values()
+        # The objects this track covers: one prompted while the track is under way (before
+        # another propagate's preflight has encoded its memory) joins the next track instead.
+        objects = len(self._live()["obj_ids"])
+        outputs = [self._live()["output_dict_per_obj"][i] for i in range(objects)]
         for i, frame in enumerate(order):
             ahead = order[i + 1] if i + 1 < len(order) else None
             # Prefetch only a frame the model will read: one that some object has no mask for.
@@ -280,15 +283,15 @@ class Sam2TrackerSession:
             # The model context is entered per frame, never across a yield: inference mode and
             # autocast are thread-local and must not leak into the consumer's code.
             with self._sam.running():
-                result = self._step(frame, reverse, as_masks)
+                result = self._step(frame, reverse, as_masks, objects)
             yield result
 
-    def _step(self, frame: int, reverse: bool, as_masks: bool) -> Sam2Frame:
+    def _step(self, frame: int, reverse: bool, as_masks: bool, objects: int) -> Sam2Frame:
         # One iteration of SAM2VideoPredictor.propagate_in_video, plus pruning and scores.
         net, state = self._sam.net, self._live()
         preds: list[torch.Tensor] = []
         scores: list[torch.Tensor] = []
-        for obj_idx in range(len(state["obj_ids"])):
+        for obj_idx in range(objects):
             outputs = state["output_dict_per_obj"][obj_idx]
             out = outputs["cond_frame_outputs"].get(frame)
             if out is not None:
@@ -314,7 +317,7 @@ class Sam2TrackerSession:
         values = video_res[:, 0] > 0 if as_masks else video_res[:, 0].float()
         return Sam2Frame(
             frame=frame,
-            objects=list(state["obj_ids"]),
+            objects=list(state["obj_ids"][:objects]),
             logits=values.cpu().numpy(),
             object_scores=torch.stack(scores).float().cpu().numpy(),
         )

@@ -283,7 +283,8 @@ def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) ->
             state = sam.net.init_state(video["jpeg"])
             sync(args.device)
             out["init_state_s"] = round(time.perf_counter() - t0, 2)
-            sam.net.add_new_points_or_box(state, start, "a", points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
+            click, label = np.array([[x, y]], np.float32), np.array([1], np.int32)
+            sam.net.add_new_points_or_box(state, start, "a", points=click, labels=label)
             out["first_mask_s"] = round(time.perf_counter() - t0, 3)
             ticks = [time.perf_counter()]
             for _, _, masks in sam.net.propagate_in_video(state, start, count - 1):
@@ -302,7 +303,7 @@ def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) ->
         out["frames_decoded_by_model"] = retained.frames_read
     out["last_mask_s"] = round(time.perf_counter() - t0, 3)
     # Per tracked frame, past the prompted one (whose mask the prompt already produced).
-    out["tracked_frame_ms"] = ms_stats([b - a for a, b in zip(ticks[1:], ticks[2:])])
+    out["tracked_frame_ms"] = ms_stats([b - a for a, b in zip(ticks[1:], ticks[2:], strict=False)])
     out.update(mem.report())
     return out
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv in the repository (once) and installs masklog with its test extras into it.
-# Re-running is cheap: pip only installs what changed.
+# Creates .venv in the repository (once) and installs masklog with SAM 2 and the test tools.
+# Re-running is cheap: nothing is reinstalled unless pyproject.toml changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -10,7 +10,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.masklog-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
+  pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+  # torch first: sam2's setup.py imports it, so sam2 is built without build isolation (an
+  # isolated build would fetch a second torch). Its CUDA extension is optional: skip building it.
+  "${pip[@]}" "torch==2.14.1" "torchvision==0.29.1" setuptools wheel
+  SAM2_BUILD_CUDA=0 "${pip[@]}" --no-build-isolation "sam2==1.1.0"
+  "${pip[@]}" -e ".[sam2,test]"
   touch "$stamp"
 fi

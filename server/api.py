@@ -123,7 +123,7 @@ async def _body(request: Request, ctx: Context, type_: type) -> Any:
         return msgspec.json.decode(data, type=type_)
     except msgspec.ValidationError as error:
         raise ApiError(422, "invalid_request", str(error)) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgspec checks UTF-8 only as it makes a str
         raise ApiError(400, "malformed_json", f"not valid JSON: {error}") from None
 
 

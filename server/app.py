@@ -3,6 +3,7 @@ projection, and serves REST, the sockets and the page."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from inference.backends import Backends, load_backends
 from server import api
 from server.accounts import Accounts
 from server.context import Context
@@ -28,9 +30,16 @@ log = logging.getLogger("masklog")
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
+def load_configured_backends(settings: Settings) -> Backends:
+    model = settings.model
+    return load_backends(model.backend, model.sam2_checkpoint, model.sam2_config, model.device)
+
+
 @contextlib.asynccontextmanager
-async def open_context(settings: Settings) -> AsyncIterator[Context]:
+async def open_context(settings: Settings, backends: Backends | None = None) -> AsyncIterator[Context]:
     settings.data.mkdir(parents=True, exist_ok=True)
+    if backends is None:
+        backends = await asyncio.to_thread(load_configured_backends, settings)
     store = await SQLiteEventStore.open(settings.database)
     accounts = await Accounts.open(settings.accounts_database)
     try:
@@ -38,18 +47,21 @@ async def open_context(settings: Settings) -> AsyncIterator[Context]:
         ledger = Ledger(store, hub)
         await ledger.load()
         library = MediaLibrary(settings.media_dir, settings.frame_cache, settings.open_media)
-        yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library)
+        yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends)
     finally:
         await accounts.close()
         await store.close()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, backends: Backends | None = None) -> Starlette:
+    """`backends` already loaded (the CLI loads them first, to fail before serving), or None to
+    load them from the settings at start-up."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_context(settings) as ctx:
+        async with open_context(settings, backends) as ctx:
             app.state.ctx = ctx
-            log.info("masklog: %d events loaded from %s", ctx.ledger.state.seq, settings.database)
+            log.info("masklog: %d events loaded from %s; models: %s", ctx.ledger.state.seq, settings.database, ctx.backends.segmenter.model)
             yield
 
     routes = [*api.routes, WebSocketRoute("/api/media/{media}/ws", media_socket)]

@@ -33,13 +33,20 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(settings: Settings, demo: bool) -> None:
     import uvicorn
 
-    from server.app import create_app, open_context
+    from server.app import create_app, load_configured_backends, open_context
+
+    # Models first: a configured checkpoint that does not load stops here, before serving.
+    try:
+        backends = load_configured_backends(settings)
+    except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
+        print(f"masklog: cannot start the {settings.model.backend} backend: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
     if demo:
         from server.demo import PROJECT, ensure_demo
 
         async def prepare() -> dict[str, str]:
-            async with open_context(settings) as ctx:
+            async with open_context(settings, backends) as ctx:
                 return await ensure_demo(ctx)
 
         tokens = asyncio.run(prepare())
@@ -49,7 +56,7 @@ def _serve(settings: Settings, demo: bool) -> None:
             print(f"  {name:7s} token {token}   {base}/?token={token}", flush=True)
     print(f"serving on http://{settings.host}:{settings.port} (backend: {settings.model.backend})", flush=True)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, backends),
         host=settings.host,
         port=settings.port,
         ws_max_size=2 * settings.max_message_bytes,

@@ -42,6 +42,7 @@ from domain.events import (
     TrackRequested,
     Undone,
 )
+from inference.backends import Backends
 from server.accounts import RANK, Accounts, Role, User
 from server.hub import Hub
 from server.ledger import Ledger
@@ -64,6 +65,7 @@ class Context:
     accounts: Accounts
     presence: PresenceBoard
     library: MediaLibrary
+    backends: Backends
 
 
 SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)

@@ -173,14 +173,36 @@ def _probe_video(path: Path) -> Probed:
             # Packet headers can look fine in a truncated file: decode the first and last frames.
             source.get(0)
             source.get(len(source) - 1)
+        missing = _missing_frames(path, info.frames)
     except FrameError as error:
         raise MediaError(f"not a readable video: {error}") from None
+    if missing:
+        raise MediaError(f"the video is cut short: {missing}")
     _check_size(info.width, info.height, "the video")
     if info.frames > MAX_FRAMES:
         raise MediaError(f"the video has {info.frames} frames; at most {MAX_FRAMES} are supported")
     # A rate no player would use is a broken header, not a reason to refuse the frames.
     fps = info.fps if info.fps and 0 < info.fps <= MAX_FPS else None
     return Probed(info.width, info.height, info.frames, fps)
+
+
+def _missing_frames(path: Path, indexed: int) -> str | None:
+    """Why the file holds fewer frames than its header lists, or None. An MP4 written for
+    streaming has its frame table first, so one cut short still opens, and its remaining frames
+    decode: only the table tells that frames are missing."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            listed = stream.frames or 0  # 0: the format does not say
+            if listed <= indexed:
+                return None
+            # The index skips empty packets (frames a recorder dropped); the table counts them.
+            held = sum(1 for packet in container.demux(stream) if packet.pts is not None)
+    except av.error.FFmpegError as error:
+        raise FrameError(str(error)) from None
+    return f"its header lists {listed} frames, the file holds {held}" if held < listed else None
 
 
 def _check_size(width: int, height: int, what: str) -> None:

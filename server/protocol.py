@@ -156,7 +156,7 @@ def parse(data: str | bytes, max_bytes: int) -> ClientMessage:
         return _client_decoder.decode(data)
     except msgspec.ValidationError as error:
         raise ProtocolError("invalid_message", str(error), _command_id(data)) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ProtocolError("malformed_message", f"not valid JSON: {error}") from None
 
 
@@ -165,7 +165,7 @@ def _command_id(data: str | bytes) -> uuid.UUID | None:
     try:
         raw = msgspec.json.decode(data)
         return uuid.UUID(raw["id"]) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-    except (msgspec.DecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
 
 

@@ -13,7 +13,7 @@ class ModelSettings:
 
     backend: str = "classical"  # 'classical' or 'sam2'
     sam2_checkpoint: Path | None = None
-    sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    sam2_config: str = "sam2.1_hiera_t"  # a config packaged with sam2 (short name or path)
     device: str | None = None  # None: CUDA when present, else CPU
 
 

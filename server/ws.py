@@ -14,14 +14,15 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from domain.decide import DomainError
+from domain.decide import DomainError, Scope
 from domain.events import Event, media_stream, project_stream
 from server import protocol as p
 from server.accounts import User
-from server.context import Context, Forbidden, authorize_command
+from server.context import Context, Forbidden, authorize_on_media
 from server.hub import Overflowed, Subscriber
+from server.ledger import LedgerError
 from server.presence import Seat
 
 log = logging.getLogger("masklog.ws")
@@ -67,6 +68,13 @@ async def _send(websocket: WebSocket, message: p.ServerMessage) -> None:
         await websocket.send_text(p.encode(message).decode())
 
 
+async def _reply(websocket: WebSocket, message: p.ServerMessage) -> None:
+    """Answer a command; the client may have gone meanwhile (its event is in the log all the
+    same, and a retry with the same id gets the same answer)."""
+    with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, RuntimeError):
+        await _send(websocket, message)
+
+
 async def _receive(websocket: WebSocket) -> str | bytes:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
@@ -102,8 +110,9 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         return
     role = ctx.accounts.role_in(user, media.project)
     if role is None:
-        await _send(websocket, p.Error(code="forbidden", message="you are not a member of this project"))
-        await websocket.close(code=4003, reason="forbidden")
+        # Another project's media item looks exactly like a missing one.
+        await _send(websocket, p.Error(code="unknown_id", message=f"unknown media {media_id!r}"))
+        await websocket.close(code=4004, reason="unknown media")
         return
 
     # Snapshot (or position) and subscription in one step, with no await in between, so the
@@ -237,21 +246,22 @@ async def _read_loop(ctx: Context, websocket: WebSocket, user: User, media_id: s
 
 
 async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str, message: p.CommandMessage) -> None:
-    def authorize(scope) -> None:  # type: ignore[no-untyped-def]
-        if scope.media != media_id:
-            raise Forbidden("this socket only takes commands for its own media item")
-        authorize_command(ctx, user, message.body, scope)
+    def authorize(scope: Scope) -> None:
+        authorize_on_media(ctx, user, message.body, scope, media_id)
 
     try:
         event, duplicate = await ctx.ledger.execute(
             user.actor, message.body, message.id, authorize=authorize, panoptic=message.panoptic
         )
     except DomainError as error:
-        await _send(websocket, p.Error(code=error.code.value, message=error.message, id=message.id))
+        await _reply(websocket, p.Error(code=error.code.value, message=error.message, id=message.id))
         return
     except Forbidden as error:
-        await _send(websocket, p.Error(code="forbidden", message=str(error), id=message.id))
+        await _reply(websocket, p.Error(code="forbidden", message=str(error), id=message.id))
+        return
+    except LedgerError as error:
+        await _reply(websocket, p.Error(code="internal_error", message=str(error), id=message.id))
         return
     stacks = ctx.ledger.state.stacks_of(user.actor, media_id)
-    await _send(websocket, p.Ack(id=message.id, seq=event.seq, duplicate=duplicate, undo=len(stacks.undo), redo=len(stacks.redo)))
+    await _reply(websocket, p.Ack(id=message.id, seq=event.seq, duplicate=duplicate, undo=len(stacks.undo), redo=len(stacks.redo)))
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("sam2")
-PIL_Image = pytest.importorskip("PIL.Image")
+# Imported, not skipped when missing: the test command installs torch and sam2, and a run
+# without them must fail rather than pass without checking SAM 2.
+import PIL.Image as PIL_Image  # noqa: E402
+import sam2  # noqa: E402,F401
+import torch  # noqa: E402
 
 # sam2's SAM2Transforms (inside the raw image predictor) uses torch.jit.script, deprecated in torch.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
@@ -141,10 +143,8 @@ def raw_points(sam: Sam2Model, state: dict, frame: int, obj: str, prompt: Prompt
 
 def raw_propagate(sam: Sam2Model, state: dict, start: int, count: int, reverse: bool) -> list[tuple[int, np.ndarray]]:
     with sam.running():
-        return [
-            (f, m[:, 0].float().cpu().numpy())
-            for f, _, m in sam.net.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=count - 1, reverse=reverse)
-        ]
+        steps = sam.net.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=count - 1, reverse=reverse)
+        return [(f, m[:, 0].float().cpu().numpy()) for f, _, m in steps]
 
 
 def raw_object_score(state: dict, obj_idx: int, frame: int) -> float:
@@ -464,6 +464,17 @@ def test_ranges_stop_at_the_ends_and_bad_arguments_are_refused(sam: Sam2Model, v
         session.propagate(0, Direction.FORWARD, 0)
     with pytest.raises(ValueError):
         session.add_mask(0, "a", np.ones((10, 10), bool))
+
+
+def test_an_object_prompted_during_a_track_joins_the_next_one(sam: Sam2Model, video: Path) -> None:
+    session = Sam2Tracker(sam).open(frames_of(video))
+    session.add_prompt(0, "a", Prompt(points=[DISC]))
+    steps = session.propagate(0, Direction.FORWARD, 4)
+    assert [t.object for t in next(steps)] == ["a"]
+    session.add_prompt(1, "b", Prompt(box=BAR_BOX))
+    assert [[t.object for t in step] for step in steps] == [["a"], ["a"], ["a"]]
+    again = list(session.propagate(1, Direction.FORWARD, 2))
+    assert [[t.object for t in step] for step in again] == [["a", "b"], ["a", "b"]]
 
 
 # ---- memory ----------------------------------------------------------------------------------

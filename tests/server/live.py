@@ -4,6 +4,7 @@ media files; and a small real-websocket client."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 import time
@@ -78,7 +79,9 @@ def start_server(data: Path, **overrides: Any) -> LiveServer:
         finally:
             await accounts.close()
 
-    tokens = asyncio.run(make_users())
+    # In a thread of its own, so this also works from inside a running event loop (async tests).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        tokens = pool.submit(asyncio.run, make_users()).result()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", ws_max_size=2 * settings.max_message_bytes, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -2,7 +2,10 @@
 
 import asyncio
 import random
+import socket
 import uuid
+
+import pytest
 
 from tests.server.live import Client
 
@@ -166,21 +169,63 @@ async def test_resume_after_random_disconnects_has_no_gap_and_no_duplicate(live)
     await reader.close()
 
 
-async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others(live):
-    # A tiny queue makes the overflow quick to reach.
-    live.server.config.app  # noqa: B018 - the app is live; settings are per server
-    alice = Client(live, "alice")
-    await alice.connect()
-    await make_object(alice, "a")
-    stalled = Client(live, "bob")
-    await stalled.connect()
-    stalled._reader.cancel()  # stops reading: the socket's buffers fill, then its queue
-    queue = live.settings.client_queue
-    for index in range(queue + 50):
-        await alice.command({"type": "label_saved", "object": "a", "frame": index % 20, "shape": box(x=1 + index % 30), "source": "manual"})
-    # Alice got every ack promptly; a fresh client sees the whole log.
-    fresh = Client(live, "bob")
-    await fresh.connect(last_seq=0)
-    await fresh.wait_for(lambda: fresh.last_seq is not None and fresh.last_seq >= alice.last_seq if alice.last_seq else False, timeout=30)
-    await alice.close()
-    await fresh.close()
+async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others(tmp_path):
+    import json
+
+    import websockets
+
+    from tests.server.live import seed, start_server
+
+    live = start_server(tmp_path / "data", client_queue=100)
+    try:
+        seed(live)
+        alice, watcher = Client(live, "alice"), Client(live, "bob")
+        await alice.connect()
+        await watcher.connect()
+        await make_object(alice, "a", "poly")
+        # A raw socket that says hello and then never reads again: a bare TCP socket with a tiny
+        # receive buffer, so only the kernel's buffers soak up what the server sends.
+        stalled = socket.create_connection(("127.0.0.1", live.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        stalled.sendall(
+            b"GET /api/media/m1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += stalled.recv(1024)
+        assert response.startswith(b"HTTP/1.1 101")
+        hello = json.dumps({"type": "hello", "token": live.tokens["bob"], "last_seq": None}).encode()
+        mask = b"\x01\x02\x03\x04"
+        length = bytes([0x80 | len(hello)]) if len(hello) < 126 else bytes([0x80 | 126]) + len(hello).to_bytes(2, "big")
+        stalled.sendall(bytes([0x81]) + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(hello)))
+        # Big polygons (~25 kB each) fill the stalled socket's network buffers, then its queue.
+        ring = [float(v) for i in range(1500) for v in (1 + i % 60, 1 + (i * 7) % 45)]
+        shape = {"type": "polygon", "parts": [{"outer": ring}]}
+        acks = []
+        for burst in range(25):
+            acks += await asyncio.gather(*[
+                alice.command({"type": "label_saved", "object": "a", "frame": index % 20, "shape": shape, "source": "manual"})
+                for index in range(20)
+            ])
+        assert all(ack["type"] == "ack" for ack in acks)
+        last = max(ack["seq"] for ack in acks)
+        await watcher.wait_for(lambda: watcher.last_seq >= last, timeout=30)
+        # The stalled client was cut off: reading what reached it ends in a close frame 4008
+        # (resume from your last position), and the connection ends.
+        stalled.settimeout(10)
+        data = b""
+        while chunk := stalled.recv(1 << 20):
+            data += chunk
+        stalled.close()
+        assert b"\x88" in data[-200:] and (4008).to_bytes(2, "big") in data[-200:], "no close frame 4008 at the end"
+        # Resuming from the start gets everything.
+        again = Client(live, "bob")
+        await again.connect(last_seq=0)
+        await again.wait_for(lambda: again.last_seq >= last, timeout=30)
+        seqs = [e["seq"] for e in again.events]
+        assert seqs == sorted(set(seqs))
+        for client in (alice, watcher, again):
+            await client.close()
+    finally:
+        live.stop()

@@ -1,0 +1,47 @@
+"""The `masklog` command, run as a user would: a real process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def masklog(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_user_add_prints_a_token_that_logs_in(tmp_path):
+    done = masklog("user", "add", "carol", "--role", "viewer", "--data", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert len(token) >= 40
+    bad = masklog("user", "add", "../carol", "--data", str(tmp_path))
+    assert bad.returncode == 2 and "not valid" in bad.stderr
+
+
+def test_a_missing_or_broken_checkpoint_stops_the_server_with_a_clear_error(tmp_path):
+    missing = masklog("serve", "--data", str(tmp_path), "--sam2-checkpoint", str(tmp_path / "nope.pt"))
+    assert missing.returncode == 2 and "file not found" in missing.stderr and "nope.pt" in missing.stderr
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    refused = masklog("serve", "--data", str(tmp_path), "--sam2-checkpoint", str(broken))
+    assert refused.returncode == 2 and "not a readable PyTorch checkpoint" in refused.stderr
+    unset = masklog("serve", "--data", str(tmp_path), "--backend", "sam2")
+    assert unset.returncode == 2 and "no checkpoint configured" in unset.stderr
+
+
+def test_eval_vos_prints_davis_scores_as_json(shared_data):
+    done = masklog("eval-vos", str(shared_data / "vos"), "--sequences", "blackswan", "--max-frames", "6", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    score = result["sequences"]["blackswan"]
+    assert set(score) == {"J", "F", "JF", "frames", "seconds_per_frame"} and score["frames"] == 6
+    assert result["mean"]["JF"] == score["JF"] and 0.8 < score["JF"] <= 1.0
+    assert "blackswan" in done.stderr  # the progress bar
+
+
+def test_eval_vos_on_a_folder_without_sequences_is_an_error(tmp_path):
+    done = masklog("eval-vos", str(tmp_path))
+    assert done.returncode == 2 and "no DAVIS-format sequences" in done.stderr
