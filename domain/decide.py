@@ -23,6 +23,7 @@ from domain.events import (
     Body,
     Change,
     ClassAdded,
+    Direction,
     LabelChange,
     LabelDeleted,
     LabelSaved,
@@ -44,7 +45,6 @@ from domain.events import (
     TrackFailed,
     TrackFrameProduced,
     TrackRequested,
-    Direction,
     Undone,
     media_stream,
     project_stream,
@@ -399,23 +399,25 @@ def _compensate(state: LabelState, changes: list[Change]) -> tuple[list[Change],
 
 
 def _undo(state: LabelState, actor: str, command: Undo) -> Body:
-    _media(state, command.media)
-    stacks = state.stacks_of(actor, command.media)
-    if not stacks.undo:
-        raise DomainError(ErrorCode.NOTHING_TO_UNDO, "nothing of yours to undo on this media")
-    target = stacks.undo[-1]
-    changes, conflicts = _compensate(state, state.actions[target].changes)
+    target, changes, conflicts = _revert_top(state, actor, command.media, "undo")
     return Undone(media=command.media, target=target, changes=changes, conflicts=conflicts)
 
 
 def _redo(state: LabelState, actor: str, command: Redo) -> Body:
-    _media(state, command.media)
-    stacks = state.stacks_of(actor, command.media)
-    if not stacks.redo:
-        raise DomainError(ErrorCode.NOTHING_TO_REDO, "nothing of yours to redo on this media")
-    target = stacks.redo[-1]
-    changes, conflicts = _compensate(state, state.actions[target].changes)
+    target, changes, conflicts = _revert_top(state, actor, command.media, "redo")
     return Redone(media=command.media, target=target, changes=changes, conflicts=conflicts)
+
+
+def _revert_top(state: LabelState, actor: str, media: str, which: str) -> tuple[uuid.UUID, list[Change], int]:
+    """The compensation for the top of the actor's undo or redo stack on `media`."""
+    _media(state, media)
+    stacks = state.stacks_of(actor, media)
+    stack = stacks.undo if which == "undo" else stacks.redo
+    if not stack:
+        code = ErrorCode.NOTHING_TO_UNDO if which == "undo" else ErrorCode.NOTHING_TO_REDO
+        raise DomainError(code, f"nothing of yours to {which} on this media")
+    changes, conflicts = _compensate(state, state.actions[stack[-1]].changes)
+    return stack[-1], changes, conflicts
 
 
 def _refused(state: LabelState, actor: str, body: Body) -> Body:

@@ -31,7 +31,7 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.accounts import Accounts, Role  # noqa: E402
+from server.accounts import Accounts, Role
 
 
 def free_port() -> int:

@@ -28,13 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from domain import events as ev  # noqa: E402
-from domain.decide import Undo, decide  # noqa: E402
-from domain.geometry import mask_to_polygon, rle_encode  # noqa: E402
-from domain.shapes import BBox, Bitmask  # noqa: E402
-from domain.state import LabelState  # noqa: E402
-from server.ledger import rebuild  # noqa: E402
-from server.sqlite_store import SQLiteEventStore  # noqa: E402
+from domain import events as ev
+from domain.decide import Undo, decide
+from domain.geometry import mask_to_polygon, rle_encode
+from domain.shapes import BBox, Bitmask
+from domain.state import LabelState
+from server.ledger import rebuild
+from server.sqlite_store import SQLiteEventStore
 
 WIDTH, HEIGHT, FRAMES = 854, 480, 300
 USERS = [f"user:annotator{i}" for i in range(8)]

@@ -24,21 +24,21 @@ from starlette.routing import Route
 from domain.audit import GroupBy, cell_history, counts
 from domain.decide import Command, DomainError, ErrorCode
 from domain.events import (
-    ClassAdded,
-    Event,
     ID_PATTERN,
+    ClassAdded,
+    Color,
+    Event,
     Id,
     MediaAdded,
     MediaKind,
     Name,
     ProjectCreated,
     SkeletonTemplate,
-    Color,
     media_stream,
     project_stream,
 )
 from domain.shapes import ShapeKind
-from domain.state import LabelState, fold
+from domain.state import LabelState
 from inference.frames import FrameError
 from server.accounts import AccountError, Role, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require

@@ -133,7 +133,7 @@ def test_track_rules(log):
     refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-bbox", "o-bbox"], start=0, direction="forward"), ErrorCode.INVALID, "twice")
     log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=5, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
     track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=5, direction="backward", range=3))
-    frame = lambda f, obj="o-bbox": ev.TrackFrameProduced(track=track.id, object=obj, frame=f, shape=BBox(x=0, y=0, w=3, h=3), score=1.0, model="classical/flow@1")  # noqa: E731
+    frame = lambda f, obj="o-bbox": ev.TrackFrameProduced(track=track.id, object=obj, frame=f, shape=BBox(x=0, y=0, w=3, h=3), score=1.0, model="classical/flow@1")
     refused(log, ALICE, frame(4), ErrorCode.NOT_ALLOWED, "from the tracker")
     refused(log, TRACKER, frame(6), ErrorCode.FRAME_OUT_OF_RANGE, "outside the track")
     refused(log, TRACKER, frame(2), ErrorCode.FRAME_OUT_OF_RANGE, "outside the track")

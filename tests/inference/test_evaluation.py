@@ -18,7 +18,6 @@ from inference.evaluation import (
     f_measure,
     jaccard,
 )
-
 from inference.protocols import FrameSource, Prompt, TrackedMask
 
 

@@ -12,7 +12,6 @@ import pytest
 from inference.frames import ArrayFrames, FrameError, ImageListFrames, VideoFrames, VideoInfo, probe_video
 from inference.protocols import FrameSource
 
-
 DEMO = Path("demo")
 
 

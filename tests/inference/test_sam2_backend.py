@@ -20,22 +20,22 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 # Imported, not skipped when missing: the test command installs torch and sam2, and a run
 # without them must fail rather than pass without checking SAM 2.
-import PIL.Image as PIL_Image  # noqa: E402
-import sam2  # noqa: E402,F401
-import torch  # noqa: E402
+import PIL.Image as PIL_Image
+import pytest
+import sam2  # noqa: F401
+import torch
 
 # sam2's SAM2Transforms (inside the raw image predictor) uses torch.jit.script, deprecated in torch.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
-from domain.events import Direction  # noqa: E402
-from inference.protocols import ClickPoint, Prompt, Segmenter, Tracker, TrackerSession  # noqa: E402
-from inference.sam2_backend import Sam2LoadError, Sam2Model, load_sam2  # noqa: E402
-from inference.sam2_image import Sam2Segmenter  # noqa: E402
-from inference.sam2_video import Sam2Tracker, default_history  # noqa: E402
+from domain.events import Direction
+from inference.protocols import ClickPoint, Prompt, Segmenter, Tracker, TrackerSession
+from inference.sam2_backend import Sam2LoadError, Sam2Model, load_sam2
+from inference.sam2_image import Sam2Segmenter
+from inference.sam2_video import Sam2Tracker, default_history
 
 # Where the fidelity tests run: "cpu" here and in CI; "cuda" on a GPU machine, where both our code
 # and the raw predictors run under the same bf16 autocast (Sam2Model.running).

@@ -247,7 +247,7 @@ def test_cell_history_shows_who_won_and_what_was_lost(live, alice):
     save_box(alice, object_id, 6)  # another cell: not in this history
 
     history = alice.get(f"/api/media/m1/cells/{object_id}/5").json()["history"]
-    x = lambda value: value and value["shape"]["x"]  # noqa: E731
+    x = lambda value: value and value["shape"]["x"]
     assert [(h["kind"], h["actor"], x(h["replaced"]), x(h["value"])) for h in history] == [
         ("label_saved", "user:alice", None, 1),
         ("label_saved", "user:bob", 1, 7),

@@ -5,8 +5,6 @@ import random
 import socket
 import uuid
 
-import pytest
-
 from tests.server.live import Client
 
 
@@ -171,8 +169,6 @@ async def test_resume_after_random_disconnects_has_no_gap_and_no_duplicate(live)
 
 async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others(tmp_path):
     import json
-
-    import websockets
 
     from tests.server.live import seed, start_server
 
