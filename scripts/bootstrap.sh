@@ -8,9 +8,12 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
+# pip warns once per package about index folders of this machine's configuration that do not
+# exist; those lines say nothing about the project, so they are dropped (errors still show).
+quiet_pip() { .venv/bin/python -m pip "$@" 2> >(grep -v '^WARNING: Location .* is ignored' >&2); }
 stamp=.venv/.masklog-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+  pip=(quiet_pip install --quiet --disable-pip-version-check)
   # torch first: sam2's setup.py imports it, so sam2 is built without build isolation (an
   # isolated build would fetch a second torch). Its CUDA extension is optional: skip building it.
   "${pip[@]}" "torch==2.14.1" "torchvision==0.29.1" setuptools wheel
