@@ -5,6 +5,8 @@ import random
 import socket
 import uuid
 
+import pytest
+
 from tests.server.live import Client
 
 
