@@ -342,12 +342,18 @@ class LabelState:
     def selected_proposals(
         self, track: TrackId, objects: list[str] | None, frames: list[int] | None
     ) -> list[tuple[ObjectId, Frame, Proposal]]:
-        cells = self.proposals.get(track, {})
+        """A track's unreviewed results picked by object and frame (None: all), in the order
+        they were produced."""
+        cells = self.proposals.get(track)
+        if not cells:
+            return []
+        if objects is None and frames is None:
+            return [(oid, frame, value) for (oid, frame), value in cells.items()]
         wanted_objects = set(objects) if objects is not None else None
         wanted_frames = set(frames) if frames is not None else None
         return [
             (oid, frame, value)
-            for (oid, frame), value in sorted(cells.items())
+            for (oid, frame), value in cells.items()
             if (wanted_objects is None or oid in wanted_objects) and (wanted_frames is None or frame in wanted_frames)
         ]
 
@@ -356,22 +362,29 @@ class LabelState:
         track = self.tracks.get(body.track)
         if track is None:
             return
+        # Accepting a whole track is the common case and the hot path of a rebuild: the loop
+        # below writes cells directly rather than through _write's dispatch.
+        track_id, actor, written_by = body.track, event.actor, event.id
+        labels, live = self.labels, self.objects
         changes: list[Change] = []
-        for oid, frame, proposal in self.selected_proposals(body.track, body.objects, body.frames):
-            changes.append(ProposalChange(track=body.track, object=oid, frame=frame, before=proposal, after=None))
-            self._set_proposal(body.track, oid, frame, None)
-            if oid in self.objects:
+        for oid, frame, proposal in self.selected_proposals(track_id, body.objects, body.frames):
+            changes.append(ProposalChange(track=track_id, object=oid, frame=frame, before=proposal, after=None))
+            self._set_proposal(track_id, oid, frame, None)
+            if oid in live:
                 value = Label(
-                    written_by=event.id,
+                    written_by=written_by,
                     shape=proposal.shape,
                     source=Source.TRACKED,
-                    actor=event.actor,
+                    actor=actor,
                     model=proposal.model,
-                    track=body.track,
+                    track=track_id,
                     score=proposal.score,
                 )
-                changes.append(LabelChange(object=oid, frame=frame, before=self.label(oid, frame), after=value))
-                self._set_label(oid, frame, value)
+                frames = labels.get(oid)
+                if frames is None:
+                    frames = labels[oid] = {}
+                changes.append(LabelChange(object=oid, frame=frame, before=frames.get(frame), after=value))
+                frames[frame] = value
         self._record(event, track.request.media, changes)
 
     def _on_tracked_discarded(self, event: Event) -> None:
