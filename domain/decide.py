@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import math
-import uuid
 
 import msgspec
 
@@ -150,7 +149,7 @@ def _frame(media: MediaAdded, frame: int) -> None:
         )
 
 
-def _track(state: LabelState, track_id: uuid.UUID, running: bool = False) -> TrackRequested:
+def _track(state: LabelState, track_id: str, running: bool = False) -> TrackRequested:
     track = state.tracks.get(track_id)
     if track is None:
         raise DomainError(ErrorCode.UNKNOWN, f"unknown track {track_id}")
@@ -408,7 +407,7 @@ def _redo(state: LabelState, actor: str, command: Redo) -> Body:
     return Redone(media=command.media, target=target, changes=changes, conflicts=conflicts)
 
 
-def _revert_top(state: LabelState, actor: str, media: str, which: str) -> tuple[uuid.UUID, list[Change], int]:
+def _revert_top(state: LabelState, actor: str, media: str, which: str) -> tuple[str, list[Change], int]:
     """The compensation for the top of the actor's undo or redo stack on `media`."""
     _media(state, media)
     stacks = state.stacks_of(actor, media)

@@ -13,7 +13,6 @@ computes compensations from these records against the state at undo time.
 from __future__ import annotations
 
 import copy as _copy
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -51,7 +50,7 @@ UNDO_DEPTH = 200
 
 ObjectId = str
 Frame = int
-TrackId = uuid.UUID
+TrackId = str
 
 
 class TrackStatus:
@@ -77,7 +76,7 @@ class TrackInfo:
 class Action:
     """One undoable user action: the cells it changed, in order."""
 
-    id: uuid.UUID
+    id: str
     actor: str
     media: str
     changes: list[Change]
@@ -85,8 +84,8 @@ class Action:
 
 @dataclass(slots=True)
 class UndoStacks:
-    undo: list[uuid.UUID] = field(default_factory=list)
-    redo: list[uuid.UUID] = field(default_factory=list)
+    undo: list[str] = field(default_factory=list)
+    redo: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,7 +100,7 @@ class LabelState:
     labels: dict[ObjectId, dict[Frame, Label]] = field(default_factory=dict)
     proposals: dict[TrackId, dict[tuple[ObjectId, Frame], Proposal]] = field(default_factory=dict)
     tracks: dict[TrackId, TrackInfo] = field(default_factory=dict)
-    actions: dict[uuid.UUID, Action] = field(default_factory=dict)
+    actions: dict[str, Action] = field(default_factory=dict)
     stacks: dict[tuple[str, str], UndoStacks] = field(default_factory=dict)
 
     # ---- queries -------------------------------------------------------------------------
@@ -172,7 +171,10 @@ class LabelState:
                 if not frames:
                     del self.labels[object_id]
         else:
-            self.labels.setdefault(object_id, {})[frame] = value
+            frames = self.labels.get(object_id)
+            if frames is None:
+                frames = self.labels[object_id] = {}
+            frames[frame] = value
 
     def _set_object(self, object_id: ObjectId, value: ObjectInfo | None) -> None:
         if value is None:
@@ -189,7 +191,10 @@ class LabelState:
                 if not cells:
                     del self.proposals[track]
         else:
-            self.proposals.setdefault(track, {})[(object_id, frame)] = value
+            cells = self.proposals.get(track)
+            if cells is None:
+                cells = self.proposals[track] = {}
+            cells[(object_id, frame)] = value
 
     def _write(self, change: Change) -> None:
         if type(change) is LabelChange:
@@ -214,13 +219,20 @@ class LabelState:
         """Put a user's action on their undo stack; a new action clears their redo stack."""
         if not event.actor.startswith("user:") or not changes:
             return
-        stacks = self.stacks.setdefault((event.actor, media), UndoStacks())
+        stacks = self._stacks_for(event.actor, media)
         for dropped in stacks.redo:
             self.actions.pop(dropped, None)
         stacks.redo.clear()
         self._push(stacks.undo, Action(event.id, event.actor, media, changes))
 
-    def _push(self, stack: list[uuid.UUID], action: Action) -> None:
+    def _stacks_for(self, actor: str, media: str) -> UndoStacks:
+        # get-then-create: setdefault would build a throw-away UndoStacks on every action.
+        stacks = self.stacks.get((actor, media))
+        if stacks is None:
+            stacks = self.stacks[(actor, media)] = UndoStacks()
+        return stacks
+
+    def _push(self, stack: list[str], action: Action) -> None:
         self.actions[action.id] = action
         stack.append(action.id)
         if len(stack) > UNDO_DEPTH:
@@ -320,8 +332,11 @@ class LabelState:
             )
             self._set_label(body.object, body.frame, value)
         else:
-            proposal = Proposal(shape=body.shape, score=body.score, model=body.model, written_by=event.id)
-            self._set_proposal(body.track, body.object, body.frame, proposal)
+            proposal = Proposal(written_by=event.id, shape=body.shape, score=body.score, model=body.model)
+            cells = self.proposals.get(body.track)
+            if cells is None:
+                cells = self.proposals[body.track] = {}
+            cells[(body.object, body.frame)] = proposal
 
     def _finish_track(self, track_id: TrackId, status: str, reason: str | None = None) -> None:
         track = self.tracks.get(track_id)
@@ -367,9 +382,14 @@ class LabelState:
         track_id, actor, written_by = body.track, event.actor, event.id
         labels, live = self.labels, self.objects
         changes: list[Change] = []
-        for oid, frame, proposal in self.selected_proposals(track_id, body.objects, body.frames):
+        selected = self.selected_proposals(track_id, body.objects, body.frames)
+        if body.objects is None and body.frames is None:
+            self.proposals.pop(track_id, None)  # all of them: drop the track's cells at once
+        else:
+            for oid, frame, _ in selected:
+                self._set_proposal(track_id, oid, frame, None)
+        for oid, frame, proposal in selected:
             changes.append(ProposalChange(track=track_id, object=oid, frame=frame, before=proposal, after=None))
-            self._set_proposal(track_id, oid, frame, None)
             if oid in live:
                 value = Label(
                     written_by=written_by,
@@ -404,7 +424,7 @@ class LabelState:
         body: Undone = event.body  # type: ignore[assignment]
         for change in body.changes:
             self._write(change)
-        stacks = self.stacks.setdefault((event.actor, body.media), UndoStacks())
+        stacks = self._stacks_for(event.actor, body.media)
         if stacks.undo and stacks.undo[-1] == body.target:
             stacks.undo.pop()
             self.actions.pop(body.target, None)
@@ -414,7 +434,7 @@ class LabelState:
         body: Redone = event.body  # type: ignore[assignment]
         for change in body.changes:
             self._write(change)
-        stacks = self.stacks.setdefault((event.actor, body.media), UndoStacks())
+        stacks = self._stacks_for(event.actor, body.media)
         if stacks.redo and stacks.redo[-1] == body.target:
             stacks.redo.pop()
             self.actions.pop(body.target, None)

@@ -4,8 +4,8 @@
 
 Prints JSON: append_single_per_s (one event per append, awaited one after another),
 append_batched_per_s (100 events per append), rebuild_1m_s (read + decode + fold of the whole
-log from the SQLite file into a LabelState; named for the default 1,000,000 events) and
-peak_rss_mb. The log is a realistic mix for a video labelling project: objects, SAM prompts and
+log from the SQLite file into a LabelState; named for the default 1,000,000 events),
+open_check_s (opening the file, with its integrity and gap checks, timed apart) and peak_rss_mb. The log is a realistic mix for a video labelling project: objects, SAM prompts and
 saves (bitmask RLEs of 854x480 masks, polygons, boxes), tracking requests with per-frame results,
 reviews, deletions and undos.
 """
@@ -67,7 +67,7 @@ class Generator:
         self.objects: list[tuple[str, str, str]] = []  # (object, media, class)
 
     def _event(self, actor: str, body: ev.Body, stream: str) -> ev.NewEvent:
-        event_id = uuid.uuid4()
+        event_id = str(uuid.uuid4())
         self.seq += 1
         self.state.apply(ev.Event(seq=self.seq, id=event_id, stream=stream, actor=actor, at=0.0, body=body))
         return ev.NewEvent(id=event_id, stream=stream, actor=actor, body=body)
@@ -153,7 +153,7 @@ async def fill(store: SQLiteEventStore, total: int) -> LabelState:
 
 def small_event(index: int) -> ev.NewEvent:
     body = ev.LabelSaved(object="o1", frame=index % 100, shape=BBox(x=1, y=1, w=10, h=10), source="manual")
-    return ev.NewEvent(id=uuid.uuid4(), stream="media:m1", actor="user:bench", body=body)
+    return ev.NewEvent(id=str(uuid.uuid4()), stream="media:m1", actor="user:bench", body=body)
 
 
 async def appends(path: Path, synchronous: str, single: int, batched: int) -> tuple[float, float]:
@@ -192,8 +192,11 @@ async def main() -> None:
         fill_s = time.perf_counter() - started
         await store.close()
 
+        # Opening checks the file (quick_check and a gap check): timed apart from the fold.
         started = time.perf_counter()
         store = await SQLiteEventStore.open(log_path)
+        open_s = time.perf_counter() - started
+        started = time.perf_counter()
         state = await rebuild(store)
         rebuild_s = time.perf_counter() - started
         await store.close()
@@ -205,6 +208,7 @@ async def main() -> None:
         "append_single_per_s": round(single_rate),
         "append_batched_per_s": round(batched_rate),
         "rebuild_1m_s": round(rebuild_s, 2),
+        "open_check_s": round(open_s, 2),
         "events": state.seq,
         "labels": sum(len(frames) for frames in state.labels.values()),
         "log_mb": round(size_mb, 1),

@@ -168,11 +168,11 @@ def _project(ctx: Context, user: User, project_id: str) -> ProjectCreated:
     return project
 
 
-async def _execute(ctx: Context, user: User, command: Command, command_id: uuid.UUID | None = None, panoptic: bool = False) -> tuple[Event, bool]:
+async def _execute(ctx: Context, user: User, command: Command, command_id: str | None = None, panoptic: bool = False) -> tuple[Event, bool]:
     def authorize(scope):  # type: ignore[no-untyped-def]
         authorize_command(ctx, user, command, scope)
 
-    return await ctx.ledger.execute(user.actor, command, command_id or uuid.uuid4(), authorize=authorize, panoptic=panoptic)
+    return await ctx.ledger.execute(user.actor, command, command_id or str(uuid.uuid4()), authorize=authorize, panoptic=panoptic)
 
 
 # ---- who am I, projects -----------------------------------------------------------------------
@@ -322,7 +322,7 @@ async def upload_media(request: Request, ctx: Context, user: User) -> Response:
         width=probed.width, height=probed.height, frames=probed.frames, fps=probed.fps,
     )
     try:
-        event, _ = await ctx.ledger.execute(user.actor, command, uuid.uuid4())
+        event, _ = await ctx.ledger.execute(user.actor, command, str(uuid.uuid4()))
     except BaseException:
         await asyncio.to_thread(library.remove, fields.id)
         raise
@@ -456,7 +456,7 @@ async def get_cell_history(request: Request, ctx: Context, user: User) -> Respon
 
 
 class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
-    id: uuid.UUID
+    id: uuid.UUID  # any UUID text; the server uses its canonical form
     body: Command
     panoptic: bool = False
 
@@ -469,8 +469,9 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
     def authorize(scope):  # type: ignore[no-untyped-def]
         authorize_on_media(ctx, user, body.body, scope, media.media)
 
-    event, duplicate = await ctx.ledger.execute(user.actor, body.body, body.id, authorize=authorize, panoptic=body.panoptic)
-    return json_response({"id": body.id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
+    command_id = str(body.id)
+    event, duplicate = await ctx.ledger.execute(user.actor, body.body, command_id, authorize=authorize, panoptic=body.panoptic)
+    return json_response({"id": command_id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
 
 
 routes = [

@@ -83,11 +83,11 @@ async def ensure_demo(ctx: Context) -> dict[str, str]:
     if PROJECT in ctx.ledger.state.projects:
         return tokens
     admin = "user:admin"
-    await ctx.ledger.execute(admin, ProjectCreated(project=PROJECT, name="Demo project"), uuid.uuid4())
+    await ctx.ledger.execute(admin, ProjectCreated(project=PROJECT, name="Demo project"), str(uuid.uuid4()))
     for name, role in USERS.items():
         await ctx.accounts.set_member(PROJECT, name, role)
     for class_id, name, shape, color in CLASSES:
-        await ctx.ledger.execute(admin, ClassAdded(project=PROJECT, class_id=class_id, name=name, shape=shape, color=color), uuid.uuid4())
+        await ctx.ledger.execute(admin, ClassAdded(project=PROJECT, class_id=class_id, name=name, shape=shape, color=color), str(uuid.uuid4()))
 
     library = ctx.library
 
@@ -109,5 +109,5 @@ async def ensure_demo(ctx: Context) -> dict[str, str]:
             project=PROJECT, media=media_id, name=name, kind=kind,
             width=probed.width, height=probed.height, frames=probed.frames, fps=probed.fps,  # type: ignore[attr-defined]
         )
-        await ctx.ledger.execute(admin, command, uuid.uuid4())
+        await ctx.ledger.execute(admin, command, str(uuid.uuid4()))
     return tokens

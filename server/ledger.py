@@ -63,7 +63,7 @@ class Ledger:
         self.state = LabelState()
         self._lock = asyncio.Lock()
         self._next_seq = 1
-        self._pending: dict[uuid.UUID, asyncio.Task[list[Event]]] = {}
+        self._pending: dict[str, asyncio.Task[list[Event]]] = {}
         self._committed: dict[int, Event] = {}
         self._published = 0
 
@@ -77,11 +77,11 @@ class Ledger:
         self,
         actor: str,
         command: Command,
-        command_id: uuid.UUID,
+        command_id: str,
         *,
         authorize: Callable[[Scope], None] | None = None,
         panoptic: bool = False,
-        cause: uuid.UUID | None = None,
+        cause: str | None = None,
     ) -> tuple[Event, bool]:
         """Apply one command; returns its committed event and whether it was a retry of an
         earlier one (then nothing new was appended).

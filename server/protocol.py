@@ -21,7 +21,7 @@ PROTOCOL_VERSION = 1
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, command_id: uuid.UUID | None = None) -> None:
+    def __init__(self, code: str, message: str, command_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -44,7 +44,7 @@ class Hello(msgspec.Struct, **_msg("hello")):
 
 
 class CommandMessage(msgspec.Struct, **_msg("command")):
-    id: uuid.UUID
+    id: uuid.UUID  # any UUID text; the server uses its canonical form
     body: Command
     panoptic: bool = False
 
@@ -79,14 +79,14 @@ class LabelEntry(msgspec.Struct, frozen=True):
 
 
 class ProposalEntry(msgspec.Struct, frozen=True):
-    track: uuid.UUID
+    track: str
     object: str
     frame: int
     proposal: Proposal
 
 
 class TrackEntry(msgspec.Struct, frozen=True, kw_only=True):
-    id: uuid.UUID
+    id: str
     actor: str
     request: TrackRequested
     status: str
@@ -113,7 +113,7 @@ class Events(msgspec.Struct, **_msg("events")):
 
 
 class Ack(msgspec.Struct, **_msg("ack")):
-    id: uuid.UUID
+    id: str
     seq: int
     duplicate: bool
     undo: int
@@ -123,7 +123,7 @@ class Ack(msgspec.Struct, **_msg("ack")):
 class Error(msgspec.Struct, **_msg("error")):
     code: str
     message: str
-    id: uuid.UUID | None = None
+    id: str | None = None
 
 
 class Here(msgspec.Struct, frozen=True):
@@ -160,11 +160,11 @@ def parse(data: str | bytes, max_bytes: int) -> ClientMessage:
         raise ProtocolError("malformed_message", f"not valid JSON: {error}") from None
 
 
-def _command_id(data: str | bytes) -> uuid.UUID | None:
+def _command_id(data: str | bytes) -> str | None:
     """The id of a command that failed validation, so the error can answer it."""
     try:
         raw = msgspec.json.decode(data)
-        return uuid.UUID(raw["id"]) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        return str(uuid.UUID(raw["id"])) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
     except (msgspec.DecodeError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
 

@@ -69,6 +69,9 @@ COMMIT;
 _INSERT = "INSERT INTO events (seq, id, stream, payload) VALUES (?, ?, ?, CAST(? AS TEXT))"
 
 
+READER_MMAP_BYTES = 1 << 30
+
+
 class AppendFailed(StoreError):
     """The database refused the transaction or the batch; nothing of the batch was stored."""
 
@@ -136,6 +139,9 @@ class SQLiteEventStore:
             try:
                 reader.text_factory = bytes  # payloads go to msgspec as bytes: no str detour
                 await reader.execute_fetchall("PRAGMA query_only = ON")
+                # Reads map the file instead of copying pages through read(): a rebuild scans
+                # the whole log. Only address space; pages come from the OS cache either way.
+                await reader.execute_fetchall(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
             except BaseException:
                 await reader.close()
                 raise
@@ -272,9 +278,13 @@ class SQLiteEventStore:
             params = (stream, after, limit)
         return list(await self._reader.execute_fetchall(sql, params))  # type: ignore[arg-type]
 
-    async def get(self, id: UUID) -> Event | None:
+    async def get(self, id: str) -> Event | None:
         self._check_open()
-        rows = list(await self._reader.execute_fetchall("SELECT payload FROM events WHERE id = ?", (id.bytes,)))
+        try:
+            key = UUID(id).bytes
+        except (ValueError, TypeError, AttributeError):
+            return None  # not an id this store could hold
+        rows = list(await self._reader.execute_fetchall("SELECT payload FROM events WHERE id = ?", (key,)))
         return decode_event(rows[0][0]) if rows else None
 
     async def head(self) -> int:
@@ -370,7 +380,7 @@ def _write_group(
     outcomes: list[list[Event] | Exception] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        known = _lookup(conn, {event.id.bytes for batch in batches for event in batch})
+        known = _lookup(conn, {UUID(event.id).bytes for batch in batches for event in batch})
         for batch in batches:
             if isolate:
                 conn.execute("SAVEPOINT batch")
@@ -419,7 +429,7 @@ def _place(
     rows: list[tuple[int, bytes, str, bytes]] = []
     added: dict[bytes, Event] = {}
     for new in batch:
-        key = new.id.bytes
+        key = UUID(new.id).bytes
         event = known.get(key) or added.get(key)
         if event is None:
             head += 1

@@ -12,11 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
-from uuid import UUID
 
 import msgspec
 
-from domain.events import Event, NewEvent, SchemaError, decode_new_event, encode
+from domain.events import Event, NewEvent, SchemaError, decode_new_event, encode, is_event_id
 
 
 class StoreError(Exception):
@@ -34,7 +33,7 @@ class StoreCorrupted(StoreError):
 class UnstorableEvent(StoreError, ValueError):
     """An event of a batch could not be stored; nothing of its batch was stored."""
 
-    def __init__(self, index: int, event_id: UUID | None, reason: str) -> None:
+    def __init__(self, index: int, event_id: str | None, reason: str) -> None:
         super().__init__(f"event {index} of the batch (id {event_id}) cannot be stored: {reason}")
         self.index = index
         self.event_id = event_id
@@ -66,7 +65,7 @@ class EventStore(Protocol):
         rebuilding projections from a long log without holding it in memory."""
         ...
 
-    async def get(self, id: UUID) -> Event | None:
+    async def get(self, id: str) -> Event | None:
         ...
 
     async def head(self) -> int:
@@ -89,7 +88,8 @@ def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
     Structs are not validated when built, so an event can hold a value of the wrong type or one
     outside its bounds; stored, it would make every later rebuild fail. Round-tripping through
     the strict decoder is the one check that matches what readers will do, and the events it
-    returns have exactly the types the schema says (a UUID, not a string that looks like one).
+    returns have exactly the types the schema says. Ids must be UUIDs in canonical text form
+    (an id given as a uuid.UUID comes back as that text).
     Backends call this before a batch joins a shared transaction, so a bad batch fails only its
     own caller.
     """
@@ -98,9 +98,12 @@ def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
         if not isinstance(event, NewEvent):
             raise UnstorableEvent(index, None, f"expected NewEvent, got {type(event).__name__}")
         try:
-            checked.append(decode_new_event(encode(event)))
+            new = decode_new_event(encode(event))
         except (SchemaError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as error:
-            raise UnstorableEvent(index, event.id if isinstance(event.id, UUID) else None, str(error)) from error
+            raise UnstorableEvent(index, event.id if isinstance(event.id, str) else None, str(error)) from error
+        if not is_event_id(new.id) or (new.cause is not None and not is_event_id(new.cause)):
+            raise UnstorableEvent(index, new.id, "id and cause must be UUIDs in canonical text form")
+        checked.append(new)
     return checked
 
 

@@ -249,19 +249,18 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
     def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, message.body, scope, media_id)
 
+    command_id = str(message.id)  # canonical text form
     try:
-        event, duplicate = await ctx.ledger.execute(
-            user.actor, message.body, message.id, authorize=authorize, panoptic=message.panoptic
-        )
+        event, duplicate = await ctx.ledger.execute(user.actor, message.body, command_id, authorize=authorize, panoptic=message.panoptic)
     except DomainError as error:
-        await _reply(websocket, p.Error(code=error.code.value, message=error.message, id=message.id))
+        await _reply(websocket, p.Error(code=error.code.value, message=error.message, id=command_id))
         return
     except Forbidden as error:
-        await _reply(websocket, p.Error(code="forbidden", message=str(error), id=message.id))
+        await _reply(websocket, p.Error(code="forbidden", message=str(error), id=command_id))
         return
     except LedgerError as error:
-        await _reply(websocket, p.Error(code="internal_error", message=str(error), id=message.id))
+        await _reply(websocket, p.Error(code="internal_error", message=str(error), id=command_id))
         return
     stacks = ctx.ledger.state.stacks_of(user.actor, media_id)
-    await _reply(websocket, p.Ack(id=message.id, seq=event.seq, duplicate=duplicate, undo=len(stacks.undo), redo=len(stacks.redo)))
+    await _reply(websocket, p.Ack(id=command_id, seq=event.seq, duplicate=duplicate, undo=len(stacks.undo), redo=len(stacks.redo)))
 

@@ -36,7 +36,7 @@ class MemoryLog:
         body = decide(self.state, actor, command, panoptic=panoptic)
         event = Event(
             seq=len(self.events) + 1,
-            id=event_id or uuid.uuid4(),
+            id=event_id or str(uuid.uuid4()),
             stream="m1",
             actor=actor,
             at=1_700_000_000.0 + len(self.events),

@@ -141,7 +141,7 @@ def test_track_rules(log):
     refused(log, TRACKER, ev.TrackFrameProduced(track=track.id, object="o-bbox", frame=4, shape=Keypoint(x=1, y=1), score=1.0, model="m/x@1"), ErrorCode.WRONG_SHAPE, "takes bbox labels")
     log.do(TRACKER, frame(4))
     refused(log, ALICE, ev.TrackedAccepted(track=track.id, frames=[3]), ErrorCode.INVALID, "no unreviewed")
-    refused(log, ALICE, ev.TrackedAccepted(track=uuid.uuid4()), ErrorCode.UNKNOWN, "unknown track")
+    refused(log, ALICE, ev.TrackedAccepted(track=str(uuid.uuid4())), ErrorCode.UNKNOWN, "unknown track")
     log.do(ALICE, ev.TrackCancelled(track=track.id))
     refused(log, TRACKER, frame(3), ErrorCode.TRACK_NOT_RUNNING, "cancelled")
     refused(log, ALICE, ev.TrackCompleted(track=track.id, frames=1), ErrorCode.TRACK_NOT_RUNNING, "cancelled")
@@ -152,7 +152,7 @@ def test_undo_redo_rules(log):
     refused(log, BOB, Undo(media="m1"), ErrorCode.NOTHING_TO_UNDO, "nothing of yours")
     refused(log, ALICE, Redo(media="m1"), ErrorCode.NOTHING_TO_REDO, "nothing of yours")
     refused(log, ALICE, Undo(media="nope"), ErrorCode.UNKNOWN, "unknown media")
-    undone = ev.Undone(media="m1", target=uuid.uuid4(), changes=[])
+    undone = ev.Undone(media="m1", target=str(uuid.uuid4()), changes=[])
     refused(log, ALICE, undone, ErrorCode.NOT_ALLOWED, "undo and redo commands")
 
 
@@ -180,4 +180,4 @@ def test_scope_of_each_command(log):
     with pytest.raises(DomainError, match="unknown media"):
         scope_of(log.state, Redo(media="ghost"))
     with pytest.raises(DomainError, match="unknown track"):
-        scope_of(log.state, ev.TrackCancelled(track=uuid.uuid4()))
+        scope_of(log.state, ev.TrackCancelled(track=str(uuid.uuid4())))

@@ -21,7 +21,7 @@ from domain.shapes import (
     SkeletonPoint,
 )
 
-TRACK = uuid.UUID("00000000-0000-4000-8000-000000000001")
+TRACK = "00000000-0000-4000-8000-000000000001"
 LABEL = ev.Label(written_by=TRACK, shape=BBox(x=1, y=2, w=3, h=4), source=ev.Source.MANUAL, actor="user:ann")
 
 ONE_OF_EACH: list[ev.Body] = [
@@ -52,7 +52,7 @@ ONE_OF_EACH: list[ev.Body] = [
 
 
 def envelope(body: ev.Body, seq: int = 1) -> ev.Event:
-    return ev.Event(seq=seq, id=uuid.uuid4(), stream="m1", actor="user:ann", at=1.5, body=body, cause=TRACK)
+    return ev.Event(seq=seq, id=str(uuid.uuid4()), stream="m1", actor="user:ann", at=1.5, body=body, cause=TRACK)
 
 
 def test_every_body_kind_is_exercised():
@@ -143,7 +143,7 @@ def test_missing_upcaster_is_reported(monkeypatch):
 
 
 def test_new_event_decoding_is_strict():
-    new = ev.NewEvent(id=uuid.uuid4(), stream="m1", actor="user:ann", body=ev.LabelDeleted(object="o1", frame=2))
+    new = ev.NewEvent(id=str(uuid.uuid4()), stream="m1", actor="user:ann", body=ev.LabelDeleted(object="o1", frame=2))
     assert ev.decode_new_event(ev.encode(new)) == new
     with pytest.raises(ev.SchemaError):
         ev.decode_new_event(b'{"id": "x"}')
@@ -163,7 +163,7 @@ def test_id_and_actor_patterns():
 
 
 def test_stored_keeps_the_envelope():
-    new = ev.NewEvent(id=uuid.uuid4(), stream="m1", actor="user:ann", body=ev.LabelDeleted(object="o1", frame=2), cause=TRACK)
+    new = ev.NewEvent(id=str(uuid.uuid4()), stream="m1", actor="user:ann", body=ev.LabelDeleted(object="o1", frame=2), cause=TRACK)
     event = ev.stored(new, seq=5, at=2.0)
     assert (event.seq, event.id, event.stream, event.actor, event.at, event.body, event.cause) == (5, new.id, "m1", "user:ann", 2.0, new.body, TRACK)
     assert msgspec.json.decode(ev.encode(event))["v"] == ev.SCHEMA_VERSION

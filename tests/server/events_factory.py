@@ -9,11 +9,11 @@ from domain.shapes import BBox
 
 
 def label_saved(
-    *, stream: str = "m1", frame: int = 0, object: str = "o1", id: UUID | None = None, actor: str = "user:ann"
+    *, stream: str = "m1", frame: int = 0, object: str = "o1", id: str | None = None, actor: str = "user:ann"
 ) -> NewEvent:
     """A LabelSaved event; `frame` doubles as a marker that tells events apart in assertions."""
     return NewEvent(
-        id=id or uuid4(),
+        id=id or str(uuid4()),
         stream=stream,
         actor=actor,
         body=LabelSaved(object=object, frame=frame, shape=BBox(x=0, y=0, w=1, h=1), source=Source.MANUAL),

@@ -71,6 +71,6 @@ def as_model(live: LiveServer, body: Command) -> Event:
     """Append `body` as a model actor through the server's own ledger, on the server's loop."""
     ctx = live.server.config.app.state.ctx
     loop = live.server.servers[0].get_loop()
-    future = asyncio.run_coroutine_threadsafe(ctx.ledger.execute(MODEL_ACTOR, body, uuid.uuid4()), loop)
+    future = asyncio.run_coroutine_threadsafe(ctx.ledger.execute(MODEL_ACTOR, body, str(uuid.uuid4())), loop)
     event, _ = future.result(timeout=30)
     return event

@@ -216,7 +216,7 @@ def test_audit_counts(live, alice):
         command(bob, label)
     # A tracked label: the model proposes frame 2 of the dog's track, alice accepts it.
     track = request_track(alice, dog)
-    as_model(live, TrackFrameProduced(track=uuid.UUID(track), object=dog, frame=2, shape=BBox(3, 3, 4, 4), score=0.8, model="classical"))
+    as_model(live, TrackFrameProduced(track=track, object=dog, frame=2, shape=BBox(3, 3, 4, 4), score=0.8, model="classical"))
     command(alice, {"type": "tracked_accepted", "track": track})
 
     def audit(**params) -> dict:

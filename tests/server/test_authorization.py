@@ -256,7 +256,7 @@ def _proposed_track(s: Setup) -> str:
     """A running track with one result awaiting review, written by the model actor."""
     object_id = new_object(s.admin)
     track = request_track(s.admin, object_id)
-    as_model(s.live, TrackFrameProduced(track=uuid.UUID(track), object=object_id, frame=1, shape=BBox(2, 2, 5, 5), score=0.9, model="test"))
+    as_model(s.live, TrackFrameProduced(track=track, object=object_id, frame=1, shape=BBox(2, 2, 5, 5), score=0.9, model="test"))
     return track
 
 

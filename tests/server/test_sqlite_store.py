@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -80,7 +80,7 @@ async def test_payload_is_the_encoded_event_as_json_text(tmp_path: Path) -> None
             " stream, id FROM events"
         ).fetchone()
     conn.close()
-    assert row == (1, "text", 1, 3, "m7", event.id.bytes)
+    assert row == (1, "text", 1, 3, "m7", UUID(event.id).bytes)
 
 
 async def test_concurrent_appends_share_one_transaction(tmp_path: Path) -> None:
