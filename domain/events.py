@@ -404,7 +404,15 @@ def decode_events(rows: list[bytes] | list[str]) -> list[Event]:
     call per event. Falls back to one by one (and upcasting) when any is old or malformed."""
     if not rows:
         return []
-    joined = "[" + ",".join(rows) + "]" if isinstance(rows[0], str) else b"[" + b",".join(rows) + b"]"  # type: ignore[arg-type]
+    # One copy of the rows (the join), not three: the brackets ride on the first and last row.
+    if isinstance(rows[0], str):
+        parts: list = ["[" + rows[0], *rows[1:]]  # type: ignore[list-item]
+        parts[-1] = parts[-1] + "]"
+        joined: str | bytes = ",".join(parts)
+    else:
+        parts = [b"[" + rows[0], *rows[1:]]  # type: ignore[operator]
+        parts[-1] = parts[-1] + b"]"
+        joined = b",".join(parts)
     try:
         events = _events_decoder.decode(joined)
     except (msgspec.DecodeError, msgspec.ValidationError):
