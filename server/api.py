@@ -114,7 +114,7 @@ async def _body(request: Request, ctx: Context, type_: type) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > ctx.settings.max_request_bytes:
         raise ApiError(413, "too_large", f"request body over {ctx.settings.max_request_bytes} bytes")
-    data = b""
+    data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > ctx.settings.max_request_bytes:

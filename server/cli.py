@@ -53,7 +53,10 @@ def _serve(settings: Settings, demo: bool) -> None:
         base = f"http://{settings.host}:{settings.port}"
         print(f"masklog demo project '{PROJECT}' in {settings.data}", flush=True)
         for name, token in tokens.items():
-            print(f"  {name:7s} token {token}   {base}/?token={token}", flush=True)
+            print(f"  {name:7s} token {token}", flush=True)
+        print(f"  try: curl -H 'Authorization: Bearer {tokens['alice']}' {base}/api/projects", flush=True)
+        if (Path(__file__).resolve().parent.parent / "web" / "index.html").exists():
+            print(f"  page: {base}/?token={tokens['alice']}", flush=True)
     print(f"serving on http://{settings.host}:{settings.port} (backend: {settings.model.backend})", flush=True)
     uvicorn.run(
         create_app(settings, backends),

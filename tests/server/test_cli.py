@@ -45,3 +45,44 @@ def test_eval_vos_prints_davis_scores_as_json(shared_data):
 def test_eval_vos_on_a_folder_without_sequences_is_an_error(tmp_path):
     done = masklog("eval-vos", str(tmp_path))
     assert done.returncode == 2 and "no DAVIS-format sequences" in done.stderr
+
+
+def test_demo_serves_a_project_made_on_the_spot(tmp_path):
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "demo", "--data", str(tmp_path), "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        tokens = {}
+        for line in server.stdout:
+            words = line.split()
+            if len(words) == 3 and words[1] == "token":
+                tokens[words[0]] = words[2]
+            if line.startswith("serving on"):
+                break
+        assert set(tokens) == {"admin", "alice", "bob", "viewer"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {tokens['alice']}"}) as http:
+            for _ in range(100):
+                try:
+                    projects = http.get("/api/projects").json()
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            [demo] = projects
+            media = {m["media"]: m for m in demo["media"]}
+            assert media["pan"]["kind"] == "video" and media["pan"]["frames"] == 90 and (media["pan"]["width"], media["pan"]["height"]) == (640, 360)
+            assert media["photos"]["kind"] == "image_group" and media["photos"]["frames"] == 4
+            frame = http.get("/api/media/pan/frames/45")
+            assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+            assert {c["shape"] for c in demo["classes"]} >= {"bitmask", "polygon", "bbox"}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
