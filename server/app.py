@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from inference.backends import Backends, load_backends
@@ -20,6 +20,7 @@ from server.context import Context
 from server.hub import Hub
 from server.ledger import Ledger
 from server.media import MediaLibrary
+from server.openapi import openapi
 from server.presence import PresenceBoard
 from server.settings import Settings
 from server.sqlite_store import SQLiteEventStore
@@ -64,7 +65,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
             log.info("masklog: %d events loaded from %s; models: %s", ctx.ledger.state.seq, settings.database, ctx.backends.segmenter.model)
             yield
 
-    routes = [*api.routes, WebSocketRoute("/api/media/{media}/ws", media_socket)]
+    routes = [*api.routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
     if (WEB_DIR / "index.html").exists():
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True)))
     return Starlette(routes=routes, lifespan=lifespan)

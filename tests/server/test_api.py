@@ -302,3 +302,21 @@ def test_unknown_routes_and_methods_are_answered_by_the_router(alice):
     """Before any handler runs, so in plain text without an error object (docs/api.md says so)."""
     for response, status in ((alice.get("/api/nothing-here"), 404), (alice.put("/api/media/m1"), 405)):
         assert response.status_code == status and response.headers["content-type"].startswith("text/plain")
+
+
+def test_openapi_describes_every_route(live):
+    from server import api
+
+    with live.http() as anonymous:
+        response = anonymous.get("/api/openapi.json")  # no token needed, like /api/health
+    assert response.status_code == 200
+    spec = response.json()
+    assert spec["openapi"].startswith("3.1")
+    described = {(path, method.upper()) for path, operations in spec["paths"].items() for method in operations}
+    for route in api.routes:
+        for method in route.methods - {"HEAD"}:
+            path = route.path.replace("{index:int}", "{index}").replace("{frame:int}", "{frame}")
+            assert (path, method) in described, (path, method)
+    command = spec["paths"]["/api/media/{media}/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert command.endswith("/CommandRequest") and "LabelSaved" in spec["components"]["schemas"]
+    assert spec["paths"]["/api/projects/{project}/media"]["post"]["requestBody"]["content"]["multipart/form-data"]

@@ -1,0 +1,78 @@
+"""An OpenAPI 3.1 description of the REST API, served at /api/openapi.json.
+
+Paths and methods come from the routes themselves, the summary from each handler's docstring,
+and request bodies from the msgspec structs the handlers decode, so the description cannot
+drift from what the server accepts. docs/api.md remains the reference for who may call what.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from domain.events import Event
+from server import api
+from server.protocol import Snapshot
+
+# The JSON body each writing route takes.
+REQUEST_BODIES: dict[tuple[str, str], type] = {
+    ("/api/projects", "POST"): api.NewProject,
+    ("/api/projects/{project}/classes", "POST"): api.NewClass,
+    ("/api/projects/{project}/members/{user}", "PUT"): api.Membership,
+    ("/api/media/{media}/commands", "POST"): api.CommandRequest,
+}
+RESPONSES: dict[tuple[str, str], type] = {
+    ("/api/media/{media}", "GET"): api.MediaAdded,
+    ("/api/media/{media}/snapshot", "GET"): Snapshot,
+}
+PUBLIC = {"/api/health", "/api/openapi.json"}
+
+
+def describe(routes: list[Route]) -> dict[str, Any]:
+    types = [*REQUEST_BODIES.values(), *RESPONSES.values(), Event, api.MediaForm]
+    _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            operation: dict[str, Any] = {
+                "summary": (route.endpoint.__doc__ or route.name).strip().splitlines()[0],
+                "operationId": f"{route.name}_{method.lower()}",
+                "parameters": [
+                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for name in re.findall(r"\{(\w+)\}", path)
+                ],
+                "responses": {"default": {"description": 'JSON; errors are {"error": {"code", "message"}}'}},
+            }
+            if path not in PUBLIC:
+                operation["security"] = [{"bearer": []}]
+            body = REQUEST_BODIES.get((path, method))
+            if body is not None:
+                operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+            if (path, method) == ("/api/projects/{project}/media", "POST"):
+                operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "allOf": [{"$ref": "#/components/schemas/MediaForm"}],
+                    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }}}}
+            answer = RESPONSES.get((path, method))
+            if answer is not None:
+                operation["responses"]["200"] = {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{answer.__name__}"}}}}
+            if path.endswith("/frames/{index}"):
+                operation["responses"]["200"] = {"description": "the frame", "content": {"image/jpeg": {}}}
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "masklog", "version": "1", "description": "Event-sourced collaborative label server. The live socket is described in docs/protocol.md."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+async def openapi(request: Request) -> Response:
+    """This description."""
+    return Response(msgspec.json.encode(describe(api.routes)), media_type="application/json")
