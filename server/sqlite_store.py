@@ -261,6 +261,9 @@ class SQLiteEventStore:
                     # Decoding the last row first gives the next key (one decode per chunk).
                     last = decode_event(rows[-1][0]).seq
                     fetching = asyncio.ensure_future(self._fetch(last, stream, batch_size))
+                    # Let the fetch reach the database thread now, so it reads while this one
+                    # decodes; a task only starts once the loop runs.
+                    await asyncio.sleep(0)
                 yield decode_events([row[0] for row in rows])
                 if not more:
                     return
