@@ -19,10 +19,7 @@ from inference.protocols import Segmenter, Tracker
 @dataclass(frozen=True)
 class Backends:
     segmenter: Segmenter
-    trackers: dict[Algorithm, Tracker]
-
-    def tracker(self, algorithm: Algorithm) -> Tracker:
-        return self.trackers[algorithm]
+    trackers: dict[Algorithm, Tracker]  # 'simple' is always classical; 'advanced' is SAM 2 when loaded
 
 
 def load_backends(backend: str = "classical", checkpoint: Path | None = None, config: str | None = None, device: str | None = None) -> Backends:

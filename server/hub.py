@@ -85,6 +85,3 @@ class Hub:
             for subscriber in followers:
                 subscriber.overflowed = True
                 subscriber._wake.set()
-
-    def followers(self, stream: str) -> int:
-        return len(self._by_stream.get(stream, ()))
