@@ -212,6 +212,11 @@ def _run_lengths(rle: Rle) -> NDArray[np.int64]:
     if (run_lengths < 0).any():
         bad = int(np.flatnonzero(run_lengths < 0)[0])
         raise GeometryError(f"RLE run {bad} has a negative length ({int(run_lengths[bad])})")
+    if (run_lengths[1:] == 0).any():
+        # Encoders never write an empty run after the first, and pycocotools' set operations
+        # assume they do not: they merge such an RLE into counts that no longer add up.
+        bad = int(np.flatnonzero(run_lengths[1:] == 0)[0]) + 1
+        raise GeometryError(f"RLE run {bad} has length 0; only the first run may be empty")
     total = int(run_lengths.sum())
     if total != height * width:
         raise GeometryError(

@@ -296,6 +296,14 @@ def test_corrupted_valid_rle_never_crashes(mask: Mask, data: st.DataObject) -> N
     _survives(counts[:index], mask.shape)
 
 
+def test_an_empty_run_after_the_first_is_refused() -> None:
+    # Runs 3, 0, 5 decode to a plausible mask, but pycocotools' merges mangle them (found by
+    # test_corrupted_valid_rle_never_crashes): such counts are invalid, as no encoder writes them.
+    with pytest.raises(GeometryError, match="run 1 has length 0"):
+        rle_decode(Rle(size=(2, 4), counts="305"))
+    assert rle_area(Rle(size=(2, 4), counts="08")) == 8  # an empty first run is how masks starting with 1 look
+
+
 def test_rle_counts_round_trip_through_large_runs() -> None:
     # Run lengths over 2**15 take several characters, and their deltas go negative.
     mask = np.zeros((400, 500), dtype=bool)
