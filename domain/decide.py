@@ -23,6 +23,7 @@ from domain.events import (
     Change,
     ClassAdded,
     Direction,
+    EventId,
     LabelChange,
     LabelDeleted,
     LabelSaved,
@@ -48,7 +49,7 @@ from domain.events import (
     media_stream,
     project_stream,
 )
-from domain.geometry import GeometryError, panoptic_exclude, rle_area, validate_shape
+from domain.geometry import GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
 from domain.shapes import SAM_SHAPE_KINDS, Bitmask, ShapeKind, kind_of
 from domain.state import LabelState, TrackStatus
 
@@ -61,7 +62,17 @@ class Redo(msgspec.Struct, frozen=True, tag="redo", forbid_unknown_fields=True, 
     media: str
 
 
-Command = Body | Undo | Redo
+class SaveSegment(msgspec.Struct, frozen=True, tag="save_segment", forbid_unknown_fields=True, kw_only=True):
+    """Save the model's answer to a prompt as a label in the object's class shape (S3)."""
+
+    prompt: EventId
+
+
+Command = Body | Undo | Redo | SaveSegment
+
+# Polygons made from model masks (SAM saves, tracked polygons) follow the mask's outline to
+# within this many pixels: exact outlines of a model mask have a vertex per boundary pixel.
+MASK_POLYGON_TOLERANCE = 1.0
 
 
 class ErrorCode(enum.StrEnum):
@@ -75,6 +86,7 @@ class ErrorCode(enum.StrEnum):
     INVALID = "invalid"
     NOT_ALLOWED = "not_allowed"
     TRACK_NOT_RUNNING = "track_not_running"
+    TRACK_RUNNING = "track_running"
     NOTHING_TO_UNDO = "nothing_to_undo"
     NOTHING_TO_REDO = "nothing_to_redo"
 
@@ -106,6 +118,8 @@ def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = 
         raise DomainError(ErrorCode.NOT_ALLOWED, f"'{type(command).__struct_config__.tag}' cannot be sent as a command")
     if rule is _label_saved:
         return _label_saved(state, actor, command, panoptic)  # type: ignore[arg-type]
+    if rule is _save_segment:
+        return _save_segment(state, actor, command, panoptic)  # type: ignore[arg-type]
     return rule(state, actor, command)  # type: ignore[operator]
 
 
@@ -278,8 +292,18 @@ def _bitmask_class(cls: ClassAdded) -> ClassAdded:
 
 
 def _segment_proposed(state: LabelState, actor: str, body: SegmentProposed) -> Body:
+    if actor.startswith("user:"):
+        raise DomainError(ErrorCode.NOT_ALLOWED, "proposed segments come from the model, not from users")
     media, cls = _object(state, body.object)
     _frame(media, body.frame)
+    # "Nothing found" is an answer too: an empty mask of the frame's size is logged, so the
+    # requester sees it; it cannot be saved.
+    try:
+        empty = rle_area(body.mask) == 0
+    except GeometryError as error:
+        raise DomainError(ErrorCode.BAD_GEOMETRY, str(error)) from None
+    if empty and tuple(body.mask.size) == (media.height, media.width):
+        return body
     _geometry(Bitmask(rle=body.mask), media, _bitmask_class(cls))
     return body
 
@@ -295,6 +319,8 @@ def _label_saved(state: LabelState, actor: str, body: LabelSaved, panoptic: bool
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels")
     if body.source == Source.TRACKED and actor.startswith("user:"):
         raise DomainError(ErrorCode.NOT_ALLOWED, "tracked labels come from a track; accept its results instead")
+    if body.source == Source.SAM:
+        _check_sam_provenance(state, body)
     _geometry(body.shape, media, cls)
     if panoptic and isinstance(body.shape, Bitmask):
         others = [
@@ -308,6 +334,50 @@ def _label_saved(state: LabelState, actor: str, body: LabelSaved, panoptic: bool
                 raise DomainError(ErrorCode.BAD_GEOMETRY, "nothing is left of the mask once other objects' pixels are excluded")
             body = msgspec.structs.replace(body, shape=Bitmask(rle=remaining))
     return body
+
+
+def _check_sam_provenance(state: LabelState, body: LabelSaved) -> None:
+    """A label that says it came from SAM names the prompt whose answer it is (C4), on the same
+    object and frame; the shape may have been edited since."""
+    segment = state.segments.get(body.prompt) if body.prompt is not None else None
+    if segment is None or (segment.object, segment.frame) != (body.object, body.frame):
+        raise DomainError(
+            ErrorCode.INVALID,
+            "a SAM label must name the prompt whose proposed segment it is, on the same object and frame "
+            "(or send save_segment with the prompt id)",
+        )
+    if body.model is not None and body.model != segment.model:
+        raise DomainError(ErrorCode.INVALID, f"the prompt was answered by {segment.model!r}, not {body.model!r}")
+
+
+def _save_segment(state: LabelState, actor: str, command: SaveSegment, panoptic: bool = False) -> Body:
+    segment = _segment(state, command.prompt)
+    media, cls = _object(state, segment.object)
+    if cls.shape not in SAM_SHAPE_KINDS:
+        raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels (class {cls.class_id!r})")
+    if rle_area(segment.mask) == 0:
+        raise DomainError(ErrorCode.BAD_GEOMETRY, "the proposed segment is empty: add a click on the object")
+    shape = shape_from_mask(cls.shape, rle_decode(segment.mask), MASK_POLYGON_TOLERANCE)
+    label = LabelSaved(
+        object=segment.object,
+        frame=segment.frame,
+        shape=shape,
+        source=Source.SAM,
+        model=segment.model,
+        prompt=command.prompt,
+        score=segment.score,
+    )
+    return _label_saved(state, actor, label, panoptic)
+
+
+def _segment(state: LabelState, prompt: str) -> SegmentProposed:
+    segment = state.segments.get(prompt)
+    if segment is None:
+        raise DomainError(
+            ErrorCode.UNKNOWN,
+            f"no proposed segment for prompt {prompt}: it is not answered yet, or a newer prompt on that object and frame replaced it",
+        )
+    return segment
 
 
 def _label_deleted(state: LabelState, actor: str, body: LabelDeleted) -> Body:
@@ -337,7 +407,28 @@ def _track_requested(state: LabelState, actor: str, body: TrackRequested) -> Bod
             raise DomainError(ErrorCode.INVALID, f"object {object_id!r} is not on media {media.media!r}")
         if state.label(object_id, body.start) is None:
             raise DomainError(ErrorCode.INVALID, f"object {object_id!r} has no label on the start frame {body.start} to track from")
+    if body.replaces is not None:
+        _check_replaced(state, body, body.replaces)
     return body
+
+
+def _check_replaced(state: LabelState, body: TrackRequested, replaces: EventId) -> None:
+    """A re-track from a corrected frame (T9) continues an earlier track of the same media
+    item, the same way, from a frame inside its range."""
+    old = state.tracks.get(replaces)
+    if old is None:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown track {replaces}")
+    if old.status == TrackStatus.RUNNING:
+        raise DomainError(ErrorCode.TRACK_RUNNING, f"track {replaces} is still running: cancel it or let it finish before re-tracking")
+    request = old.request
+    if request.media != body.media or request.direction != body.direction:
+        raise DomainError(ErrorCode.INVALID, f"a re-track continues track {replaces}: same media item and direction")
+    missing = [o for o in body.objects if o not in request.objects]
+    if missing:
+        raise DomainError(ErrorCode.INVALID, f"object {missing[0]!r} is not part of track {replaces}")
+    step = 1 if request.direction == Direction.FORWARD else -1
+    if not 0 <= (body.start - request.start) * step < request.range:
+        raise DomainError(ErrorCode.FRAME_OUT_OF_RANGE, f"frame {body.start} is outside the range of track {replaces}")
 
 
 def _track_frame_produced(state: LabelState, actor: str, body: TrackFrameProduced) -> Body:
@@ -445,6 +536,7 @@ _RULES = {
     Redone: _refused,
     Undo: _undo,
     Redo: _redo,
+    SaveSegment: _save_segment,
 }
 
 
@@ -470,6 +562,8 @@ def scope_of(state: LabelState, command: Command) -> Scope:
         media_id = command.media
     elif isinstance(command, (TrackFrameProduced, TrackCompleted, TrackCancelled, TrackFailed, TrackedAccepted, TrackedDiscarded)):
         media_id = _track(state, command.track).media
+    elif isinstance(command, SaveSegment):
+        media_id = _object(state, _segment(state, command.prompt).object)[0].media
     else:
         object_id = command.object  # type: ignore[union-attr]
         media_id = state.object_media.get(object_id)

@@ -261,6 +261,9 @@ class TrackRequested(msgspec.Struct, **_struct("track_requested")):
     interval: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0  # frames an object may be lost (T5)
     algorithm: Algorithm = Algorithm.ADVANCED
     autosave: bool = False  # automated labelling saves directly (T9)
+    # A correction re-tracked (T9): this earlier track's unreviewed results for these objects,
+    # from `start` onwards in `direction`, are replaced by this track's.
+    replaces: EventId | None = None
 
 
 class TrackFrameProduced(msgspec.Struct, **_struct("track_frame_produced")):

@@ -34,6 +34,7 @@ from domain.events import (
     Proposal,
     ProposalChange,
     Redone,
+    SegmentProposed,
     Source,
     TrackCancelled,
     TrackCompleted,
@@ -70,6 +71,14 @@ class TrackInfo:
     reason: str | None = None
     # Last frame produced per object: where a resumed track picks up.
     last_frame: dict[ObjectId, Frame] = field(default_factory=dict)
+    # Consecutive frames each object has been lost on, up to its last produced frame (T5).
+    lost_streak: dict[ObjectId, int] = field(default_factory=dict)
+
+    def stopped(self, object_id: ObjectId) -> bool:
+        """Whether the annotation interval has stopped this object: lost on `interval`
+        consecutive frames (an interval of 0 never stops an object)."""
+        interval = self.request.interval
+        return interval > 0 and self.lost_streak.get(object_id, 0) >= interval
 
 
 @dataclass(slots=True)
@@ -100,6 +109,10 @@ class LabelState:
     labels: dict[ObjectId, dict[Frame, Label]] = field(default_factory=dict)
     proposals: dict[TrackId, dict[tuple[ObjectId, Frame], Proposal]] = field(default_factory=dict)
     tracks: dict[TrackId, TrackInfo] = field(default_factory=dict)
+    # The model's latest answer per prompt (SAM mode), kept until a newer prompt on the same
+    # object and frame replaces it: saving a prompt's segment reads it from here.
+    segments: dict[str, SegmentProposed] = field(default_factory=dict)
+    segment_cells: dict[tuple[ObjectId, Frame], str] = field(default_factory=dict)
     actions: dict[str, Action] = field(default_factory=dict)
     stacks: dict[tuple[str, str], UndoStacks] = field(default_factory=dict)
 
@@ -145,11 +158,14 @@ class LabelState:
             labels={oid: dict(frames) for oid, frames in self.labels.items()},
             proposals={tid: dict(cells) for tid, cells in self.proposals.items()},
             tracks={tid: _copy.copy(info) for tid, info in self.tracks.items()},
+            segments=dict(self.segments),
+            segment_cells=dict(self.segment_cells),
             actions=dict(self.actions),
             stacks={key: UndoStacks(list(s.undo), list(s.redo)) for key, s in self.stacks.items()},
         )
         for info in new.tracks.values():
             info.last_frame = dict(info.last_frame)
+            info.lost_streak = dict(info.lost_streak)
         return new
 
     # ---- cells: the unit undo works on ----------------------------------------------------
@@ -306,9 +322,40 @@ class LabelState:
         media = self.object_media[body.object]
         self._record(event, media, [LabelChange(object=body.object, frame=body.frame, before=before, after=None)])
 
+    def _on_segment_proposed(self, event: Event) -> None:
+        body: SegmentProposed = event.body  # type: ignore[assignment]
+        cell = (body.object, body.frame)
+        previous = self.segment_cells.get(cell)
+        if previous is not None and previous != body.prompt:
+            self.segments.pop(previous, None)
+        self.segment_cells[cell] = body.prompt
+        self.segments[body.prompt] = body
+
     def _on_track_requested(self, event: Event) -> None:
         body: TrackRequested = event.body  # type: ignore[assignment]
         self.tracks[event.id] = TrackInfo(request=body, actor=event.actor, seq=event.seq)
+        if body.replaces is not None:
+            replaced = self.replaced_proposals(body)
+            changes: list[Change] = [
+                ProposalChange(track=body.replaces, object=oid, frame=frame, before=proposal, after=None)
+                for oid, frame, proposal in replaced
+            ]
+            for change in changes:
+                self._write(change)
+            self._record(event, body.media, changes)
+
+    def replaced_proposals(self, request: TrackRequested) -> list[tuple[ObjectId, Frame, Proposal]]:
+        """The unreviewed results of `request.replaces` that a re-track from `request.start`
+        replaces: its objects' results from the start frame onwards in the direction."""
+        if request.replaces is None:
+            return []
+        step = 1 if request.direction == "forward" else -1
+        objects = set(request.objects)
+        return [
+            (oid, frame, proposal)
+            for (oid, frame), proposal in self.proposals.get(request.replaces, {}).items()
+            if oid in objects and (frame - request.start) * step >= 0
+        ]
 
     def _on_track_frame_produced(self, event: Event) -> None:
         body: TrackFrameProduced = event.body  # type: ignore[assignment]
@@ -317,7 +364,12 @@ class LabelState:
             return
         track.produced += 1
         track.last_frame[body.object] = body.frame
-        if body.shape is None or body.object not in self.objects:
+        if body.shape is None:
+            track.lost_streak[body.object] = track.lost_streak.get(body.object, 0) + 1
+            return
+        if track.lost_streak:
+            track.lost_streak.pop(body.object, None)
+        if body.object not in self.objects:
             return
         if track.request.autosave:
             # Automated labelling (T5) writes labels directly; they are the model's, not undoable.
@@ -450,6 +502,7 @@ _HANDLERS: dict[type, Callable[[LabelState, Event], None]] = {
     ObjectReclassed: LabelState._on_object_reclassed,
     LabelSaved: LabelState._on_label_saved,
     LabelDeleted: LabelState._on_label_deleted,
+    SegmentProposed: LabelState._on_segment_proposed,
     TrackRequested: LabelState._on_track_requested,
     TrackFrameProduced: LabelState._on_track_frame_produced,
     TrackCompleted: LabelState._on_track_completed,

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from inference.actor import InferenceActor
 from inference.backends import Backends, load_backends
 from server import api
 from server.accounts import Accounts
@@ -48,7 +49,16 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         ledger = Ledger(store, hub)
         await ledger.load()
         library = MediaLibrary(settings.media_dir, settings.frame_cache, settings.open_media)
-        yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends)
+        actor = InferenceActor(ledger, library, backends)
+        if settings.run_models:
+            hub.listen(actor.on_event)
+            actor.start()
+        try:
+            yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor)
+        finally:
+            if settings.run_models:
+                hub.unlisten(actor.on_event)
+            await actor.stop()
     finally:
         await accounts.close()
         await store.close()

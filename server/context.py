@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.decide import Command, DomainError, ErrorCode, Redo, Scope, Undo
+from domain.decide import Command, DomainError, ErrorCode, Redo, SaveSegment, Scope, Undo
 from domain.events import (
     ClassAdded,
     MediaAdded,
@@ -42,6 +42,7 @@ from domain.events import (
     TrackRequested,
     Undone,
 )
+from inference.actor import InferenceActor
 from inference.backends import Backends
 from server.accounts import RANK, Accounts, Role, User
 from server.hub import Hub
@@ -66,6 +67,7 @@ class Context:
     presence: PresenceBoard
     library: MediaLibrary
     backends: Backends
+    actor: InferenceActor
 
 
 SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)
@@ -113,4 +115,6 @@ def _unknown(command: Command) -> str:
         return f"unknown media {command.media!r}"
     if isinstance(command, (TrackFrameProduced, TrackCompleted, TrackCancelled, TrackFailed, TrackedAccepted, TrackedDiscarded)):
         return f"unknown track {command.track}"
+    if isinstance(command, SaveSegment):
+        return f"no proposed segment for prompt {command.prompt}"
     return f"unknown object {command.object!r}"  # type: ignore[union-attr]

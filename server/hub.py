@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from domain.events import Event
 
@@ -59,6 +59,15 @@ class Subscriber:
 class Hub:
     def __init__(self) -> None:
         self._by_stream: dict[str, set[Subscriber]] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def listen(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback` with every published event of every stream, in order (the inference
+        actor's feed). It must be quick and must not raise."""
+        self._listeners.append(callback)
+
+    def unlisten(self, callback: Callable[[Event], None]) -> None:
+        self._listeners.remove(callback)
 
     def subscribe(self, streams: Iterable[str], limit: int) -> Subscriber:
         subscriber = Subscriber(frozenset(streams), limit)
@@ -78,6 +87,8 @@ class Hub:
     def publish(self, event: Event) -> None:
         for subscriber in self._by_stream.get(event.stream, ()):
             subscriber.offer(event)
+        for listener in self._listeners:
+            listener(event)
 
     def drop_all(self) -> None:
         """Make every subscriber resume from the log (after the ledger rebuilt its state)."""

@@ -42,6 +42,10 @@ async def rebuild(store: EventStore, state: LabelState | None = None) -> LabelSt
     return state
 
 
+def _with_id(events: list[Event], event_id: str) -> Event:
+    return next(event for event in events if event.id == event_id)
+
+
 class LedgerError(Exception):
     """The log refused an append; the ledger rebuilt its state from the log."""
 
@@ -106,7 +110,7 @@ class Ledger:
         if existing is not None:
             return self._check_owner(existing, actor), True
         if in_flight is not None:
-            [event] = await asyncio.shield(in_flight)
+            event = _with_id(await asyncio.shield(in_flight), command_id)
             return self._check_owner(event, actor), True
         try:
             [event] = await asyncio.shield(append)
@@ -119,6 +123,64 @@ class Ledger:
             await self._recover()
         self._publish(event)
         return event, False
+
+    async def execute_batch(
+        self, actor: str, commands: list[tuple[Command, str]], *, cause: str | None = None
+    ) -> list[Event | DomainError]:
+        """Decide several commands of one actor, in order, and append the accepted ones in one
+        commit: the tracking actor writes a frame's results for all its objects this way.
+
+        Returns, per command, its committed event (the stored one when its id was already in
+        the log: re-running never duplicates) or the DomainError that refused it. Raises
+        LedgerError when the log refuses the append.
+        """
+        results: list[Event | DomainError | None] = [None] * len(commands)
+        waits: dict[int, asyncio.Future[list[Event]]] = {}
+        append: asyncio.Future[list[Event]] | None = None
+        predicted: list[tuple[int, Event]] = []
+        async with self._lock:
+            for index, (command, command_id) in enumerate(commands):
+                in_flight = self._pending.get(command_id)
+                if in_flight is not None:
+                    waits[index] = in_flight
+                    continue
+                existing = await self.store.get(command_id)
+                if existing is not None:
+                    results[index] = existing
+                    continue
+                try:
+                    scope = scope_of(self.state, command)
+                    body = decide(self.state, actor, command)
+                except DomainError as error:
+                    results[index] = error
+                    continue
+                new = NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause)
+                event = stored(new, self._next_seq, time.time())
+                self.state.apply(event)
+                self._next_seq += 1
+                predicted.append((index, event))
+            if predicted:
+                news = [NewEvent(id=e.id, stream=e.stream, actor=e.actor, body=e.body, cause=e.cause) for _, e in predicted]
+                append = asyncio.ensure_future(self.store.append(news))
+                for _, event in predicted:
+                    self._pending[event.id] = append
+        for index, wait in waits.items():
+            results[index] = _with_id(await asyncio.shield(wait), commands[index][1])
+        if append is not None:
+            try:
+                events = await asyncio.shield(append)
+            except Exception as error:
+                await self._recover()
+                raise LedgerError(f"the log refused the append: {error}") from error
+            finally:
+                for _, event in predicted:
+                    self._pending.pop(event.id, None)
+            if [e.seq for e in events] != [e.seq for _, e in predicted]:
+                await self._recover()
+            for (index, _), event in zip(predicted, events, strict=True):
+                results[index] = event
+                self._publish(event)
+        return results  # type: ignore[return-value]
 
     @property
     def published(self) -> int:

@@ -43,6 +43,8 @@ class MediaError(ValueError):
 MAX_SIDE = 65535
 MAX_FRAMES = 10_000_000
 MAX_FPS = 1000.0
+# A track walks its frames in order: a few cached frames cover a backward walk's seeks.
+TRACK_CACHE_FRAMES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,17 +147,21 @@ class MediaLibrary:
             if source is not None:
                 self._sources.move_to_end(media.media)
                 return source
-        folder = self.root / media.media
-        if media.kind == MediaKind.VIDEO:
-            [path] = [p for p in folder.iterdir() if p.stem == "video"]
-            source = VideoFrames(path, cache_frames=self._frame_cache)
-        else:
-            source = ImageListFrames(sorted(p for p in folder.iterdir() if p.is_file()), cache_frames=self._frame_cache)
+        source = self.open_frames(media, self._frame_cache)
         with self._lock:
             self._sources[media.media] = source
             while len(self._sources) > self._open_media:
                 self._sources.popitem(last=False)
         return source
+
+    def open_frames(self, media: MediaAdded, cache_frames: int = TRACK_CACHE_FRAMES) -> FrameSource:
+        """A frame source of its own (a track reads a media item front to back with it, without
+        evicting the frames people are looking at from the shared one)."""
+        folder = self.root / media.media
+        if media.kind == MediaKind.VIDEO:
+            [path] = [p for p in folder.iterdir() if p.stem == "video"]
+            return VideoFrames(path, cache_frames=cache_frames)
+        return ImageListFrames(sorted(p for p in folder.iterdir() if p.is_file()), cache_frames=cache_frames)
 
     def jpeg(self, media: MediaAdded, index: int, quality: int = 90) -> bytes:
         frame = self.frames(media).get(index)

@@ -35,6 +35,9 @@ class Settings:
     open_media: int = 8
     # Browser origins allowed on the socket besides the server's own.
     allowed_origins: tuple[str, ...] = ()
+    # Whether this process runs the inference actor (answers prompts, works off tracks). Off,
+    # requests wait in the log for a process that does.
+    run_models: bool = True
 
     @property
     def database(self) -> Path:

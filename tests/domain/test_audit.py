@@ -2,7 +2,9 @@ from domain import events as ev
 from domain.audit import GroupBy, cell_history, counts
 from domain.decide import Undo
 from domain.shapes import BBox
-from tests.domain.builders import ALICE, BOB, TRACKER, project_log
+from tests.domain.builders import ALICE, BOB, TRACKER, project_log, rect_mask
+
+SAM = "model:sam2/tiny@2.1"
 
 
 def audited_log():
@@ -10,6 +12,7 @@ def audited_log():
     log.do(ALICE, ev.ObjectCreated(object="a", media="m1", class_id="bbox"))
     log.do(BOB, ev.ObjectCreated(object="b", media="m1", class_id="bbox2"))
     prompt = log.do(ALICE, ev.PromptAdded(object="a", frame=0, points=[ev.Point(x=2, y=2)]))
+    log.do(SAM, ev.SegmentProposed(prompt=prompt.id, object="a", frame=0, mask=rect_mask(0, 0, 4, 4).rle, score=0.9, model="sam2/tiny@2.1"))
     log.do(ALICE, ev.LabelSaved(object="a", frame=0, shape=BBox(x=0, y=0, w=4, h=4), source="sam", model="sam2/tiny@2.1", prompt=prompt.id, score=0.9))
     log.do(BOB, ev.LabelSaved(object="b", frame=0, shape=BBox(x=9, y=9, w=4, h=4), source="manual"))
     log.do(BOB, ev.LabelSaved(object="b", frame=1, shape=BBox(x=9, y=9, w=4, h=4), source="imported"))

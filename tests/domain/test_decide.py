@@ -86,14 +86,14 @@ def test_label_rules(log):
 
 def test_panoptic_exclude_cuts_other_bitmasks(log):
     log.do(ALICE, ev.ObjectCreated(object="o-bitmask-2", media="m1", class_id="bitmask"))
-    log.do(ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=rect_mask(0, 0, 10, 10), source="sam"))
-    log.do(BOB, ev.LabelSaved(object="o-bitmask-2", frame=0, shape=rect_mask(5, 0, 10, 10), source="sam"), panoptic=True)
+    log.do(ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=rect_mask(0, 0, 10, 10), source="manual"))
+    log.do(BOB, ev.LabelSaved(object="o-bitmask-2", frame=0, shape=rect_mask(5, 0, 10, 10), source="manual"), panoptic=True)
     second = log.state.label("o-bitmask-2", 0).shape.rle
     first = log.state.label("o-bitmask", 0).shape.rle
     assert rle_area(second) == 50 and not (rle_decode(first) & rle_decode(second)).any()
     # Without the mode the masks may overlap.
-    log.do(BOB, ev.LabelSaved(object="o-bitmask-2", frame=1, shape=rect_mask(5, 0, 10, 10), source="sam"))
-    refused(log, BOB, ev.LabelSaved(object="o-bitmask-2", frame=0, shape=rect_mask(0, 0, 5, 5), source="sam"), ErrorCode.BAD_GEOMETRY, "nothing is left", panoptic=True)
+    log.do(BOB, ev.LabelSaved(object="o-bitmask-2", frame=1, shape=rect_mask(5, 0, 10, 10), source="manual"))
+    refused(log, BOB, ev.LabelSaved(object="o-bitmask-2", frame=0, shape=rect_mask(0, 0, 5, 5), source="manual"), ErrorCode.BAD_GEOMETRY, "nothing is left", panoptic=True)
 
 
 def test_prompt_rules(log):
@@ -181,3 +181,115 @@ def test_scope_of_each_command(log):
         scope_of(log.state, Redo(media="ghost"))
     with pytest.raises(DomainError, match="unknown track"):
         scope_of(log.state, ev.TrackCancelled(track=str(uuid.uuid4())))
+
+
+SAM = "model:sam2/tiny@1"
+
+
+def answered(log, object_id, frame, mask, actor=ALICE, score=0.9):
+    prompt = log.do(actor, ev.PromptAdded(object=object_id, frame=frame, points=[ev.Point(x=3, y=3)]))
+    log.do(SAM, ev.SegmentProposed(prompt=prompt.id, object=object_id, frame=frame, mask=mask.rle, score=score, model="sam2/tiny@1"))
+    return prompt
+
+
+def test_save_segment_makes_a_label_in_the_class_shape(log):
+    from domain.decide import SaveSegment
+
+    mask = rect_mask(4, 6, 10, 8)
+    for kind in ["bitmask", "polygon", "bbox"]:
+        prompt = answered(log, f"o-{kind}", 2, mask)
+        log.do(BOB, SaveSegment(prompt=prompt.id))
+        label = log.state.label(f"o-{kind}", 2)
+        assert (label.source, label.prompt, label.model, label.score, label.actor) == (ev.Source.SAM, prompt.id, "sam2/tiny@1", 0.9, BOB)
+        if kind == "bbox":
+            assert label.shape == BBox(x=4, y=6, w=10, h=8)
+        elif kind == "bitmask":
+            assert label.shape == mask
+        else:
+            assert isinstance(label.shape, Polygon)
+            from domain.geometry import polygon_to_mask
+
+            assert (polygon_to_mask(label.shape, HEIGHT, WIDTH) == rle_decode(mask.rle)).all()
+    # The same object on another frame (S5) keeps its id.
+    prompt = answered(log, "o-bbox", 7, rect_mask(20, 20, 5, 5))
+    log.do(ALICE, SaveSegment(prompt=prompt.id))
+    assert set(log.state.labels["o-bbox"]) == {2, 7}
+
+
+def test_save_segment_refusals(log):
+    from domain.decide import SaveSegment
+
+    refused(log, ALICE, SaveSegment(prompt=str(uuid.uuid4())), ErrorCode.UNKNOWN, "no proposed segment")
+    older = answered(log, "o-bitmask", 0, rect_mask(0, 0, 4, 4))
+    newer = answered(log, "o-bitmask", 0, rect_mask(0, 0, 6, 6))
+    refused(log, ALICE, SaveSegment(prompt=older.id), ErrorCode.UNKNOWN, "newer prompt")
+    empty = answered(log, "o-polygon", 0, rect_mask(0, 0, 0, 0))
+    refused(log, ALICE, SaveSegment(prompt=empty.id), ErrorCode.BAD_GEOMETRY, "empty")
+    log.do(ALICE, ev.ObjectDeleted(object="o-bitmask"))
+    refused(log, ALICE, SaveSegment(prompt=newer.id), ErrorCode.UNKNOWN, "unknown object")
+    proposal = ev.SegmentProposed(prompt=newer.id, object="o-polygon", frame=0, mask=rect_mask(0, 0, 3, 3).rle, score=0.5, model="x/y@1")
+    refused(log, ALICE, proposal, ErrorCode.NOT_ALLOWED, "from the model")
+
+
+def test_save_segment_with_panoptic_exclude(log):
+    from domain.decide import SaveSegment
+
+    log.do(ALICE, ev.ObjectCreated(object="o-bitmask-2", media="m1", class_id="bitmask"))
+    log.do(ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=rect_mask(0, 0, 10, 10), source="manual"))
+    prompt = answered(log, "o-bitmask-2", 0, rect_mask(5, 0, 10, 10))
+    log.do(ALICE, SaveSegment(prompt=prompt.id), panoptic=True)
+    assert rle_area(log.state.label("o-bitmask-2", 0).shape.rle) == 50
+
+
+def test_a_sam_label_names_its_prompt(log):
+    box = BBox(x=1, y=1, w=5, h=5)
+    sam = lambda **kw: ev.LabelSaved(object="o-bbox", frame=0, shape=box, source="sam", **kw)
+    refused(log, ALICE, sam(), ErrorCode.INVALID, "must name the prompt")
+    prompt = answered(log, "o-bbox", 0, rect_mask(1, 1, 5, 5))
+    other_frame = answered(log, "o-bbox", 1, rect_mask(1, 1, 5, 5))
+    refused(log, ALICE, sam(prompt=other_frame.id), ErrorCode.INVALID, "same object and frame")
+    refused(log, ALICE, sam(prompt=prompt.id, model="other/model@2"), ErrorCode.INVALID, "answered by")
+    log.do(ALICE, sam(prompt=prompt.id, model="sam2/tiny@1"))  # an edited SAM shape keeps its provenance
+
+
+def test_retrack_replaces_later_proposals_of_the_earlier_track(log):
+    log.do(ALICE, ev.ObjectCreated(object="o-bbox-2", media="m1", class_id="bbox"))
+    for object_id in ("o-bbox", "o-bbox-2"):
+        log.do(ALICE, ev.LabelSaved(object=object_id, frame=2, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox", "o-bbox-2"], start=2, direction="forward", range=6))
+    for frame in range(3, 8):
+        for object_id in ("o-bbox", "o-bbox-2"):
+            log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object=object_id, frame=frame, shape=BBox(x=frame, y=0, w=3, h=3), score=0.9, model="m/x@1"))
+    retrack = ev.TrackRequested(media="m1", objects=["o-bbox"], start=5, direction="forward", range=4, replaces=track.id)
+    # The correction on frame 5, then the re-track from it.
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=5, shape=BBox(x=9, y=9, w=3, h=3), source="manual"))
+    refused(log, ALICE, retrack, ErrorCode.TRACK_RUNNING, "still running")
+    log.do(TRACKER, ev.TrackCompleted(track=track.id, frames=5))
+    refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=5, direction="backward", range=4, replaces=track.id), ErrorCode.INVALID, "same media item and direction")
+    refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-polygon"], start=2, direction="forward", replaces=track.id), ErrorCode.INVALID, "no label|not part")
+    refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=2, direction="forward", replaces=str(uuid.uuid4())), ErrorCode.UNKNOWN, "unknown track")
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=9, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    refused(log, ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=9, direction="forward", replaces=track.id), ErrorCode.FRAME_OUT_OF_RANGE, "outside the range")
+    log.do(ALICE, retrack)  # re-tracked from the correction
+    left = {(o, f) for o, f, _ in log.state.selected_proposals(track.id, None, None)}
+    assert left == {("o-bbox", 3), ("o-bbox", 4)} | {("o-bbox-2", f) for f in range(3, 8)}
+    # Undo brings the replaced results back; the correction stays.
+    log.do(ALICE, Undo(media="m1"))
+    assert len(log.state.selected_proposals(track.id, ["o-bbox"], None)) == 5
+    assert log.state.label("o-bbox", 5).shape == BBox(x=9, y=9, w=3, h=3)
+
+
+def test_lost_frames_count_towards_the_interval(log):
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward", range=10, interval=2))
+    produce = lambda f, shape: log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="o-bbox", frame=f, shape=shape, score=0.5, model="m/x@1"))
+    info = log.state.tracks[track.id]
+    produce(1, None)
+    assert info.lost_streak == {"o-bbox": 1} and not info.stopped("o-bbox")
+    produce(2, BBox(x=1, y=0, w=3, h=3))
+    assert not info.lost_streak
+    produce(3, None)
+    produce(4, None)
+    assert info.stopped("o-bbox") and info.last_frame == {"o-bbox": 4}
+    copied = log.state.copy()
+    assert copied.tracks[track.id].lost_streak == info.lost_streak and copied.tracks[track.id].lost_streak is not info.lost_streak

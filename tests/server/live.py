@@ -69,6 +69,10 @@ class LiveServer:
 
 
 def start_server(data: Path, **overrides: Any) -> LiveServer:
+    """A server with `Settings` overrides. No models run unless `run_models=True`: the tests of
+    rules and of the API write model results themselves (`rest.as_model`), and must not race a
+    tracker doing the same."""
+    overrides.setdefault("run_models", False)
     settings = Settings(data=data, port=0, **overrides)
     data.mkdir(parents=True, exist_ok=True)
 

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from domain.events import TrackFrameProduced
+from domain.events import SegmentProposed, TrackFrameProduced
 from domain.geometry import rle_decode, rle_encode
 from domain.shapes import BBox, Rle
 from tests.server.live import FRAMES, HEIGHT, WIDTH, upload, write_image
@@ -212,8 +212,10 @@ def test_audit_counts(live, alice):
     save_box(alice, walker, 0)
     save_box(alice, walker, 1)
     with live.http("bob") as bob:
-        label = {"type": "label_saved", "object": dog, "frame": 0, "shape": bbox(), "source": "sam", "model": "sam2.1-tiny", "prompt": str(uuid.uuid4())}
-        command(bob, label)
+        prompt = command(bob, {"type": "prompt_added", "object": dog, "frame": 0, "points": [{"x": 3, "y": 3}]})["id"]
+        mask = rle_encode(np.pad(np.ones((5, 5), np.uint8), ((1, HEIGHT - 6), (1, WIDTH - 6))))
+        as_model(live, SegmentProposed(prompt=prompt, object=dog, frame=0, mask=mask, score=0.9, model="sam2.1-tiny"))
+        command(bob, {"type": "save_segment", "prompt": prompt})
     # A tracked label: the model proposes frame 2 of the dog's track, alice accepts it.
     track = request_track(alice, dog)
     as_model(live, TrackFrameProduced(track=track, object=dog, frame=2, shape=BBox(3, 3, 4, 4), score=0.8, model="classical"))
@@ -290,7 +292,7 @@ def test_panoptic_save_loses_the_pixels_of_other_masks(alice):
     command(alice, {"type": "label_saved", "object": first, "frame": 0, "shape": square(0, 0), "source": "manual"})
     response = alice.post(
         "/api/media/m1/commands",
-        json={"id": str(uuid.uuid4()), "body": {"type": "label_saved", "object": second, "frame": 0, "shape": square(5, 0), "source": "sam"}, "panoptic": True},
+        json={"id": str(uuid.uuid4()), "body": {"type": "label_saved", "object": second, "frame": 0, "shape": square(5, 0), "source": "manual"}, "panoptic": True},
     )
     assert response.status_code == 201, response.text
     labels = {e["object"]: e["label"]["shape"]["rle"] for e in alice.get("/api/media/m1/labels", params={"frame": 0}).json()["labels"]}

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import websockets
 
-from domain.events import TrackFrameProduced
+from domain.events import SegmentProposed, TrackFrameProduced
 from domain.geometry import rle_encode
-from domain.shapes import BBox
+from domain.shapes import BBox, Rle
 from tests.server.live import Client, LiveServer, seed, start_server
 from tests.server.rest import as_model, bbox, command, fresh, head, new_object, post_command, request_track, save_box
 
@@ -214,6 +214,7 @@ COMMAND_TABLE: dict[str, tuple[str | None, ...]] = {
     "prompt_added":                        (OK,      OK,      OK,       NO,     HIDDEN),
     "segment_proposed":                    (NO,      NO,      NO,       NO,     HIDDEN),  # models only
     "label_saved":                         (OK,      OK,      OK,       NO,     HIDDEN),
+    "save_segment":                        (OK,      OK,      OK,       NO,     HIDDEN),
     "label_deleted":                       (OK,      OK,      OK,       NO,     HIDDEN),
     "track_requested":                     (OK,      OK,      OK,       NO,     HIDDEN),
     "track_frame_produced":                (NO,      NO,      NO,       NO,     HIDDEN),  # models only
@@ -258,6 +259,14 @@ def _proposed_track(s: Setup) -> str:
     track = request_track(s.admin, object_id)
     as_model(s.live, TrackFrameProduced(track=track, object=object_id, frame=1, shape=BBox(2, 2, 5, 5), score=0.9, model="test"))
     return track
+
+
+def _answered_prompt(s: Setup) -> dict[str, Any]:
+    """A prompt the model answered (the test server runs no models: the answer is written here)."""
+    object_id = new_object(s.admin)
+    prompt = command(s.admin, {"type": "prompt_added", "object": object_id, "frame": 0, "points": [{"x": 6, "y": 6}]})["id"]
+    as_model(s.live, SegmentProposed(prompt=prompt, object=object_id, frame=0, mask=msgspec.convert(MASK, Rle), score=0.9, model="test"))
+    return {"type": "save_segment", "prompt": prompt}
 
 
 def _running_track(s: Setup) -> str:
@@ -306,6 +315,7 @@ BODIES: dict[str, Callable[[Setup], dict[str, Any]]] = {
         "type": "segment_proposed", "prompt": str(uuid.uuid4()), "object": new_object(s.admin), "frame": 0, "mask": MASK, "score": 0.9, "model": "sam2",
     },
     "label_saved": lambda s: {"type": "label_saved", "object": new_object(s.admin), "frame": 1, "shape": bbox(), "source": "manual"},
+    "save_segment": lambda s: _answered_prompt(s),
     "label_deleted": lambda s: {"type": "label_deleted", "object": _labelled(s), "frame": 1},
     "track_requested": lambda s: {"type": "track_requested", "media": "m1", "objects": [_labelled(s)], "start": 1, "direction": "forward"},
     "track_frame_produced": lambda s: _frame_produced(s),

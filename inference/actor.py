@@ -1,0 +1,403 @@
+"""The inference actor: answers prompts and works off track requests, writing results to the log.
+
+It follows the log, not a side channel: the server hands it every committed event, and it acts
+on `prompt_added` (segment, append `segment_proposed`) and `track_requested` (track, append one
+`track_frame_produced` per object and frame, then `track_completed` or `track_failed`). A
+`track_cancelled`, or anything else that ends a track, stops its work. At start-up every track
+the log still has running is resumed from its last produced frame, or failed with the reason
+(see `inference.tracking.plan_track`).
+
+Models run on one worker thread, one unit of work at a time, so the event loop never blocks
+and the models never run concurrently. Units are picked fairly: an answer to a click first (a
+person is waiting on it), then one frame of one track, taking requesters in turn and each
+requester's tracks in turn, so one long request never starves the others.
+
+A frame's results are committed while the next frame is computed (up to `window` frames
+ahead): tracking runs at the model's speed, not at the model's plus the disk's. Event ids are
+derived from (track, object, frame), so re-running a frame can never log it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from domain.decide import Command, DomainError, ErrorCode
+from domain.events import (
+    Event,
+    MediaAdded,
+    PromptAdded,
+    SegmentProposed,
+    TrackCancelled,
+    TrackCompleted,
+    TrackFailed,
+    TrackFrameProduced,
+    TrackRequested,
+)
+from domain.geometry import rle_decode, rle_encode
+from domain.state import LabelState
+from inference.backends import Backends
+from inference.points import PointTracker
+from inference.protocols import ClickPoint, FrameSource, Prompt
+from inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_running, plan_track
+
+log = logging.getLogger("masklog.actor")
+
+# Ids of the events the actor writes: fixed functions of what they answer (C5).
+_IDS = uuid.UUID("6f1d3c1e-58a4-4b8e-9a57-2f0c9d4e7b21")
+
+
+def frame_event_id(track: str, object_id: str, frame: int) -> str:
+    return str(uuid.uuid5(_IDS, f"{track}/{object_id}/{frame}"))
+
+
+def end_event_id(track: str) -> str:
+    return str(uuid.uuid5(_IDS, f"{track}/end"))
+
+
+def segment_event_id(prompt: str) -> str:
+    return str(uuid.uuid5(_IDS, f"{prompt}/segment"))
+
+
+class Log(Protocol):
+    """What the actor needs of the server's ledger."""
+
+    @property
+    def state(self) -> LabelState: ...
+
+    async def execute_batch(self, actor: str, commands: list[tuple[Command, str]], *, cause: str | None = None) -> list[Event | DomainError]: ...
+
+
+class MediaFrames(Protocol):
+    def frames(self, media: MediaAdded) -> FrameSource:
+        """The shared, cached source of a media item's frames (clicks land on frames people view)."""
+        ...
+
+    def open_frames(self, media: MediaAdded) -> FrameSource:
+        """A source of its own for one track: reading sequentially, it leaves the shared cache alone."""
+        ...
+
+
+@dataclass(eq=False)
+class _Track:
+    id: str
+    requester: str
+    job: TrackJob | None = None
+    frames: FrameSource | None = None
+    pending: deque[list[TrackFrameProduced]] = field(default_factory=deque)
+    committing: int = 0  # frames handed to the log, not yet committed
+    converting: int = 0  # frames the models produced, being made into shapes
+    appender: asyncio.Task[None] | None = None
+    exhausted: bool = False  # the job has nothing more to produce
+    stopped: bool = False  # ended elsewhere (cancelled), or failed here: produce nothing more
+    closing: bool = False
+
+
+class InferenceActor:
+    def __init__(self, ledger: Log, media: MediaFrames, backends: Backends, points: PointTracker | None = None, window: int = 8) -> None:
+        self._log = ledger
+        self._media = media
+        self._backends = backends
+        self._points = points or PointTracker()
+        self._window = window
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="masklog-inference")
+        self._shapes = ThreadPoolExecutor(1, thread_name_prefix="masklog-shapes")
+        self._tracks: dict[str, _Track] = {}
+        self._turns: OrderedDict[str, deque[str]] = OrderedDict()  # requester -> their tracks, in turn
+        self._clicks: OrderedDict[tuple[str, int], Event] = OrderedDict()  # newest prompt per (object, frame)
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._actor_of: dict[str, str] = {}  # track -> the model actor its events are written as
+
+    # ---- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take up every track the log has running (after a restart), then follow new events."""
+        running = sorted((info.seq, track_id, info.actor) for track_id, info in self._log.state.tracks.items() if is_running(self._log.state, track_id))
+        for _, track_id, requester in running:
+            log.info("resuming track %s", track_id)
+            self._enqueue(track_id, requester)
+        self._worker = asyncio.create_task(self._work(), name="masklog-inference")
+
+    async def stop(self) -> None:
+        """Stop working; tracks still running in the log are resumed at the next start."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        loop = asyncio.get_running_loop()
+        for track in list(self._tracks.values()):
+            await loop.run_in_executor(self._pool, _close, track)
+        self._tracks.clear()
+        self._shapes.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
+
+    def on_event(self, event: Event) -> None:
+        """Called with every committed event, in log order; must be quick."""
+        body = event.body
+        if isinstance(body, TrackRequested):
+            self._enqueue(event.id, event.actor)
+        elif isinstance(body, (TrackCancelled, TrackCompleted, TrackFailed)):
+            track = self._tracks.get(body.track)
+            if track is not None:
+                track.stopped = True
+                self._wake.set()
+        elif isinstance(body, PromptAdded):
+            cell = (body.object, body.frame)
+            self._clicks.pop(cell, None)  # a newer prompt on the same object and frame supersedes it
+            self._clicks[cell] = event
+            self._wake.set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tracks or self._clicks)
+
+    # ---- scheduling ---------------------------------------------------------------------------
+
+    def _enqueue(self, track_id: str, requester: str) -> None:
+        if track_id in self._tracks:
+            return
+        self._tracks[track_id] = _Track(track_id, requester)
+        self._turns.setdefault(requester, deque()).append(track_id)
+        self._wake.set()
+
+    def _next_unit(self) -> Callable[[], Coroutine[Any, Any, None]] | None:
+        if self._clicks:
+            _, prompt = self._clicks.popitem(last=False)
+            return lambda: self._answer(prompt)
+        for requester in list(self._turns):
+            tracks = self._turns[requester]
+            for _ in range(len(tracks)):
+                track = self._tracks[tracks[0]]
+                tracks.rotate(-1)
+                if track.stopped and not track.closing:
+                    return lambda track=track: self._finish(track)  # type: ignore[misc]
+                done = track.exhausted or (track.job is not None and track.job.finished)
+                if not track.stopped and not done and track.committing + len(track.pending) + track.converting < self._window:
+                    self._turns.move_to_end(requester)
+                    return lambda track=track: self._advance(track)  # type: ignore[misc]
+        return None
+
+    async def _work(self) -> None:
+        while True:
+            unit = self._next_unit()
+            if unit is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await unit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad unit must not stop the others' work
+                log.exception("inference unit failed")
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _in_pool(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    # ---- prompts (SAM mode) ---------------------------------------------------------------------
+
+    async def _answer(self, prompt_event: Event) -> None:
+        prompt: PromptAdded = prompt_event.body  # type: ignore[assignment]
+        state = self._log.state
+        media_id = state.object_media.get(prompt.object)
+        if media_id is None or prompt.object not in state.objects:
+            return
+        segmenter = self._backends.segmenter
+        try:
+            mask, score = await self._in_pool(_segment, self._media, state.media[media_id], segmenter, prompt)
+        except Exception:
+            log.exception("segmenting prompt %s failed", prompt_event.id)
+            return
+        body = SegmentProposed(prompt=prompt_event.id, object=prompt.object, frame=prompt.frame, mask=mask, score=score, model=segmenter.model)
+        # Committed in the background: the next click is computed meanwhile.
+        self._spawn(self._append_quietly(f"model:{segmenter.model}", [(body, segment_event_id(prompt_event.id))], prompt_event.id))
+
+    async def _append_quietly(self, actor: str, commands: list[tuple[Command, str]], cause: str) -> None:
+        try:
+            results = await self._log.execute_batch(actor, commands, cause=cause)
+        except Exception:
+            log.exception("appending the answer to %s failed", cause)
+            return
+        for result in results:
+            if isinstance(result, DomainError):  # e.g. the object was deleted meanwhile
+                log.info("answer to %s refused: %s", cause, result.message)
+
+    # ---- tracks ----------------------------------------------------------------------------------
+
+    async def _advance(self, track: _Track) -> None:
+        """Produce the next frame of a track (opening it first) — or several, while nothing
+        else waits for the worker."""
+        if track.job is None and not await self._open(track):
+            return
+        assert track.job is not None
+        try:
+            await self._in_pool(self._burst, track, asyncio.get_running_loop())
+        except Exception as error:
+            log.exception("track %s failed", track.id)
+            await self._fail(track, f"the tracker failed on frame {track.job.frame}: {error}")
+
+    def _burst(self, track: _Track, loop: asyncio.AbstractEventLoop) -> None:
+        """On the worker thread: run the models on the track's next frame, and hand the frame
+        to the shapes thread, which turns it into events and passes them to the loop. While the
+        track is the only work there is, it goes on without a round trip through the loop per
+        frame (up to the commit window); otherwise one frame is one turn. The shapes (RLE
+        encoding, outlines) are made while the models work on the next frame."""
+        job = track.job
+        assert job is not None
+        for _ in range(self._window):
+            raw = job.advance()
+            track.converting += 1
+            self._shapes.submit(self._convert, track, job, raw, loop)
+            if raw is None or track.stopped or self._clicks or len(self._tracks) > 1:
+                return
+            if track.committing + len(track.pending) + track.converting >= self._window:
+                return
+
+    def _convert(self, track: _Track, job: TrackJob, raw: RawFrame | None, loop: asyncio.AbstractEventLoop) -> None:
+        """On the shapes thread, in frame order."""
+        try:
+            outcome: list[TrackFrameProduced] | None | BaseException = None if raw is None else job.convert(raw)
+        except Exception as error:  # reported on the loop, where the track is failed
+            outcome = error
+        loop.call_soon_threadsafe(self._deliver, track, outcome)
+
+    def _deliver(self, track: _Track, outcome: list[TrackFrameProduced] | None | BaseException) -> None:
+        track.converting -= 1
+        if track.stopped:
+            return
+        if isinstance(outcome, BaseException):
+            log.error("track %s failed making shapes", track.id, exc_info=outcome)
+            self._spawn(self._fail(track, f"the tracker's results could not be made into shapes: {outcome}"))
+            return
+        if outcome is None:
+            track.exhausted = True
+        elif outcome:
+            track.pending.append(outcome)
+        if track.appender is None:
+            track.appender = asyncio.create_task(self._commit(track))
+        self._wake.set()
+
+    async def _open(self, track: _Track) -> bool:
+        state = self._log.state
+        if not is_running(state, track.id):
+            track.stopped = True
+            return False
+        try:
+            plan = plan_track(state, track.id)
+        except PlanError as error:
+            await self._fail(track, str(error))
+            return False
+        tracker = self._backends.trackers[plan.request.algorithm]
+        try:
+            track.frames = await self._in_pool(self._media.open_frames, plan.media)
+        except Exception as error:
+            await self._fail(track, f"the media's frames cannot be read: {error}")
+            return False
+        track.job = TrackJob(plan, track.frames, tracker, self._points)
+        self._actor_of[track.id] = f"model:{tracker.model}"
+        return True
+
+    async def _commit(self, track: _Track) -> None:
+        """Commit a track's produced frames in order, as many at a time as are waiting; end the
+        track once the job is exhausted and everything is in."""
+        try:
+            while track.pending and not track.stopped:
+                batch = list(track.pending)
+                track.pending.clear()
+                track.committing = len(batch)
+                commands: list[tuple[Command, str]] = [(b, frame_event_id(track.id, b.object, b.frame)) for bodies in batch for b in bodies]
+                try:
+                    results = await self._log.execute_batch(self._actor_of[track.id], commands, cause=track.id)
+                except Exception:
+                    log.exception("committing frames of track %s failed; it resumes when the server restarts", track.id)
+                    track.stopped = True
+                    return
+                finally:
+                    track.committing = 0
+                for (body, _), result in zip(commands, results, strict=True):
+                    if isinstance(result, DomainError):
+                        if result.code == ErrorCode.TRACK_NOT_RUNNING:
+                            track.stopped = True
+                        elif track.job is not None:
+                            log.info("track %s: %s stops: %s", track.id, body.object, result.message)  # type: ignore[union-attr]
+                            track.job.stop_object(body.object)  # type: ignore[union-attr]
+            if track.exhausted and not track.stopped and not track.pending:
+                frames = frames_done(self._log.state, track.id)
+                await self._end(track, TrackCompleted(track=track.id, frames=frames))
+        finally:
+            track.appender = None
+            self._wake.set()
+        if track.pending and not track.stopped:  # frames that arrived while the last commit ended
+            track.appender = asyncio.create_task(self._commit(track))
+
+    async def _fail(self, track: _Track, reason: str) -> None:
+        await self._end(track, TrackFailed(track=track.id, reason=reason[:1000]))
+
+    async def _end(self, track: _Track, body: TrackCompleted | TrackFailed) -> None:
+        track.stopped = True
+        actor = self._actor_of.get(track.id) or f"model:{self._backends.trackers[self._log.state.tracks[track.id].request.algorithm].model}"
+        try:
+            [result] = await self._log.execute_batch(actor, [(body, end_event_id(track.id))], cause=track.id)
+        except Exception:
+            log.exception("ending track %s failed; it resumes when the server restarts", track.id)
+            return
+        if isinstance(result, DomainError) and result.code != ErrorCode.TRACK_NOT_RUNNING:
+            log.warning("ending track %s refused: %s", track.id, result.message)
+        self._wake.set()
+
+    async def _finish(self, track: _Track) -> None:
+        """Release an ended track's models and frames (on the worker thread: models are used there)."""
+        track.closing = True
+        if track.appender is not None:
+            with contextlib.suppress(Exception):
+                await track.appender
+        await self._in_pool(_close, track)
+        self._tracks.pop(track.id, None)
+        self._actor_of.pop(track.id, None)
+        tracks = self._turns.get(track.requester)
+        if tracks is not None:
+            with contextlib.suppress(ValueError):
+                tracks.remove(track.id)
+            if not tracks:
+                del self._turns[track.requester]
+
+
+def _close(track: _Track) -> None:
+    if track.job is not None:
+        track.job.close()
+    close = getattr(track.frames, "close", None)
+    if close is not None:
+        close()
+
+
+def _segment(media: MediaFrames, item: MediaAdded, segmenter: Any, prompt: PromptAdded) -> tuple[Any, float]:
+    frames = media.frames(item)
+    query = Prompt(
+        points=tuple(ClickPoint(p.x, p.y, p.include) for p in prompt.points),
+        box=(prompt.box.x0, prompt.box.y0, prompt.box.x1, prompt.box.y1) if prompt.box is not None else None,
+        mask=rle_decode(prompt.mask) if prompt.mask is not None else None,
+    )
+    candidates = segmenter.segment(frames, prompt.frame, query)
+    if not candidates:
+        return rle_encode(np.zeros((frames.height, frames.width), dtype=bool)), 0.0
+    best = candidates[0]
+    score = float(best.score) if np.isfinite(best.score) else 0.0
+    return rle_encode(best.mask), min(max(score, -1e6), 1e6)

@@ -1,0 +1,328 @@
+"""One track request, worked off frame by frame: shapes in, the model's results out as events.
+
+`plan_track` reads what a request needs from the projection (the conditioning shape of each
+object, where to start, how many frames are left) — on a fresh request or when resuming one
+after a restart. `TrackJob` turns the plan into `TrackFrameProduced` bodies, one frame per
+`step()`; it blocks (models run here), so the actor calls it off the event loop. Nothing here
+touches the log.
+
+Every shape kind tracks (T6). Masks, polygons and boxes go through the mask tracker (SAM 2 or
+the classical one): the label becomes a mask (a box becomes a box prompt, which both trackers
+segment better than a filled rectangle), and every tracked mask becomes the class's own shape
+again. Keypoints, skeletons and polylines go through the point tracker. An object whose result
+cannot be made into a valid shape on a frame counts as lost there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from domain.decide import MASK_POLYGON_TOLERANCE
+from domain.events import ClassAdded, Direction, MediaAdded, TrackFrameProduced, TrackRequested
+from domain.geometry import (
+    GeometryError,
+    mask_to_bbox,
+    shape_from_mask,
+    shape_points,
+    shape_to_mask,
+    shape_with_points,
+    validate_shape,
+)
+from domain.shapes import BBox, Shape, ShapeKind, Skeleton, SkeletonPoint
+from domain.state import LabelState, TrackStatus
+from inference.points import PointTracker, TrackedPoints
+from inference.protocols import FrameSource, Prompt, TrackedMask, Tracker
+
+POINT_KINDS = frozenset({ShapeKind.KEYPOINT, ShapeKind.SKELETON, ShapeKind.POLYLINE})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPlan:
+    object: str
+    cls: ClassAdded
+    shape: Shape  # the object on the plan's start frame: what tracking is conditioned on
+    lost_streak: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPlan:
+    track: str
+    request: TrackRequested
+    media: MediaAdded
+    start: int  # the frame the models are conditioned on; results come after it
+    count: int  # frames to run, counting `start`
+    objects: tuple[ObjectPlan, ...]
+    dropped: tuple[str, ...] = ()  # objects that cannot go on (deleted, or lost when resumed)
+
+    @property
+    def step(self) -> int:
+        return 1 if self.request.direction == Direction.FORWARD else -1
+
+
+class PlanError(Exception):
+    """The track cannot run (or go on); the message is the reason its failure records."""
+
+
+def plan_track(state: LabelState, track_id: str) -> TrackPlan:
+    """What running (or resuming) `track_id` takes, from the state. A fresh track starts from
+    its start frame; a resumed one from the last frame it produced, each object conditioned on
+    its result there. Objects that were stopped, deleted, or are lost on that frame do not go
+    on. Raises PlanError when no object can."""
+    info = state.tracks[track_id]
+    request = info.request
+    media = state.media[request.media]
+    step = 1 if request.direction == Direction.FORWARD else -1
+    produced = [info.last_frame[o] for o in request.objects if o in info.last_frame]
+    resume = max(produced, key=lambda f: (f - request.start) * step) if produced else None
+    start = request.start if resume is None else resume
+    done = (start - request.start) * step  # frames after the start already produced
+    last = min(media.frames - 1, request.start + (request.range - 1)) if step > 0 else max(0, request.start - (request.range - 1))
+    count = (last - start) * step + 1
+    objects: list[ObjectPlan] = []
+    dropped: list[str] = []
+    for object_id in request.objects:
+        info_object = state.objects.get(object_id)
+        shape = None
+        if info_object is not None and not info.stopped(object_id):
+            if resume is None:
+                label = state.label(object_id, request.start)
+                shape = label.shape if label is not None else None
+            elif info.last_frame.get(object_id) == resume and not info.lost_streak.get(object_id):
+                shape = _result_at(state, track_id, object_id, resume)
+        if shape is None:
+            dropped.append(object_id)
+            continue
+        cls = state.classes[info_object.class_id]  # type: ignore[union-attr]
+        objects.append(ObjectPlan(object_id, cls, shape, info.lost_streak.get(object_id, 0)))
+    if not objects:
+        if done and dropped:
+            raise PlanError(f"no object can go on from frame {start}: each was lost, stopped, deleted or reviewed away")
+        raise PlanError("none of the track's objects can be tracked any more (deleted or without a label on the start frame)")
+    return TrackPlan(track_id, request, media, start, count, tuple(objects), tuple(dropped))
+
+
+def _result_at(state: LabelState, track_id: str, object_id: str, frame: int) -> Shape | None:
+    """The track's result for an object on a frame: still a proposal, or already a label."""
+    proposal = state.proposals.get(track_id, {}).get((object_id, frame))
+    if proposal is not None:
+        return proposal.shape
+    label = state.label(object_id, frame)
+    if label is not None and label.track == track_id:
+        return label.shape
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One frame's model output, before it becomes shapes."""
+
+    frame: int
+    masks: list[TrackedMask]
+    points: list[TrackedPoints]
+
+
+@dataclass(slots=True)
+class _Running:
+    plan: ObjectPlan
+    lost_streak: int
+    stopped: bool = False
+    # A box label is wider than the object it holds: how much, relative to the mask's own box,
+    # so every tracked box keeps the annotator's margins.
+    margins: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class TrackJob:
+    """Works off a plan one frame per `step()`. Use from one thread at a time."""
+
+    plan: TrackPlan
+    frames: FrameSource
+    masks: Tracker
+    points: PointTracker
+    _objects: dict[str, _Running] = field(default_factory=dict)
+    _mask_frames: Iterator[list[TrackedMask]] | None = None
+    _point_frames: Iterator[list[TrackedPoints]] | None = None
+    _sessions: list[object] = field(default_factory=list)
+    _offset: int = 0  # frames produced by this job
+    _finished: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def frame(self) -> int:
+        """The last frame this job produced (or the start frame)."""
+        return self.plan.start + self._offset * self.plan.step
+
+    def step(self) -> list[TrackFrameProduced] | None:
+        """The next frame's results, one per object still tracked; None once there is nothing
+        more to do (the range is done or every object has stopped)."""
+        raw = self.advance()
+        return None if raw is None else self.convert(raw)
+
+    def advance(self) -> RawFrame | None:
+        """The models' part of `step`: the next frame's masks and points, not yet shapes."""
+        if self._finished:
+            return None
+        if self._mask_frames is None and self._point_frames is None:
+            self._open()
+        if self._offset + 1 >= self.plan.count or all(o.stopped for o in self._objects.values()):
+            self.close()
+            return None
+        masks = next(self._mask_frames) if self._mask_frames is not None else []
+        points = next(self._point_frames) if self._point_frames is not None else []
+        self._offset += 1
+        return RawFrame(self.frame, masks, points)
+
+    def convert(self, raw: RawFrame) -> list[TrackFrameProduced]:
+        """The shapes part of `step`: each result as the class's shape, or lost. Call in frame
+        order (the annotation interval counts lost frames); it may run on another thread than
+        `advance`, one frame behind it."""
+        bodies: list[TrackFrameProduced] = []
+        for result in raw.masks:
+            running = self._objects[result.object]
+            if not running.stopped:
+                shape = self._shape_from_mask(running, result.mask)
+                bodies.append(self._produced(running, raw.frame, shape, result.score, self.masks.model))
+        for tracked in raw.points:
+            running = self._objects[tracked.object]
+            if not running.stopped:
+                shape = self._shape_from_points(running, tracked)
+                bodies.append(self._produced(running, raw.frame, shape, tracked.score, self.points.model))
+        return bodies
+
+    def stop_object(self, object_id: str) -> None:
+        """Produce nothing more for an object (deleted meanwhile, say)."""
+        running = self._objects.get(object_id)
+        if running is not None:
+            running.stopped = True
+
+    def close(self) -> None:
+        self._finished = True
+        for session in self._sessions:
+            session.close()  # type: ignore[attr-defined]
+        self._sessions.clear()
+        self._mask_frames = self._point_frames = None
+
+    # ---- set-up ---------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        plan, height, width = self.plan, self.frames.height, self.frames.width
+        mask_objects = [o for o in plan.objects if o.cls.shape not in POINT_KINDS]
+        point_objects = [o for o in plan.objects if o.cls.shape in POINT_KINDS]
+        for o in plan.objects:
+            self._objects[o.object] = _Running(o, o.lost_streak)
+        if mask_objects:
+            session = self.masks.open(self.frames)
+            self._sessions.append(session)
+            for o in mask_objects:
+                if isinstance(o.shape, BBox):
+                    box = o.shape
+                    mask = session.add_prompt(plan.start, o.object, Prompt(box=(box.x, box.y, box.x + box.w, box.y + box.h)))
+                    self._objects[o.object].margins = _margins(box, mask)
+                else:
+                    session.add_mask(plan.start, o.object, shape_to_mask(o.shape, height, width))
+            self._mask_frames = iter(session.propagate(plan.start, plan.request.direction, plan.count))
+            next(self._mask_frames)  # the start frame: the conditioning itself, already labelled
+        if point_objects:
+            point_session = self.points.open(self.frames)
+            self._sessions.append(point_session)
+            for o in point_objects:
+                point_session.add_points(plan.start, o.object, np.asarray(shape_points(o.shape), dtype=np.float64))
+            self._point_frames = iter(point_session.propagate(plan.start, plan.request.direction, plan.count))
+            next(self._point_frames)
+
+    # ---- results ----------------------------------------------------------------------------
+
+    def _produced(self, running: _Running, frame: int, shape: Shape | None, score: float, model: str) -> TrackFrameProduced:
+        if shape is None:
+            running.lost_streak += 1
+            interval = self.plan.request.interval
+            if interval > 0 and running.lost_streak >= interval:
+                running.stopped = True
+        else:
+            running.lost_streak = 0
+        score = float(score) if math.isfinite(score) else 0.0
+        return TrackFrameProduced(
+            track=self.plan.track,
+            object=running.plan.object,
+            frame=frame,
+            shape=shape,
+            score=min(max(score, -1e6), 1e6),
+            model=model,
+        )
+
+    def _shape_from_mask(self, running: _Running, mask: np.ndarray | None) -> Shape | None:
+        if mask is None or not mask.any():
+            return None
+        kind = running.plan.cls.shape
+        try:
+            if kind == ShapeKind.BBOX and running.margins is not None:
+                shape: Shape = _with_margins(mask_to_bbox(mask), running.margins, self.frames.width, self.frames.height)
+            else:
+                shape = shape_from_mask(kind, mask, MASK_POLYGON_TOLERANCE)
+        except GeometryError:
+            return None
+        return self._valid(shape, running)
+
+    def _shape_from_points(self, running: _Running, tracked: TrackedPoints) -> Shape | None:
+        if tracked.points is None:
+            return None
+        try:
+            shape = shape_with_points(running.plan.shape, tracked.points)
+        except GeometryError:
+            return None
+        if isinstance(shape, Skeleton) and tracked.visible is not None:
+            shape = Skeleton(points=[SkeletonPoint(x=p.x, y=p.y, visible=bool(v)) for p, v in zip(shape.points, tracked.visible, strict=True)])
+        return self._valid(shape, running)
+
+    def _valid(self, shape: Shape, running: _Running) -> Shape | None:
+        """The log refuses invalid shapes; a result that would be one is a lost frame."""
+        skeleton = running.plan.cls.skeleton
+        try:
+            validate_shape(shape, self.frames.width, self.frames.height, len(skeleton.points) if skeleton else None)
+        except GeometryError:
+            return None
+        return shape
+
+
+def _margins(box: BBox, mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The label box's margins around the segmented mask's box, as fractions of the mask box's
+    size (left, top, right, bottom); None when the segmentation found nothing to measure."""
+    if not mask.any():
+        return None
+    inner = mask_to_bbox(mask)
+    if inner.w <= 0 or inner.h <= 0:
+        return None
+    return (
+        (inner.x - box.x) / inner.w,
+        (inner.y - box.y) / inner.h,
+        (box.x + box.w - inner.x - inner.w) / inner.w,
+        (box.y + box.h - inner.y - inner.h) / inner.h,
+    )
+
+
+def _with_margins(inner: BBox, margins: tuple[float, float, float, float], width: int, height: int) -> BBox:
+    left, top, right, bottom = margins
+    x0 = max(0.0, inner.x - left * inner.w)
+    y0 = max(0.0, inner.y - top * inner.h)
+    x1 = min(float(width), inner.x + inner.w + right * inner.w)
+    y1 = min(float(height), inner.y + inner.h + bottom * inner.h)
+    return BBox(x=x0, y=y0, w=max(0.0, x1 - x0), h=max(0.0, y1 - y0))
+
+
+def frames_done(state: LabelState, track_id: str) -> int:
+    """How many frames after its start a track has produced (what its completion records)."""
+    info = state.tracks[track_id]
+    step = 1 if info.request.direction == Direction.FORWARD else -1
+    return max(((f - info.request.start) * step for f in info.last_frame.values()), default=0)
+
+
+def is_running(state: LabelState, track_id: str) -> bool:
+    info = state.tracks.get(track_id)
+    return info is not None and info.status == TrackStatus.RUNNING

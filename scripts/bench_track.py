@@ -1,0 +1,234 @@
+"""Tracking and click latency through the whole server path, against the bare backend.
+
+    python scripts/bench_track.py [--clip blackswan] [--frames 50] [--repeats 7] [--clicks 10]
+    python scripts/bench_track.py --sam2-checkpoint sam2.1_hiera_tiny.pt --device cuda
+
+Tracking: the same frames and the same first-frame mask (a DAVIS ground-truth annotation under
+../shared/data/vos, or a synthetic clip when that folder is missing) are tracked
+
+- bare: the backend's tracker session in this process, frames read from the same image files,
+  timed from opening the session to the last frame's mask;
+- through: `masklog serve` in its own process; a socket client sends `track_requested` and the
+  time runs from sending it to receiving the last frame's `track_frame_produced` event, so it
+  includes the actor, the shapes made from the masks, the log's commits and the fan-out.
+
+Each is run `--repeats` times, alternating, bare then through: `ratio` is the median over the
+pairs of through_fps / backend_fps (the fps figures are medians of the runs). Clicks: `segment` on the bare segmenter against `prompt_added` sent on the socket
+until the `segment_proposed` event arrives (median of `--clicks`). Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from domain.events import Direction
+from domain.geometry import rle_encode
+from inference.backends import load_backends
+from inference.frames import ImageListFrames
+from inference.protocols import ClickPoint, Prompt
+from server.accounts import Accounts, Role
+
+VOS = ROOT.parent / "shared" / "data" / "vos"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clip_files(args: argparse.Namespace, folder: Path) -> tuple[list[Path], np.ndarray, str]:
+    """Frame files and the first frame's object mask."""
+    sequence = VOS / args.clip
+    if sequence.is_dir():
+        frames = sorted((sequence / "JPEGImages").iterdir())[: args.frames]
+        annotation = cv2.imread(str(sorted((sequence / "Annotations").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
+        return frames, annotation > 0, f"vos/{args.clip}"
+    # No shared data here: a textured disc moving over texture, written losslessly.
+    sys.path.insert(0, str(ROOT))
+    from tests.server.tracking_clips import Clip, Disc
+
+    clip = Clip(854, 480, args.frames, (Disc((220, 40, 40), 200, 240, 3, 1, r=60),))
+    return clip.write_images(folder / "synthetic"), clip.discs[0].mask(0, 480, 854), "synthetic 854x480"
+
+
+def bare_track(backends, paths: list[Path], mask: np.ndarray) -> float:
+    started = time.perf_counter()
+    frames = ImageListFrames(paths)  # the actor opens its own source of the files as well
+    session = backends.trackers["advanced"].open(frames)
+    session.add_mask(0, "o", mask)
+    count = 0
+    for _ in session.propagate(0, Direction.FORWARD, len(paths)):
+        count += 1
+    elapsed = time.perf_counter() - started
+    session.close()
+    assert count == len(paths)
+    return (len(paths) - 1) / elapsed
+
+
+def bare_click(backends, frames: ImageListFrames, x: float, y: float) -> float:
+    started = time.perf_counter()
+    backends.segmenter.segment(frames, 0, Prompt(points=(ClickPoint(x, y),)))
+    return (time.perf_counter() - started) * 1000
+
+
+async def make_user(data: Path) -> str:
+    accounts = await Accounts.open(data / "accounts.sqlite3")
+    try:
+        return await accounts.add_user("bench", Role.ADMIN)
+    finally:
+        await accounts.close()
+
+
+class Socket:
+    def __init__(self, ws) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+
+    async def command(self, body: dict, command_id: str | None = None) -> str:
+        command_id = command_id or str(uuid.uuid4())
+        await self.ws.send(json.dumps({"type": "command", "id": command_id, "body": body}))
+        return command_id
+
+    async def until(self, predicate) -> dict:  # type: ignore[no-untyped-def]
+        """Read until an event matches; returns it."""
+        while True:
+            message = json.loads(await self.ws.recv())
+            if message["type"] == "error":
+                raise RuntimeError(message)
+            if message["type"] == "events":
+                for event in message["events"]:
+                    if predicate(event):
+                        return event
+
+
+async def through(args: argparse.Namespace, paths: list[Path], mask: np.ndarray, points: list[tuple[float, float]], bare: list[float], backends) -> dict:  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        token = await make_user(data)
+        port = free_port()
+        command = [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port)]
+        if args.sam2_checkpoint:
+            command += ["--sam2-checkpoint", args.sam2_checkpoint] + (["--device", args.device] if args.device else [])
+        server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+                for _ in range(600):
+                    try:
+                        if (await http.get("/api/health")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+                (await http.post("/api/projects", json={"id": "bench", "name": "Bench"})).raise_for_status()
+                (await http.post("/api/projects/bench/classes", json={"id": "mask", "name": "mask", "shape": "bitmask", "color": "#ff0000"})).raise_for_status()
+                files = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
+                (await http.post("/api/projects/bench/media", data={"id": "clip", "name": "clip", "kind": "image_sequence"}, files=files)).raise_for_status()
+            rle = rle_encode(mask)
+            async with websockets.connect(f"ws://127.0.0.1:{port}/api/media/clip/ws", max_size=None) as ws:
+                await ws.send(json.dumps({"type": "hello", "token": token, "last_seq": None}))
+                link = Socket(ws)
+                through_fps: list[float] = []
+                for repeat in range(args.repeats):
+                    object_id = f"o{repeat}"
+                    await link.command({"type": "object_created", "object": object_id, "media": "clip", "class_id": "mask"})
+                    saved = await link.command({"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}, "source": "manual"})
+                    await link.until(lambda e, saved=saved: e["id"] == saved)
+                    # Alternate with the bare runs so both see the same machine state.
+                    bare.append(await asyncio.to_thread(bare_track, backends, paths, mask))
+                    track = str(uuid.uuid4())
+                    last = len(paths) - 1
+                    started = time.perf_counter()
+                    await link.command({"type": "track_requested", "media": "clip", "objects": [object_id], "start": 0, "direction": "forward", "range": len(paths)}, track)
+                    await link.until(lambda e, track=track, last=last: e["body"]["type"] == "track_frame_produced" and e["body"]["track"] == track and e["body"]["frame"] == last)
+                    through_fps.append(last / (time.perf_counter() - started))
+                    await link.until(lambda e, track=track: e["body"]["type"] in ("track_completed", "track_failed") and e["body"]["track"] == track)
+                # Clicks: each point on the bare segmenter, then through the socket, in turn.
+                frames = ImageListFrames(paths)
+                bare_click(backends, frames, *points[0])  # warm-up
+                click_ms, socket_ms = [], []
+                await link.command({"type": "object_created", "object": "clicked", "media": "clip", "class_id": "mask"})
+                for number, (x, y) in enumerate([points[0], *points]):
+                    if number:  # the first one warms up
+                        click_ms.append(await asyncio.to_thread(bare_click, backends, frames, x, y))
+                    started = time.perf_counter()
+                    prompt = await link.command({"type": "prompt_added", "object": "clicked", "frame": 0, "points": [{"x": x, "y": y}]})
+                    await link.until(lambda e, prompt=prompt: e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt)
+                    if number:
+                        socket_ms.append((time.perf_counter() - started) * 1000)
+            return {"through_fps": through_fps, "click_ms_backend": statistics.median(click_ms), "click_ms_socket": statistics.median(socket_ms)}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def device_name(args: argparse.Namespace) -> str:
+    if args.sam2_checkpoint:
+        import torch
+
+        if torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
+            return torch.cuda.get_device_name(0)
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", default="blackswan", help="a sequence under ../shared/data/vos")
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--sam2-checkpoint", help="bench SAM 2 (advanced) instead of the classical backend")
+    parser.add_argument("--device")
+    args = parser.parse_args()
+    backends = load_backends("sam2" if args.sam2_checkpoint else "classical", Path(args.sam2_checkpoint) if args.sam2_checkpoint else None, None, args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, mask, source = clip_files(args, Path(tmp))
+        ys, xs = np.nonzero(mask)
+        rng = np.random.default_rng(0)
+        picks = rng.choice(len(xs), size=args.clicks, replace=False)
+        points = [(float(xs[i]), float(ys[i])) for i in picks]
+        bare: list[float] = []
+        result = asyncio.run(through(args, paths, mask, points, bare, backends))
+    backend_fps = statistics.median(bare)
+    through_fps = statistics.median(result["through_fps"])
+    # Each through run follows its bare run: the median of the pairs' ratios cancels the drift
+    # of a shared machine's speed better than a ratio of medians.
+    ratio = statistics.median(t / b for t, b in zip(result["through_fps"], bare, strict=True))
+    print(json.dumps({
+        "clip": source,
+        "frames": len(paths),
+        "size": [int(mask.shape[1]), int(mask.shape[0])],
+        "tracker": backends.trackers["advanced"].model,
+        "segmenter": backends.segmenter.model,
+        "device": device_name(args),
+        "backend_fps": round(backend_fps, 2),
+        "through_fps": round(through_fps, 2),
+        "ratio": round(ratio, 3),
+        "backend_fps_runs": [round(v, 2) for v in bare],
+        "through_fps_runs": [round(v, 2) for v in result["through_fps"]],
+        "click_ms_backend": round(result["click_ms_backend"], 1),
+        "click_ms_socket": round(result["click_ms_socket"], 1),
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

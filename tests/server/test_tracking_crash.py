@@ -1,0 +1,124 @@
+"""The server process killed with SIGKILL in the middle of a track, then started again (C5, T8):
+the track is taken up where the log says it was and ends; no frame is logged twice; nothing a
+client was sent is lost."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import websockets.sync.client
+
+from tests.server.tracking_clips import LONG
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _masklog(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def _serve(data: Path, port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+            return process
+        except httpx.TransportError:
+            assert process.poll() is None, "the server exited"
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the server did not start")
+
+
+def _history(http: httpx.Client, media: str) -> list[dict]:
+    events, after = [], 0
+    while after is not None:
+        page = http.get(f"/api/media/{media}/history", params={"after": after, "limit": 1000}).json()
+        events += page["events"]
+        after = page["next_after"] if page["events"] else None
+    return events
+
+
+def test_sigkill_mid_track_then_restart(tmp_path):
+    data = tmp_path / "data"
+    token = _masklog("user", "add", "alice", "--role", "admin", "--data", str(data)).split()[-1]
+    port = _free_port()
+    server = _serve(data, port)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    try:
+        http.post("/api/projects", json={"id": "p", "name": "P"}).raise_for_status()
+        http.post("/api/projects/p/classes", json={"id": "mask", "name": "mask", "shape": "bitmask", "color": "#ff0000"}).raise_for_status()
+        paths = LONG.write_images(tmp_path / "clip")
+        files = [("file", (p.name, p.read_bytes(), "image/png")) for p in paths]
+        http.post("/api/projects/p/media", data={"id": "long", "name": "long", "kind": "image_sequence"}, files=files).raise_for_status()
+
+        seen: list[dict] = []
+        track = str(uuid.uuid4())
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/api/media/long/ws", max_size=None) as ws:
+            ws.send(json.dumps({"type": "hello", "token": token, "last_seq": 0}))
+            assert json.loads(ws.recv())["type"] == "welcome"
+            commands = [
+                {"type": "object_created", "object": "disc", "media": "long", "class_id": "mask"},
+                {"type": "label_saved", "object": "disc", "frame": 0, "shape": LONG.bitmask(0, 0), "source": "manual"},
+                {"type": "track_requested", "media": "long", "objects": ["disc"], "start": 0, "direction": "forward", "range": LONG.frames},
+            ]
+            for number, body in enumerate(commands):
+                ws.send(json.dumps({"type": "command", "id": track if number == 2 else str(uuid.uuid4()), "body": body}))
+            while sum(e["body"]["type"] == "track_frame_produced" for e in seen) < 5:
+                message = json.loads(ws.recv(timeout=30))
+                if message["type"] == "events":
+                    seen += message["events"]
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=10)
+        produced_before = [e for e in seen if e["body"]["type"] == "track_frame_produced"]
+        assert not any(e["body"]["type"] == "track_completed" for e in seen), "killed mid-track"
+
+        server = _serve(data, port)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            events = _history(http, "long")
+            ends = [e for e in events if e["body"]["type"] in ("track_completed", "track_failed", "track_cancelled")]
+            if ends:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the track did not end after the restart")
+        [end] = ends
+        assert end["body"]["type"] == "track_completed", end
+        frames = [e["body"]["frame"] for e in events if e["body"]["type"] == "track_frame_produced"]
+        duplicates = [frame for frame, count in collections.Counter(frames).items() if count > 1]
+        assert not duplicates, f"frames logged twice: {duplicates}"
+        assert frames == list(range(1, LONG.frames)), "resumed from the last produced frame, with no gap"
+        ids = {e["id"] for e in events}
+        assert all(e["id"] in ids for e in seen if e["stream"] == "media:long"), "every event a client was sent survived the crash"
+        assert len(produced_before) < len(frames)
+        assert end["body"]["frames"] == LONG.frames - 1
+    finally:
+        http.close()
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(server.pid, signal.SIGKILL)
