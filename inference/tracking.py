@@ -6,11 +6,18 @@ after a restart. `TrackJob` turns the plan into `TrackFrameProduced` bodies, one
 `step()`; it blocks (models run here), so the actor calls it off the event loop. Nothing here
 touches the log.
 
-Every shape kind tracks (T6). Masks, polygons and boxes go through the mask tracker (SAM 2 or
-the classical one): the label becomes a mask (a box becomes a box prompt, which both trackers
-segment better than a filled rectangle), and every tracked mask becomes the class's own shape
-again. Keypoints, skeletons and polylines go through the point tracker. An object whose result
-cannot be made into a valid shape on a frame counts as lost there.
+Every shape kind tracks (T6). Bitmasks, polygons and boxes go through the mask tracker (SAM 2
+or the classical one), and every tracked mask becomes the class's own shape again:
+
+- bitmask, polygon: the label's mask is tracked; the polygon is the mask's outline.
+- bbox: a box holds background as well as the object, so the object inside is segmented (a box
+  prompt) and tracked, and each tracked box is the mask's box with the drawn box's margins.
+- rotated bbox: likewise segmented from its bounding box; each tracked box is the drawn one
+  moved and scaled as the mask's centre and area changed, and turned as its orientation did
+  when the mask is elongated enough to have one.
+
+Keypoints, skeletons and polylines go through the point tracker (`inference.points`). An object
+whose result cannot be made into a valid shape on a frame counts as lost there.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from domain.decide import MASK_POLYGON_TOLERANCE
@@ -26,18 +34,21 @@ from domain.events import ClassAdded, Direction, MediaAdded, TrackFrameProduced,
 from domain.geometry import (
     GeometryError,
     mask_to_bbox,
+    rotated_bbox_corners,
     shape_from_mask,
     shape_points,
     shape_to_mask,
     shape_with_points,
     validate_shape,
 )
-from domain.shapes import BBox, Shape, ShapeKind, Skeleton, SkeletonPoint
+from domain.shapes import BBox, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
 from domain.state import LabelState, TrackStatus
 from inference.points import PointTracker, TrackedPoints
 from inference.protocols import FrameSource, Prompt, TrackedMask, Tracker
 
 POINT_KINDS = frozenset({ShapeKind.KEYPOINT, ShapeKind.SKELETON, ShapeKind.POLYLINE})
+# A mask this many times longer than wide has an orientation a rotated box can follow.
+ELONGATED = 1.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,29 @@ class _Running:
     # A box label is wider than the object it holds: how much, relative to the mask's own box,
     # so every tracked box keeps the annotator's margins.
     margins: tuple[float, float, float, float] | None = None
+    # A rotated box follows the object's mask from where it started (see `_Anchor`).
+    anchor: _Anchor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    """Where an object's mask was when tracking began: centre, size (square root of the area)
+    and, for an elongated mask, its orientation. A tracked rotated box is the drawn one moved,
+    scaled and turned as the mask moved, scaled and turned since."""
+
+    cx: float
+    cy: float
+    size: float
+    angle: float | None  # None: too round to have a reliable orientation
+
+    @staticmethod
+    def of(mask: np.ndarray) -> _Anchor | None:
+        ys, xs = np.nonzero(mask)
+        if len(xs) < 3:
+            return None
+        (_, _), (w, h), angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        elongated = max(w, h) > ELONGATED * max(min(w, h), 1.0)
+        return _Anchor(float(xs.mean()), float(ys.mean()), math.sqrt(len(xs)), float(angle) if elongated else None)
 
 
 @dataclass
@@ -221,10 +255,20 @@ class TrackJob:
             session = self.masks.open(self.frames)
             self._sessions.append(session)
             for o in mask_objects:
+                # Boxes hold background too: the object inside is segmented (a box prompt) and
+                # tracked, and the box made again around it on every frame.
                 if isinstance(o.shape, BBox):
                     box = o.shape
                     mask = session.add_prompt(plan.start, o.object, Prompt(box=(box.x, box.y, box.x + box.w, box.y + box.h)))
                     self._objects[o.object].margins = _margins(box, mask)
+                elif isinstance(o.shape, RotatedBBox):
+                    corners = rotated_bbox_corners(o.shape)
+                    x0, y0 = np.clip(corners.min(axis=0), 0, [width - 1, height - 1])
+                    x1, y1 = np.clip(corners.max(axis=0) + 1, 1, [width, height])
+                    mask = session.add_prompt(plan.start, o.object, Prompt(box=(float(x0), float(y0), float(x1), float(y1))))
+                    self._objects[o.object].anchor = _Anchor.of(mask)
+                    if self._objects[o.object].anchor is None:
+                        session.add_mask(plan.start, o.object, shape_to_mask(o.shape, height, width))
                 else:
                     session.add_mask(plan.start, o.object, shape_to_mask(o.shape, height, width))
             self._mask_frames = iter(session.propagate(plan.start, plan.request.direction, plan.count))
@@ -264,6 +308,11 @@ class TrackJob:
         try:
             if kind == ShapeKind.BBOX and running.margins is not None:
                 shape: Shape = _with_margins(mask_to_bbox(mask), running.margins, self.frames.width, self.frames.height)
+            elif kind == ShapeKind.ROTATED_BBOX and running.anchor is not None:
+                moved = _follow(running.plan.shape, running.anchor, _Anchor.of(mask))  # type: ignore[arg-type]
+                if moved is None:
+                    return None
+                shape = moved
             else:
                 shape = shape_from_mask(kind, mask, MASK_POLYGON_TOLERANCE)
         except GeometryError:
@@ -305,6 +354,19 @@ def _margins(box: BBox, mask: np.ndarray) -> tuple[float, float, float, float] |
         (box.x + box.w - inner.x - inner.w) / inner.w,
         (box.y + box.h - inner.y - inner.h) / inner.h,
     )
+
+
+def _follow(drawn: RotatedBBox, start: _Anchor, now: _Anchor | None) -> RotatedBBox | None:
+    """The drawn rotated box moved, scaled and turned as the object's mask did."""
+    if now is None:
+        return None
+    scale = now.size / start.size
+    turn = 0.0
+    if start.angle is not None and now.angle is not None:
+        # minAreaRect's angle is ambiguous by quarter turns: take the smallest turn.
+        turn = (now.angle - start.angle + 45.0) % 90.0 - 45.0
+    angle = (drawn.angle + turn + 180.0) % 360.0 - 180.0
+    return RotatedBBox(cx=drawn.cx + now.cx - start.cx, cy=drawn.cy + now.cy - start.cy, w=drawn.w * scale, h=drawn.h * scale, angle=angle)
 
 
 def _with_margins(inner: BBox, margins: tuple[float, float, float, float], width: int, height: int) -> BBox:

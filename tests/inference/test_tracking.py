@@ -1,0 +1,140 @@
+"""Planning a track from the projection and working it off frame by frame (`inference.tracking`),
+with the real classical and point trackers on clips of known motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from domain import events as ev
+from domain.geometry import rle_encode, shape_to_mask
+from domain.shapes import BBox, Bitmask, Keypoint, Polygon, RotatedBBox
+from inference.classical import ClassicalTracker
+from inference.frames import ArrayFrames
+from inference.points import PointTracker
+from inference.tracking import PlanError, TrackJob, frames_done, plan_track
+from tests.domain.builders import ALICE, TRACKER, MemoryLog, project_log
+from tests.inference.synthetic import iou
+from tests.server.tracking_clips import Clip, Disc
+
+# The builders' media m1 is 64 x 48 with 12 frames; so is this clip.
+CLIP = Clip(64, 48, 12, (Disc((220, 40, 40), 16, 24, 2, 0, r=7), Disc((40, 60, 230), 44, 14, 0, 2, r=6)))
+FRAMES = ArrayFrames(CLIP.images())
+
+
+def disc_label(disc: int, frame: int) -> Bitmask:
+    return Bitmask(rle=rle_encode(CLIP.discs[disc].mask(frame, CLIP.height, CLIP.width)))
+
+
+@pytest.fixture
+def log() -> MemoryLog:
+    log = project_log()
+    for kind in ["bitmask", "polygon", "bbox", "rotated_bbox", "keypoint"]:
+        log.do(ALICE, ev.ObjectCreated(object=kind, media="m1", class_id=kind))
+    return log
+
+
+def run(job: TrackJob) -> list[ev.TrackFrameProduced]:
+    out: list[ev.TrackFrameProduced] = []
+    while (bodies := job.step()) is not None:
+        out += bodies
+    return out
+
+
+def job_for(log: MemoryLog, track: ev.Event) -> TrackJob:
+    return TrackJob(plan_track(log.state, track.id), FRAMES, ClassicalTracker(), PointTracker())
+
+
+def test_a_fresh_plan_starts_at_the_request(log):
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=3, shape=disc_label(0, 3), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=3, direction="forward", range=30))
+    plan = plan_track(log.state, track.id)
+    assert (plan.start, plan.count, [o.object for o in plan.objects]) == (3, 9, ["bitmask"]), "clipped at the last frame"
+    backwards = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=3, direction="backward", range=2))
+    assert (plan_track(log.state, backwards.id).start, plan_track(log.state, backwards.id).count) == (3, 2)
+
+
+def test_every_area_kind_comes_back_in_its_kind_and_follows_the_disc(log):
+    labels = {
+        "bitmask": disc_label(0, 0),
+        "polygon": _square_polygon(16, 24, 5),
+        "bbox": BBox(x=8, y=16, w=17, h=17),
+        "rotated_bbox": RotatedBBox(cx=16, cy=24, w=15, h=13, angle=25),
+    }
+    for kind, shape in labels.items():
+        log.do(ALICE, ev.LabelSaved(object=kind, frame=0, shape=shape, source="manual"))
+        track = log.do(ALICE, ev.TrackRequested(media="m1", objects=[kind], start=0, direction="forward", range=6))
+        results = run(job_for(log, track))
+        assert [b.frame for b in results] == [1, 2, 3, 4, 5]
+        for body in results:
+            assert type(body.shape) is type(shape), kind
+            moved = shape_to_mask(body.shape, CLIP.height, CLIP.width)
+            expected = np.roll(shape_to_mask(shape, CLIP.height, CLIP.width), 2 * body.frame, axis=1)
+            assert iou(moved, expected) > 0.6, (kind, body.frame, iou(moved, expected))
+
+
+def _square_polygon(cx: float, cy: float, half: float) -> Polygon:
+    from domain.shapes import PolygonPart
+
+    return Polygon(parts=[PolygonPart(outer=[cx - half, cy - half, cx + half, cy - half, cx + half, cy + half, cx - half, cy + half])])
+
+
+def test_a_box_keeps_the_annotators_margins(log):
+    # A loose box: 3 px of margin around the disc on every side.
+    log.do(ALICE, ev.LabelSaved(object="bbox", frame=0, shape=BBox(x=6, y=14, w=21, h=21), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bbox"], start=0, direction="forward", range=4))
+    for body in run(job_for(log, track)):
+        assert abs(body.shape.w - 21) <= 2 and abs(body.shape.x - (6 + 2 * body.frame)) <= 1.5, body.shape
+
+
+def test_points_track_with_the_point_tracker(log):
+    log.do(ALICE, ev.LabelSaved(object="keypoint", frame=0, shape=Keypoint(x=46, y=15), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["keypoint"], start=0, direction="forward", range=5))
+    results = run(job_for(log, track))
+    for body in results:
+        assert body.model == "classical/lkpoints@1"
+        assert abs(body.shape.x - 46) < 1.5 and abs(body.shape.y - (15 + 2 * body.frame)) < 1.5, body
+
+
+def test_interval_stops_an_object_lost_on_that_many_frames(log):
+    leaving = Clip(64, 48, 12, (Disc((220, 40, 40), 40, 24, 9, 0, r=6),))
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=Bitmask(rle=rle_encode(leaving.discs[0].mask(0, 48, 64))), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=12, interval=3))
+    job = TrackJob(plan_track(log.state, track.id), ArrayFrames(leaving.images()), ClassicalTracker(), PointTracker())
+    results = run(job)
+    lost = [b.frame for b in results if b.shape is None]
+    assert len(lost) == 3 and results[-1].shape is None and lost == list(range(lost[0], lost[0] + 3))
+    assert results[-1].frame < 11, "stopped before the range ended"
+
+
+def test_a_resumed_plan_starts_from_the_last_produced_frame(log):
+    log.do(ALICE, ev.ObjectCreated(object="second", media="m1", class_id="bitmask"))
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=disc_label(0, 0), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="second", frame=0, shape=disc_label(1, 0), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask", "second"], start=0, direction="forward", range=10, interval=5))
+    for frame in (1, 2, 3):
+        log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="bitmask", frame=frame, shape=disc_label(0, frame), score=0.9, model="m/x@1"))
+        log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="second", frame=frame, shape=None if frame == 3 else disc_label(1, frame), score=0.1, model="m/x@1"))
+    plan = plan_track(log.state, track.id)
+    assert (plan.start, plan.count) == (3, 7)
+    assert [o.object for o in plan.objects] == ["bitmask"] and plan.dropped == ("second",), "lost on the resume frame: cannot go on"
+    assert plan.objects[0].shape == disc_label(0, 3)
+    results = run(TrackJob(plan, FRAMES, ClassicalTracker(), PointTracker()))
+    assert [b.frame for b in results] == list(range(4, 10))
+    # Results already accepted are found as labels of the track.
+    log.do(ALICE, ev.TrackedAccepted(track=track.id))
+    assert plan_track(log.state, track.id).objects[0].shape == disc_label(0, 3)
+    assert frames_done(log.state, track.id) == 3
+
+
+def test_a_track_that_cannot_go_on_is_a_plan_error(log):
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=disc_label(0, 0), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=10))
+    log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="bitmask", frame=1, shape=disc_label(0, 1), score=0.9, model="m/x@1"))
+    log.do(ALICE, ev.TrackedDiscarded(track=track.id))  # its only result is gone
+    with pytest.raises(PlanError, match="no object can go on from frame 1"):
+        plan_track(log.state, track.id)
+    other = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=10))
+    log.do(ALICE, ev.ObjectDeleted(object="bitmask"))
+    with pytest.raises(PlanError, match="deleted"):
+        plan_track(log.state, other.id)
