@@ -443,6 +443,10 @@ def _track_frame_produced(state: LabelState, actor: str, body: TrackFrameProduce
     offset = (body.frame - request.start) * step
     if not 0 <= offset < request.range:
         raise DomainError(ErrorCode.FRAME_OUT_OF_RANGE, f"frame {body.frame} is outside the track's range")
+    last = state.tracks[body.track].last_frame.get(body.object)
+    if last is not None and (body.frame - last) * step <= 0:
+        # Results come frame after frame: one for a frame already passed is a re-run (C5).
+        raise DomainError(ErrorCode.EXISTS, f"track {body.track} already produced frame {body.frame} of object {body.object!r}")
     if body.shape is not None:
         _, cls = _object(state, body.object)
         _shape_kind(body.shape, cls)

@@ -336,6 +336,8 @@ class InferenceActor:
                     if isinstance(result, DomainError):
                         if result.code == ErrorCode.TRACK_NOT_RUNNING:
                             track.stopped = True
+                        elif result.code == ErrorCode.EXISTS:
+                            pass  # produced before a restart: already in the log
                         elif track.job is not None:
                             log.info("track %s: %s stops: %s", track.id, body.object, result.message)  # type: ignore[union-attr]
                             track.job.stop_object(body.object)  # type: ignore[union-attr]

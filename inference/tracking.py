@@ -41,7 +41,7 @@ from domain.geometry import (
     shape_with_points,
     validate_shape,
 )
-from domain.shapes import BBox, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
+from domain.shapes import BBox, Bitmask, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
 from domain.state import LabelState, TrackStatus
 from inference.points import PointTracker, TrackedPoints
 from inference.protocols import FrameSource, Prompt, TrackedMask, Tracker
@@ -317,6 +317,8 @@ class TrackJob:
                 shape = shape_from_mask(kind, mask, MASK_POLYGON_TOLERANCE)
         except GeometryError:
             return None
+        if isinstance(shape, Bitmask):
+            return shape  # the RLE of a non-empty mask of the frame: valid as made
         return self._valid(shape, running)
 
     def _shape_from_points(self, running: _Running, tracked: TrackedPoints) -> Shape | None:

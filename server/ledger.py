@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from domain.decide import Command, DomainError, ErrorCode, Scope, decide, scope_of
-from domain.events import Event, NewEvent, stored
+from domain.events import Event, NewEvent, TrackFrameProduced, stored
 from domain.state import LabelState, fold
 from server.hub import Hub
 from server.store import EventStore
@@ -144,7 +144,10 @@ class Ledger:
                 if in_flight is not None:
                     waits[index] = in_flight
                     continue
-                existing = await self.store.get(command_id)
+                # A frame result needs no look-up: the rules refuse a frame its track already
+                # produced, so its id (derived from track, object and frame) cannot be in the
+                # log. It saves a read per frame on the tracking path.
+                existing = None if isinstance(command, TrackFrameProduced) else await self.store.get(command_id)
                 if existing is not None:
                     results[index] = existing
                     continue

@@ -293,3 +293,14 @@ def test_lost_frames_count_towards_the_interval(log):
     assert info.stopped("o-bbox") and info.last_frame == {"o-bbox": 4}
     copied = log.state.copy()
     assert copied.tracks[track.id].lost_streak == info.lost_streak and copied.tracks[track.id].lost_streak is not info.lost_streak
+
+
+def test_a_track_produces_each_frame_of_an_object_once(log):
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=6, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=6, direction="backward", range=5))
+    frame = lambda f: ev.TrackFrameProduced(track=track.id, object="o-bbox", frame=f, shape=None, score=0.0, model="m/x@1")
+    log.do(TRACKER, frame(5))
+    log.do(TRACKER, frame(4))
+    refused(log, TRACKER, frame(4), ErrorCode.EXISTS, "already produced frame 4")
+    refused(log, TRACKER, frame(5), ErrorCode.EXISTS, "already produced frame 5")
+    log.do(TRACKER, frame(2))  # a skipped frame is fine: results only move on
