@@ -23,11 +23,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-checkpoint", help="path to a sam2.1_hiera_*.pt checkpoint (env MASKLOG_SAM2_CHECKPOINT)")
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
+    parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
-    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model)
+    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model, run_models=not args.no_models)
 
 
 def _serve(settings: Settings, demo: bool) -> None:

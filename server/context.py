@@ -12,8 +12,8 @@ so docs/api.md can list them:
 | track_frame_produced,                     |                                              |
 | track_completed, track_failed, undone,    |                                              |
 | redone                                    |                                              |
-| everything else (objects, prompts,        | annotators and admins of the project         |
-| labels, tracks, review, undo, redo)       |                                              |
+| everything else (objects, prompts, SAM    | annotators and admins of the project         |
+| saves, labels, tracks, review, undo, redo)|                                              |
 
 Viewers read and never write. A command sent through one media item's socket or command route
 must be about that media item; one about a project the sender is not a member of is answered as

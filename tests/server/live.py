@@ -73,6 +73,7 @@ def start_server(data: Path, **overrides: Any) -> LiveServer:
     rules and of the API write model results themselves (`rest.as_model`), and must not race a
     tracker doing the same."""
     overrides.setdefault("run_models", False)
+    backends = overrides.pop("backends", None)
     settings = Settings(data=data, port=0, **overrides)
     data.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +87,7 @@ def start_server(data: Path, **overrides: Any) -> LiveServer:
     # In a thread of its own, so this also works from inside a running event loop (async tests).
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         tokens = pool.submit(asyncio.run, make_users()).result()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", ws_max_size=2 * settings.max_message_bytes, lifespan="on")
+    config = uvicorn.Config(create_app(settings, backends), host="127.0.0.1", port=0, log_level="warning", ws_max_size=2 * settings.max_message_bytes, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
