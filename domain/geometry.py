@@ -241,6 +241,25 @@ def _rle_from_run_lengths(run_lengths: NDArray[np.int64], size: tuple[int, int])
     return _from_coco(encoded)
 
 
+def rle_from_counts(counts: Sequence[int], size: Sequence[int]) -> Rle:
+    """The compressed RLE of uncompressed COCO counts (run lengths, the first one of unset
+    pixels, column-major), as COCO files store crowd masks; checked like a compressed one."""
+    height, width = _checked_size(size)
+    try:
+        run_lengths = np.asarray([int(c) for c in counts], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise GeometryError("RLE counts must be whole numbers") from None
+    if run_lengths.size == 0:
+        raise GeometryError(f"RLE counts are empty; a {height}x{width} mask needs at least one run")
+    if (run_lengths < 0).any():
+        raise GeometryError("RLE counts must not be negative")
+    if run_lengths.sum() != height * width:
+        raise GeometryError(f"RLE runs cover {int(run_lengths.sum())} pixels but size {height}x{width} needs {height * width}")
+    # Empty runs after the first merge into their neighbours: the same mask, in canonical form.
+    mask = np.repeat(np.arange(run_lengths.size) % 2 == 1, run_lengths).reshape(width, height).T
+    return rle_encode(mask)
+
+
 def _checked_size(size: Sequence[int]) -> tuple[int, int]:
     try:
         height, width = size

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from inference.actor import InferenceActor
 from inference.backends import Backends, load_backends
-from server import api
+from server import api, exchange
 from server.accounts import Accounts
 from server.context import Context
 from server.hub import Hub
@@ -75,7 +75,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
             log.info("masklog: %d events loaded from %s; models: %s", ctx.ledger.state.seq, settings.database, ctx.backends.segmenter.model)
             yield
 
-    routes = [*api.routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
+    routes = [*api.routes, *exchange.routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
     if (WEB_DIR / "index.html").exists():
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True)))
     return Starlette(routes=routes, lifespan=lifespan)

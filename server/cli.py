@@ -1,4 +1,4 @@
-"""The `masklog` command: serve, demo, user add, eval-vos."""
+"""The `masklog` command: serve, demo, user add, eval-vos, export, import-log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from server.settings import Settings, env, model_settings_from
@@ -107,6 +108,47 @@ def _eval_vos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(what: str) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        print(f"\r{what}: {done}/{total} frames", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _export(args: argparse.Namespace) -> int:
+    from domain.coco import Selection
+    from server.exchange import ExchangeError, export_offline
+
+    selection = Selection(proposals=args.proposals, first=args.first, last=args.last, polygons=args.polygons)
+    partial = args.out.with_name(args.out.name + ".partial")
+    try:
+        with open(partial, "wb") as out:
+            asyncio.run(export_offline(_data_dir(args.data), args.project, args.media, args.format, out, selection, args.seq, args.images, _progress("exporting")))
+    except ExchangeError as error:
+        partial.unlink(missing_ok=True)
+        print(f"masklog: {error}", file=sys.stderr)
+        return 2
+    partial.replace(args.out)  # a finished file, never half of one
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _import_log(args: argparse.Namespace) -> int:
+    from server.exchange import ExchangeError, import_log
+
+    def show(done: int) -> None:
+        print(f"\rimporting: {done} events", end="", file=sys.stderr, flush=True)
+
+    try:
+        with open(args.file, "rb") as lines:
+            count = asyncio.run(import_log(_data_dir(args.data), iter(lines), show))
+    except (ExchangeError, OSError) as error:
+        print(f"masklog: {error}", file=sys.stderr)
+        return 2
+    print(f"\nimported {count} events", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="masklog", description="Event-sourced collaborative label server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,7 +177,28 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     evaluate.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
 
+    export = commands.add_parser("export", help="write labels as COCO or YOLO, or the event log as JSON lines")
+    export.add_argument("--data")
+    export.add_argument("--project", help="the project (for events: all of the log when left out)")
+    export.add_argument("--media", nargs="*", default=[], help="only these media items")
+    export.add_argument("--format", choices=["coco", "yolo", "events"], default="coco")
+    export.add_argument("--out", type=Path, required=True, help="file to write (yolo: a .zip)")
+    export.add_argument("--proposals", action="store_true", help="also unreviewed tracked results")
+    export.add_argument("--first", type=int, help="first frame")
+    export.add_argument("--last", type=int, help="last frame")
+    export.add_argument("--seq", type=int, help="as of this log position")
+    export.add_argument("--polygons", action="store_true", help="coco: masks as polygons, not RLE")
+    export.add_argument("--images", action="store_true", help="yolo: include the frames as JPEG")
+
+    import_log = commands.add_parser("import-log", help="load an exported event log into an empty data folder")
+    import_log.add_argument("file", type=Path)
+    import_log.add_argument("--data")
+
     args = parser.parse_args(argv)
+    if args.command == "export":
+        return _export(args)
+    if args.command == "import-log":
+        return _import_log(args)
     if args.command == "eval-vos":
         return _eval_vos(args)
     if args.command in ("serve", "demo"):

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from domain.decide import Command, DomainError, ErrorCode, Scope, decide, scope_of
-from domain.events import Event, NewEvent, TrackFrameProduced, stored
+from domain.events import Event, NewEvent, TrackFrameProduced, new_event_id, stored
 from domain.state import LabelState, fold
 from server.hub import Hub
 from server.store import EventStore
@@ -184,6 +184,51 @@ class Ledger:
                 results[index] = event
                 self._publish(event)
         return results  # type: ignore[return-value]
+
+    async def execute_all(
+        self, actor: str, commands: list[Command], *, authorize: Callable[[Scope], None] | None = None
+    ) -> list[Event]:
+        """Apply every command or none (an import): each is decided against the state that
+        includes the ones before it, first on a copy; only if all pass are they applied and
+        appended, in one commit. A refusal raises DomainError (or what `authorize` raises), its
+        message naming the command's place in the list."""
+        async with self._lock:
+            trial = self.state.copy()
+            for index, command in enumerate(commands):
+                try:
+                    scope = scope_of(trial, command)
+                    if authorize is not None:
+                        authorize(scope)
+                    body = decide(trial, actor, command)
+                except DomainError as error:
+                    raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
+                trial.apply(stored(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body), trial.seq + 1, 0.0))
+            news: list[NewEvent] = []
+            for command in commands:
+                scope = scope_of(self.state, command)
+                body = decide(self.state, actor, command)
+                new = NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body)
+                self.state.apply(stored(new, self._next_seq, time.time()))
+                self._next_seq += 1
+                news.append(new)
+            append = asyncio.ensure_future(self.store.append(news)) if news else None
+            for new in news:
+                self._pending[new.id] = append  # type: ignore[assignment]
+        if append is None:
+            return []
+        try:
+            events = await asyncio.shield(append)
+        except Exception as error:
+            await self._recover()
+            raise LedgerError(f"the log refused the append: {error}") from error
+        finally:
+            for new in news:
+                self._pending.pop(new.id, None)
+        if events[0].seq != self._next_seq - len(news):
+            await self._recover()
+        for event in events:
+            self._publish(event)
+        return events
 
     @property
     def published(self) -> int:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.events import Event
-from server import api
+from server import api, exchange
 from server.protocol import Snapshot
 
 # The JSON body each writing route takes.
@@ -62,6 +62,16 @@ def describe(routes: list[Route]) -> dict[str, Any]:
             answer = RESPONSES.get((path, method))
             if answer is not None:
                 operation["responses"]["200"] = {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{answer.__name__}"}}}}
+            if (path, method) == ("/api/media/{media}/import", "POST"):
+                operation["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": {"type": "object", "description": "a COCO instance file"}},
+                    "multipart/form-data": {"schema": {"properties": {"file": {"type": "string", "format": "binary"}}}},
+                }}
+            if path.endswith("/export"):
+                operation["parameters"] += [
+                    {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for name in ("format", "media", "proposals", "first", "last", "seq", "masks", "images")
+                ]
             if path.endswith("/frames/{index}"):
                 operation["responses"]["200"] = {"description": "the frame", "content": {"image/jpeg": {}}}
             paths.setdefault(path, {})[method.lower()] = operation
@@ -75,4 +85,4 @@ def describe(routes: list[Route]) -> dict[str, Any]:
 
 async def openapi(request: Request) -> Response:
     """This description."""
-    return Response(msgspec.json.encode(describe(api.routes)), media_type="application/json")
+    return Response(msgspec.json.encode(describe([*api.routes, *exchange.routes])), media_type="application/json")
