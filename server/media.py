@@ -1,11 +1,11 @@
 """Media files on disk: storing uploads safely, probing them, serving their frames.
 
 Client file names never touch the file system: a media item's files are stored under its id
-(checked against `ID_PATTERN`) with names the server makes (`video.mp4`, `000000.png`, ...); a
-client's file name only tells the type (its suffix), and one that tries to be a path (a `..`
-part, an absolute path, a drive, control characters) is refused outright. Frames are decoded
-through `inference.frames` sources (bounded caches) kept open for the most recently used media
-items.
+(checked against `ID_PATTERN`) with names the server makes (`video.mp4`, `000000.png`, ...,
+`000000.dcm`, ... for a DICOM series, in slice order); a client's file name only tells the type
+(its suffix), and one that tries to be a path (a `..` part, an absolute path, a drive, control
+characters) is refused outright. Frames are decoded through `inference.frames` sources (bounded
+caches) kept open for the most recently used media items.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ import cv2
 import numpy as np
 
 from domain.events import ID_PATTERN, MediaAdded, MediaKind
-from inference.frames import FrameError, ImageListFrames, VideoFrames, read_image
+from inference.frames import DicomSeriesFrames, FrameError, ImageListFrames, VideoFrames, probe_dicom_series, read_image
 from inference.protocols import FrameSource
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 # OpenCV's decoders sniff the content; the suffix only names the stored file.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# DICOM files are checked by their header (pydicom, which wants the 'DICM' file header); scanners
+# often write them without a suffix, or named by their instance UID ("1.2.840.....123").
+DICOM_SUFFIXES = {"", ".dcm", ".dicom"}
 
 
 class MediaError(ValueError):
@@ -64,6 +67,12 @@ def check_file_name(name: str) -> None:
     path = name.replace("\\", "/")
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or ".." in path.split("/"):
         raise MediaError(f"file name {name!r} is a path; send the file's own name", "invalid_file_name")
+
+
+def _check_dicom_name(name: str) -> None:
+    suffix = Path(name.replace("\\", "/")).suffix.lower()
+    if suffix not in DICOM_SUFFIXES and not re.fullmatch(r"\.[0-9]+", suffix):
+        raise MediaError(f"DICOM file {name!r} has an unsupported type; use .dcm, .dicom, no suffix, or a UID as the name")
 
 
 def _suffix(name: str, allowed: set[str], what: str) -> str:
@@ -114,7 +123,7 @@ class MediaLibrary:
             stored = path.with_name("video" + _suffix(name, VIDEO_SUFFIXES, "video"))
             path.rename(stored)
             probed = _probe_video(stored)
-            final = [stored]
+            final = [(stored, stored.name)]
         elif kind in (MediaKind.IMAGE, MediaKind.IMAGE_GROUP, MediaKind.IMAGE_SEQUENCE):
             if kind == MediaKind.IMAGE and len(staged) != 1:
                 raise MediaError(f"a single image is one file, not {len(staged)}")
@@ -122,16 +131,22 @@ class MediaLibrary:
             for index, (name, path) in enumerate(staged):
                 stored = path.with_name(f"{index:06d}{_suffix(name, IMAGE_SUFFIXES, 'image')}")
                 path.rename(stored)
-                final.append(stored)
-            probed = _probe_images(final)
+                final.append((stored, stored.name))
+            probed = _probe_images([path for path, _ in final])
+        elif kind == MediaKind.DICOM_SERIES:
+            for name, _ in staged:
+                _check_dicom_name(name)
+            probed, order = _probe_dicom(staged)
+            # Stored in slice order, so that opening the series needs no header but the first.
+            final = [(staged[index][1], f"{position:06d}.dcm") for position, index in enumerate(order)]
         else:
             raise MediaError(f"{kind.value} uploads are not supported yet")
         try:
             target.mkdir(parents=True)
         except FileExistsError:  # a concurrent upload of the same id got there first
             raise MediaError(f"media {media_id!r} already has files") from None
-        for path in final:
-            path.rename(target / path.name)
+        for path, stored_name in final:
+            path.rename(target / stored_name)
         return probed
 
     def remove(self, media_id: str) -> None:
@@ -161,6 +176,10 @@ class MediaLibrary:
         if media.kind == MediaKind.VIDEO:
             [path] = [p for p in folder.iterdir() if p.stem == "video"]
             return VideoFrames(path, cache_frames=cache_frames)
+        if media.kind == MediaKind.DICOM_SERIES:
+            # `ingest` stored the slices in order (000000.dcm, ...): no need to sort them again.
+            slices = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".dcm")
+            return DicomSeriesFrames(slices, cache_frames=cache_frames, sort=False)
         return ImageListFrames(sorted(p for p in folder.iterdir() if p.is_file()), cache_frames=cache_frames)
 
     def jpeg(self, media: MediaAdded, index: int, quality: int = 90) -> bytes:
@@ -231,3 +250,16 @@ def _probe_images(paths: list[Path]) -> Probed:
             raise MediaError(f"image {index + 1} is {shape[0]}x{shape[1]}, the first is {size[0]}x{size[1]}: all images of a group must have one size")
     assert size is not None
     return Probed(size[0], size[1], len(paths), None)
+
+
+def _probe_dicom(staged: list[tuple[str, Path]]) -> tuple[Probed, tuple[int, ...]]:
+    """The series' size and frame count, and the order of the staged files by slice position."""
+    labels = [f"file {index + 1} ({name})" if name else f"file {index + 1}" for index, (name, _) in enumerate(staged)]
+    try:
+        info = probe_dicom_series([path for _, path in staged], labels)
+    except FrameError as error:
+        raise MediaError(f"not a readable DICOM series: {error}") from None
+    _check_size(info.width, info.height, "the series")
+    if info.frames > MAX_FRAMES:
+        raise MediaError(f"the series has {info.frames} slices; at most {MAX_FRAMES} are supported")
+    return Probed(info.width, info.height, info.frames, None), info.order

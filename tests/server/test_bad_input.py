@@ -392,7 +392,7 @@ BAD_UPLOADS: dict[str, tuple[str, list[tuple[str, str | bytes]], int, str]] = {
     "two files as one video": ("video", [("a.mp4", "video"), ("b.mp4", "video")], 422, "invalid_media"),
     "two files as one image": ("image", [("a.png", "image"), ("b.png", "image")], 422, "invalid_media"),
     "no file": ("image", [], 422, "invalid_media"),
-    "a kind that cannot be uploaded yet": ("dicom_series", [("a.png", "image")], 422, "invalid_media"),
+    "an image as a DICOM series": ("dicom_series", [("a.png", "image")], 422, "invalid_media"),
     "an unknown kind": ("hologram", [("a.png", "image")], 422, "invalid_request"),
     "path up and out": ("video", [("../../etc/passwd.mp4", "video")], 422, "invalid_file_name"),
     "path up and out, Windows style": ("video", [("..\\..\\etc\\passwd.mp4", "video")], 422, "invalid_file_name"),
