@@ -21,3 +21,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "${pip[@]}" -e ".[sam2,test]"
   touch "$stamp"
 fi
+# The page's tests drive Debian's Chromium (Playwright with executable_path; no browser download).
+# Installed when missing and this user may: root with apt-get, as on CI machines.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }
+fi
