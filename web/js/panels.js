@@ -1,0 +1,373 @@
+// The side panels and strips: ontology (classes, SAM wands), objects, tracks and review, who is
+// here, the audit strip and the selected label's provenance. Each keeps its rows keyed by id and
+// only touches what changed.
+
+import { SOURCE_COLOURS, SOURCE_NAMES, classColour, userColour } from "./colours.js";
+import { trackSpan } from "./timeline.js";
+
+const WAND_SVG =
+  '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M2.5 13.5l7-7 1 1-7 7z"/>' +
+  '<path d="M11 1.5l.6 1.6 1.6.6-1.6.6-.6 1.6-.6-1.6-1.6-.6 1.6-.6zM14 6l.4 1 1 .4-1 .4-.4 1-.4-1-1-.4 1-.4zM6.5 1l.4 1 1 .4-1 .4-.4 1-.4-1-1-.4 1-.4z"/></svg>';
+
+export const SAM_KINDS = new Set(["bitmask", "polygon", "bbox"]);
+
+const KIND_NAMES = {
+  bitmask: "mask",
+  polygon: "polygon",
+  bbox: "box",
+  rotated_bbox: "rot. box",
+  polyline: "polyline",
+  keypoint: "point",
+  skeleton: "skeleton",
+};
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export function shortActor(actor) {
+  if (!actor) return "";
+  if (actor.startsWith("user:")) return actor.slice(5);
+  if (actor.startsWith("model:")) return actor.slice(6).split("@")[0];
+  return actor;
+}
+
+// ---- ontology ----------------------------------------------------------------------------------
+
+export class OntologyPanel {
+  constructor(app, root) {
+    this.app = app;
+    this.root = root;
+    this.rows = new Map();
+    this.signature = "";
+  }
+
+  render() {
+    const { model, state } = this.app;
+    const classes = [...model.classes.values()];
+    const signature = classes.map((c) => `${c.class_id}:${c.color}:${c.shape}`).join("|");
+    if (signature !== this.signature) {
+      this.signature = signature;
+      this.root.replaceChildren();
+      this.rows.clear();
+      classes.forEach((cls, i) => {
+        const row = el("div", "class-row");
+        row.dataset.testid = `class-${cls.class_id}`;
+        row.title = `${cls.name} (${cls.shape})${i < 9 ? ` — key ${i + 1}` : ""}`;
+        const key = el("span", "key", i < 9 ? String(i + 1) : "");
+        const swatch = el("span", "swatch");
+        swatch.style.background = cls.color;
+        const name = el("span", "name", cls.name);
+        const kind = el("span", "kind", KIND_NAMES[cls.shape] ?? cls.shape);
+        const wand = el("button", "wand");
+        wand.innerHTML = WAND_SVG;
+        wand.dataset.testid = `wand-${cls.class_id}`;
+        wand.disabled = !SAM_KINDS.has(cls.shape);
+        wand.title = wand.disabled
+          ? `SAM cannot make ${cls.shape.replace("_", " ")} labels: draw them`
+          : "SAM mode for this class (Shift+A)";
+        wand.addEventListener("click", (e) => {
+          e.stopPropagation();
+          this.app.toggleSam(cls.class_id);
+        });
+        row.addEventListener("click", () => this.app.pickClass(cls.class_id));
+        row.append(key, swatch, name, kind, wand);
+        this.root.appendChild(row);
+        this.rows.set(cls.class_id, { row, wand });
+      });
+    }
+    for (const [id, { row, wand }] of this.rows) {
+      const active = id === state.activeClass;
+      row.classList.toggle("active", active);
+      const on = active && state.tool === "sam";
+      wand.classList.toggle("on", on);
+      wand.setAttribute("aria-pressed", on ? "true" : "false");
+    }
+  }
+}
+
+// ---- objects -----------------------------------------------------------------------------------
+
+export class ObjectsPanel {
+  constructor(app, root, countEl) {
+    this.app = app;
+    this.root = root;
+    this.countEl = countEl;
+    this.rows = new Map(); // id -> {row, swatch, frames, here}
+    this.empty = el("div", "muted small-text empty", "No objects yet. Pick a class and draw, or use SAM.");
+  }
+
+  render() {
+    const { model, state } = this.app;
+    const counts = new Map();
+    const here = new Set();
+    for (const entry of model.labels.values()) {
+      counts.set(entry.object, (counts.get(entry.object) ?? 0) + 1);
+      if (entry.frame === state.frame) here.add(entry.object);
+    }
+    const proposedHere = new Set();
+    for (const cells of model.proposals.values()) for (const e of cells.values()) if (e.frame === state.frame) proposedHere.add(e.object);
+
+    for (const [id, row] of this.rows) {
+      if (!model.objects.has(id)) {
+        row.row.remove();
+        this.rows.delete(id);
+      }
+    }
+    let previous = null;
+    for (const id of model.objects.keys()) {
+      let row = this.rows.get(id);
+      if (!row) {
+        row = this._row(id);
+        this.rows.set(id, row);
+      }
+      // Keep the log's order (creation order) in the DOM.
+      const expected = previous ? previous.nextSibling : this.root.firstChild;
+      if (expected !== row.row) this.root.insertBefore(row.row, expected);
+      previous = row.row;
+      const colour = classColour(model, id);
+      if (row.colour !== colour) {
+        row.swatch.style.background = colour;
+        row.colour = colour;
+      }
+      const n = counts.get(id) ?? 0;
+      const text = `${n} fr`;
+      if (row.frames.textContent !== text) row.frames.textContent = text;
+      row.row.classList.toggle("selected", state.selected.has(id));
+      row.here.className = here.has(id) ? "here on" : proposedHere.has(id) ? "here proposal" : "here";
+      row.here.title = here.has(id) ? "labelled on this frame" : proposedHere.has(id) ? "tracked proposal on this frame" : "";
+    }
+    // A single selection made elsewhere (canvas, timeline) scrolls its row into view.
+    const only = state.selected.size === 1 ? [...state.selected][0] : null;
+    if (only !== this.scrolledTo) {
+      this.scrolledTo = only;
+      this.rows.get(only)?.row.scrollIntoView({ block: "nearest" });
+    }
+    if (model.objects.size === 0) {
+      if (!this.empty.isConnected) this.root.appendChild(this.empty);
+    } else this.empty.remove();
+    this.countEl.textContent = model.objects.size ? String(model.objects.size) : "";
+  }
+
+  _row(id) {
+    const row = el("div", "object-row");
+    row.dataset.testid = `object-${id}`;
+    row.dataset.object = id;
+    const swatch = el("span", "swatch");
+    const oid = el("span", "oid", id);
+    oid.title = id;
+    const here = el("span", "here");
+    const frames = el("span", "frames", "");
+    row.append(swatch, oid, here, frames);
+    row.addEventListener("click", (e) => this.app.pickObject(id, e.shiftKey));
+    row.addEventListener("dblclick", () => this.app.gotoObject(id));
+    row.addEventListener("contextmenu", (e) => {
+      e.preventDefault();
+      this.app.objectMenu(id, e.clientX, e.clientY);
+    });
+    return { row, swatch, frames, here, colour: null };
+  }
+}
+
+// ---- the selected label's provenance (C4) ------------------------------------------------------
+
+export function renderLabelInfo(app, root) {
+  const { model, state } = app;
+  root.replaceChildren();
+  if (state.selected.size !== 1) return;
+  const [id] = state.selected;
+  if (!model.objects.has(id)) return;
+  const head = el("div");
+  const name = el("b", "", id);
+  head.append(name, document.createTextNode(` · ${model.classOf(id)?.name ?? ""} · frame ${state.frame}: `));
+  const label = model.label(id, state.frame);
+  if (label) {
+    const src = el("span", "src", SOURCE_NAMES[label.source] ?? label.source);
+    src.style.background = SOURCE_COLOURS[label.source];
+    head.append(src, document.createTextNode(` by ${shortActor(label.actor)}`));
+    root.appendChild(head);
+    const parts = [];
+    if (label.model) parts.push(`model ${label.model}`);
+    if (label.prompt) parts.push(`prompt ${label.prompt.slice(0, 8)}`);
+    if (label.track) parts.push(`track ${label.track.slice(0, 8)}`);
+    if (label.score !== null && label.score !== undefined) parts.push(`score ${Number(label.score).toFixed(2)}`);
+    if (parts.length) root.appendChild(el("div", "", parts.join(" · ")));
+  } else {
+    const proposal = model.proposalsAt(state.frame).find((p) => p.object === id);
+    head.append(document.createTextNode(proposal ? `tracked proposal (score ${Number(proposal.proposal.score).toFixed(2)}), unreviewed` : "no label"));
+    root.appendChild(head);
+  }
+  const frames = model.labelFrames(id);
+  if (frames.length) root.appendChild(el("div", "", `labelled on ${frames.length} frame${frames.length === 1 ? "" : "s"} (${frames[0]}–${frames[frames.length - 1]})`));
+}
+
+// ---- tracks and review -------------------------------------------------------------------------
+
+/** Frames a track is expected to produce per object (after its start, clipped at the ends). */
+export function expectedFrames(request, frames) {
+  const [a, b] = trackSpan(request, frames);
+  return Math.max(0, b - a);
+}
+
+export class TracksPanel {
+  constructor(app, root) {
+    this.app = app;
+    this.root = root;
+    this.rows = new Map();
+    this.empty = root.querySelector(".empty");
+  }
+
+  render() {
+    const { model } = this.app;
+    const frames = model.media?.frames ?? 1;
+    const all = [...model.tracks.values()];
+    const ended = all.filter((t) => t.status !== "running" && model.pendingCount(t.id) === 0);
+    // Running tracks and those awaiting review, plus the last few that ended with nothing to review
+    // (failed, cancelled, saved directly); newest first.
+    const keep = new Set(all.filter((t) => t.status === "running" || model.pendingCount(t.id) > 0).map((t) => t.id));
+    for (const t of ended.slice(-3)) keep.add(t.id);
+    const shown = all.filter((t) => keep.has(t.id)).reverse();
+    for (const [id, row] of this.rows) {
+      if (!keep.has(id)) {
+        row.row.remove();
+        this.rows.delete(id);
+      }
+    }
+    let previous = null;
+    for (const track of shown) {
+      let row = this.rows.get(track.id);
+      if (!row) {
+        row = this._row(track);
+        this.rows.set(track.id, row);
+      }
+      const expected = previous ? previous.nextSibling : this.root.firstChild;
+      if (expected !== row.row) this.root.insertBefore(row.row, expected);
+      previous = row.row;
+      this._update(row, track, frames);
+    }
+    if (this.empty) this.empty.hidden = shown.length > 0;
+  }
+
+  _row(track) {
+    const row = el("div", "track-row");
+    row.dataset.testid = `track-${track.id}`;
+    row.dataset.track = track.id;
+    const line = el("div", "line");
+    const what = el("span", "what");
+    const status = el("span", "status");
+    status.dataset.testid = "track-status";
+    const jump = el("button", "small ghost jump", "\u21A6");
+    jump.title = "Go to the start frame";
+    jump.addEventListener("click", () => this.app.goto(track.request.start));
+    line.append(what, status, jump);
+    const progress = el("progress");
+    progress.dataset.testid = "track-progress";
+    progress.max = 1;
+    progress.value = 0;
+    const buttons = el("div", "line");
+    const cancel = el("button", "small danger", "Cancel");
+    cancel.dataset.testid = "track-cancel";
+    cancel.addEventListener("click", () => this.app.send({ type: "track_cancelled", track: track.id }));
+    const accept = el("button", "small primary", "Save");
+    accept.dataset.testid = "review-accept";
+    accept.title = "Save the tracked results as labels";
+    accept.addEventListener("click", () => this.app.send({ type: "tracked_accepted", track: track.id }));
+    const discard = el("button", "small", "Discard");
+    discard.dataset.testid = "review-discard";
+    discard.title = "Drop the tracked results";
+    discard.addEventListener("click", () => this.app.send({ type: "tracked_discarded", track: track.id }));
+    const pending = el("span", "status");
+    const spacer = el("span", "spacer");
+    spacer.style.flex = "1";
+    row.append(line);
+    // Buttons are in the DOM only while they apply (see _update).
+    return { row, what, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, key: "" };
+  }
+
+  _update(row, track, frames) {
+    const { model } = this.app;
+    const r = track.request;
+    const pending = model.pendingCount(track.id);
+    const key = `${track.status}|${track.produced}|${pending}|${track.reason}`;
+    if (row.key === key) return;
+    row.key = key;
+    const objects = r.objects.length === 1 ? r.objects[0] : `${r.objects[0]} +${r.objects.length - 1}`;
+    const arrow = r.direction === "backward" ? "\u2190" : "\u2192";
+    row.what.textContent = `${arrow} ${objects} · from ${r.start}${r.autosave ? " · auto" : ""} · ${shortActor(track.actor)}`;
+    row.what.title = `${r.direction} ${r.range} frames from ${r.start}, ${r.algorithm}${r.interval ? `, interval ${r.interval}` : ""}${r.autosave ? ", saved directly" : ""}${r.replaces ? `, replaces ${r.replaces.slice(0, 8)}` : ""}\ntrack ${track.id}`;
+    const total = Math.max(1, r.objects.length * expectedFrames(r, frames));
+    const done = track.status === "completed" ? total : Math.min(total, track.produced);
+    row.progress.max = total;
+    row.progress.value = done;
+    row.progress.title = `${track.produced} / ${total} frames produced`;
+
+    let status = track.status;
+    if (track.status === "running") status = `${Math.round((100 * done) / total)}%`;
+    else if (track.status === "failed") status = `failed: ${track.reason ?? "unknown reason"}`;
+    else if (track.status === "cancelled") status = "cancelled";
+    else if (track.status === "completed") status = r.autosave ? `done · ${track.produced} saved` : "completed";
+    row.status.textContent = status;
+    row.status.className = `status ${track.status}`;
+    row.status.title = status;
+    // Cancel while it runs; review once it has ended (T9). The progress bar stays, at its
+    // final value, while the row is shown.
+    const running = track.status === "running";
+    row.pending.textContent = pending ? `${pending} ${running ? "proposed so far" : "to review"}` : "";
+    const review = !running && pending > 0;
+    const parts = [row.pending, row.spacer];
+    if (running) parts.push(row.cancel);
+    if (review) parts.push(row.discard, row.accept);
+    row.buttons.replaceChildren(...parts);
+    row.progress.className = track.status;
+    const children = [row.row.firstChild, row.progress];
+    if (running || review) children.push(row.buttons);
+    row.row.replaceChildren(...children);
+  }
+}
+
+// ---- presence ----------------------------------------------------------------------------------
+
+export function renderPresence(app, root, users) {
+  root.replaceChildren();
+  const me = app.connection?.user;
+  const sorted = [...users].sort((a, b) => (a.user === me ? -1 : b.user === me ? 1 : a.user.localeCompare(b.user)));
+  for (const u of sorted) {
+    const chip = el("span", `who${u.user === me ? " me" : ""}`);
+    chip.dataset.user = u.user;
+    chip.dataset.frame = String(u.frame);
+    const dot = el("span", "dot", u.user.slice(0, 1).toUpperCase());
+    dot.style.background = userColour(u.user);
+    chip.append(dot, document.createTextNode(`${u.user === me ? "you" : u.user} · ${u.frame}`));
+    chip.title = u.user === me ? "you" : `${u.user} is on frame ${u.frame}: click to go there`;
+    if (u.user !== me) chip.addEventListener("click", () => app.goto(u.frame));
+    root.appendChild(chip);
+  }
+}
+
+// ---- audit strip -------------------------------------------------------------------------------
+
+export function renderAudit(app, root) {
+  const counts = app.model.sourceCounts();
+  if (!root.childElementCount) {
+    for (const source of Object.keys(SOURCE_COLOURS)) {
+      const chip = el("span", "chip");
+      chip.dataset.testid = `audit-${source}`;
+      chip.dataset.source = source;
+      const dot = el("i");
+      dot.style.background = SOURCE_COLOURS[source];
+      const name = el("span", "", SOURCE_NAMES[source]);
+      const n = el("b", "", "0");
+      chip.append(dot, name, n);
+      root.appendChild(chip);
+    }
+  }
+  for (const chip of root.children) {
+    const n = String(counts[chip.dataset.source] ?? 0);
+    const b = chip.querySelector("b");
+    if (b.textContent !== n) b.textContent = n;
+    chip.title = `${n} current label${n === "1" ? "" : "s"} ${chip.dataset.source === "sam" ? "made with SAM" : chip.dataset.source}`;
+  }
+}

@@ -1,0 +1,262 @@
+// The timeline under the editor: a row per object (the selected ones first) with a mark on every
+// frame where it has a label, coloured by source; unreviewed tracked proposals lighter, running
+// tracks as a faint band over their range; the current frame; where the others are. Click or
+// drag to scrub, click an object's name to select it.
+
+import { SOURCE_COLOURS, classColour, userColour, withAlpha } from "./colours.js";
+
+const GUTTER = 118;
+const HEADER = 18;
+const ROW = 9;
+const FOOTER = 15; // where the others are
+const MAX_ROWS = 12;
+const RIGHT = 8;
+
+export class Timeline {
+  /** app: {model, state, goto(frame), pickObject(id, additive), presence: users[]} */
+  constructor(canvas, app) {
+    this.canvas = canvas;
+    this.app = app;
+    this.rows = [];
+    this.others = [];
+    this._pending = false;
+    this._scrubbing = false;
+    new ResizeObserver(() => this.invalidate()).observe(canvas);
+    canvas.addEventListener("pointerdown", (e) => this._down(e));
+    canvas.addEventListener("pointermove", (e) => {
+      if (this._scrubbing) this._scrub(e);
+    });
+    const up = (e) => {
+      if (!this._scrubbing) return;
+      this._scrubbing = false;
+      canvas.releasePointerCapture?.(e.pointerId);
+    };
+    canvas.addEventListener("pointerup", up);
+    canvas.addEventListener("pointercancel", up);
+    canvas.addEventListener("contextmenu", (e) => {
+      const row = this._rowAt(e);
+      e.preventDefault();
+      if (row) this.app.objectMenu(row.id, e.clientX, e.clientY);
+    });
+  }
+
+  invalidate() {
+    if (this._pending) return;
+    this._pending = true;
+    requestAnimationFrame(() => {
+      this._pending = false;
+      this.draw();
+    });
+  }
+
+  setPresence(others) {
+    this.others = others;
+    this.invalidate();
+  }
+
+  get frames() {
+    return this.app.model.media?.frames ?? 1;
+  }
+
+  _x(frame, width) {
+    const span = width - GUTTER - RIGHT;
+    return GUTTER + (frame / this.frames) * span;
+  }
+
+  _frameAt(clientX) {
+    const rect = this.canvas.getBoundingClientRect();
+    const span = rect.width - GUTTER - RIGHT;
+    const f = Math.floor(((clientX - rect.left - GUTTER) / span) * this.frames);
+    return Math.max(0, Math.min(this.frames - 1, f));
+  }
+
+  _rowAt(e) {
+    const rect = this.canvas.getBoundingClientRect();
+    const y = e.clientY - rect.top - HEADER - 2;
+    if (y < 0) return null;
+    return this.rows[Math.floor(y / (ROW + 1))] ?? null;
+  }
+
+  _down(e) {
+    if (e.button !== 0 || !this.app.model.media) return;
+    const rect = this.canvas.getBoundingClientRect();
+    if (e.clientX - rect.left < GUTTER) {
+      const row = this._rowAt(e);
+      if (row) this.app.pickObject(row.id, e.shiftKey);
+      return;
+    }
+    this._scrubbing = true;
+    this.canvas.setPointerCapture?.(e.pointerId);
+    this._scrub(e);
+  }
+
+  _scrub(e) {
+    const frame = this._frameAt(e.clientX);
+    if (frame !== this.app.state.frame) this.app.goto(frame);
+  }
+
+  /** Which objects get a row: the selected ones, then in creation order. */
+  _objects() {
+    const { model, state } = this.app;
+    const ids = [...state.selected].filter((id) => model.objects.has(id));
+    for (const id of model.objects.keys()) {
+      if (ids.length >= MAX_ROWS) break;
+      if (!state.selected.has(id)) ids.push(id);
+    }
+    return ids.slice(0, MAX_ROWS);
+  }
+
+  draw() {
+    const canvas = this.canvas;
+    const dpr = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (!width || !height) return;
+    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+      canvas.width = Math.round(width * dpr);
+      canvas.height = Math.round(height * dpr);
+    }
+    const g = canvas.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, width, height);
+    g.font = "10px system-ui, sans-serif";
+    g.textBaseline = "middle";
+    const { model, state } = this.app;
+    if (!model.media) return;
+    const frames = this.frames;
+    const span = width - GUTTER - RIGHT;
+    const fw = span / frames;
+
+    // Ticks.
+    g.fillStyle = "#1b1f26";
+    g.fillRect(0, 0, width, HEADER);
+    const steps = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 50000, 100000];
+    const step = steps.find((s) => s * fw >= 42) ?? 100000;
+    g.strokeStyle = "#2c3340";
+    g.fillStyle = "#6f7a8c";
+    g.textAlign = "left";
+    for (let f = 0; f < frames; f += step) {
+      const x = Math.round(this._x(f, width)) + 0.5;
+      g.beginPath();
+      g.moveTo(x, HEADER - 5);
+      g.lineTo(x, height);
+      g.stroke();
+      g.fillText(String(f), x + 3, 8);
+    }
+
+    // Rows.
+    const ids = this._objects();
+    this.rows = ids.map((id) => ({ id }));
+    const index = new Map(ids.map((id, i) => [id, i]));
+    const top = HEADER + 2;
+    for (let i = 0; i < ids.length; i++) {
+      const y = top + i * (ROW + 1);
+      const id = ids[i];
+      if (state.selected.has(id)) {
+        g.fillStyle = "rgba(76, 154, 255, 0.12)";
+        g.fillRect(0, y - 0.5, width, ROW + 1);
+      }
+      g.fillStyle = classColour(model, id);
+      g.fillRect(6, y + 2, 6, ROW - 4);
+      g.fillStyle = state.selected.has(id) ? "#ffffff" : "#9aa5b8";
+      g.textAlign = "left";
+      g.fillText(ellipsis(g, id, GUTTER - 22), 17, y + ROW / 2 + 0.5);
+    }
+    const more = model.objects.size - ids.length;
+    if (more > 0) {
+      g.fillStyle = "#6f7a8c";
+      g.fillText(`+${more} more`, 17, top + ids.length * (ROW + 1) + ROW / 2);
+    }
+
+    const markWidth = Math.max(1, fw - (fw > 4 ? 1 : 0));
+    // Running tracks: a faint band over what they will cover.
+    for (const track of model.tracks.values()) {
+      if (track.status !== "running") continue;
+      const r = track.request;
+      const [a, b] = trackSpan(r, frames);
+      for (const object of r.objects) {
+        const i = index.get(object);
+        if (i === undefined) continue;
+        g.fillStyle = "rgba(186, 104, 200, 0.13)";
+        g.fillRect(this._x(a, width), top + i * (ROW + 1), (b - a + 1) * fw, ROW);
+      }
+    }
+    // Proposals (lighter), then labels.
+    g.fillStyle = withAlpha(SOURCE_COLOURS.tracked, 0.5);
+    for (const cells of model.proposals.values()) {
+      for (const entry of cells.values()) {
+        const i = index.get(entry.object);
+        if (i === undefined) continue;
+        g.fillRect(this._x(entry.frame, width), top + i * (ROW + 1) + 2, markWidth, ROW - 4);
+      }
+    }
+    for (const entry of model.labels.values()) {
+      const i = index.get(entry.object);
+      if (i === undefined) continue;
+      g.fillStyle = SOURCE_COLOURS[entry.label.source] ?? "#9aa5b8";
+      g.fillRect(this._x(entry.frame, width), top + i * (ROW + 1), markWidth, ROW);
+    }
+
+    // The others, on the header (names of people on one frame together).
+    const byFrame = new Map();
+    for (const other of this.others) {
+      const names = byFrame.get(other.frame) ?? [];
+      if (!names.includes(other.user)) names.push(other.user);
+      byFrame.set(other.frame, names);
+    }
+    g.fillStyle = "#181c22";
+    g.fillRect(GUTTER - 4, height - FOOTER, width, FOOTER);
+    for (const [frame, names] of byFrame) {
+      const x = this._x(frame, width) + fw / 2;
+      const y = height - FOOTER;
+      g.fillStyle = userColour(names[0]);
+      g.beginPath();
+      g.moveTo(x, y + 2);
+      g.lineTo(x + 5, y + 10);
+      g.lineTo(x - 5, y + 10);
+      g.closePath();
+      g.fill();
+      g.textAlign = "left";
+      g.fillText(names.join(", "), x + 7, y + 7.5);
+    }
+
+    // The current frame.
+    const cx = this._x(state.frame, width);
+    g.fillStyle = fw > 12 ? "rgba(76, 154, 255, 0.10)" : "rgba(76, 154, 255, 0.22)";
+    g.fillRect(cx, HEADER, Math.max(fw, 1), height - HEADER - FOOTER);
+    g.strokeStyle = "#4c9aff";
+    g.lineWidth = 1.5;
+    g.beginPath();
+    g.moveTo(cx + fw / 2, 14);
+    g.lineTo(cx + fw / 2, height - FOOTER);
+    g.stroke();
+    g.lineWidth = 1;
+    const text = String(state.frame);
+    const tw = g.measureText(text).width + 8;
+    g.fillStyle = "#4c9aff";
+    const tx = Math.min(width - tw - 1, Math.max(GUTTER, cx + fw / 2 - tw / 2));
+    g.fillRect(tx, 2, tw, 13);
+    g.fillStyle = "#fff";
+    g.textAlign = "center";
+    g.fillText(text, tx + tw / 2, 9);
+    g.textAlign = "left";
+
+    // Gutter divider.
+    g.fillStyle = "#323a48";
+    g.fillRect(GUTTER - 4, 0, 1, height);
+  }
+}
+
+/** The frames a track will cover, [low, high], clipped at the media's ends. */
+export function trackSpan(request, frames) {
+  const range = request.range ?? 30;
+  if (request.direction === "backward") return [Math.max(0, request.start - range + 1), request.start];
+  return [request.start, Math.min(frames - 1, request.start + range - 1)];
+}
+
+function ellipsis(g, text, max) {
+  if (g.measureText(text).width <= max) return text;
+  let s = text;
+  while (s.length > 1 && g.measureText(`${s}…`).width > max) s = s.slice(0, -1);
+  return `${s}…`;
+}
