@@ -13,7 +13,7 @@
 // handles Space (hold to pan); everything else is left to the app (Enter -> finish(),
 // Escape -> cancel(), ...).
 
-import { decodeRle } from "./rle.js";
+import { decodeRleCropped } from "./rle.js";
 import {
   bboxFromDrag,
   clampPoint,
@@ -352,25 +352,15 @@ export class Editor extends EventTarget {
   _maskInfo(rle) {
     return this._masks.get(`${rle.size[0]}x${rle.size[1]}:${rle.counts}`, () => {
       const [height, width] = rle.size;
-      let mask;
+      let crop;
       try {
-        mask = decodeRle(rle);
+        crop = decodeRleCropped(rle);
       } catch {
-        mask = new Uint8Array(width * height);
+        crop = { mask: new Uint8Array(0), x: 0, y: 0, w: 0, h: 0, area: 0 };
       }
-      let area = 0, x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-      for (let row = 0, i = 0; row < height; row++) {
-        for (let col = 0; col < width; col++, i++) {
-          if (!mask[i]) continue;
-          area++;
-          if (col < x0) x0 = col;
-          if (col > x1) x1 = col;
-          if (row < y0) y0 = row;
-          if (row > y1) y1 = row;
-        }
-      }
-      const bounds = area ? { x0: x0 - 0.5, y0: y0 - 0.5, x1: x1 + 0.5, y1: y1 + 0.5 } : null;
-      return { mask, width, height, area, bounds };
+      // Only the mask's box is decoded and kept (see rle.decodeRleCropped).
+      const bounds = crop.area ? { x0: crop.x - 0.5, y0: crop.y - 0.5, x1: crop.x + crop.w - 0.5, y1: crop.y + crop.h - 0.5 } : null;
+      return { mask: crop.mask, x: crop.x, y: crop.y, cropWidth: crop.w, cropHeight: crop.h, width, height, area: crop.area, bounds };
     });
   }
 
@@ -379,7 +369,8 @@ export class Editor extends EventTarget {
   _maskCanvas(rle, color, style) {
     const key = `${rle.size[0]}x${rle.size[1]}:${rle.counts}|${color}|${style}`;
     return this._maskCanvases.get(key, () => {
-      const { mask, width, height } = this._maskInfo(rle);
+      const { mask, cropWidth: width, cropHeight: height, area } = this._maskInfo(rle);
+      if (!area) return null;
       const [r, g, b] = parseColor(color);
       const image = new ImageData(width, height);
       const data = image.data;
@@ -387,6 +378,7 @@ export class Editor extends EventTarget {
       for (let row = 0, i = 0; row < height; row++) {
         for (let col = 0; col < width; col++, i++) {
           if (!mask[i]) continue;
+          // The crop is the mask's box: a pixel on its edge borders the outside.
           const border =
             col === 0 || row === 0 || col === width - 1 || row === height - 1 ||
             !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width];
@@ -797,11 +789,12 @@ export class Editor extends EventTarget {
 
   _drawMask(rle, color, style, alpha) {
     if (!rle || !rle.size) return;
-    const [mh, mw] = rle.size;
     const canvas = this._maskCanvas(rle, color || "#ffcc00", style);
+    if (!canvas) return;
+    const { x, y, cropWidth, cropHeight } = this._maskInfo(rle);
     const ctx = this.ctx;
     ctx.globalAlpha = alpha;
-    ctx.drawImage(canvas, 0, 0, mw, mh);
+    ctx.drawImage(canvas, x, y, cropWidth, cropHeight);
     ctx.globalAlpha = 1;
   }
 

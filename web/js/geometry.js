@@ -467,9 +467,11 @@ export function hitShape(shape, px, py, tolerance, maskOf) {
     case "bitmask": {
       const info = maskOf ? maskOf(shape) : null;
       if (!info) return null;
-      const col = Math.floor(px + 0.5), row = Math.floor(py + 0.5);
-      if (col < 0 || row < 0 || col >= info.width || row >= info.height) return null;
-      return info.mask[row * info.width + col] ? { rank: 1, distance: 0, area: info.area } : null;
+      // The mask may be cut to its box at (x, y), cropWidth wide (see rle.decodeRleCropped).
+      const col = Math.floor(px + 0.5) - (info.x ?? 0), row = Math.floor(py + 0.5) - (info.y ?? 0);
+      const width = info.cropWidth ?? info.width, height = info.cropHeight ?? info.height;
+      if (col < 0 || row < 0 || col >= width || row >= height) return null;
+      return info.mask[row * width + col] ? { rank: 1, distance: 0, area: info.area } : null;
     }
     default:
       return null;

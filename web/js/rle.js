@@ -101,3 +101,35 @@ export function maskArea(mask) {
   for (let i = 0; i < mask.length; i++) n += mask[i];
   return n;
 }
+
+/**
+ * The mask cut to its bounding box: {mask (row-major 0/1, w * h), x, y, w, h, area}; w and h
+ * are 0 for an empty mask. Work and memory grow with the mask's box, not with the frame, so a
+ * small object on a 1280x720 frame decodes in well under a millisecond.
+ */
+export function decodeRleCropped(rle) {
+  const [height] = rle.size;
+  const runs = runLengths(rle);
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity, area = 0;
+  for (let i = 1, position = runs[0]; i < runs.length; position += runs[i], i++) {
+    if (i % 2 === 0 || runs[i] === 0) continue;
+    const first = position, last = position + runs[i] - 1;
+    const c0 = Math.floor(first / height), c1 = Math.floor(last / height);
+    x0 = Math.min(x0, c0);
+    x1 = Math.max(x1, c1);
+    y0 = Math.min(y0, c0 === c1 ? first - c0 * height : 0);
+    y1 = Math.max(y1, c0 === c1 ? last - c1 * height : height - 1);
+    area += runs[i];
+  }
+  if (!area) return { mask: new Uint8Array(0), x: 0, y: 0, w: 0, h: 0, area: 0 };
+  const w = x1 - x0 + 1, h = y1 - y0 + 1;
+  const mask = new Uint8Array(w * h);
+  for (let i = 1, position = runs[0]; i < runs.length; position += runs[i], i++) {
+    if (i % 2 === 0) continue;
+    for (let p = position; p < position + runs[i]; p++) {
+      const col = Math.floor(p / height);
+      mask[(p - col * height - y0) * w + (col - x0)] = 1;
+    }
+  }
+  return { mask, x: x0, y: y0, w, h, area };
+}

@@ -59,3 +59,24 @@ test("the model folds labels, tracks, review and undo", () => {
   model.apply([event(12, { type: "label_deleted", object: "a", frame: 0 })]);
   assert.ok(model.label("a", 0), "an event at or before the model's position is ignored");
 });
+
+test("a cropped decode is the full decode cut to the mask's box", async () => {
+  const { decodeRleCropped } = await import("../../../web/js/rle.js");
+  const height = 30, width = 40;
+  const full = new Uint8Array(height * width);
+  for (let y = 5; y < 12; y++) for (let x = 7; x < 20; x++) if ((x * 7 + y * 3) % 5) full[y * width + x] = 1;
+  full[29 * width + 39] = 1; // a run that wraps into the last column's bottom
+  const crop = decodeRleCropped(encodeRle(full, height, width));
+  assert.deepEqual([crop.x, crop.y, crop.w, crop.h], [7, 5, 33, 25]);
+  let area = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const inside = x >= crop.x && y >= crop.y && x < crop.x + crop.w && y < crop.y + crop.h;
+      const got = inside ? crop.mask[(y - crop.y) * crop.w + (x - crop.x)] : 0;
+      assert.equal(got, full[y * width + x], `pixel ${x},${y}`);
+      area += got;
+    }
+  }
+  assert.equal(area, crop.area);
+  assert.equal(decodeRleCropped(encodeRle(new Uint8Array(12), 3, 4)).area, 0);
+});
