@@ -43,7 +43,6 @@ from domain.geometry import (
     rle_decode,
     rle_encode,
     rle_from_counts,
-    rotated_bbox_corners,
     shape_from_mask,
     shape_points,
     shape_to_mask,

@@ -44,6 +44,7 @@ from server.accounts import AccountError, Role, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
 from server.media import MediaError
 from server.protocol import LabelEntry, snapshot
+from server.replay import state_as_of
 
 _encoder = msgspec.json.Encoder()
 
@@ -383,17 +384,7 @@ async def get_frame(request: Request, ctx: Context, user: User) -> Response:
 async def _state_for(ctx: Context, media: MediaAdded, seq: int | None) -> LabelState:
     """The live state, or the state as of `seq` replayed from the media's and its project's
     streams (nothing else affects a media item's labels)."""
-    if seq is None or seq >= ctx.ledger.state.seq:
-        return ctx.ledger.state
-    streams = {media_stream(media.media), project_stream(media.project)}
-    state = LabelState()
-    async for batch in ctx.store.iter_batches(0):
-        for event in batch:
-            if event.seq > seq:
-                return state
-            if event.stream in streams:
-                state.apply(event)
-    return state
+    return await state_as_of(ctx.store, ctx.ledger.state, {media_stream(media.media), project_stream(media.project)}, seq)
 
 
 @endpoint

@@ -31,6 +31,7 @@ from domain.state import LabelState
 from server.accounts import RANK, Role, User
 from server.api import ApiError, _int_param, _limited, _media, _project, _TooLarge, endpoint, json_response
 from server.context import Context, Forbidden, require
+from server.replay import replay, state_as_of
 from server.store import EventStore
 
 FORMATS = ("coco", "yolo", "events")
@@ -43,24 +44,6 @@ class ExportRequest:
     selection: coco.Selection
     seq: int | None
     images: bool
-
-
-async def state_as_of(store: EventStore, live: LabelState, streams: set[str] | None, seq: int | None) -> LabelState:
-    """The live state, or the state as of `seq` replayed from `streams` (None: all)."""
-    if seq is None or seq >= live.seq:
-        return live
-    return await replay(store, streams, seq)
-
-
-async def replay(store: EventStore, streams: set[str] | None, seq: int) -> LabelState:
-    state = LabelState()
-    async for batch in store.iter_batches(0):
-        for event in batch:
-            if event.seq > seq:
-                return state
-            if streams is None or event.stream in streams:
-                state.apply(event)
-    return state
 
 
 def project_streams(state: LabelState, project: str) -> set[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-import uuid
 from collections.abc import Callable
 
 from domain.decide import Command, DomainError, ErrorCode, Scope, decide, scope_of

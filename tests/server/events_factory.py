@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from domain.events import LabelSaved, NewEvent, Source
 from domain.shapes import BBox
