@@ -182,3 +182,25 @@ def test_a_dropped_connection_is_shown_and_healed(open_page, site):
     with site.http("alice") as http:
         head = http.get("/api/media/clip/labels", params={"frame": 0}).json()["seq"]
     page.wait_for_function(f"masklog.model.seq >= {head}", timeout=20_000)
+
+
+def test_review_in_part_from_the_objects_menu(open_page, site):
+    page = open_page("alice")
+    object_id = f"part-{uuid.uuid4().hex[:6]}"
+    with site.http("alice") as http:
+        command(http, {"type": "object_created", "object": object_id, "media": "clip", "class_id": "mask"}, "clip")
+        command(http, {"type": "label_saved", "object": object_id, "frame": 0, "shape": CLIP.bitmask(0, 0), "source": "manual"}, "clip")
+        command(http, {"type": "track_requested", "media": "clip", "objects": [object_id], "start": 0, "direction": "forward", "range": 7, "algorithm": "simple"}, "clip")
+    page.wait_for_function(f"[...masklog.model.tracks.values()].some(t => t.request.objects.includes('{object_id}') && t.status === 'completed')", timeout=30_000)
+    go_to_frame(page, 2)
+    row = f"[data-testid='object-{object_id}']"
+    page.click(row, button="right")
+    page.click("[data-testid=ctx-accept-frame]")
+    wait_label(page, 2, f"e.object === '{object_id}' && e.label.source === 'tracked'")
+    go_to_frame(page, 4)
+    page.click(row, button="right")
+    page.click("[data-testid=ctx-discard-rest]")
+    page.wait_for_function(f"[4, 5, 6].every(f => !masklog.model.proposalsAt(f).some(p => p.object === '{object_id}'))", timeout=20_000)
+    left = page.evaluate(f"[1, 3].map(f => masklog.model.proposalsAt(f).some(p => p.object === '{object_id}'))")
+    assert left == [True, True], "frames 1 and 3 still wait for review"
+    assert not page.evaluate(f"masklog.model.labelsAt(5).some(e => e.object === '{object_id}')")

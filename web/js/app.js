@@ -912,6 +912,11 @@ class App {
     });
   }
 
+  /** +1 for a forward track, -1 for a backward one. */
+  directionOf(track) {
+    return this.model.tracks.get(track)?.request.direction === "backward" ? -1 : 1;
+  }
+
   objectMenu(id, x, y) {
     if (!this.model.objects.has(id)) return;
     if (!this.state.selected.has(id)) this.pickObject(id, false);
@@ -926,6 +931,20 @@ class App {
     ];
     if (this.retrackable(id)) {
       items.push({ label: "Track again from this frame", testid: "ctx-retrack", disabled: !canEdit, action: () => this.retrack(id) });
+    }
+    // Review in part (T9): this object's tracked result on this frame, or from here on.
+    const here = this.model.proposalsAt(this.state.frame).find((p) => p.object === id);
+    if (here) {
+      const later = (track) => [...(this.model.proposals.get(track)?.values() ?? [])]
+        .filter((e) => e.object === id && (e.frame - this.state.frame) * this.directionOf(track) >= 0)
+        .map((e) => e.frame);
+      items.push("-");
+      items.push({ label: "Save tracked result on this frame", testid: "ctx-accept-frame", disabled: !canEdit,
+        action: () => this.send({ type: "tracked_accepted", track: here.track, objects: [id], frames: [this.state.frame] }) });
+      items.push({ label: "Save tracked results from this frame on", testid: "ctx-accept-rest", disabled: !canEdit,
+        action: () => this.send({ type: "tracked_accepted", track: here.track, objects: [id], frames: later(here.track) }) });
+      items.push({ label: "Discard tracked results from this frame on", testid: "ctx-discard-rest", disabled: !canEdit,
+        action: () => this.send({ type: "tracked_discarded", track: here.track, objects: [id], frames: later(here.track) }) });
     }
     items.push("-");
     items.push({ label: "Go to nearest label", testid: "ctx-goto", disabled: !this.model.labelFrames(id).length, action: () => this.gotoObject(id) });
