@@ -2,6 +2,7 @@
 
     python scripts/bench_track.py [--clip blackswan] [--frames 50] [--repeats 7] [--clicks 10]
     python scripts/bench_track.py --sam2-checkpoint sam2.1_hiera_tiny.pt --device cuda
+    python scripts/bench_track.py --sam2-random --frames 6 --repeats 3 --clicks 4   # SAM 2 speed only
 
 Tracking: the same frames and the same first-frame mask (a DAVIS ground-truth annotation under
 ../shared/data/vos, or a synthetic clip when that folder is missing) are tracked
@@ -181,6 +182,19 @@ async def through(args: argparse.Namespace, paths: list[Path], mask: np.ndarray,
             server.wait(timeout=30)
 
 
+def random_checkpoint() -> str:
+    """A checkpoint file of SAM 2 tiny with random weights (the real architecture, full size)."""
+    import torch
+
+    from inference.sam2_backend import DEFAULT_CONFIG, load_sam2
+
+    torch.manual_seed(0)
+    model = load_sam2(DEFAULT_CONFIG, None, "cpu", random_weights=True)
+    path = Path(tempfile.mkdtemp()) / "sam2.1_hiera_tiny-random.pt"
+    torch.save({"model": model.net.state_dict()}, path)
+    return str(path)
+
+
 def device_name(args: argparse.Namespace) -> str:
     if args.sam2_checkpoint:
         import torch
@@ -198,7 +212,12 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--sam2-checkpoint", help="bench SAM 2 (advanced) instead of the classical backend")
     parser.add_argument("--device")
+    parser.add_argument("--sam2-random", action="store_true", help="SAM 2 (tiny) with random weights, saved as a checkpoint for both sides: speed only, the masks mean nothing")
     args = parser.parse_args()
+    weights = "checkpoint" if args.sam2_checkpoint else "n/a"
+    if args.sam2_random:
+        args.sam2_checkpoint = random_checkpoint()
+        weights = "random"
     backends = load_backends("sam2" if args.sam2_checkpoint else "classical", Path(args.sam2_checkpoint) if args.sam2_checkpoint else None, None, args.device)
     with tempfile.TemporaryDirectory() as tmp:
         paths, mask, source = clip_files(args, Path(tmp))
@@ -218,6 +237,7 @@ def main() -> None:
         "frames": len(paths),
         "size": [int(mask.shape[1]), int(mask.shape[0])],
         "tracker": backends.trackers["advanced"].model,
+        "weights": weights,
         "segmenter": backends.segmenter.model,
         "device": device_name(args),
         "backend_fps": round(backend_fps, 2),
