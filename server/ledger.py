@@ -192,16 +192,9 @@ class Ledger:
         appended, in one commit. A refusal raises DomainError (or what `authorize` raises), its
         message naming the command's place in the list."""
         async with self._lock:
-            trial = self.state.copy()
-            for index, command in enumerate(commands):
-                try:
-                    scope = scope_of(trial, command)
-                    if authorize is not None:
-                        authorize(scope)
-                    body = decide(trial, actor, command)
-                except DomainError as error:
-                    raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
-                trial.apply(stored(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body), trial.seq + 1, 0.0))
+            # The trial runs on a worker thread: copying a large projection takes a while, and
+            # the loop keeps serving meanwhile (only this lock's holder changes the state).
+            await asyncio.to_thread(self._trial, actor, commands, authorize)
             news: list[NewEvent] = []
             for command in commands:
                 scope = scope_of(self.state, command)
@@ -228,6 +221,19 @@ class Ledger:
         for event in events:
             self._publish(event)
         return events
+
+    def _trial(self, actor: str, commands: list[Command], authorize: Callable[[Scope], None] | None) -> None:
+        """Decide `commands` in order on a copy of the state; raise for the first refused."""
+        trial = self.state.copy()
+        for index, command in enumerate(commands):
+            try:
+                scope = scope_of(trial, command)
+                if authorize is not None:
+                    authorize(scope)
+                body = decide(trial, actor, command)
+            except DomainError as error:
+                raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
+            trial.apply(stored(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body), trial.seq + 1, 0.0))
 
     @property
     def published(self) -> int:

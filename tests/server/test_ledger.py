@@ -97,3 +97,37 @@ async def test_a_failed_append_rebuilds_the_state_from_the_log_and_resyncs_socke
     assert event.seq == before + 1 and ledger.published == event.seq
     assert fold(await real.read()) == ledger.state
     await real.close()
+
+
+async def test_execute_all_applies_everything_or_nothing(tmp_path):
+    store = await SQLiteEventStore.open(tmp_path / "events.sqlite3")
+    try:
+        ledger = await setup(store)
+        head = await store.head()
+        before = ledger.state.copy()
+        batch = [ev.ObjectCreated(object="n", media="m", class_id="box"), ev.LabelSaved(object="n", frame=1, shape=BBox(x=1, y=1, w=5, h=5), source="manual"), save(99)]
+        with pytest.raises(DomainError, match="item 3 of 3: frame 99 is out of range"):
+            await ledger.execute_all(ADMIN, batch)
+        assert await store.head() == head and ledger.state == before, "nothing of it applied"
+        events = await ledger.execute_all(ADMIN, batch[:2])
+        assert [e.seq for e in events] == [head + 1, head + 2] and ledger.published == head + 2
+        assert ledger.state.label("n", 1) is not None
+        assert fold(await store.read()) == ledger.state
+    finally:
+        await store.close()
+
+
+async def test_execute_batch_answers_each_command(tmp_path):
+    store = await SQLiteEventStore.open(tmp_path / "events.sqlite3")
+    try:
+        ledger = await setup(store)
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        first = await ledger.execute_batch(ADMIN, [(save(1), ids[0]), (save(99), ids[1]), (save(2), ids[2])])
+        assert isinstance(first[1], DomainError) and first[1].code == "frame_out_of_range"
+        assert first[2].seq == first[0].seq + 1, "the accepted ones share one append"
+        again = await ledger.execute_batch(ADMIN, [(save(1), ids[0]), (save(3), str(uuid.uuid4()))])
+        assert again[0] == first[0], "a command already in the log is answered with the stored event"
+        assert again[1].seq == first[2].seq + 1
+        assert fold(await store.read()) == ledger.state
+    finally:
+        await store.close()
