@@ -100,27 +100,14 @@ class Ledger:
                 if authorize is not None:
                     authorize(scope)
                 body = decide(self.state, actor, command, panoptic=panoptic)
-                new = NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause)
-                predicted = stored(new, self._next_seq, time.time())
-                self.state.apply(predicted)
-                self._next_seq += 1
-                append = asyncio.ensure_future(self.store.append([new]))
-                self._pending[command_id] = append
+                predicted = [self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause))]
+                append = self._append(predicted)
         if existing is not None:
             return self._check_owner(existing, actor), True
         if in_flight is not None:
             event = _with_id(await asyncio.shield(in_flight), command_id)
             return self._check_owner(event, actor), True
-        try:
-            [event] = await asyncio.shield(append)
-        except Exception as error:
-            await self._recover()
-            raise LedgerError(f"the log refused the append: {error}") from error
-        finally:
-            self._pending.pop(command_id, None)
-        if event.seq != predicted.seq:  # someone else wrote to the log: our positions are off
-            await self._recover()
-        self._publish(event)
+        [event] = await self._commit(predicted, append)
         return event, False
 
     async def execute_batch(
@@ -136,7 +123,8 @@ class Ledger:
         results: list[Event | DomainError | None] = [None] * len(commands)
         waits: dict[int, asyncio.Future[list[Event]]] = {}
         append: asyncio.Future[list[Event]] | None = None
-        predicted: list[tuple[int, Event]] = []
+        predicted: list[Event] = []
+        accepted: list[int] = []  # the indexes of `predicted`'s commands
         async with self._lock:
             for index, (command, command_id) in enumerate(commands):
                 in_flight = self._pending.get(command_id)
@@ -156,32 +144,15 @@ class Ledger:
                 except DomainError as error:
                     results[index] = error
                     continue
-                new = NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause)
-                event = stored(new, self._next_seq, time.time())
-                self.state.apply(event)
-                self._next_seq += 1
-                predicted.append((index, event))
+                predicted.append(self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause)))
+                accepted.append(index)
             if predicted:
-                news = [NewEvent(id=e.id, stream=e.stream, actor=e.actor, body=e.body, cause=e.cause) for _, e in predicted]
-                append = asyncio.ensure_future(self.store.append(news))
-                for _, event in predicted:
-                    self._pending[event.id] = append
+                append = self._append(predicted)
         for index, wait in waits.items():
             results[index] = _with_id(await asyncio.shield(wait), commands[index][1])
         if append is not None:
-            try:
-                events = await asyncio.shield(append)
-            except Exception as error:
-                await self._recover()
-                raise LedgerError(f"the log refused the append: {error}") from error
-            finally:
-                for _, event in predicted:
-                    self._pending.pop(event.id, None)
-            if [e.seq for e in events] != [e.seq for _, e in predicted]:
-                await self._recover()
-            for (index, _), event in zip(predicted, events, strict=True):
+            for index, event in zip(accepted, await self._commit(predicted, append), strict=True):
                 results[index] = event
-                self._publish(event)
         return results  # type: ignore[return-value]
 
     async def execute_all(
@@ -195,28 +166,46 @@ class Ledger:
             # The trial runs on a worker thread: copying a large projection takes a while, and
             # the loop keeps serving meanwhile (only this lock's holder changes the state).
             await asyncio.to_thread(self._trial, actor, commands, authorize)
-            news: list[NewEvent] = []
+            predicted: list[Event] = []
             for command in commands:
                 scope = scope_of(self.state, command)
                 body = decide(self.state, actor, command)
-                new = NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body)
-                self.state.apply(stored(new, self._next_seq, time.time()))
-                self._next_seq += 1
-                news.append(new)
-            append = asyncio.ensure_future(self.store.append(news)) if news else None
-            for new in news:
-                self._pending[new.id] = append  # type: ignore[assignment]
-        if append is None:
-            return []
+                predicted.append(self._apply_new(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body)))
+            if not predicted:
+                return []
+            append = self._append(predicted)
+        return await self._commit(predicted, append)
+
+    # ---- the steps every write path shares ---------------------------------------------------------
+
+    def _apply_new(self, new: NewEvent) -> Event:
+        """Apply a decided event to the state at once, at the position it will get (call under
+        the lock)."""
+        event = stored(new, self._next_seq, time.time())
+        self.state.apply(event)
+        self._next_seq += 1
+        return event
+
+    def _append(self, predicted: list[Event]) -> asyncio.Future[list[Event]]:
+        """Start appending applied events (one commit); retries of their ids wait on it."""
+        news = [NewEvent(id=e.id, stream=e.stream, actor=e.actor, body=e.body, cause=e.cause) for e in predicted]
+        append = asyncio.ensure_future(self.store.append(news))
+        for event in predicted:
+            self._pending[event.id] = append
+        return append
+
+    async def _commit(self, predicted: list[Event], append: asyncio.Future[list[Event]]) -> list[Event]:
+        """Wait for the append, then publish; if it failed, or the log gave other positions than
+        predicted (someone else wrote to it), rebuild the state from the log."""
         try:
             events = await asyncio.shield(append)
         except Exception as error:
             await self._recover()
             raise LedgerError(f"the log refused the append: {error}") from error
         finally:
-            for new in news:
-                self._pending.pop(new.id, None)
-        if events[0].seq != self._next_seq - len(news):
+            for event in predicted:
+                self._pending.pop(event.id, None)
+        if [e.seq for e in events] != [e.seq for e in predicted]:
             await self._recover()
         for event in events:
             self._publish(event)
