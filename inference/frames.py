@@ -141,9 +141,13 @@ class ImageListFrames:
         with self._lock:
             frame = self._cache.get(index)
             if frame is None:
-                frame = _readonly(read_image(self._paths[index]))
+                frame = _readonly(self._decode(index))
                 self._cache.put(index, frame)
             return frame
+
+    def _decode(self, index: int) -> np.ndarray:
+        """Frame `index` from its file (called with the lock held)."""
+        return read_image(self._paths[index])
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -447,7 +451,7 @@ def probe_dicom_series(paths: Sequence[str | Path], labels: Sequence[str] | None
     return DicomSeriesInfo(width, height, len(paths), tuple(_slice_order(keys)))
 
 
-class DicomSeriesFrames:
+class DicomSeriesFrames(ImageListFrames):
     """A DICOM series, one single-frame greyscale file per slice, as RGB frames in slice order.
 
     Slices are ordered by ImagePositionPatient projected on the slice normal (the cross product
@@ -466,46 +470,19 @@ class DicomSeriesFrames:
     def __init__(self, paths: Sequence[str | Path], cache_frames: int = DEFAULT_CACHE_FRAMES, sort: bool = True) -> None:
         if not paths:
             raise FrameError("no DICOM files")
-        self._paths = [Path(p) for p in paths]
+        files = [Path(p) for p in paths]
         if sort:
-            keys = [_slice_key(_read_dicom(p, str(p), header_only=True)) for p in self._paths]
-            self._paths = [self._paths[i] for i in _slice_order(keys)]
-        self._cache = FrameCache(cache_frames)
-        self._lock = threading.Lock()
+            keys = [_slice_key(_read_dicom(p, str(p), header_only=True)) for p in files]
+            files = [files[i] for i in _slice_order(keys)]
         self._range: tuple[float, float] | None = None  # the series' robust range, once needed
         self._size: tuple[int, int] | None = None
-        first = self.get(0)
-        self._height, self._width = first.shape[:2]
+        super().__init__(files, cache_frames)  # decodes the first slice: the series' size
         self._size = (self._width, self._height)
-
-    @property
-    def width(self) -> int:
-        return self._width
-
-    @property
-    def height(self) -> int:
-        return self._height
-
-    def __len__(self) -> int:
-        return len(self._paths)
 
     @property
     def paths(self) -> list[Path]:
         """The files in slice order."""
         return list(self._paths)
-
-    @property
-    def cached_frames(self) -> int:
-        return len(self._cache)
-
-    def get(self, index: int) -> np.ndarray:
-        _check_index(index, len(self._paths))
-        with self._lock:
-            frame = self._cache.get(index)
-            if frame is None:
-                frame = _readonly(self._decode(index))
-                self._cache.put(index, frame)
-            return frame
 
     def _decode(self, index: int) -> np.ndarray:
         path = self._paths[index]
