@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference.frames import ArrayFrames
+
 
 def textured_background(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Greenish-grey noise blocks: texture for the flow, colours unlike the discs' reds/blues."""
@@ -32,3 +34,26 @@ def draw_disc(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int],
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.count_nonzero(a | b)
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+class CountingFrames:
+    """A FrameSource that records which frames were decoded."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.inner = ArrayFrames(frames)
+        self.read: list[int] = []
+
+    @property
+    def width(self) -> int:
+        return self.inner.width
+
+    @property
+    def height(self) -> int:
+        return self.inner.height
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def get(self, index: int) -> np.ndarray:
+        self.read.append(index)
+        return self.inner.get(index)

@@ -12,7 +12,7 @@ from inference.classical import SEGMENTER_MODEL, TRACKER_MODEL, ClassicalSegment
 from inference.evaluation import evaluate_vos
 from inference.frames import ArrayFrames
 from inference.protocols import ClickPoint, FrameSource, Prompt, Segmenter, Tracker, TrackerSession
-from tests.inference.synthetic import disc_mask, draw_disc, iou, textured_background
+from tests.inference.synthetic import CountingFrames, disc_mask, draw_disc, iou, textured_background
 
 H, W = 180, 240
 RED = (220, 40, 40)
@@ -27,29 +27,6 @@ def background() -> np.ndarray:
 def moving_disc(background: np.ndarray, n: int, path, r: float = 25) -> tuple[list[np.ndarray], list[np.ndarray]]:
     masks = [disc_mask(H, W, *path(i), r) for i in range(n)]
     return [draw_disc(background, m, RED) for m in masks], masks
-
-
-class CountingFrames:
-    """A FrameSource that records which frames were decoded."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.inner = ArrayFrames(frames)
-        self.read: list[int] = []
-
-    @property
-    def width(self) -> int:
-        return self.inner.width
-
-    @property
-    def height(self) -> int:
-        return self.inner.height
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def get(self, index: int) -> np.ndarray:
-        self.read.append(index)
-        return self.inner.get(index)
 
 
 def test_implements_the_protocols() -> None:

@@ -17,6 +17,7 @@ import pytest
 from domain.events import Direction
 from inference.frames import ArrayFrames
 from inference.points import POINT_TRACKER_MODEL, PointTracker, PointTrackerSession, TrackedPoints
+from tests.inference.synthetic import CountingFrames
 
 H, W = 240, 320
 Motion = Callable[[int], np.ndarray]  # frame -> 2x3 transform taking frame-0 points to that frame
@@ -155,29 +156,6 @@ def test_count_counts_the_start_frame_and_stops_at_the_ends() -> None:
     assert [f[0].frame for f in session.propagate(2, Direction.FORWARD, 100)] == [2, 3, 4, 5]
     assert [f[0].frame for f in session.propagate(2, Direction.BACKWARD, 100)] == [2, 1, 0]
     assert [f[0].frame for f in session.propagate(2, "backward", 2)] == [2, 1]
-
-
-class CountingFrames:
-    """A FrameSource that records which frames were read."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.inner = ArrayFrames(frames)
-        self.read: list[int] = []
-
-    @property
-    def width(self) -> int:
-        return self.inner.width
-
-    @property
-    def height(self) -> int:
-        return self.inner.height
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def get(self, index: int) -> np.ndarray:
-        self.read.append(index)
-        return self.inner.get(index)
 
 
 def test_work_happens_as_frames_are_pulled_and_close_stops_it() -> None:
