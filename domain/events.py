@@ -10,6 +10,7 @@ logs keep loading after the schema grows.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -45,6 +46,30 @@ EventId = Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
+
+
+# Ids the server derives for the events it writes itself (a frame of a track, a track's end, the
+# answer to a prompt) are UUIDs of version 8, made from a hash of what they answer: re-running
+# the same work gives the same id, so it is never logged twice. Clients may not send ids of that
+# version (`is_derived_event_id`), so an id a client chooses can never take one the server will
+# need.
+DERIVED_ID_VERSION = 8
+
+
+def derived_event_id(*parts: str) -> str:
+    """The id of the server's event that answers `parts` (e.g. track, object, frame)."""
+    digest = hashlib.sha256("\x1f".join(("masklog-derived", *parts)).encode()).digest()
+    value = int.from_bytes(digest[:16], "big")
+    value &= ~(0xF << 76)  # version bits
+    value |= DERIVED_ID_VERSION << 76
+    value &= ~(0x3 << 62)  # variant bits: RFC 4122
+    value |= 0x2 << 62
+    return str(uuid.UUID(int=value))
+
+
+def is_derived_event_id(value: str) -> bool:
+    """Whether `value` (an event id in canonical form) is of the kind only the server derives."""
+    return len(value) == 36 and value[14] == "8"
 
 
 def is_event_id(value: object) -> bool:

@@ -45,6 +45,7 @@ from domain.events import (
     TrackRequested,
     Undone,
 )
+from domain.shapes import Shape
 
 # How many actions per user and media item can be undone; older ones fall off, as in any editor.
 UNDO_DEPTH = 200
@@ -73,6 +74,10 @@ class TrackInfo:
     last_frame: dict[ObjectId, Frame] = field(default_factory=dict)
     # Consecutive frames each object has been lost on, up to its last produced frame (T5).
     lost_streak: dict[ObjectId, int] = field(default_factory=dict)
+    # Each object's label on the start frame when the track was requested: what the models are
+    # conditioned on, also when a resumed track runs again from the start (exact results after
+    # a restart). Dropped once the track ends.
+    conditioning: dict[ObjectId, Shape] = field(default_factory=dict)
 
     def stopped(self, object_id: ObjectId) -> bool:
         """Whether the annotation interval has stopped this object: lost on `interval`
@@ -333,7 +338,12 @@ class LabelState:
 
     def _on_track_requested(self, event: Event) -> None:
         body: TrackRequested = event.body  # type: ignore[assignment]
-        self.tracks[event.id] = TrackInfo(request=body, actor=event.actor, seq=event.seq)
+        conditioning = {}
+        for object_id in body.objects:
+            label = self.label(object_id, body.start)
+            if label is not None:
+                conditioning[object_id] = label.shape
+        self.tracks[event.id] = TrackInfo(request=body, actor=event.actor, seq=event.seq, conditioning=conditioning)
         if body.replaces is not None:
             replaced = self.replaced_proposals(body)
             changes: list[Change] = [
@@ -395,6 +405,7 @@ class LabelState:
         if track is not None:
             track.status = status
             track.reason = reason
+            track.conditioning = {}
 
     def _on_track_completed(self, event: Event) -> None:
         self._finish_track(event.body.track, TrackStatus.COMPLETED)  # type: ignore[union-attr]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +41,7 @@ from domain.events import (
     TrackFailed,
     TrackFrameProduced,
     TrackRequested,
+    derived_event_id,
 )
 from domain.geometry import rle_decode, rle_encode
 from domain.state import LabelState
@@ -52,20 +52,20 @@ from inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_ru
 
 log = logging.getLogger("masklog.actor")
 
-# Ids of the events the actor writes: fixed functions of what they answer (C5).
-_IDS = uuid.UUID("6f1d3c1e-58a4-4b8e-9a57-2f0c9d4e7b21")
+# Ids of the events the actor writes: fixed functions of what they answer (C5), of a kind no
+# client may send (`domain.events.derived_event_id`).
 
 
 def frame_event_id(track: str, object_id: str, frame: int) -> str:
-    return str(uuid.uuid5(_IDS, f"{track}/{object_id}/{frame}"))
+    return derived_event_id("frame", track, str(frame), object_id)
 
 
 def end_event_id(track: str) -> str:
-    return str(uuid.uuid5(_IDS, f"{track}/end"))
+    return derived_event_id("end", track)
 
 
 def segment_event_id(prompt: str) -> str:
-    return str(uuid.uuid5(_IDS, f"{prompt}/segment"))
+    return derived_event_id("segment", prompt)
 
 
 class Log(Protocol):

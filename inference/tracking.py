@@ -56,7 +56,6 @@ class ObjectPlan:
     object: str
     cls: ClassAdded
     shape: Shape  # the object on the plan's start frame: what tracking is conditioned on
-    lost_streak: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +66,9 @@ class TrackPlan:
     start: int  # the frame the models are conditioned on; results come after it
     count: int  # frames to run, counting `start`
     objects: tuple[ObjectPlan, ...]
-    dropped: tuple[str, ...] = ()  # objects that cannot go on (deleted, or lost when resumed)
+    dropped: tuple[str, ...] = ()  # objects that cannot go on (deleted, or stopped by the interval)
+    # Frames after `start` already in the log (a resumed track): run again, not produced again.
+    skip: int = 0
 
     @property
     def step(self) -> int:
@@ -79,52 +80,35 @@ class PlanError(Exception):
 
 
 def plan_track(state: LabelState, track_id: str) -> TrackPlan:
-    """What running (or resuming) `track_id` takes, from the state. A fresh track starts from
-    its start frame; a resumed one from the last frame it produced, each object conditioned on
-    its result there. Objects that were stopped, deleted, or are lost on that frame do not go
+    """What running (or resuming) `track_id` takes, from the state.
+
+    The models are conditioned on each object's label on the start frame as it was when the
+    track was requested. A resumed track runs again from there, and the frames it already
+    produced are computed but not produced again (`skip`): a model's memory of the frames it
+    saw (and an object it had lost and may find again) is only rebuilt that way, so a restart
+    never changes the results. Objects deleted or stopped by the annotation interval do not go
     on. Raises PlanError when no object can."""
     info = state.tracks[track_id]
     request = info.request
     media = state.media[request.media]
     step = 1 if request.direction == Direction.FORWARD else -1
-    produced = [info.last_frame[o] for o in request.objects if o in info.last_frame]
-    resume = max(produced, key=lambda f: (f - request.start) * step) if produced else None
-    start = request.start if resume is None else resume
-    done = (start - request.start) * step  # frames after the start already produced
+    done = frames_done(state, track_id)
     last = min(media.frames - 1, request.start + (request.range - 1)) if step > 0 else max(0, request.start - (request.range - 1))
-    count = (last - start) * step + 1
+    count = (last - request.start) * step + 1
     objects: list[ObjectPlan] = []
     dropped: list[str] = []
     for object_id in request.objects:
         info_object = state.objects.get(object_id)
-        shape = None
-        if info_object is not None and not info.stopped(object_id):
-            if resume is None:
-                label = state.label(object_id, request.start)
-                shape = label.shape if label is not None else None
-            elif info.last_frame.get(object_id) == resume and not info.lost_streak.get(object_id):
-                shape = _result_at(state, track_id, object_id, resume)
-        if shape is None:
+        shape = info.conditioning.get(object_id)
+        if info_object is None or shape is None or info.stopped(object_id):
             dropped.append(object_id)
             continue
-        cls = state.classes[info_object.class_id]  # type: ignore[union-attr]
-        objects.append(ObjectPlan(object_id, cls, shape, info.lost_streak.get(object_id, 0)))
+        objects.append(ObjectPlan(object_id, state.classes[info_object.class_id], shape))
     if not objects:
         if done and dropped:
-            raise PlanError(f"no object can go on from frame {start}: each was lost, stopped, deleted or reviewed away")
+            raise PlanError(f"no object can go on from frame {request.start + done * step}: each was stopped or deleted")
         raise PlanError("none of the track's objects can be tracked any more (deleted or without a label on the start frame)")
-    return TrackPlan(track_id, request, media, start, count, tuple(objects), tuple(dropped))
-
-
-def _result_at(state: LabelState, track_id: str, object_id: str, frame: int) -> Shape | None:
-    """The track's result for an object on a frame: still a proposal, or already a label."""
-    proposal = state.proposals.get(track_id, {}).get((object_id, frame))
-    if proposal is not None:
-        return proposal.shape
-    label = state.label(object_id, frame)
-    if label is not None and label.track == track_id:
-        return label.shape
-    return None
+    return TrackPlan(track_id, request, media, request.start, count, tuple(objects), tuple(dropped), skip=done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +202,7 @@ class TrackJob:
         order (the annotation interval counts lost frames); it may run on another thread than
         `advance`, one frame behind it."""
         bodies: list[TrackFrameProduced] = []
+        replayed = (raw.frame - self.plan.start) * self.plan.step <= self.plan.skip
         for result in raw.masks:
             running = self._objects[result.object]
             if not running.stopped:
@@ -228,7 +213,8 @@ class TrackJob:
             if not running.stopped:
                 shape = self._shape_from_points(running, tracked)
                 bodies.append(self._produced(running, raw.frame, shape, tracked.score, self.points.model))
-        return bodies
+        # Frames a resumed track already produced: run for the models' memory, not produced.
+        return [] if replayed else bodies
 
     def stop_object(self, object_id: str) -> None:
         """Produce nothing more for an object (deleted meanwhile, say)."""
@@ -250,7 +236,7 @@ class TrackJob:
         mask_objects = [o for o in plan.objects if o.cls.shape not in POINT_KINDS]
         point_objects = [o for o in plan.objects if o.cls.shape in POINT_KINDS]
         for o in plan.objects:
-            self._objects[o.object] = _Running(o, o.lost_streak)
+            self._objects[o.object] = _Running(o, 0)
         if mask_objects:
             session = self.masks.open(self.frames)
             self._sessions.append(session)

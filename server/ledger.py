@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from domain.decide import Command, DomainError, ErrorCode, Scope, decide, scope_of
-from domain.events import Event, NewEvent, TrackFrameProduced, new_event_id, stored
+from domain.events import Event, NewEvent, TrackFrameProduced, is_derived_event_id, new_event_id, stored
 from domain.state import LabelState, fold
 from server.hub import Hub
 from server.store import EventStore
@@ -58,6 +58,10 @@ class Ledger:
     (this process is the log's only writer, so positions are predictable), and its append joins
     the store's next group commit. Acks and fan-out wait for the commit, and events are
     published in position order. Should an append fail, the state is rebuilt from the log.
+
+    Each commit (the append, then the fan-out) runs as a task of its own, never in the caller:
+    a caller that goes away (a socket closed while its command commits cancels its task) must
+    not keep a committed event from being published, or every later one would wait for it.
     """
 
     def __init__(self, store: EventStore, hub: Hub) -> None:
@@ -66,7 +70,10 @@ class Ledger:
         self.state = LabelState()
         self._lock = asyncio.Lock()
         self._next_seq = 1
+        # Command id -> its commit under way (append and fan-out): a retry waits for it.
         self._pending: dict[str, asyncio.Task[list[Event]]] = {}
+        # Appends under way: recovering waits for them before reading the log.
+        self._appends: set[asyncio.Future[list[Event]]] = set()
         self._committed: dict[int, Event] = {}
         self._published = 0
 
@@ -92,6 +99,8 @@ class Ledger:
         `authorize` sees where the command lands before anything is decided and raises to refuse.
         Raises DomainError for a refused command; nothing is appended then.
         """
+        if is_derived_event_id(command_id):
+            raise DomainError(ErrorCode.INVALID_ID, "command ids of UUID version 8 are reserved for the events the server derives; use a random (version 4) UUID")
         async with self._lock:
             in_flight = self._pending.get(command_id)
             existing = None if in_flight else await self.store.get(command_id)
@@ -101,13 +110,13 @@ class Ledger:
                     authorize(scope)
                 body = decide(self.state, actor, command, panoptic=panoptic)
                 predicted = [self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause))]
-                append = self._append(predicted)
+                commit = self._start_commit(predicted)
         if existing is not None:
             return self._check_owner(existing, actor), True
         if in_flight is not None:
             event = _with_id(await asyncio.shield(in_flight), command_id)
             return self._check_owner(event, actor), True
-        [event] = await self._commit(predicted, append)
+        [event] = await asyncio.shield(commit)
         return event, False
 
     async def execute_batch(
@@ -121,8 +130,8 @@ class Ledger:
         LedgerError when the log refuses the append.
         """
         results: list[Event | DomainError | None] = [None] * len(commands)
-        waits: dict[int, asyncio.Future[list[Event]]] = {}
-        append: asyncio.Future[list[Event]] | None = None
+        waits: dict[int, asyncio.Task[list[Event]]] = {}
+        commit: asyncio.Task[list[Event]] | None = None
         predicted: list[Event] = []
         accepted: list[int] = []  # the indexes of `predicted`'s commands
         async with self._lock:
@@ -147,11 +156,11 @@ class Ledger:
                 predicted.append(self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause)))
                 accepted.append(index)
             if predicted:
-                append = self._append(predicted)
+                commit = self._start_commit(predicted)
         for index, wait in waits.items():
             results[index] = _with_id(await asyncio.shield(wait), commands[index][1])
-        if append is not None:
-            for index, event in zip(accepted, await self._commit(predicted, append), strict=True):
+        if commit is not None:
+            for index, event in zip(accepted, await asyncio.shield(commit), strict=True):
                 results[index] = event
         return results  # type: ignore[return-value]
 
@@ -173,8 +182,8 @@ class Ledger:
                 predicted.append(self._apply_new(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body)))
             if not predicted:
                 return []
-            append = self._append(predicted)
-        return await self._commit(predicted, append)
+            commit = self._start_commit(predicted)
+        return await asyncio.shield(commit)
 
     # ---- the steps every write path shares ---------------------------------------------------------
 
@@ -186,30 +195,38 @@ class Ledger:
         self._next_seq += 1
         return event
 
-    def _append(self, predicted: list[Event]) -> asyncio.Future[list[Event]]:
-        """Start appending applied events (one commit); retries of their ids wait on it."""
+    def _start_commit(self, predicted: list[Event]) -> asyncio.Task[list[Event]]:
+        """Start committing applied events (one append, then their fan-out) as a task that no
+        caller's cancellation reaches; retries of their ids wait on it."""
         news = [NewEvent(id=e.id, stream=e.stream, actor=e.actor, body=e.body, cause=e.cause) for e in predicted]
         append = asyncio.ensure_future(self.store.append(news))
+        self._appends.add(append)
+        append.add_done_callback(self._appends.discard)
+        commit = asyncio.ensure_future(self._commit(predicted, append))
+        commit.add_done_callback(_consume_error)
         for event in predicted:
-            self._pending[event.id] = append
-        return append
+            self._pending[event.id] = commit
+        return commit
 
     async def _commit(self, predicted: list[Event], append: asyncio.Future[list[Event]]) -> list[Event]:
         """Wait for the append, then publish; if it failed, or the log gave other positions than
         predicted (someone else wrote to it), rebuild the state from the log."""
         try:
-            events = await asyncio.shield(append)
-        except Exception as error:
-            await self._recover()
-            raise LedgerError(f"the log refused the append: {error}") from error
+            try:
+                events = await append
+            except Exception as error:
+                await self._recover()
+                raise LedgerError(f"the log refused the append: {error}") from error
+            if [e.seq for e in events] != [e.seq for e in predicted]:
+                await self._recover()
+            for event in events:
+                self._publish(event)
+            return events
         finally:
+            # Only now: until it is published, a retry must wait for this commit rather than
+            # find nothing in flight and decide the command again.
             for event in predicted:
                 self._pending.pop(event.id, None)
-        if [e.seq for e in events] != [e.seq for e in predicted]:
-            await self._recover()
-        for event in events:
-            self._publish(event)
-        return events
 
     def _trial(self, actor: str, commands: list[Command], authorize: Callable[[Scope], None] | None) -> None:
         """Decide `commands` in order on a copy of the state; raise for the first refused."""
@@ -237,6 +254,8 @@ class Ledger:
 
     def _publish(self, event: Event) -> None:
         """Fan out committed events strictly in position order."""
+        if event.seq <= self._published:
+            return  # published already, by a recovery
         self._committed[event.seq] = event
         while self._published + 1 in self._committed:
             self._published += 1
@@ -244,7 +263,7 @@ class Ledger:
 
     async def _recover(self) -> None:
         async with self._lock:
-            await asyncio.gather(*self._pending.values(), return_exceptions=True)
+            await asyncio.gather(*self._appends, return_exceptions=True)
             self.state = await rebuild(self.store)
             self._next_seq = self.state.seq + 1
             # Publish whatever did commit, in order; nothing past the log's head is pending now.
@@ -255,3 +274,10 @@ class Ledger:
             self._committed.clear()
             # Sockets may have been sent a snapshot holding an event that never committed.
             self.hub.drop_all()
+
+
+def _consume_error(commit: asyncio.Task[list[Event]]) -> None:
+    """A commit whose caller went away still fails loudly enough: the ledger has recovered and
+    logged; this only keeps asyncio from reporting the error a second time."""
+    if not commit.cancelled():
+        commit.exception()

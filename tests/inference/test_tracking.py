@@ -3,6 +3,7 @@ with the real classical and point trackers on clips of known motion."""
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -107,33 +108,66 @@ def test_interval_stops_an_object_lost_on_that_many_frames(log):
     assert results[-1].frame < 11, "stopped before the range ended"
 
 
-def test_a_resumed_plan_starts_from_the_last_produced_frame(log):
+# A disc that leaves the frame at about frame 5 (lost from then on, never stopped: interval 0)
+# and one that stays, plus a keypoint on it: what a restart must not change.
+RESUME_CLIP = Clip(64, 48, 12, (Disc((220, 40, 40), 30, 24, 7, 0, r=6), Disc((40, 60, 230), 20, 14, 1, 2, r=6)))
+
+
+def _resume_log() -> tuple[MemoryLog, ev.Event]:
+    log = project_log()
+    for object_id, kind in [("leaving", "bitmask"), ("staying", "polygon"), ("point", "keypoint")]:
+        log.do(ALICE, ev.ObjectCreated(object=object_id, media="m1", class_id=kind))
+    mask = RESUME_CLIP.discs[0].mask(0, RESUME_CLIP.height, RESUME_CLIP.width)
+    log.do(ALICE, ev.LabelSaved(object="leaving", frame=0, shape=Bitmask(rle=rle_encode(mask)), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="staying", frame=0, shape=_square_polygon(20, 14, 5), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="point", frame=0, shape=Keypoint(x=20.0, y=14.0), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["leaving", "staying", "point"], start=0, direction="forward", range=12, interval=0))
+    return log, track
+
+
+def test_a_resumed_track_produces_exactly_what_an_uninterrupted_one_would():
+    frames = ArrayFrames(RESUME_CLIP.images())
+    log, track = _resume_log()
+    whole = run(TrackJob(plan_track(log.state, track.id), frames, ClassicalTracker(), PointTracker()))
+    lost = [b.frame for b in whole if b.object == "leaving" and b.shape is None]
+    assert lost and lost == list(range(lost[0], 12)), "the leaving disc is lost and, with interval 0, never stopped"
+    for cut in range(1, 11):
+        # A crash after frame `cut` was logged; the server starts again and resumes the track.
+        log, track = _resume_log()
+        for body in whole:
+            if body.frame <= cut:
+                log.do(TRACKER, msgspec.structs.replace(body, track=track.id))
+        # The label the track was conditioned on was edited meanwhile: the track still runs on
+        # what it was requested with.
+        log.do(ALICE, ev.LabelSaved(object="staying", frame=0, shape=_square_polygon(30, 30, 4), source="manual"))
+        plan = plan_track(log.state, track.id)
+        assert (plan.start, plan.skip, plan.dropped) == (0, cut, ())
+        rest = run(TrackJob(plan, frames, ClassicalTracker(), PointTracker()))
+        assert rest == [msgspec.structs.replace(b, track=track.id) for b in whole if b.frame > cut], f"resumed after frame {cut}"
+
+
+def test_a_resumed_plan_leaves_out_deleted_and_stopped_objects(log):
     log.do(ALICE, ev.ObjectCreated(object="second", media="m1", class_id="bitmask"))
     log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=disc_label(0, 0), source="manual"))
     log.do(ALICE, ev.LabelSaved(object="second", frame=0, shape=disc_label(1, 0), source="manual"))
-    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask", "second"], start=0, direction="forward", range=10, interval=5))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask", "second"], start=0, direction="forward", range=10, interval=1))
     for frame in (1, 2, 3):
         log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="bitmask", frame=frame, shape=disc_label(0, frame), score=0.9, model="m/x@1"))
         log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="second", frame=frame, shape=None if frame == 3 else disc_label(1, frame), score=0.1, model="m/x@1"))
     plan = plan_track(log.state, track.id)
-    assert (plan.start, plan.count) == (3, 7)
-    assert [o.object for o in plan.objects] == ["bitmask"] and plan.dropped == ("second",), "lost on the resume frame: cannot go on"
-    assert plan.objects[0].shape == disc_label(0, 3)
+    assert (plan.start, plan.count, plan.skip) == (0, 10, 3)
+    assert [o.object for o in plan.objects] == ["bitmask"] and plan.dropped == ("second",), "stopped by the interval"
+    assert plan.objects[0].shape == disc_label(0, 0), "conditioned on the start frame, as requested"
     results = run(TrackJob(plan, FRAMES, ClassicalTracker(), PointTracker()))
-    assert [b.frame for b in results] == list(range(4, 10))
-    # Results already accepted are found as labels of the track.
-    log.do(ALICE, ev.TrackedAccepted(track=track.id))
-    assert plan_track(log.state, track.id).objects[0].shape == disc_label(0, 3)
+    assert [b.frame for b in results] == list(range(4, 10)), "frames 1-3 run again but are not produced again"
     assert frames_done(log.state, track.id) == 3
+    log.do(ALICE, ev.ObjectDeleted(object="bitmask"))
+    with pytest.raises(PlanError, match="no object can go on from frame 3"):
+        plan_track(log.state, track.id)
 
 
 def test_a_track_that_cannot_go_on_is_a_plan_error(log):
     log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=disc_label(0, 0), source="manual"))
-    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=10))
-    log.do(TRACKER, ev.TrackFrameProduced(track=track.id, object="bitmask", frame=1, shape=disc_label(0, 1), score=0.9, model="m/x@1"))
-    log.do(ALICE, ev.TrackedDiscarded(track=track.id))  # its only result is gone
-    with pytest.raises(PlanError, match="no object can go on from frame 1"):
-        plan_track(log.state, track.id)
     other = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=10))
     log.do(ALICE, ev.ObjectDeleted(object="bitmask"))
     with pytest.raises(PlanError, match="deleted"):

@@ -397,3 +397,28 @@ def test_rest_command_route_also_starts_tracks(live):
             time.sleep(0.1)
         else:
             raise AssertionError("the track did not complete")
+
+
+async def test_every_derived_id_squatted_by_a_user_leaves_the_models_work_alone(live, alice):
+    """The ids of the model's events (each frame of a track, its end, a prompt's answer) are
+    derived from what they answer. A user who sends commands with those ids first is refused,
+    and the model's work goes on as if nobody had tried."""
+    from inference.actor import end_event_id, frame_event_id, segment_event_id
+
+    disc = await labelled_object(alice, "mask", 0, THREE.bitmask(0, 0))
+    track, prompt = str(uuid.uuid4()), str(uuid.uuid4())
+    squats = [frame_event_id(track, disc, frame) for frame in range(1, 6)] + [end_event_id(track), segment_event_id(prompt)]
+    head = alice.snapshot["seq"]
+    for squat in squats:
+        reply = await alice.command({"type": "object_created", "object": fresh("squat"), "media": "three", "class_id": "mask"}, squat)
+        assert reply["type"] == "error" and reply["code"] == "invalid_id", reply
+    await ok(alice, {"type": "track_requested", "media": "three", "objects": [disc], "start": 0, "direction": "forward", "range": 6}, command_id=track)
+    (x, y) = THREE.discs[0].centre(3)
+    await ok(alice, {"type": "prompt_added", "object": disc, "frame": 3, "points": [{"x": x, "y": y}]}, command_id=prompt)
+    end = await wait_end(alice, track)
+    assert end["body"] == {"type": "track_completed", "track": track, "frames": 5} and end["id"] == end_event_id(track)
+    assert [(e["id"], e["body"]["frame"]) for e in produced(alice, track)] == [(frame_event_id(track, disc, f), f) for f in range(1, 6)]
+    await alice.wait_for(lambda: any(e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt for e in alice.events))
+    answer = next(e for e in alice.events if e["body"]["type"] == "segment_proposed")
+    assert answer["id"] == segment_event_id(prompt)
+    assert not any(e["id"] in squats and e["actor"] == "user:alice" for e in alice.events if e["seq"] > head)

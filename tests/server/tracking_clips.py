@@ -84,3 +84,6 @@ THREE = Clip(
 LEAVING = Clip(96, 72, 16, (Disc((220, 40, 40), 50, 36, 8, 0),))
 # Larger and longer: long enough to cancel, or to interleave with, while it runs.
 LONG = Clip(320, 240, 150, (Disc((220, 40, 40), 40, 120, 1, 0, r=20),))
+# LONG's disc, and a second one that leaves the frame on the right within a dozen frames: lost
+# from then on (what a track with interval 0 keeps producing, as lost frames, to the end).
+LONG_LEAVING = Clip(320, 240, 150, (Disc((220, 40, 40), 40, 120, 1, 0, r=20), Disc((40, 60, 230), 250, 60, 7, 0, r=12)))
