@@ -10,8 +10,8 @@ the log still has running is resumed from its last produced frame, or failed wit
 Models run on one worker thread, one unit of work at a time, so the event loop never blocks
 and the models never run concurrently. Units are picked fairly: an answer to a click first (a
 person is waiting on it; the clicks of different users take turns, see `inference.click_queue`),
-then one frame of one track, taking requesters in turn and each
-requester's tracks in turn, so one long request never starves the others.
+then one frame of one track, taking requesters in turn and each requester's tracks in turn, so
+one long request never starves the others.
 
 A frame's results are committed while the next frame is computed (up to `window` frames
 ahead): tracking runs at the model's speed, not at the model's plus the disk's. Event ids are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +35,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its error message
