@@ -9,8 +9,9 @@ the log still has running is resumed from its last produced frame, or failed wit
 
 Models run on one worker thread, one unit of work at a time, so the event loop never blocks
 and the models never run concurrently. Units are picked fairly: an answer to a click first (a
-person is waiting on it), then one frame of one track, taking requesters in turn and each
-requester's tracks in turn, so one long request never starves the others.
+person is waiting on it; the clicks of different users take turns, see `inference.click_queue`),
+then one frame of one track, taking requesters in turn and each requester's tracks in turn, so
+one long request never starves the others.
 
 A frame's results are committed while the next frame is computed (up to `window` frames
 ahead): tracking runs at the model's speed, not at the model's plus the disk's. Event ids are
@@ -46,6 +47,7 @@ from domain.events import (
 from domain.geometry import rle_decode, rle_encode
 from domain.state import LabelState
 from inference.backends import Backends
+from inference.click_queue import ClickQueue
 from inference.points import PointTracker
 from inference.protocols import ClickPoint, FrameSource, Prompt
 from inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_running, plan_track
@@ -113,7 +115,7 @@ class InferenceActor:
         self._shapes = ThreadPoolExecutor(1, thread_name_prefix="masklog-shapes")
         self._tracks: dict[str, _Track] = {}
         self._turns: OrderedDict[str, deque[str]] = OrderedDict()  # requester -> their tracks, in turn
-        self._clicks: OrderedDict[tuple[str, int], Event] = OrderedDict()  # newest prompt per (object, frame)
+        self._clicks: ClickQueue[Event] = ClickQueue()  # newest prompt per (object, frame), users in turn
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -155,9 +157,8 @@ class InferenceActor:
                 track.stopped = True
                 self._wake.set()
         elif isinstance(body, PromptAdded):
-            cell = (body.object, body.frame)
-            self._clicks.pop(cell, None)  # a newer prompt on the same object and frame supersedes it
-            self._clicks[cell] = event
+            # A newer prompt on the same object and frame supersedes one still waiting there.
+            self._clicks.push(event.actor, (body.object, body.frame), event)
             self._wake.set()
 
     @property
@@ -174,8 +175,8 @@ class InferenceActor:
         self._wake.set()
 
     def _next_unit(self) -> Callable[[], Coroutine[Any, Any, None]] | None:
-        if self._clicks:
-            _, prompt = self._clicks.popitem(last=False)
+        prompt = self._clicks.pop()
+        if prompt is not None:
             return lambda: self._answer(prompt)
         for requester in list(self._turns):
             tracks = self._turns[requester]

@@ -42,6 +42,7 @@ from domain.state import LabelState
 from inference.frames import FrameError
 from server.accounts import AccountError, Role, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
+from server.limits import LimitExceeded, retry_after_header
 from server.media import MediaError
 from server.protocol import LabelEntry, snapshot
 from server.replay import state_as_of
@@ -98,6 +99,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(422, error.code, str(error))
         except AccountError as error:
             return error_response(422, "invalid_request", str(error))
+        except LimitExceeded as error:
+            return json_response({"error": {"code": error.code, "message": error.message}}, error.status, retry_after_header(error))
 
     return run
 
@@ -172,7 +175,9 @@ def _project(ctx: Context, user: User, project_id: str) -> ProjectCreated:
 async def _execute(ctx: Context, user: User, command: Command, command_id: str | None = None, panoptic: bool = False) -> tuple[Event, bool]:
     def authorize(scope):  # type: ignore[no-untyped-def]
         authorize_command(ctx, user, command, scope)
+        ctx.limits.check_quota(ctx.ledger.state, user.actor, command)
 
+    ctx.limits.admit(user.actor, command)
     return await ctx.ledger.execute(user.actor, command, command_id or str(uuid.uuid4()), authorize=authorize, panoptic=panoptic)
 
 
@@ -459,7 +464,9 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
 
     def authorize(scope):  # type: ignore[no-untyped-def]
         authorize_on_media(ctx, user, body.body, scope, media.media)
+        ctx.limits.check_quota(ctx.ledger.state, user.actor, body.body)
 
+    ctx.limits.admit(user.actor, body.body)
     command_id = str(body.id)
     event, duplicate = await ctx.ledger.execute(user.actor, body.body, command_id, authorize=authorize, panoptic=body.panoptic)
     return json_response({"id": command_id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)

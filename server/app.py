@@ -20,6 +20,7 @@ from server.accounts import Accounts
 from server.context import Context
 from server.hub import Hub
 from server.ledger import Ledger
+from server.limits import Limits
 from server.media import MediaLibrary
 from server.openapi import openapi
 from server.presence import PresenceBoard
@@ -54,7 +55,7 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             hub.listen(actor.on_event)
             actor.start()
         try:
-            yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor)
+            yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor, Limits(settings))
         finally:
             if settings.run_models:
                 hub.unlisten(actor.on_event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,32 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
     parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
+    parser.add_argument("--max-running-tracks", type=_positive(int), default=env("MAX_RUNNING_TRACKS"), help=f"tracks one user may have running at once (env MASKLOG_MAX_RUNNING_TRACKS; default {Settings.max_running_tracks})")
+    parser.add_argument("--max-prompt-points", type=_positive(int), default=env("MAX_PROMPT_POINTS"), help=f"clicks in one prompt (env MASKLOG_MAX_PROMPT_POINTS; default {Settings.max_prompt_points})")
+    parser.add_argument("--commands-per-second", type=_positive(float), default=env("COMMANDS_PER_SECOND"), help=f"commands one user may send a second (env MASKLOG_COMMANDS_PER_SECOND; default {Settings.commands_per_second:g})")
+    parser.add_argument("--command-burst", type=_positive(int), default=env("COMMAND_BURST"), help=f"commands one user may send at once above that rate (env MASKLOG_COMMAND_BURST; default {Settings.command_burst})")
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _limit_settings(args: argparse.Namespace) -> dict[str, int | float]:
+    """The per-user limits given as flags or MASKLOG_* variables; the rest keep their defaults."""
+    names = ("max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
-    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model, run_models=not args.no_models)
+    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model, run_models=not args.no_models, **_limit_settings(args))
 
 
 def _serve(settings: Settings, demo: bool) -> None:

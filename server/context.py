@@ -47,6 +47,7 @@ from inference.backends import Backends
 from server.accounts import RANK, Accounts, Role, User
 from server.hub import Hub
 from server.ledger import Ledger
+from server.limits import Limits
 from server.media import MediaLibrary
 from server.presence import PresenceBoard
 from server.settings import Settings
@@ -68,6 +69,7 @@ class Context:
     library: MediaLibrary
     backends: Backends
     actor: InferenceActor
+    limits: Limits
 
 
 SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)

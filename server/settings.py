@@ -35,6 +35,12 @@ class Settings:
     open_media: int = 8
     # Browser origins allowed on the socket besides the server's own.
     allowed_origins: tuple[str, ...] = ()
+    # Per-user limits on queued work (server.limits): tracks running at once, clicks in one
+    # prompt, and commands a second (a token bucket: `command_burst` at once, then the rate).
+    max_running_tracks: int = 8
+    max_prompt_points: int = 64
+    commands_per_second: float = 50.0
+    command_burst: int = 200
     # Whether this process runs the inference actor (answers prompts, works off tracks). Off,
     # requests wait in the log for a process that does.
     run_models: bool = True

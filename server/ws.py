@@ -23,6 +23,7 @@ from server.accounts import User
 from server.context import Context, Forbidden, authorize_on_media
 from server.hub import Overflowed, Subscriber
 from server.ledger import LedgerError
+from server.limits import LimitExceeded
 from server.presence import Seat
 
 log = logging.getLogger("masklog.ws")
@@ -248,10 +249,15 @@ async def _read_loop(ctx: Context, websocket: WebSocket, user: User, media_id: s
 async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str, message: p.CommandMessage) -> None:
     def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, message.body, scope, media_id)
+        ctx.limits.check_quota(ctx.ledger.state, user.actor, message.body)
 
     command_id = str(message.id)  # canonical text form
     try:
+        ctx.limits.admit(user.actor, message.body)
         event, duplicate = await ctx.ledger.execute(user.actor, message.body, command_id, authorize=authorize, panoptic=message.panoptic)
+    except LimitExceeded as error:
+        await _reply(websocket, p.Error(code=error.code, message=error.message, id=command_id))
+        return
     except DomainError as error:
         await _reply(websocket, p.Error(code=error.code.value, message=error.message, id=command_id))
         return

@@ -40,7 +40,9 @@ CELL_OBJECT = "cell-obj"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LiveServer:
-    live = start_server(tmp_path_factory.mktemp("authorization") / "data")
+    # The cases set up hundreds of commands (and tracks, which stay running: no models here) as
+    # the same few users, faster than anyone works: no per-user limits on those.
+    live = start_server(tmp_path_factory.mktemp("authorization") / "data", max_running_tracks=10_000, command_burst=10_000)
     try:
         seed(live)
         with live.http("admin") as admin:

@@ -42,6 +42,8 @@ def server(tmp_path_factory) -> LiveServer:
         max_message_bytes=MESSAGE_LIMIT,
         max_request_bytes=REQUEST_LIMIT,
         max_upload_bytes=UPLOAD_LIMIT,
+        max_running_tracks=10_000,  # generated track requests stay running (no models here)
+        command_burst=10_000,  # generated commands come faster than anyone works
     )
     try:
         seed(live)

@@ -175,7 +175,8 @@ async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others
 
     from tests.server.live import seed, start_server
 
-    live = start_server(tmp_path / "data", client_queue=100)
+    # Alice floods on purpose (500 commands as fast as she can): no per-user rate limit here.
+    live = start_server(tmp_path / "data", client_queue=100, command_burst=10_000)
     try:
         seed(live)
         alice, watcher = Client(live, "alice"), Client(live, "bob")
