@@ -22,6 +22,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -390,14 +391,14 @@ def image_header(path: Path) -> tuple[str, int, int] | None:
     return kind, size[0], size[1]
 
 
-def _read(file, count: int) -> bytes:  # type: ignore[no-untyped-def]
+def _read(file: BinaryIO, count: int) -> bytes:
     data = file.read(count)
     if len(data) != count:
         raise ValueError("the header is cut short")
     return data
 
 
-def _png_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _png_size(file: BinaryIO) -> tuple[int, int] | None:
     head = _read(file, 24)
     if head[12:16] != b"IHDR":
         return None
@@ -409,7 +410,7 @@ def _png_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
 _JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _jpeg_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
     _read(file, 2)  # start of image
     while True:
         if _read(file, 1) != b"\xff":
@@ -430,7 +431,7 @@ def _jpeg_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
         file.seek(length - 2, 1)
 
 
-def _bmp_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _bmp_size(file: BinaryIO) -> tuple[int, int] | None:
     head = _read(file, 26)
     (header_size,) = struct.unpack("<I", head[14:18])
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
@@ -440,7 +441,7 @@ def _bmp_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
     return width, abs(height)  # a negative height is a top-down bitmap
 
 
-def _tiff_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _tiff_size(file: BinaryIO) -> tuple[int, int] | None:
     order = "<" if _read(file, 2) == b"II" else ">"
     _read(file, 2)
     (offset,) = struct.unpack(order + "I", _read(file, 4))
@@ -456,7 +457,7 @@ def _tiff_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
     return found[256], found[257]
 
 
-def _webp_size(file) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _webp_size(file: BinaryIO) -> tuple[int, int] | None:
     head = _read(file, 30)
     chunk = head[12:16]
     if chunk == b"VP8 ":  # lossy: 14-bit sizes after the frame tag and start code

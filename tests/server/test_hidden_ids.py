@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -180,10 +179,10 @@ def test_a_command_id_used_elsewhere(http):
 def test_a_class_id_taken_elsewhere(http):
     """bob administers p1 only; a class id taken in p2 is answered as one taken in p1."""
     here, elsewhere = fresh("cls"), fresh("cls")
-    new = lambda project, class_id: {"id": class_id, "name": "c", "shape": "bbox", "color": "#123456"}  # noqa: E731
-    http["bob"].post("/api/projects/p1/classes", json=new("p1", here)).raise_for_status()
-    http["admin"].post("/api/projects/p2/classes", json=new("p2", elsewhere)).raise_for_status()
-    add = lambda class_id: http["bob"].post("/api/projects/p1/classes", json=new("p1", class_id))  # noqa: E731
+    new = lambda class_id: {"id": class_id, "name": "c", "shape": "bbox", "color": "#123456"}  # noqa: E731
+    http["bob"].post("/api/projects/p1/classes", json=new(here)).raise_for_status()
+    http["admin"].post("/api/projects/p2/classes", json=new(elsewhere)).raise_for_status()
+    add = lambda class_id: http["bob"].post("/api/projects/p1/classes", json=new(class_id))  # noqa: E731
     taken_answers(add(here), add(elsewhere), here, elsewhere)
 
 
@@ -206,4 +205,4 @@ def test_media_files_without_an_event_are_answered_as_taken(server, http, tmp_pa
         taken_answers(upload(http["bob"], "p1", taken, "image", [image]), upload(http["bob"], "p1", busy, "image", [image]), taken, busy)
     finally:
         (server.settings.media_dir / busy).rmdir()
-    assert not Path(server.settings.media_dir / busy).exists()
+    assert not (server.settings.media_dir / busy).exists()
