@@ -141,18 +141,39 @@ def _media(state: LabelState, media_id: str) -> MediaAdded:
     return media
 
 
-def _class(state: LabelState, class_id: str) -> ClassAdded:
-    cls = state.classes.get(class_id)
-    if cls is None:
-        raise DomainError(ErrorCode.UNKNOWN, f"unknown class {class_id!r}")
-    return cls
-
-
 def _object(state: LabelState, object_id: str) -> tuple[MediaAdded, ClassAdded]:
     info = state.objects.get(object_id)
     if info is None:
         raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")
     return state.media[info.media], state.classes[info.class_id]
+
+
+# Ids of another project are answered exactly like missing ones (same code, same text), so a
+# command never tells what exists outside the project it is about.
+
+
+def _class_in(state: LabelState, class_id: str, project: str) -> ClassAdded:
+    cls = state.classes.get(class_id)
+    if cls is None or cls.project != project:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown class {class_id!r}")
+    return cls
+
+
+def _object_in(state: LabelState, object_id: str, project: str) -> MediaAdded:
+    info = state.objects.get(object_id)
+    if info is None or state.media[info.media].project != project:
+        raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")
+    return state.media[info.media]
+
+
+def hidden_id_error(command: Command) -> DomainError:
+    """The error `scope_of` raises for `command` when the id that places it does not exist: what
+    a caller gets for a command placed in a project it cannot see."""
+    try:
+        scope_of(LabelState(), command)
+    except DomainError as error:
+        return error
+    raise ValueError(f"'{type(command).__struct_config__.tag}' is placed by no id")  # projects, classes, media
 
 
 def _frame(media: MediaAdded, frame: int) -> None:
@@ -238,9 +259,7 @@ def _object_created(state: LabelState, actor: str, body: ObjectCreated) -> Body:
     if body.object in state.object_media:
         raise DomainError(ErrorCode.EXISTS, f"object {body.object!r} already exists (ids are never reused)")
     media = _media(state, body.media)
-    cls = _class(state, body.class_id)
-    if cls.project != media.project:
-        raise DomainError(ErrorCode.INVALID, f"class {cls.class_id!r} belongs to another project than media {media.media!r}")
+    _class_in(state, body.class_id, media.project)
     return body
 
 
@@ -251,9 +270,7 @@ def _object_deleted(state: LabelState, actor: str, body: ObjectDeleted) -> Body:
 
 def _object_reclassed(state: LabelState, actor: str, body: ObjectReclassed) -> Body:
     media, old = _object(state, body.object)
-    new = _class(state, body.class_id)
-    if new.project != media.project:
-        raise DomainError(ErrorCode.INVALID, f"class {new.class_id!r} belongs to another project")
+    new = _class_in(state, body.class_id, media.project)
     if new.shape != old.shape and state.labels.get(body.object):
         raise DomainError(
             ErrorCode.WRONG_SHAPE,
@@ -402,7 +419,7 @@ def _track_requested(state: LabelState, actor: str, body: TrackRequested) -> Bod
     if len(set(body.objects)) != len(body.objects):
         raise DomainError(ErrorCode.INVALID, "an object is named twice")
     for object_id in body.objects:
-        object_media, _ = _object(state, object_id)
+        object_media = _object_in(state, object_id, media.project)
         if object_media.media != media.media:
             raise DomainError(ErrorCode.INVALID, f"object {object_id!r} is not on media {media.media!r}")
         if state.label(object_id, body.start) is None:
@@ -416,7 +433,7 @@ def _check_replaced(state: LabelState, body: TrackRequested, replaces: EventId) 
     """A re-track from a corrected frame (T9) continues an earlier track of the same media
     item, the same way, from a frame inside its range."""
     old = state.tracks.get(replaces)
-    if old is None:
+    if old is None or state.media[old.request.media].project != state.media[body.media].project:
         raise DomainError(ErrorCode.UNKNOWN, f"unknown track {replaces}")
     if old.status == TrackStatus.RUNNING:
         raise DomainError(ErrorCode.TRACK_RUNNING, f"track {replaces} is still running: cancel it or let it finish before re-tracking")

@@ -33,6 +33,10 @@ class FrameError(Exception):
     """A frame cannot be produced: unreadable, corrupt or truncated media, or an index out of range."""
 
 
+class TooManyPixels(FrameError):
+    """Media whose frames are larger than the caller allows (found from headers, before decoding)."""
+
+
 @dataclass(frozen=True, slots=True)
 class VideoInfo:
     width: int
@@ -42,12 +46,16 @@ class VideoInfo:
 
 
 class FrameCache:
-    """A bounded least-recently-used map from frame index to decoded frame."""
+    """A bounded least-recently-used map from frame index to decoded frame: at most `capacity`
+    frames and, when `max_bytes` is set, at most that many bytes of them. A frame larger than
+    `max_bytes` on its own is not kept (its caller still has it)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         if capacity < 1:
             raise ValueError("the cache must hold at least one frame")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.nbytes = 0
         self._items: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def get(self, index: int) -> np.ndarray | None:
@@ -57,10 +65,18 @@ class FrameCache:
         return frame
 
     def put(self, index: int, frame: np.ndarray) -> None:
+        self._drop(index)
+        if self.max_bytes is not None and frame.nbytes > self.max_bytes:
+            return
         self._items[index] = frame
-        self._items.move_to_end(index)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self.nbytes += frame.nbytes
+        while len(self._items) > self.capacity or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, index: int) -> None:
+        frame = self._items.pop(index, None)
+        if frame is not None:
+            self.nbytes -= frame.nbytes
 
     def __contains__(self, index: int) -> bool:
         return index in self._items
@@ -70,6 +86,101 @@ class FrameCache:
 
     def clear(self) -> None:
         self._items.clear()
+        self.nbytes = 0
+
+
+class SharedFrameCache:
+    """One byte budget for the frames of many sources (a server's media items): least recently
+    used frames go first, whichever source they belong to, so the process holds at most
+    `max_bytes` of cached frames however many media items are open. Each source sees its own
+    part through `view(owner, capacity)`, a `FrameCache` lookalike that also keeps at most
+    `capacity` of that owner's frames. A frame larger than the whole budget is never kept.
+    Safe to share between threads."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError("the budget cannot be negative")
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._owned: dict[str, OrderedDict[int, None]] = {}  # each owner's indices, least recent first
+        self._lock = threading.Lock()
+
+    def view(self, owner: str, capacity: int) -> SharedCacheView:
+        if capacity < 1:
+            raise ValueError("the cache must hold at least one frame")
+        return SharedCacheView(self, owner, capacity)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, owner: str, index: int) -> np.ndarray | None:
+        with self._lock:
+            frame = self._items.get((owner, index))
+            if frame is not None:
+                self._items.move_to_end((owner, index))
+                self._owned[owner].move_to_end(index)
+            return frame
+
+    def put(self, owner: str, index: int, frame: np.ndarray, capacity: int) -> None:
+        with self._lock:
+            self._drop(owner, index)
+            if frame.nbytes > self.max_bytes:
+                return
+            self._items[(owner, index)] = frame
+            self._owned.setdefault(owner, OrderedDict())[index] = None
+            self.nbytes += frame.nbytes
+            owned = self._owned[owner]
+            while len(owned) > capacity:
+                self._drop(owner, next(iter(owned)))
+            while self.nbytes > self.max_bytes:
+                self._drop(*next(iter(self._items)))
+
+    def count(self, owner: str) -> int:
+        with self._lock:
+            return len(self._owned.get(owner, ()))
+
+    def contains(self, owner: str, index: int) -> bool:
+        with self._lock:
+            return (owner, index) in self._items
+
+    def drop_owner(self, owner: str) -> None:
+        with self._lock:
+            for index in list(self._owned.get(owner, ())):
+                self._drop(owner, index)
+
+    def _drop(self, owner: str, index: int) -> None:
+        # Called with the lock held.
+        frame = self._items.pop((owner, index), None)
+        if frame is None:
+            return
+        self.nbytes -= frame.nbytes
+        owned = self._owned[owner]
+        del owned[index]
+        if not owned:
+            del self._owned[owner]
+
+
+class SharedCacheView:
+    """One owner's part of a `SharedFrameCache`, with `FrameCache`'s interface."""
+
+    def __init__(self, shared: SharedFrameCache, owner: str, capacity: int) -> None:
+        self.shared, self.owner, self.capacity = shared, owner, capacity
+
+    def get(self, index: int) -> np.ndarray | None:
+        return self.shared.get(self.owner, index)
+
+    def put(self, index: int, frame: np.ndarray) -> None:
+        self.shared.put(self.owner, index, frame, self.capacity)
+
+    def __contains__(self, index: int) -> bool:
+        return self.shared.contains(self.owner, index)
+
+    def __len__(self) -> int:
+        return self.shared.count(self.owner)
+
+    def clear(self) -> None:
+        self.shared.drop_owner(self.owner)
 
 
 def _readonly(frame: np.ndarray) -> np.ndarray:
@@ -112,11 +223,11 @@ class ImageListFrames:
     is returned at its own size.
     """
 
-    def __init__(self, paths: Sequence[str | Path], cache_frames: int = DEFAULT_CACHE_FRAMES) -> None:
+    def __init__(self, paths: Sequence[str | Path], cache_frames: int = DEFAULT_CACHE_FRAMES, cache: FrameCache | SharedCacheView | None = None) -> None:
         if not paths:
             raise FrameError("no images")
         self._paths = [Path(p) for p in paths]
-        self._cache = FrameCache(cache_frames)
+        self._cache = cache if cache is not None else FrameCache(cache_frames)
         self._lock = threading.Lock()
         first = self.get(0)
         self._height, self._width = first.shape[:2]
@@ -135,6 +246,11 @@ class ImageListFrames:
     @property
     def cached_frames(self) -> int:
         return len(self._cache)
+
+    def close(self) -> None:
+        """Let go of the cached frames (the source stays usable)."""
+        with self._lock:
+            self._cache.clear()
 
     def get(self, index: int) -> np.ndarray:
         _check_index(index, len(self._paths))
@@ -234,10 +350,13 @@ class VideoFrames:
     cache), so that a backward walk costs one seek per `backfill` frames, not one per frame.
     """
 
-    def __init__(self, path: str | Path, cache_frames: int = DEFAULT_CACHE_FRAMES, backfill: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, cache_frames: int = DEFAULT_CACHE_FRAMES, backfill: int | None = None, cache: FrameCache | SharedCacheView | None = None
+    ) -> None:
         self._path = Path(path)
         self._index = _index_video(self._path)
-        self._cache = FrameCache(cache_frames)
+        self._cache = cache if cache is not None else FrameCache(cache_frames)
+        cache_frames = self._cache.capacity
         self._backfill = min(backfill if backfill is not None else cache_frames // 2, cache_frames - 1)
         self._pts_to_index = {p: i for i, p in enumerate(self._index.pts)}
         self._lock = threading.Lock()
@@ -420,11 +539,12 @@ class _SliceKey:
     instance: int | None  # InstanceNumber
 
 
-def probe_dicom_series(paths: Sequence[str | Path], labels: Sequence[str] | None = None) -> DicomSeriesInfo:
+def probe_dicom_series(paths: Sequence[str | Path], labels: Sequence[str] | None = None, max_pixels: int | None = None) -> DicomSeriesInfo:
     """Check that the files make one greyscale series of single-frame slices of one size whose
     pixels all decode, and find the slices' order (see `DicomSeriesFrames`). Files are read one
     at a time: the series is never held in memory. `labels` name the files in errors (their
-    paths by default)."""
+    paths by default). A slice of more than `max_pixels` pixels (by its header) is refused with
+    TooManyPixels before its pixel data is decoded."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise FrameError("no DICOM files")
@@ -436,6 +556,8 @@ def probe_dicom_series(paths: Sequence[str | Path], labels: Sequence[str] | None
     for path, name in zip(paths, names):
         dataset = _read_dicom(path, name)
         size = _check_slice(dataset, name)
+        if max_pixels is not None and size[0] * size[1] > max_pixels:
+            raise TooManyPixels(f"{name} is {size[0]}x{size[1]} ({size[0] * size[1]} pixels); at most {max_pixels} pixels a slice are accepted")
         if first is None:
             first = (size, name)
         elif size != first[0]:
@@ -467,7 +589,9 @@ class DicomSeriesFrames(ImageListFrames):
     once). MONOCHROME1 slices are inverted, so that higher values are brighter on every slice.
     """
 
-    def __init__(self, paths: Sequence[str | Path], cache_frames: int = DEFAULT_CACHE_FRAMES, sort: bool = True) -> None:
+    def __init__(
+        self, paths: Sequence[str | Path], cache_frames: int = DEFAULT_CACHE_FRAMES, sort: bool = True, cache: FrameCache | SharedCacheView | None = None
+    ) -> None:
         if not paths:
             raise FrameError("no DICOM files")
         files = [Path(p) for p in paths]
@@ -476,7 +600,7 @@ class DicomSeriesFrames(ImageListFrames):
             files = [files[i] for i in _slice_order(keys)]
         self._range: tuple[float, float] | None = None  # the series' robust range, once needed
         self._size: tuple[int, int] | None = None
-        super().__init__(files, cache_frames)  # decodes the first slice: the series' size
+        super().__init__(files, cache_frames, cache)  # decodes the first slice: the series' size
         self._size = (self._width, self._height)
 
     @property

@@ -96,7 +96,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except (msgspec.ValidationError, msgspec.DecodeError) as error:
             return error_response(422, "invalid_request", str(error))
         except MediaError as error:
-            return error_response(422, error.code, str(error))
+            return error_response(error.status, error.code, str(error))
         except AccountError as error:
             return error_response(422, "invalid_request", str(error))
         except LimitExceeded as error:

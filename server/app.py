@@ -49,7 +49,10 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         hub = Hub()
         ledger = Ledger(store, hub)
         await ledger.load()
-        library = MediaLibrary(settings.media_dir, settings.frame_cache, settings.open_media)
+        library = MediaLibrary(
+            settings.media_dir, settings.frame_cache, settings.open_media,
+            frame_cache_bytes=settings.frame_cache_bytes, max_image_pixels=settings.max_image_pixels,
+        )
         actor = InferenceActor(ledger, library, backends)
         if settings.run_models:
             hub.listen(actor.on_event)

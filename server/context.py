@@ -25,21 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.decide import Command, DomainError, ErrorCode, Redo, SaveSegment, Scope, Undo
+from domain.decide import Command, Scope, hidden_id_error
 from domain.events import (
     ClassAdded,
     MediaAdded,
-    ObjectCreated,
     ProjectCreated,
     Redone,
     SegmentProposed,
     TrackCancelled,
     TrackCompleted,
-    TrackedAccepted,
-    TrackedDiscarded,
     TrackFailed,
     TrackFrameProduced,
-    TrackRequested,
     Undone,
 )
 from inference.actor import InferenceActor
@@ -106,17 +102,6 @@ def authorize_on_media(ctx: Context, user: User, command: Command, scope: Scope,
     command route): the command must land on that media item."""
     if scope.media != media_id:
         if scope.media is not None and ctx.accounts.role_in(user, scope.project) is None:
-            raise DomainError(ErrorCode.UNKNOWN, _unknown(command))
+            raise hidden_id_error(command)
         raise Forbidden(f"commands sent here must be about media {media_id!r}")
     authorize_command(ctx, user, command, scope)
-
-
-def _unknown(command: Command) -> str:
-    """What `domain.decide.scope_of` says when the id that places the command does not exist."""
-    if isinstance(command, (ObjectCreated, TrackRequested, Undo, Redo, Undone, Redone)):
-        return f"unknown media {command.media!r}"
-    if isinstance(command, (TrackFrameProduced, TrackCompleted, TrackCancelled, TrackFailed, TrackedAccepted, TrackedDiscarded)):
-        return f"unknown track {command.track}"
-    if isinstance(command, SaveSegment):
-        return f"no proposed segment for prompt {command.prompt}"
-    return f"unknown object {command.object!r}"  # type: ignore[union-attr]

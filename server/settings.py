@@ -33,6 +33,12 @@ class Settings:
     # Decoded frames kept per media item, and media items with open decoders.
     frame_cache: int = 32
     open_media: int = 8
+    # Bytes of decoded frames cached by the whole process (all media items and tracks together,
+    # least recently used first); a frame larger than this is served but not cached.
+    frame_cache_bytes: int = 512 * 1024**2
+    # Pixels (width x height) an uploaded image, video frame or DICOM slice may have: checked
+    # from the file's header before decoding, so a small file cannot decode to gigabytes.
+    max_image_pixels: int = 40_000_000
     # Browser origins allowed on the socket besides the server's own.
     allowed_origins: tuple[str, ...] = ()
     # Per-user limits on queued work (server.limits): tracks running at once, clicks in one

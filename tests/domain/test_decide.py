@@ -47,7 +47,8 @@ def test_object_rules(log):
     refused(log, ALICE, ev.ObjectCreated(object="o-bbox", media="m1", class_id="bbox"), ErrorCode.EXISTS, "already exists")
     log.do(ALICE, ev.ProjectCreated(project="p2", name="Other"))
     log.do(ALICE, ev.ClassAdded(project="p2", class_id="foreign", name="f", shape="bbox", color="#123456"))
-    refused(log, ALICE, ev.ObjectCreated(object="x", media="m1", class_id="foreign"), ErrorCode.INVALID, "another project")
+    # Another project's class is answered as a missing one (test_hidden_ids_are_answered_as_missing).
+    refused(log, ALICE, ev.ObjectCreated(object="x", media="m1", class_id="foreign"), ErrorCode.UNKNOWN, "unknown class 'foreign'")
     log.do(ALICE, ev.ObjectDeleted(object="o-bbox"))
     refused(log, ALICE, ev.ObjectCreated(object="o-bbox", media="m1", class_id="bbox"), ErrorCode.EXISTS, "never reused")
     refused(log, ALICE, ev.ObjectDeleted(object="o-bbox"), ErrorCode.UNKNOWN, "unknown object")
@@ -304,3 +305,41 @@ def test_a_track_produces_each_frame_of_an_object_once(log):
     refused(log, TRACKER, frame(4), ErrorCode.EXISTS, "already produced frame 4")
     refused(log, TRACKER, frame(5), ErrorCode.EXISTS, "already produced frame 5")
     log.do(TRACKER, frame(2))  # a skipped frame is fine: results only move on
+
+
+def test_hidden_ids_are_answered_as_missing(log):
+    """An id of another project gets exactly the error (code and text) of an id that does not
+    exist, whichever rule looks it up, so a refusal never tells what exists elsewhere."""
+
+    def error(command):  # type: ignore[no-untyped-def]
+        with pytest.raises(DomainError) as caught:
+            decide(log.state, ALICE, command)
+        return caught.value.code, caught.value.message
+
+    def hidden(make_command, make_elsewhere):  # type: ignore[no-untyped-def]
+        missing = error(make_command())
+        make_elsewhere()
+        assert error(make_command()) == missing
+        assert missing[0] == ErrorCode.UNKNOWN
+        return missing
+
+    log.do(ALICE, ev.ProjectCreated(project="p2", name="Other"))
+    log.do(ALICE, ev.MediaAdded(project="p2", media="m2", name="m2", kind="video", width=WIDTH, height=HEIGHT, frames=FRAMES))
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+    assert hidden(
+        lambda: ev.ObjectCreated(object="x", media="m1", class_id="c2"),
+        lambda: log.do(ALICE, ev.ClassAdded(project="p2", class_id="c2", name="c", shape="bbox", color="#123456")),
+    ) == (ErrorCode.UNKNOWN, "unknown class 'c2'")
+    assert error(ev.ObjectReclassed(object="o-bbox", class_id="c2")) == (ErrorCode.UNKNOWN, "unknown class 'c2'")
+    hidden(
+        lambda: ev.TrackRequested(media="m1", objects=["o-bbox", "x2"], start=0, direction="forward", range=3),
+        lambda: log.do(ALICE, ev.ObjectCreated(object="x2", media="m2", class_id="c2")),
+    )
+    track_id = str(uuid.uuid4())
+
+    def elsewhere_track() -> None:
+        log.do(ALICE, ev.LabelSaved(object="x2", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
+        log.do(ALICE, ev.TrackRequested(media="m2", objects=["x2"], start=0, direction="forward", range=3), event_id=track_id)
+
+    # Still running over there: not even its status shows through.
+    hidden(lambda: ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward", range=3, replaces=track_id), elsewhere_track)
