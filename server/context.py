@@ -23,7 +23,7 @@ media, so membership never reveals what exists elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.decide import Command, DomainError, ErrorCode, Redo, SaveSegment, Scope, Undo
 from domain.events import (
@@ -49,6 +49,7 @@ from server.hub import Hub
 from server.ledger import Ledger
 from server.media import MediaLibrary
 from server.presence import PresenceBoard
+from server.sessions import Sessions
 from server.settings import Settings
 from server.store import EventStore
 
@@ -68,6 +69,7 @@ class Context:
     library: MediaLibrary
     backends: Backends
     actor: InferenceActor
+    sessions: Sessions = field(default_factory=Sessions)  # open sockets, ended when access is lost
 
 
 SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)
