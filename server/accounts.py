@@ -1,7 +1,11 @@
 """Users, tokens and project memberships.
 
 Accounts are not labelling history, so they live beside the log, in their own SQLite file.
-Tokens are stored hashed; the whole table is small and kept in memory for the per-request check.
+Tokens are stored hashed, each with an expiry and a revocation time. Every check of a token reads
+the database (one indexed row), so a token revoked or a user added by another process (`masklog
+user revoke`, `masklog user add`) counts at once. Memberships and account roles are also kept in
+memory for the synchronous per-command checks; `refresh` reloads them when another process has
+written the file.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ class AccountError(ValueError):
     pass
 
 
+class UnknownUser(AccountError):
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     name: str
@@ -45,22 +53,65 @@ class User:
         return f"user:{self.name}"
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a valid token stands for: its user, its public id (the first hex digits of its hash:
+    safe to show and to log) and when it stops working (None: never)."""
+
+    user: User
+    token_id: str
+    expires: float | None
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: str
+    created: float
+    expires: float | None
+    revoked: float | None
+
+
+TOKEN_ID_LENGTH = 12
+DEFAULT_TOKEN_LIFETIME_S = 30 * 24 * 3600.0
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id(token: str) -> str:
+    """The public id of a token (what `masklog user revoke --token` and the admin route take)."""
+    return _hash(token)[:TOKEN_ID_LENGTH]
+
+
+async def _migrate(conn: aiosqlite.Connection, legacy_lifetime_s: float | None) -> None:
+    """Bring an accounts file of an older version up to date: tokens gained creation, expiry and
+    revocation times. Tokens made before expiry existed expire `legacy_lifetime_s` from now."""
+    async with conn.execute("PRAGMA table_info(tokens)") as rows:
+        columns = {row[1] async for row in rows}
+    if "expires" in columns:
+        return
+    now = time.time()
+    await conn.execute("ALTER TABLE tokens ADD COLUMN created REAL NOT NULL DEFAULT 0")
+    await conn.execute("ALTER TABLE tokens ADD COLUMN expires REAL")
+    await conn.execute("ALTER TABLE tokens ADD COLUMN revoked REAL")
+    expires = now + legacy_lifetime_s if legacy_lifetime_s is not None else None
+    await conn.execute("UPDATE tokens SET created = ?, expires = ?", (now, expires))
 
 
 class Accounts:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self._by_token: dict[str, User] = {}
         self._users: dict[str, User] = {}
         self._members: dict[tuple[str, str], Role] = {}
-        self._loaded_at = 0.0
+        self._data_version = -1
 
     @classmethod
-    async def open(cls, path: Path) -> Accounts:
+    async def open(cls, path: Path, legacy_token_lifetime_s: float | None = DEFAULT_TOKEN_LIFETIME_S) -> Accounts:
         conn = await aiosqlite.connect(path)
         await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA busy_timeout=5000")  # the CLI may write while the server runs
         await conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, role TEXT NOT NULL);
@@ -70,6 +121,7 @@ class Accounts:
                 PRIMARY KEY (project, name));
             """
         )
+        await _migrate(conn, legacy_token_lifetime_s)
         await conn.commit()
         accounts = cls(conn)
         await accounts._load()
@@ -78,27 +130,45 @@ class Accounts:
     async def _load(self) -> None:
         async with self._conn.execute("SELECT name, role FROM users") as rows:
             self._users = {name: User(name, Role(role)) async for name, role in rows}
-        async with self._conn.execute("SELECT hash, name FROM tokens") as rows:
-            self._by_token = {digest: self._users[name] async for digest, name in rows}
         async with self._conn.execute("SELECT project, name, role FROM members") as rows:
             self._members = {(project, name): Role(role) async for project, name, role in rows}
-        self._loaded_at = time.monotonic()
+        self._data_version = await self._version()
+
+    async def _version(self) -> int:
+        async with self._conn.execute("PRAGMA data_version") as rows:
+            row = await rows.fetchone()
+        return int(row[0]) if row else 0
+
+    async def refresh(self) -> bool:
+        """Reload users and memberships if another connection (another process) changed the
+        file since the last load; returns whether it did. Cheap enough to call every second."""
+        if await self._version() == self._data_version:
+            return False
+        await self._load()
+        return True
 
     async def close(self) -> None:
         await self._conn.close()
 
     # ---- users and tokens -----------------------------------------------------------------
 
-    async def add_user(self, name: str, role: Role) -> str:
-        """Create the user (or change their account role) and return a new token for them."""
+    async def add_user(self, name: str, role: Role, lifetime_s: float | None = DEFAULT_TOKEN_LIFETIME_S) -> str:
+        """Create the user (or change their account role) and return a new token for them, valid
+        for `lifetime_s` seconds (None: until revoked)."""
         if not USER_NAME.match(name):
             raise AccountError(f"user name {name!r} is not valid: 1-64 letters, digits, '_', '.', '@' or '-'")
+        if lifetime_s is not None and lifetime_s <= 0:
+            raise AccountError("a token's lifetime must be positive")
         token = secrets.token_urlsafe(32)
+        now = time.time()
         await self._conn.execute(
             "INSERT INTO users (name, role) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET role = excluded.role",
             (name, role.value),
         )
-        await self._conn.execute("INSERT INTO tokens (hash, name) VALUES (?, ?)", (_hash(token), name))
+        await self._conn.execute(
+            "INSERT INTO tokens (hash, name, created, expires) VALUES (?, ?, ?, ?)",
+            (_hash(token), name, now, now + lifetime_s if lifetime_s is not None else None),
+        )
         await self._conn.commit()
         await self._load()
         return token
@@ -106,17 +176,62 @@ class Accounts:
     def user(self, name: str) -> User | None:
         return self._users.get(name)
 
-    async def authenticate(self, token: str | None) -> User | None:
-        """The token's user. An unknown token triggers a reload (at most once a second), so a
-        user added by `masklog user add` while the server runs can log in at once."""
+    async def credential(self, token: str | None) -> Credential | None:
+        """The token's user, read from the database: unknown, revoked and expired tokens all
+        give None."""
         if not token or len(token) > 200:
             return None
         digest = _hash(token)
-        user = self._by_token.get(digest)
-        if user is None and time.monotonic() - self._loaded_at > 1.0:
-            await self._load()
-            user = self._by_token.get(digest)
-        return user
+        query = (
+            "SELECT users.name, users.role, tokens.expires FROM tokens JOIN users ON users.name = tokens.name "
+            "WHERE tokens.hash = ? AND tokens.revoked IS NULL AND (tokens.expires IS NULL OR tokens.expires > ?)"
+        )
+        async with self._conn.execute(query, (digest, time.time())) as rows:
+            row = await rows.fetchone()
+        if row is None:
+            return None
+        name, role, expires = row
+        return Credential(User(name, Role(role)), digest[:TOKEN_ID_LENGTH], expires, digest)
+
+    async def authenticate(self, token: str | None) -> User | None:
+        credential = await self.credential(token)
+        return credential.user if credential else None
+
+    async def live_digests(self, digests: set[str]) -> set[str]:
+        """Those of these token hashes that still work (not revoked, not expired)."""
+        if not digests:
+            return set()
+        marks = ",".join("?" * len(digests))
+        query = f"SELECT hash FROM tokens WHERE hash IN ({marks}) AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
+        async with self._conn.execute(query, [*digests, time.time()]) as rows:
+            return {digest async for (digest,) in rows}
+
+    async def tokens(self, name: str) -> list[TokenInfo]:
+        await self._require_user(name)
+        async with self._conn.execute("SELECT hash, created, expires, revoked FROM tokens WHERE name = ? ORDER BY created", (name,)) as rows:
+            return [TokenInfo(digest[:TOKEN_ID_LENGTH], created, expires, revoked) async for digest, created, expires, revoked in rows]
+
+    async def revoke(self, name: str, token: str | None = None) -> list[str]:
+        """Revoke all of a user's live tokens, or one of them (`token`: the token itself or its
+        id). Returns the ids revoked; an unknown user or token is an AccountError."""
+        await self._require_user(name)
+        condition, params = "name = ? AND revoked IS NULL", [name]
+        if token is not None:
+            condition += " AND (hash = ? OR substr(hash, 1, ?) = ?)"
+            params += [_hash(token), TOKEN_ID_LENGTH, token.lower()]
+        async with self._conn.execute(f"SELECT hash FROM tokens WHERE {condition}", params) as rows:
+            ids = [digest[:TOKEN_ID_LENGTH] async for (digest,) in rows]
+        if token is not None and not ids:
+            raise AccountError(f"user {name!r} has no live token like that")
+        await self._conn.execute(f"UPDATE tokens SET revoked = ? WHERE {condition}", [time.time(), *params])
+        await self._conn.commit()
+        self._data_version = -1  # make the next refresh reload
+        return ids
+
+    async def _require_user(self, name: str) -> None:
+        async with self._conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)) as rows:
+            if await rows.fetchone() is None:
+                raise UnknownUser(f"unknown user {name!r}")
 
     # ---- memberships ---------------------------------------------------------------------
 
@@ -135,8 +250,9 @@ class Accounts:
         return {project for project, name in self._members if name == user.name}
 
     async def set_member(self, project: str, name: str, role: Role | None) -> None:
-        if name not in self._users:
-            raise AccountError(f"unknown user {name!r}")
+        # The database, not the in-memory copy: the user may have been added by another process.
+        await self._require_user(name)
+        await self.refresh()
         try:
             if role is None:
                 await self._conn.execute("DELETE FROM members WHERE project = ? AND name = ?", (project, name))

@@ -1,7 +1,7 @@
 """REST: projects, ontology, members, media upload, frames, labels, history, audit, commands.
 
-Every route needs a token (`Authorization: Bearer <token>`; GET routes also take `?token=`, so
-an <img> can show a frame). Errors are JSON `{"error": {"code", "message"}}` with a fitting
+Every route needs a token (`Authorization: Bearer <token>`; GET routes still take `?token=` for
+old clients, redacted from the logs, but the page sends the header). Errors are JSON `{"error": {"code", "message"}}` with a fitting
 status; a refused request changes nothing. docs/api.md lists the routes and who may call them.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,7 @@ from domain.events import (
 from domain.shapes import ShapeKind
 from domain.state import LabelState
 from inference.frames import FrameError
-from server.accounts import AccountError, Role, User
+from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
 from server.limits import LimitExceeded, retry_after_header
 from server.media import MediaError
@@ -272,10 +273,53 @@ async def set_member(request: Request, ctx: Context, user: User) -> Response:
     name = request.path_params["user"]
     if request.method == "DELETE":
         await ctx.accounts.set_member(project.project, name, None)
+        ctx.sessions.member_changed(ctx.accounts, project.project, name)
         return json_response({"user": name, "role": None})
     body = await _body(request, ctx, Membership)
     await ctx.accounts.set_member(project.project, name, body.role)
+    ctx.sessions.member_changed(ctx.accounts, project.project, name)
     return json_response({"user": name, "role": body.role.value})
+
+
+# ---- tokens ---------------------------------------------------------------------------------------
+
+
+TOKEN_ID = re.compile(rf"^[0-9a-f]{{{TOKEN_ID_LENGTH}}}$")
+
+
+def _account_admin(user: User) -> None:
+    if user.role != Role.ADMIN:
+        raise Forbidden("only account admins manage tokens")
+
+
+@endpoint
+async def list_tokens(request: Request, ctx: Context, user: User) -> Response:
+    _account_admin(user)
+    try:
+        tokens = await ctx.accounts.tokens(request.path_params["user"])
+    except UnknownUser as error:
+        raise ApiError(404, "unknown_id", str(error)) from None
+    return json_response({"tokens": tokens})
+
+
+@endpoint
+async def revoke_tokens(request: Request, ctx: Context, user: User) -> Response:
+    """Revoke all of a user's tokens, or the one whose id is in the path; their open sockets
+    close at once (4001)."""
+    _account_admin(user)
+    name = request.path_params["user"]
+    token = request.path_params.get("token")
+    if token is not None and not TOKEN_ID.match(token):
+        # Only ids here: a token itself in a path would end up in logs.
+        raise ApiError(422, "invalid_request", f"give the token's id ({TOKEN_ID_LENGTH} hex digits, see GET /api/users/{name}/tokens), not the token")
+    try:
+        revoked = await ctx.accounts.revoke(name, token)
+    except UnknownUser as error:
+        raise ApiError(404, "unknown_id", str(error)) from None
+    except AccountError as error:
+        raise ApiError(404, "unknown_id", str(error)) from None
+    ctx.sessions.tokens_revoked(name, revoked)
+    return json_response({"user": name, "revoked": revoked})
 
 
 # ---- media ----------------------------------------------------------------------------------------
@@ -482,6 +526,9 @@ routes = [
     Route("/api/projects/{project}/members", list_members),
     Route("/api/projects/{project}/members/{user}", set_member, methods=["PUT", "DELETE"]),
     Route("/api/projects/{project}/media", upload_media, methods=["POST"]),
+    Route("/api/users/{user}/tokens", list_tokens, methods=["GET"]),
+    Route("/api/users/{user}/tokens", revoke_tokens, methods=["DELETE"]),
+    Route("/api/users/{user}/tokens/{token}", revoke_tokens, methods=["DELETE"]),
     Route("/api/media/{media}", get_media),
     Route("/api/media/{media}/frames/{index}", get_frame),
     Route("/api/media/{media}/labels", get_labels),

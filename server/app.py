@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from inference.actor import InferenceActor
 from inference.backends import Backends, load_backends
-from server import api, exchange
+from server import api, exchange, redact
 from server.accounts import Accounts
 from server.context import Context
 from server.hub import Hub
@@ -57,9 +57,14 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         if settings.run_models:
             hub.listen(actor.on_event)
             actor.start()
+        ctx = Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor, Limits(settings))
+        checker = asyncio.create_task(_check_access(ctx))
         try:
-            yield Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor, Limits(settings))
+            yield ctx
         finally:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
             if settings.run_models:
                 hub.unlisten(actor.on_event)
             await actor.stop()
@@ -68,9 +73,20 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         await store.close()
 
 
+async def _check_access(ctx: Context) -> None:
+    """End open sockets whose access was lost outside this process, or by expiry."""
+    while True:
+        await asyncio.sleep(ctx.settings.access_check_s)
+        try:
+            await ctx.sessions.sweep(ctx.accounts)
+        except Exception:  # a busy or broken accounts file must not stop the checks
+            log.exception("checking open sockets against the accounts failed")
+
+
 def create_app(settings: Settings, backends: Backends | None = None) -> Starlette:
     """`backends` already loaded (the CLI loads them first, to fail before serving), or None to
     load them from the settings at start-up."""
+    redact.install()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

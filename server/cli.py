@@ -7,10 +7,11 @@ import asyncio
 import json
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from server.settings import Settings, env, model_settings_from
+from server.settings import Settings, env, model_settings_from, token_lifetime_s
 
 
 def _data_dir(value: str | None) -> Path:
@@ -30,6 +31,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-prompt-points", type=_positive(int), default=env("MAX_PROMPT_POINTS"), help=f"clicks in one prompt (env MASKLOG_MAX_PROMPT_POINTS; default {Settings.max_prompt_points})")
     parser.add_argument("--commands-per-second", type=_positive(float), default=env("COMMANDS_PER_SECOND"), help=f"commands one user may send a second (env MASKLOG_COMMANDS_PER_SECOND; default {Settings.commands_per_second:g})")
     parser.add_argument("--command-burst", type=_positive(int), default=env("COMMAND_BURST"), help=f"commands one user may send at once above that rate (env MASKLOG_COMMAND_BURST; default {Settings.command_burst})")
+    parser.add_argument("--public-origin", action="append", help="an origin clients reach this server under, e.g. https://labels.example.com (repeatable; env MASKLOG_PUBLIC_ORIGINS, comma-separated)")
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -51,7 +53,8 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, int | float]:
 
 def _settings(args: argparse.Namespace) -> Settings:
     model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
-    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model, run_models=not args.no_models, **_limit_settings(args))
+    public = args.public_origin or [o.strip() for o in (env("PUBLIC_ORIGINS") or "").split(",") if o.strip()]
+    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model, run_models=not args.no_models, public_origins=tuple(public), **_limit_settings(args))
 
 
 def _serve(settings: Settings, demo: bool) -> None:
@@ -80,7 +83,8 @@ def _serve(settings: Settings, demo: bool) -> None:
             print(f"  {name:7s} token {token}", flush=True)
         print(f"  try: curl -H 'Authorization: Bearer {tokens['alice']}' {base}/api/projects", flush=True)
         if (Path(__file__).resolve().parent.parent / "web" / "index.html").exists():
-            print(f"  page: {base}/?token={tokens['alice']}", flush=True)
+            # After '#': browsers never send the fragment, so the token reaches no server log.
+            print(f"  page: {base}/#token={tokens['alice']}", flush=True)
     print(f"serving on http://{settings.host}:{settings.port} (backend: {settings.model.backend})", flush=True)
     uvicorn.run(
         create_app(settings, backends),
@@ -188,6 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("--role", choices=["admin", "annotator", "viewer"], default="annotator", help="account role: admins create projects and administer all of them")
     add.add_argument("--data")
+    default_days = float(env("TOKEN_DAYS") or Settings.token_lifetime_days)
+    add.add_argument("--expires", type=float, default=default_days, metavar="DAYS", help=f"the new token stops working after DAYS days; 0: until revoked (env MASKLOG_TOKEN_DAYS; default {default_days:g})")
+    revoke = user_commands.add_parser("revoke", help="revoke a user's tokens (all, or one); works while the server runs")
+    revoke.add_argument("name")
+    revoke.add_argument("--token", help="only this token (the token itself or its id, from 'masklog user tokens')")
+    revoke.add_argument("--data")
+    tokens = user_commands.add_parser("tokens", help="list a user's tokens: id, created, expires, revoked")
+    tokens.add_argument("name")
+    tokens.add_argument("--data")
 
     evaluate = commands.add_parser("eval-vos", help="semi-supervised tracking evaluation (DAVIS J and F) on DAVIS-format folders")
     evaluate.add_argument("dir", type=Path, help="folder of sequences: <seq>/JPEGImages and <seq>/Annotations")
@@ -233,17 +246,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "user":
         from server.accounts import AccountError, Accounts, Role
 
-        async def add_user() -> str:
+        def when(stamp: float | None) -> str:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
+
+        async def manage_user() -> str:
             data = _data_dir(args.data)
             data.mkdir(parents=True, exist_ok=True)
             accounts = await Accounts.open(Settings(data=data).accounts_database)
             try:
-                return await accounts.add_user(args.name, Role(args.role))
+                if args.user_command == "revoke":
+                    revoked = await accounts.revoke(args.name, args.token)
+                    return f"revoked {len(revoked)} token(s) of {args.name}" + (f": {', '.join(revoked)}" if revoked else "")
+                if args.user_command == "tokens":
+                    rows = [f"{t.id}  created {when(t.created)}  expires {when(t.expires)}  revoked {when(t.revoked)}" for t in await accounts.tokens(args.name)]
+                    return "\n".join(rows) or f"{args.name} has no tokens"
+                return await accounts.add_user(args.name, Role(args.role), token_lifetime_s(args.expires))
             finally:
                 await accounts.close()
 
         try:
-            print(asyncio.run(add_user()))
+            print(asyncio.run(manage_user()))
         except AccountError as error:
             print(f"masklog: {error}", file=sys.stderr)
             return 2

@@ -23,7 +23,7 @@ media, so membership never reveals what exists elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.decide import Command, Scope, hidden_id_error
 from domain.events import (
@@ -46,6 +46,7 @@ from server.ledger import Ledger
 from server.limits import Limits
 from server.media import MediaLibrary
 from server.presence import PresenceBoard
+from server.sessions import Sessions
 from server.settings import Settings
 from server.store import EventStore
 
@@ -66,6 +67,7 @@ class Context:
     backends: Backends
     actor: InferenceActor
     limits: Limits
+    sessions: Sessions = field(default_factory=Sessions)  # open sockets, ended when access is lost
 
 
 SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)

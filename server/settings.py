@@ -47,6 +47,19 @@ class Settings:
     max_prompt_points: int = 64
     commands_per_second: float = 50.0
     command_burst: int = 200
+    # The origins (scheme://host[:port]) under which clients reach this server, e.g. behind a
+    # proxy: a socket's Host must name one of them (or, always, a loopback name or the address
+    # the connection arrived on, with the port it arrived on), and a browser's Origin must be one
+    # of them, that same host over plain http, or in `allowed_origins`.
+    public_origins: tuple[str, ...] = ()
+    # A socket whose client does not take a message within this time is closed (4008), so a
+    # client that stops reading stops holding memory.
+    send_timeout_s: float = 30.0
+    # How often open sockets are checked against the accounts file (tokens revoked or expired
+    # by another process, account roles changed).
+    access_check_s: float = 1.0
+    # Lifetime of a new token (`masklog user add --expires DAYS`); 0: until revoked.
+    token_lifetime_days: float = 30.0
     # Whether this process runs the inference actor (answers prompts, works off tracks). Off,
     # requests wait in the log for a process that does.
     run_models: bool = True
@@ -62,6 +75,10 @@ class Settings:
     @property
     def media_dir(self) -> Path:
         return self.data / "media"
+
+
+def token_lifetime_s(days: float) -> float | None:
+    return days * 24 * 3600.0 if days > 0 else None
 
 
 def env(name: str, default: str | None = None) -> str | None:

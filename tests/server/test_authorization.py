@@ -103,6 +103,10 @@ ROUTES: dict[str, Callable[[httpx.Client], httpx.Response]] = {
     "POST /api/media/m1/commands": lambda http: post_command(
         http, {"type": "object_created", "object": fresh("obj"), "media": "m1", "class_id": "box"}
     ),
+    # Token management: harmless targets (a user and a token id nobody has: 404 for an admin).
+    "GET /api/users/{user}/tokens": lambda http: http.get("/api/users/admin/tokens"),
+    "DELETE /api/users/{user}/tokens": lambda http: http.delete("/api/users/nobody/tokens"),
+    "DELETE /api/users/{user}/tokens/{token}": lambda http: http.delete("/api/users/admin/tokens/000000000000"),
 }
 
 #                                           account project                              no     bad
@@ -128,6 +132,9 @@ REST_TABLE: dict[str, tuple[int, ...]] = {
     "GET /api/media/m1/audit":                 (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/cells/{object}/0":      (200,   200,     200,     200,   404,     401,   401),
     "POST /api/media/m1/commands":             (201,   201,     201,     403,   404,     401,   401),
+    "GET /api/users/{user}/tokens":            (200,   403,     403,     403,   403,     401,   401),
+    "DELETE /api/users/{user}/tokens":         (404,   403,     403,     403,   403,     401,   401),
+    "DELETE /api/users/{user}/tokens/{token}": (404,   403,     403,     403,   403,     401,   401),
 }  # fmt: skip
 
 # Events an allowed call appends to the log (memberships live beside the log, in accounts).

@@ -66,9 +66,13 @@ def test_demo_serves_a_project_made_on_the_spot(tmp_path):
             words = line.split()
             if len(words) == 3 and words[1] == "token":
                 tokens[words[0]] = words[2]
+            if line.strip().startswith("page:"):
+                page = line.split()[-1]
             if line.startswith("serving on"):
                 break
         assert set(tokens) == {"admin", "alice", "bob", "viewer"}
+        # The page link carries the token after '#' (browsers never send it to the server).
+        assert page.endswith(f"/#token={tokens['alice']}") and "?token=" not in page
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {tokens['alice']}"}) as http:
             for _ in range(100):
                 try:

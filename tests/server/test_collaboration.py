@@ -188,8 +188,8 @@ async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others
         stalled = socket.create_connection(("127.0.0.1", live.port))
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
         stalled.sendall(
-            b"GET /api/media/m1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"GET /api/media/m1/ws HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n".encode()
+            + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         response = b""
         while b"\r\n\r\n" not in response:

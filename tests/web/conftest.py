@@ -77,7 +77,7 @@ def open_page(browser, site):  # type: ignore[no-untyped-def]
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(f"{user}: {error}"))
         page.on("console", lambda message: errors.append(f"{user}: console {message.text}") if message.type == "error" else None)
-        page.goto(f"{site.url}/?token={site.tokens[user]}#media={media}&frame={frame}")
+        page.goto(f"{site.url}/#token={site.tokens[user]}&media={media}&frame={frame}")
         page.wait_for_function("window.masklog && window.masklog.ready", timeout=20_000)
         page.evaluate("window.masklog.ready")
         return page

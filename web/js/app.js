@@ -85,13 +85,17 @@ class App {
   // ---- start ----------------------------------------------------------------------------------
 
   async start() {
-    const params = new URLSearchParams(location.search);
-    let token = params.get("token");
+    // A link carries the token after '#' (never sent to a server, so in no log); an old link in
+    // the query still works. Either way it is kept in this browser and taken out of the address.
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    const query = new URLSearchParams(location.search);
+    let token = fragment.get("token") || query.get("token");
     if (token) {
       localStorage.setItem(TOKEN_KEY, token);
-      params.delete("token");
-      const query = params.toString();
-      history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+      fragment.delete("token");
+      query.delete("token");
+      const [search, hash] = [query.toString(), fragment.toString()];
+      history.replaceState(null, "", `${location.pathname}${search ? `?${search}` : ""}${hash ? `#${hash}` : ""}`);
     } else token = localStorage.getItem(TOKEN_KEY);
     $("login-form").addEventListener("submit", (e) => {
       e.preventDefault();

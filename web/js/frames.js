@@ -19,17 +19,32 @@ export class FrameImages {
       this.cache.set(index, promise);
       return promise;
     }
-    const image = new Image();
-    image.decoding = "async";
-    promise = new Promise((resolve, reject) => {
-      image.onload = () => resolve(image);
-      image.onerror = () => {
-        this.cache.delete(index);
-        reject(new Error(`frame ${index} could not be loaded`));
-      };
-    });
+    // Fetched (with the token in a header), then shown through an object URL that is released
+    // as soon as the image is decoded.
+    promise = this.api
+      .frame(this.media, index)
+      .then(
+        (blob) =>
+          new Promise((resolve, reject) => {
+            const url = URL.createObjectURL(blob);
+            const image = new Image();
+            image.decoding = "async";
+            image.onload = () => {
+              URL.revokeObjectURL(url);
+              resolve(image);
+            };
+            image.onerror = () => {
+              URL.revokeObjectURL(url);
+              reject(new Error("not an image"));
+            };
+            image.src = url;
+          }),
+      )
+      .catch(() => {
+        if (this.cache.get(index) === promise) this.cache.delete(index);
+        throw new Error(`frame ${index} could not be loaded`);
+      });
     promise.catch(() => {});
-    image.src = this.api.frameUrl(this.media, index);
     this.cache.set(index, promise);
     while (this.cache.size > KEEP) this.cache.delete(this.cache.keys().next().value);
     return promise;

@@ -55,8 +55,13 @@ export class Api {
     return this.get(`/api/media/${encodeURIComponent(media)}/history`, { after, limit });
   }
 
-  frameUrl(media, index) {
-    return `/api/media/${encodeURIComponent(media)}/frames/${index}?token=${encodeURIComponent(this.token)}`;
+  /** A frame as a Blob (JPEG). Fetched with the Authorization header, never a token in the URL. */
+  async frame(media, index) {
+    const response = await fetch(`/api/media/${encodeURIComponent(media)}/frames/${index}`, {
+      headers: { Authorization: `Bearer ${this.token}` },
+    });
+    if (!response.ok) throw new ApiError(response.status, "http_error", `frame ${index}: ${response.status} ${response.statusText}`);
+    return response.blob();
   }
 }
 
