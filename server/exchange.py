@@ -234,16 +234,19 @@ async def import_coco(request: Request, ctx: Context, user: User) -> Response:
     )
 
 
-async def _read_file(request: Request, ctx: Context) -> bytes:
-    limit = ctx.settings.max_upload_bytes
+async def _read_file(request: Request, ctx: Context) -> bytes | bytearray:
+    """The COCO file, read as it arrives and never past `max_import_bytes`: a body that says
+    it is larger is refused before any of it is read, one that turns out larger as soon as it
+    passes the limit."""
+    limit = ctx.settings.max_import_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, "too_large", f"upload over {limit} bytes")
+        raise ApiError(413, "too_large", f"import over {limit} bytes")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         try:
             form = await _limited(request, limit).form(max_files=1, max_fields=5)
         except _TooLarge:
-            raise ApiError(413, "too_large", f"upload over {limit} bytes") from None
+            raise ApiError(413, "too_large", f"import over {limit} bytes") from None
         except Exception as error:
             raise ApiError(400, "malformed_upload", f"cannot read the upload: {error}") from None
         part = form.get("file")
@@ -257,8 +260,8 @@ async def _read_file(request: Request, ctx: Context) -> bytes:
         async for chunk in _limited(request, limit).stream():
             data += chunk
     except _TooLarge:
-        raise ApiError(413, "too_large", f"upload over {limit} bytes") from None
-    return bytes(data)
+        raise ApiError(413, "too_large", f"import over {limit} bytes") from None
+    return data
 
 
 routes = [
