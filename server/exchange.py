@@ -330,16 +330,24 @@ async def export_offline(
         await store.close()
 
 
-async def import_log(data: Path, lines: Iterator[bytes], progress: Callable[[int], None] | None = None) -> int:
+async def import_log(
+    data: Path, lines: Iterator[bytes], progress: Callable[[int], None] | None = None, max_bytes: int | None = None
+) -> int:
     """Load an exported event log into the empty log of `data`, keeping every event's id, actor,
     stream, cause and body, in order: the projection after each event is the one the exported
-    log had at that event. Every line is checked before anything is written; returns the
-    number of events."""
+    log had at that event. Every line is checked before anything is written, and all of them
+    are held meanwhile, so the log may be at most `max_bytes` (default `max_import_bytes`);
+    returns the number of events."""
     from server.settings import Settings
     from server.sqlite_store import SQLiteEventStore
 
+    limit = Settings.max_import_bytes if max_bytes is None else max_bytes
     events: list[Event] = []
+    read = 0
     for number, line in enumerate(lines, start=1):
+        read += len(line)
+        if read > limit:
+            raise ExchangeError(f"the log is over {limit} bytes (line {number}); raise the limit with --max-bytes")
         if not line.strip():
             continue
         try:

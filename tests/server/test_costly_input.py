@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,13 +21,15 @@ import numpy as np
 import pytest
 import websockets
 
-from domain.events import Event, LabelSaved, NewEvent, Source, encode
+from domain.events import Event, LabelSaved, NewEvent, ProjectCreated, Source, encode
 from domain.limits import INT64_MAX, MAX_JSON_DEPTH, MAX_RLE_CHARS, MAX_SHAPE_POINTS
 from domain.shapes import BBox
+from server.exchange import ExchangeError, import_log
 from server.sqlite_store import SQLiteEventStore
 from tests.server.live import HEIGHT, WIDTH, Client, LiveServer, seed, start_server
 from tests.server.rest import command, fresh, head, new_object, post_command
 
+ROOT = Path(__file__).resolve().parents[2]
 IMPORT_LIMIT = 1024 * 1024
 DEEP = 5_000
 
@@ -392,3 +397,20 @@ def test_a_log_with_values_over_todays_limits_still_loads(tmp_path):
             assert len(alice.get("/api/media/m1/history").json()["events"]) >= 3
     finally:
         live.stop()
+
+
+# ---- the event-log import (`masklog import-log`) -------------------------------------------------------
+
+
+def test_an_event_log_over_the_limit_is_refused(tmp_path):
+    event = encode(Event(seq=1, id=str(uuid.uuid4()), stream="project:p", actor="user:alice", at=1.0, body=ProjectCreated(project="p", name="P"))) + b"\n"
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(event + b" " * 4096 + b"\n")
+    done = subprocess.run([sys.executable, "-m", "server.cli", "import-log", str(log), "--data", str(tmp_path / "a"), "--max-bytes", "1024"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "over 1024 bytes" in done.stderr
+    assert not (tmp_path / "a" / "events.sqlite3").exists()
+    with pytest.raises(ExchangeError, match="over 100 bytes"):
+        asyncio.run(import_log(tmp_path / "b", iter([event] * 10), max_bytes=100))
+    with pytest.raises(ExchangeError, match="line 2 .*nested too deep"):
+        asyncio.run(import_log(tmp_path / "c", iter([event, deep().encode() + b"\n"])))
+    assert asyncio.run(import_log(tmp_path / "d", iter([event]))) == 1
