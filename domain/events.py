@@ -119,6 +119,7 @@ def _struct(tag: str) -> dict[str, Any]:
 # Values kept in the projection and carried by undo/redo compensations.
 
 
+# Edges name points by index; `decide` checks they exist, the schema only that they fit in int64.
 SkeletonIndex = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
