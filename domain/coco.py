@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from domain.decide import DomainError
 from domain.events import (
     ID_PATTERN,
     ClassAdded,
@@ -32,8 +33,10 @@ from domain.events import (
     MediaAdded,
     MediaKind,
     ObjectCreated,
+    SchemaError,
     SkeletonTemplate,
     Source,
+    check_limits,
 )
 from domain.geometry import (
     GeometryError,
@@ -48,6 +51,8 @@ from domain.geometry import (
     shape_to_mask,
     validate_shape,
 )
+from domain.limits import MAX_JSON_DEPTH, json_depth_over
+from domain.precheck import check_points
 from domain.shapes import (
     BBox,
     Bitmask,
@@ -285,16 +290,20 @@ class ImportPlan:
         return [*self.classes, *self.objects, *self.labels]
 
 
-def parse(data: bytes) -> _File:
+def parse(data: bytes | bytearray) -> _File:
+    if json_depth_over(data):
+        raise CocoError(f"not a COCO file: JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return msgspec.json.decode(data, type=_File)
     except msgspec.ValidationError as error:  # (a kind of DecodeError: first)
         raise CocoError(f"not a COCO instance file: {error}") from None
     except msgspec.DecodeError as error:
         raise CocoError(f"not a COCO file: {error}") from None
+    except RecursionError:  # not past the depth check, but the stack may be deeper here
+        raise CocoError("not a COCO file: JSON nested too deep") from None
 
 
-def plan_import(state: LabelState, media: MediaAdded, data: bytes, new_id: Callable[[str], str]) -> ImportPlan:
+def plan_import(state: LabelState, media: MediaAdded, data: bytes | bytearray, new_id: Callable[[str], str]) -> ImportPlan:
     """The commands that bring a COCO file's annotations onto `media`: its images map to the
     media's frames (masklog's own `masklog.frame`, else the last number in the file name, else
     frame 0 of a single image); categories to the project's classes (by class id, then name),
@@ -327,7 +336,23 @@ def plan_import(state: LabelState, media: MediaAdded, data: bytes, new_id: Calla
             plan.objects.append(ObjectCreated(object=objects[key], media=media.media, class_id=cls.class_id))
         taken.add((objects[key], frame))
         plan.labels.append(LabelSaved(object=objects[key], frame=frame, shape=shape, source=Source.IMPORTED))
+    _check_limits(plan)
     return plan
+
+
+def _check_limits(plan: ImportPlan) -> None:
+    """Hold the commands made from the file to the limits a client's commands meet."""
+    for command in plan.classes:
+        try:
+            check_limits(command)
+        except SchemaError as error:
+            raise CocoError(f"category {command.name[:50]!r}: {error}") from None
+    for command in plan.labels:
+        try:
+            check_limits(command)
+            check_points(command.shape)
+        except (SchemaError, DomainError) as error:
+            raise CocoError(f"the label of object {command.object!r} on frame {command.frame}: {error}") from None
 
 
 def _image_frames(images: list[_Image], media: MediaAdded) -> dict[int | str, int]:
@@ -340,7 +365,7 @@ def _image_frames(images: list[_Image], media: MediaAdded) -> dict[int | str, in
             frame = 0
         else:
             numbers = re.findall(r"\d+", image.file_name.rsplit("/", 1)[-1])
-            frame = int(numbers[-1]) if numbers else None
+            frame = int(numbers[-1]) if numbers and len(numbers[-1]) <= 12 else None  # longer: no frame
         if frame is None or not 0 <= frame < media.frames:
             raise CocoError(f"image {image.id!r} ({image.file_name!r}) is not a frame of media {media.media!r} (frames 0..{media.frames - 1})")
         if image.width is not None and image.height is not None and (image.width, image.height) != (media.width, media.height):
@@ -452,7 +477,7 @@ def _segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray
         return None
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
-        if not isinstance(size, list) or [int(v) for v in size] != [height, width]:
+        if not isinstance(size, list) or _whole_numbers(size) != [height, width]:
             raise GeometryError(f"its RLE size {size!r} is not the frame's [{height}, {width}]")
         if isinstance(counts, str):
             rle = Rle(size=(height, width), counts=counts)
@@ -463,6 +488,13 @@ def _segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray
     if isinstance(segmentation, list):
         return polygon_to_mask(_polygon(segmentation, height, width), height, width)
     raise GeometryError("its segmentation is neither polygons nor an RLE")
+
+
+def _whole_numbers(values: list[Any]) -> list[int] | None:
+    try:
+        return [int(v) for v in values]
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _polygon(rings: list[Any], height: int, width: int) -> Polygon:

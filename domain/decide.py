@@ -24,6 +24,7 @@ from domain.events import (
     ClassAdded,
     Direction,
     EventId,
+    Id,
     LabelChange,
     LabelDeleted,
     LabelSaved,
@@ -55,11 +56,11 @@ from domain.state import LabelState, TrackStatus
 
 
 class Undo(msgspec.Struct, frozen=True, tag="undo", forbid_unknown_fields=True, kw_only=True):
-    media: str
+    media: Id
 
 
 class Redo(msgspec.Struct, frozen=True, tag="redo", forbid_unknown_fields=True, kw_only=True):
-    media: str
+    media: Id
 
 
 class SaveSegment(msgspec.Struct, frozen=True, tag="save_segment", forbid_unknown_fields=True, kw_only=True):

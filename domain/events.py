@@ -18,6 +18,23 @@ from typing import Annotated, Any
 
 import msgspec
 
+from domain.limits import (
+    INT64_MAX,
+    MAX_ACTOR_CHARS,
+    MAX_CHANGES,
+    MAX_FRAME,
+    MAX_ID_CHARS,
+    MAX_MODEL_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PROMPT_POINTS,
+    MAX_SIDE,
+    MAX_SKELETON_EDGES,
+    MAX_SKELETON_POINTS,
+    MAX_STREAM_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TRACK_OBJECTS,
+    MAX_TRACK_RANGE,
+)
 from domain.shapes import Rle, Shape, ShapeKind
 
 SCHEMA_VERSION = 1
@@ -25,17 +42,21 @@ SCHEMA_VERSION = 1
 # Ids of projects, classes, media and objects, chosen by clients. Only the length is checked
 # while decoding (a pattern costs about 1 us a field, too much for rebuilding a long log); new
 # ids are checked against ID_PATTERN when a command creates them (`domain.decide`).
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 # A stream is what one client follows: `media:<id>` for a media item, `project:<id>` for the
 # project's own events (ontology, media list); see `stream_of`.
-Stream = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Stream = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STREAM_CHARS)]
 # `user:<name>` or `model:<backend>/<model>@<version>`; the pattern is checked where actors are
 # made (the server's auth, the inference actor), not on every decode.
-Actor = Annotated[str, msgspec.Meta(min_length=6, max_length=200)]
+Actor = Annotated[str, msgspec.Meta(min_length=6, max_length=MAX_ACTOR_CHARS)]
 ACTOR_PATTERN = re.compile(r"^(user:[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}|model:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[A-Za-z0-9_.+-]+)$")
-Frame = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Frame = Annotated[int, msgspec.Meta(ge=0, le=MAX_FRAME)]
+Model = Annotated[str, msgspec.Meta(max_length=MAX_MODEL_CHARS)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+# Counts the server writes (frames a track produced, cells an undo left alone).
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
 Score = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
 # Event ids are UUIDs in canonical text form (lowercase, hyphenated), kept as str: msgspec
@@ -123,9 +144,13 @@ def _struct(tag: str) -> dict[str, Any]:
 # Values kept in the projection and carried by undo/redo compensations.
 
 
+# Edges name points by index; `decide` checks they exist, the schema only that they fit in int64.
+SkeletonIndex = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+
+
 class SkeletonTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    points: list[Name]
-    edges: list[tuple[int, int]] = []
+    points: Annotated[list[Name], msgspec.Meta(max_length=MAX_SKELETON_POINTS)]
+    edges: Annotated[list[tuple[SkeletonIndex, SkeletonIndex]], msgspec.Meta(max_length=MAX_SKELETON_EDGES)] = []
 
 
 class ObjectInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -143,7 +168,7 @@ class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     shape: Shape
     source: Source
     actor: Actor
-    model: str | None = None
+    model: Model | None = None
     prompt: EventId | None = None
     track: EventId | None = None
     score: float | None = None
@@ -155,7 +180,7 @@ class Proposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     written_by: EventId
     shape: Shape
     score: float
-    model: str
+    model: Model
 
 
 class ObjectChange(msgspec.Struct, frozen=True, tag="object", forbid_unknown_fields=True, kw_only=True):
@@ -218,9 +243,9 @@ class MediaAdded(msgspec.Struct, **_struct("media_added")):
     media: Id
     name: Name
     kind: MediaKind
-    width: Annotated[int, msgspec.Meta(ge=1, le=65535)]
-    height: Annotated[int, msgspec.Meta(ge=1, le=65535)]
-    frames: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    width: Annotated[int, msgspec.Meta(ge=1, le=MAX_SIDE)]
+    height: Annotated[int, msgspec.Meta(ge=1, le=MAX_SIDE)]
+    frames: Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAME)]
     fps: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
 
 
@@ -244,7 +269,7 @@ class PromptAdded(msgspec.Struct, **_struct("prompt_added")):
 
     object: Id
     frame: Frame
-    points: list[Point] = []
+    points: Annotated[list[Point], msgspec.Meta(max_length=MAX_PROMPT_POINTS)] = []
     box: Box | None = None
     mask: Rle | None = None
 
@@ -257,7 +282,7 @@ class SegmentProposed(msgspec.Struct, **_struct("segment_proposed")):
     frame: Frame
     mask: Rle
     score: Score
-    model: str
+    model: Model
 
 
 class LabelSaved(msgspec.Struct, **_struct("label_saved")):
@@ -265,7 +290,7 @@ class LabelSaved(msgspec.Struct, **_struct("label_saved")):
     frame: Frame
     shape: Shape
     source: Source
-    model: str | None = None
+    model: Model | None = None
     prompt: EventId | None = None
     score: float | None = None
 
@@ -279,11 +304,11 @@ class TrackRequested(msgspec.Struct, **_struct("track_requested")):
     """The envelope's id names the track; frame results point back at it."""
 
     media: Id
-    objects: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=256)]
+    objects: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_TRACK_OBJECTS)]
     start: Frame
     direction: Direction
-    range: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 30  # counts the start frame (T1)
-    interval: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0  # frames an object may be lost (T5)
+    range: Annotated[int, msgspec.Meta(ge=1, le=MAX_TRACK_RANGE)] = 30  # counts the start frame (T1)
+    interval: Annotated[int, msgspec.Meta(ge=0, le=MAX_TRACK_RANGE)] = 0  # frames an object may be lost (T5)
     algorithm: Algorithm = Algorithm.ADVANCED
     autosave: bool = False  # automated labelling saves directly (T9)
     # A correction re-tracked (T9): this earlier track's unreviewed results for these objects,
@@ -297,12 +322,12 @@ class TrackFrameProduced(msgspec.Struct, **_struct("track_frame_produced")):
     frame: Frame
     shape: Shape | None  # None: the object is lost on this frame
     score: Score
-    model: str
+    model: Model
 
 
 class TrackCompleted(msgspec.Struct, **_struct("track_completed")):
     track: EventId
-    frames: Annotated[int, msgspec.Meta(ge=0)]
+    frames: Count
 
 
 class TrackCancelled(msgspec.Struct, **_struct("track_cancelled")):
@@ -311,21 +336,21 @@ class TrackCancelled(msgspec.Struct, **_struct("track_cancelled")):
 
 class TrackFailed(msgspec.Struct, **_struct("track_failed")):
     track: EventId
-    reason: str
+    reason: Text
 
 
 class TrackedAccepted(msgspec.Struct, **_struct("tracked_accepted")):
     """Review (T9): turn a track's proposals into labels; None selects all."""
 
     track: EventId
-    objects: list[Id] | None = None
-    frames: list[Frame] | None = None
+    objects: Annotated[list[Id], msgspec.Meta(max_length=MAX_TRACK_OBJECTS)] | None = None
+    frames: Annotated[list[Frame], msgspec.Meta(max_length=MAX_TRACK_RANGE)] | None = None
 
 
 class TrackedDiscarded(msgspec.Struct, **_struct("tracked_discarded")):
     track: EventId
-    objects: list[Id] | None = None
-    frames: list[Frame] | None = None
+    objects: Annotated[list[Id], msgspec.Meta(max_length=MAX_TRACK_OBJECTS)] | None = None
+    frames: Annotated[list[Frame], msgspec.Meta(max_length=MAX_TRACK_RANGE)] | None = None
 
 
 class Undone(msgspec.Struct, **_struct("undone")):
@@ -334,15 +359,15 @@ class Undone(msgspec.Struct, **_struct("undone")):
 
     media: Id
     target: EventId
-    changes: list[Change]
-    conflicts: int = 0
+    changes: Annotated[list[Change], msgspec.Meta(max_length=MAX_CHANGES)]
+    conflicts: Count = 0
 
 
 class Redone(msgspec.Struct, **_struct("redone")):
     media: Id
     target: EventId  # the Undone event it reverts
-    changes: list[Change]
-    conflicts: int = 0
+    changes: Annotated[list[Change], msgspec.Meta(max_length=MAX_CHANGES)]
+    conflicts: Count = 0
 
 
 Body = (
@@ -386,7 +411,7 @@ class NewEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    seq: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
     id: EventId
     stream: Stream
     actor: Actor
@@ -443,7 +468,7 @@ def decode_events(rows: list[bytes] | list[str]) -> list[Event]:
         joined = b",".join(parts)
     try:
         events = _events_decoder.decode(joined)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return [decode_event(row) for row in rows]
     if any(event.v != SCHEMA_VERSION for event in events):
         return [decode_event(row) for row in rows]
@@ -451,18 +476,16 @@ def decode_events(rows: list[bytes] | list[str]) -> list[Event]:
 
 
 def decode_event(data: bytes | str) -> Event:
-    """Decode a stored event, upcasting an older schema version; raises SchemaError."""
+    """Decode a stored event, upcasting an older schema version; raises SchemaError.
+
+    Stored events are held to the schema except for its length limits (`domain.limits`): those
+    bound what clients may send now, and a log may hold longer values written before them."""
     try:
         event = _event_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as fast_error:
-        try:
-            raw = msgspec.json.decode(data)
-        except msgspec.DecodeError as error:
-            raise SchemaError(f"not JSON: {error}") from None
-        if not isinstance(raw, dict):
-            raise SchemaError("an event must be a JSON object") from None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as fast_error:
+        raw = _raw_object(data, fast_error)
         if raw.get("v", SCHEMA_VERSION) == SCHEMA_VERSION:
-            raise SchemaError(str(fast_error)) from None
+            return _without_length_limits(raw, Event, fast_error)
         return upcast(raw)
     if event.v != SCHEMA_VERSION:
         return upcast(msgspec.json.decode(data))
@@ -485,21 +508,148 @@ def upcast(raw: dict[str, Any]) -> Event:
     try:
         return msgspec.convert(raw, Event)
     except msgspec.ValidationError as error:
-        raise SchemaError(str(error)) from None
+        return _without_length_limits(raw, Event, error)
 
 
 def decode_new_event(data: bytes | str) -> NewEvent:
+    """Decode an event as it will be stored, held to the schema like `decode_event` holds a
+    stored one (without the length limits)."""
     try:
         return _new_event_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        raise SchemaError(str(error)) from None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
+        return _without_length_limits(_raw_object(data, error), NewEvent, error)
 
 
 def decode_body(data: bytes | str) -> Body:
+    """Decode a body as a client sends it: the full schema, length limits included."""
     try:
         return _body_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise SchemaError(str(error)) from None
+    except RecursionError:
+        raise SchemaError("nested too deep") from None
+
+
+def check_limits(body: msgspec.Struct) -> None:
+    """Raise SchemaError unless `body`, built in code from outside input (an import), is within
+    the schema and its limits, as if a client had sent it."""
+    try:
+        msgspec.convert(msgspec.to_builtins(body), type(body))
+    except msgspec.ValidationError as error:
+        raise SchemaError(f"{kind(body) if isinstance(body, BODY_TYPES) else type(body).__name__}: {error}") from None
+
+
+def _raw_object(data: bytes | str, error: Exception) -> dict[str, Any]:
+    if isinstance(error, RecursionError):
+        raise SchemaError("nested too deep") from None
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as decode_error:
+        raise SchemaError(f"not JSON: {decode_error}") from None
+    except RecursionError:
+        raise SchemaError("nested too deep") from None
+    if not isinstance(raw, dict):
+        raise SchemaError("an event must be a JSON object") from None
+    return raw
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _without_length_limits(raw: dict[str, Any], type_: type, error: Exception) -> Any:
+    """`raw` as a `type_`, checked like msgspec checks it except for the maximum lengths of
+    strings and lists; raises SchemaError with the strict decoder's `error` when anything
+    else is wrong. The slow path, for the rare event that holds a value over a length limit."""
+    try:
+        return _relaxed(raw, _type_info(type_))
+    except (_Mismatch, TypeError, ValueError, RecursionError):
+        raise SchemaError(str(error)) from None
+
+
+_TYPE_INFO: dict[type, Any] = {}
+
+
+def _type_info(type_: type) -> Any:
+    if type_ not in _TYPE_INFO:
+        _TYPE_INFO[type_] = msgspec.inspect.type_info(type_)
+    return _TYPE_INFO[type_]
+
+
+def _relaxed(value: Any, info: Any) -> Any:
+    mi = msgspec.inspect
+    if isinstance(info, mi.StructType):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        fields = {field.encode_name: field for field in info.fields}
+        extra = set(value) - set(fields) - ({info.tag_field} if info.tag_field else set())
+        if extra and info.forbid_unknown_fields:
+            raise _Mismatch
+        if info.tag_field is not None and value.get(info.tag_field, info.tag) != info.tag:
+            raise _Mismatch
+        kwargs = {}
+        for name, field in fields.items():
+            if name in value:
+                kwargs[field.name] = _relaxed(value[name], field.type)
+            elif field.required:
+                raise _Mismatch
+        return info.cls(**kwargs)
+    if isinstance(info, mi.UnionType):
+        if value is None:
+            if any(isinstance(t, mi.NoneType) for t in info.types):
+                return None
+            raise _Mismatch
+        structs = [t for t in info.types if isinstance(t, mi.StructType)]
+        if isinstance(value, dict) and structs:
+            tagged = {t.tag: t for t in structs if t.tag is not None}
+            chosen = tagged.get(value.get(structs[0].tag_field)) if tagged else structs[0]
+            if chosen is None:
+                raise _Mismatch
+            return _relaxed(value, chosen)
+        for option in info.types:
+            if not isinstance(option, (mi.StructType, mi.NoneType)):
+                try:
+                    return _relaxed(value, option)
+                except _Mismatch:
+                    continue
+        raise _Mismatch
+    if isinstance(info, mi.ListType):
+        if not isinstance(value, list) or (info.min_length is not None and len(value) < info.min_length):
+            raise _Mismatch
+        return [_relaxed(item, info.item_type) for item in value]
+    if isinstance(info, mi.TupleType):
+        if not isinstance(value, list) or len(value) != len(info.item_types):
+            raise _Mismatch
+        return tuple(_relaxed(item, item_type) for item, item_type in zip(value, info.item_types, strict=True))
+    if isinstance(info, mi.StrType):
+        if not isinstance(value, str) or (info.min_length is not None and len(value) < info.min_length):
+            raise _Mismatch
+        if info.pattern is not None and not re.search(info.pattern, value):
+            raise _Mismatch
+        return value
+    if isinstance(info, (mi.IntType, mi.FloatType)):
+        if isinstance(value, bool) or not isinstance(value, (int, float) if isinstance(info, mi.FloatType) else int):
+            raise _Mismatch
+        bounds_hold = (
+            (info.ge is None or value >= info.ge)
+            and (info.gt is None or value > info.gt)
+            and (info.le is None or value <= info.le)
+            and (info.lt is None or value < info.lt)
+        )
+        if not bounds_hold:
+            raise _Mismatch
+        return float(value) if isinstance(info, mi.FloatType) else value
+    if isinstance(info, mi.BoolType):
+        if not isinstance(value, bool):
+            raise _Mismatch
+        return value
+    if isinstance(info, mi.EnumType):
+        return info.cls(value)
+    if isinstance(info, mi.NoneType):
+        if value is not None:
+            raise _Mismatch
+        return None
+    raise _Mismatch
 
 
 def kind(body: Body) -> str:

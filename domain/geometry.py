@@ -24,6 +24,8 @@ pure and deterministic; bad input raises `GeometryError`.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -33,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pycocotools import mask as coco_mask
 
+from domain.limits import MAX_RLE_RUNS
 from domain.shapes import (
     BBox,
     Bitmask,
@@ -245,9 +248,12 @@ def rle_from_counts(counts: Sequence[int], size: Sequence[int]) -> Rle:
     """The compressed RLE of uncompressed COCO counts (run lengths, the first one of unset
     pixels, column-major), as COCO files store crowd masks; checked like a compressed one."""
     height, width = _checked_size(size)
+    if len(counts) > MAX_RLE_RUNS:
+        raise GeometryError(f"RLE has {len(counts)} counts; at most {MAX_RLE_RUNS} are allowed")
     try:
-        run_lengths = np.asarray([int(c) for c in counts], dtype=np.int64)
-    except (TypeError, ValueError):
+        # A count past the frame's pixels is refused below; bounding it first keeps it in int64.
+        run_lengths = np.asarray([max(-1, min(int(c), height * width + 1)) for c in counts], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
         raise GeometryError("RLE counts must be whole numbers") from None
     if run_lengths.size == 0:
         raise GeometryError(f"RLE counts are empty; a {height}x{width} mask needs at least one run")
@@ -291,8 +297,45 @@ def rle_decode(rle: Rle) -> Mask:
 
 
 def rle_area(rle: Rle) -> int:
-    """Number of set pixels."""
-    return int(_run_lengths(rle)[1::2].sum())
+    """Number of set pixels; raises GeometryError for an invalid RLE.
+
+    Checking a long RLE string takes a while (about 0.2 s for a 2 MiB one), too long for an
+    event loop: a server calls this first on a worker thread, and the answer (or the error)
+    waits here for the same call on the loop, which then costs a look-up.
+    """
+    if len(rle.counts) < _REMEMBERED_RLE_MIN_CHARS:
+        return int(_run_lengths(rle)[1::2].sum())
+    key = (tuple(rle.size), rle.counts)
+    with _remembered_lock:
+        known = _remembered_areas.get(key)
+    if known is None:
+        try:
+            known = int(_run_lengths(rle)[1::2].sum())
+        except GeometryError as error:
+            known = error
+        _remember(key, known)
+    if isinstance(known, GeometryError):
+        raise GeometryError(str(known))
+    return known
+
+
+_REMEMBERED_RLE_MIN_CHARS = 16 * 1024
+_REMEMBERED_RLE_MAX_CHARS = 64 * 1024**2  # all remembered strings together
+_remembered_areas: OrderedDict[tuple[tuple[int, ...], str], int | GeometryError] = OrderedDict()
+_remembered_chars = 0
+_remembered_lock = threading.Lock()
+
+
+def _remember(key: tuple[tuple[int, ...], str], area: int | GeometryError) -> None:
+    global _remembered_chars
+    with _remembered_lock:
+        if key in _remembered_areas:
+            return
+        _remembered_areas[key] = area
+        _remembered_chars += len(key[1])
+        while _remembered_chars > _REMEMBERED_RLE_MAX_CHARS:
+            (_, counts), _ = _remembered_areas.popitem(last=False)
+            _remembered_chars -= len(counts)
 
 
 def rle_iou(a: Rle, b: Rle) -> float:

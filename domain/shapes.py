@@ -12,7 +12,12 @@ from typing import Annotated
 
 import msgspec
 
+from domain.limits import MAX_POLYGON_RINGS, MAX_RLE_CHARS, MAX_SHAPE_POINTS, MAX_SIDE, MAX_SKELETON_POINTS
+
 Coord = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
+# A flat list of x, y pairs: one ring of a polygon, or a polyline. `geometry.validate_shape`
+# also bounds a polygon's points all rings together.
+Coords = Annotated[list[Coord], msgspec.Meta(max_length=2 * MAX_SHAPE_POINTS)]
 
 
 class ShapeKind(enum.StrEnum):
@@ -34,8 +39,8 @@ SAM_SHAPE_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBO
 class Rle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A COCO run-length encoded mask: `size` is [height, width], `counts` the compressed string."""
 
-    size: tuple[Annotated[int, msgspec.Meta(ge=1, le=65535)], Annotated[int, msgspec.Meta(ge=1, le=65535)]]
-    counts: str
+    size: tuple[Annotated[int, msgspec.Meta(ge=1, le=MAX_SIDE)], Annotated[int, msgspec.Meta(ge=1, le=MAX_SIDE)]]
+    counts: Annotated[str, msgspec.Meta(max_length=MAX_RLE_CHARS)]
 
 
 class Bitmask(msgspec.Struct, frozen=True, tag="bitmask", forbid_unknown_fields=True):
@@ -45,12 +50,12 @@ class Bitmask(msgspec.Struct, frozen=True, tag="bitmask", forbid_unknown_fields=
 class PolygonPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One connected part: an outer ring and the holes cut out of it; rings are flat [x0, y0, x1, y1, ...]."""
 
-    outer: list[Coord]
-    holes: list[list[Coord]] = []
+    outer: Coords
+    holes: Annotated[list[Coords], msgspec.Meta(max_length=MAX_POLYGON_RINGS)] = []
 
 
 class Polygon(msgspec.Struct, frozen=True, tag="polygon", forbid_unknown_fields=True):
-    parts: list[PolygonPart]
+    parts: Annotated[list[PolygonPart], msgspec.Meta(max_length=MAX_POLYGON_RINGS)]
 
 
 class BBox(msgspec.Struct, frozen=True, tag="bbox", forbid_unknown_fields=True):
@@ -73,7 +78,7 @@ class RotatedBBox(msgspec.Struct, frozen=True, tag="rotated_bbox", forbid_unknow
 
 
 class Polyline(msgspec.Struct, frozen=True, tag="polyline", forbid_unknown_fields=True):
-    points: list[Coord]
+    points: Coords
 
 
 class Keypoint(msgspec.Struct, frozen=True, tag="keypoint", forbid_unknown_fields=True):
@@ -90,7 +95,7 @@ class SkeletonPoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Skeleton(msgspec.Struct, frozen=True, tag="skeleton", forbid_unknown_fields=True):
     """Points in the order of the class's skeleton template (names and edges live on the class)."""
 
-    points: list[SkeletonPoint]
+    points: Annotated[list[SkeletonPoint], msgspec.Meta(max_length=MAX_SKELETON_POINTS)]
 
 
 Shape = Bitmask | Polygon | BBox | RotatedBBox | Polyline | Keypoint | Skeleton

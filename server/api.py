@@ -38,6 +38,8 @@ from domain.events import (
     media_stream,
     project_stream,
 )
+from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
+from domain.precheck import precheck
 from domain.shapes import ShapeKind
 from domain.state import LabelState
 from inference.frames import FrameError
@@ -124,15 +126,21 @@ async def _body(request: Request, ctx: Context, type_: type) -> Any:
         data += chunk
         if len(data) > ctx.settings.max_request_bytes:
             raise ApiError(413, "too_large", f"request body over {ctx.settings.max_request_bytes} bytes")
+    if json_depth_over(data):
+        raise ApiError(422, "too_deep", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return msgspec.json.decode(data, type=type_)
     except msgspec.ValidationError as error:
         raise ApiError(422, "invalid_request", str(error)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgspec checks UTF-8 only as it makes a str
         raise ApiError(400, "malformed_json", f"not valid JSON: {error}") from None
+    except RecursionError:  # not past the depth check, but the stack may be deeper here
+        raise ApiError(422, "too_deep", "JSON nested too deep") from None
 
 
-def _int_param(request: Request, name: str, default: int | None = None, minimum: int = 0) -> int | None:
+def _int_param(request: Request, name: str, default: int | None = None, minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
+    """An integer query parameter in minimum..maximum; the default maximum is what SQLite (and
+    every position in the log) can hold."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -142,6 +150,8 @@ def _int_param(request: Request, name: str, default: int | None = None, minimum:
         raise ApiError(422, "invalid_request", f"{name} must be an integer, not {raw!r}") from None
     if value < minimum:
         raise ApiError(422, "invalid_request", f"{name} must be at least {minimum}")
+    if value > maximum:
+        raise ApiError(422, "invalid_request", f"{name} must be at most {maximum}")
     return value
 
 
@@ -512,6 +522,8 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
 
     ctx.limits.admit(user.actor, body.body)
     command_id = str(body.id)
+    # Off the loop: a long RLE takes a while to check (the ledger then finds the answer).
+    await asyncio.to_thread(precheck, body.body)
     event, duplicate = await ctx.ledger.execute(user.actor, body.body, command_id, authorize=authorize, panoptic=body.panoptic)
     return json_response({"id": command_id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
 

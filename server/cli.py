@@ -165,9 +165,12 @@ def _import_log(args: argparse.Namespace) -> int:
     def show(done: int) -> None:
         print(f"\rimporting: {done} events", end="", file=sys.stderr, flush=True)
 
+    limit = args.max_bytes if args.max_bytes is not None else Settings.max_import_bytes
     try:
-        with open(args.file, "rb") as lines:
-            count = asyncio.run(import_log(_data_dir(args.data), iter(lines), show))
+        with open(args.file, "rb") as file:
+            # A line at a time, never longer than the limit: one huge line is not read whole.
+            lines = iter(lambda: file.readline(limit + 1), b"")
+            count = asyncio.run(import_log(_data_dir(args.data), lines, show, limit))
     except (ExchangeError, OSError) as error:
         print(f"masklog: {error}", file=sys.stderr)
         return 2
@@ -228,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     import_log = commands.add_parser("import-log", help="load an exported event log into an empty data folder")
     import_log.add_argument("file", type=Path)
     import_log.add_argument("--data")
+    import_log.add_argument("--max-bytes", type=int, help=f"refuse a log larger than this (default {Settings.max_import_bytes}, Settings.max_import_bytes)")
 
     args = parser.parse_args(argv)
     if args.command == "export":

@@ -234,16 +234,19 @@ async def import_coco(request: Request, ctx: Context, user: User) -> Response:
     )
 
 
-async def _read_file(request: Request, ctx: Context) -> bytes:
-    limit = ctx.settings.max_upload_bytes
+async def _read_file(request: Request, ctx: Context) -> bytes | bytearray:
+    """The COCO file, read as it arrives and never past `max_import_bytes`: a body that says
+    it is larger is refused before any of it is read, one that turns out larger as soon as it
+    passes the limit."""
+    limit = ctx.settings.max_import_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, "too_large", f"upload over {limit} bytes")
+        raise ApiError(413, "too_large", f"import over {limit} bytes")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         try:
             form = await _limited(request, limit).form(max_files=1, max_fields=5)
         except _TooLarge:
-            raise ApiError(413, "too_large", f"upload over {limit} bytes") from None
+            raise ApiError(413, "too_large", f"import over {limit} bytes") from None
         except Exception as error:
             raise ApiError(400, "malformed_upload", f"cannot read the upload: {error}") from None
         part = form.get("file")
@@ -257,8 +260,8 @@ async def _read_file(request: Request, ctx: Context) -> bytes:
         async for chunk in _limited(request, limit).stream():
             data += chunk
     except _TooLarge:
-        raise ApiError(413, "too_large", f"upload over {limit} bytes") from None
-    return bytes(data)
+        raise ApiError(413, "too_large", f"import over {limit} bytes") from None
+    return data
 
 
 routes = [
@@ -327,16 +330,24 @@ async def export_offline(
         await store.close()
 
 
-async def import_log(data: Path, lines: Iterator[bytes], progress: Callable[[int], None] | None = None) -> int:
+async def import_log(
+    data: Path, lines: Iterator[bytes], progress: Callable[[int], None] | None = None, max_bytes: int | None = None
+) -> int:
     """Load an exported event log into the empty log of `data`, keeping every event's id, actor,
     stream, cause and body, in order: the projection after each event is the one the exported
-    log had at that event. Every line is checked before anything is written; returns the
-    number of events."""
+    log had at that event. Every line is checked before anything is written, and all of them
+    are held meanwhile, so the log may be at most `max_bytes` (default `max_import_bytes`);
+    returns the number of events."""
     from server.settings import Settings
     from server.sqlite_store import SQLiteEventStore
 
+    limit = Settings.max_import_bytes if max_bytes is None else max_bytes
     events: list[Event] = []
+    read = 0
     for number, line in enumerate(lines, start=1):
+        read += len(line)
+        if read > limit:
+            raise ExchangeError(f"the log is over {limit} bytes (line {number}); raise the limit with --max-bytes")
         if not line.strip():
             continue
         try:

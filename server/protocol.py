@@ -15,6 +15,8 @@ import msgspec
 
 from domain.decide import Command
 from domain.events import ClassAdded, Event, Label, MediaAdded, ObjectInfo, Proposal, TrackRequested
+from domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_TOKEN_CHARS, json_depth_over
+from domain.shapes import Coord
 from domain.state import LabelState
 
 PROTOCOL_VERSION = 1
@@ -38,9 +40,9 @@ def _msg(tag: str) -> dict[str, object]:
 class Hello(msgspec.Struct, **_msg("hello")):
     """First message: who I am and the last position I saw (None: send me a snapshot)."""
 
-    token: Annotated[str, msgspec.Meta(max_length=200)]
-    last_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    frame: Annotated[int, msgspec.Meta(ge=0)] = 0
+    token: Annotated[str, msgspec.Meta(max_length=MAX_TOKEN_CHARS)]
+    last_seq: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
+    frame: Annotated[int, msgspec.Meta(ge=0, le=MAX_FRAME)] = 0
 
 
 class CommandMessage(msgspec.Struct, **_msg("command")):
@@ -50,8 +52,8 @@ class CommandMessage(msgspec.Struct, **_msg("command")):
 
 
 class PresenceUpdate(msgspec.Struct, **_msg("presence")):
-    frame: Annotated[int, msgspec.Meta(ge=0)]
-    cursor: tuple[float, float] | None = None
+    frame: Annotated[int, msgspec.Meta(ge=0, le=MAX_FRAME)]
+    cursor: tuple[Coord, Coord] | None = None
 
 
 class Ping(msgspec.Struct, **_msg("ping")):
@@ -152,12 +154,16 @@ def parse(data: str | bytes, max_bytes: int) -> ClientMessage:
     size = len(data.encode() if isinstance(data, str) else data)
     if size > max_bytes:
         raise ProtocolError("message_too_large", f"message of {size} bytes is over the limit of {max_bytes}")
+    if json_depth_over(data):
+        raise ProtocolError("too_deep", f"message nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return _client_decoder.decode(data)
     except msgspec.ValidationError as error:
         raise ProtocolError("invalid_message", str(error), _command_id(data)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ProtocolError("malformed_message", f"not valid JSON: {error}") from None
+    except RecursionError:  # not past the depth check, but the stack may be deeper here
+        raise ProtocolError("too_deep", "message nested too deep") from None
 
 
 def _command_id(data: str | bytes) -> str | None:
@@ -165,7 +171,7 @@ def _command_id(data: str | bytes) -> str | None:
     try:
         raw = msgspec.json.decode(data)
         return str(uuid.UUID(raw["id"])) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-    except (msgspec.DecodeError, ValueError):  # UnicodeDecodeError is a ValueError
+    except (msgspec.DecodeError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 

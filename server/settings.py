@@ -27,6 +27,8 @@ class Settings:
     max_upload_bytes: int = 2 * 1024**3
     max_message_bytes: int = 8 * 1024**2
     max_request_bytes: int = 16 * 1024**2
+    # A COCO file imported through the API (body or multipart), and an event log `import-log` loads.
+    max_import_bytes: int = 256 * 1024**2
     # Events queued for one socket before it is dropped and must resume (a slow reader never
     # slows the others).
     client_queue: int = 1000

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from domain.decide import DomainError, Scope
 from domain.events import Event, media_stream, project_stream
+from domain.precheck import precheck
 from server import protocol as p
 from server.accounts import User
 from server.context import Context, Forbidden, authorize_on_media
@@ -363,6 +364,8 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
     command_id = str(message.id)  # canonical text form
     try:
         ctx.limits.admit(user.actor, message.body)
+        # Off the loop: a long RLE takes a while to check (the ledger then finds the answer).
+        await asyncio.to_thread(precheck, message.body)
         event, duplicate = await ctx.ledger.execute(user.actor, message.body, command_id, authorize=authorize, panoptic=message.panoptic)
     except LimitExceeded as error:
         await _reply(websocket, p.Error(code=error.code, message=error.message, id=command_id))

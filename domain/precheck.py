@@ -1,0 +1,51 @@
+"""Checks of a client's command whose cost grows with its size, done before it is decided.
+
+`decide` runs on the server's event loop, under the ledger's lock; a command holding a long RLE
+string would hold both while its runs are checked. `precheck` is meant for a worker thread,
+ahead of the ledger: it checks what needs no state (the limits on a shape's points, which the
+schema can only bound ring by ring) and checks every RLE, whose result `geometry.rle_area`
+keeps for `decide`'s own check. It does no I/O and changes nothing.
+"""
+
+from __future__ import annotations
+
+from domain.decide import Command, DomainError, ErrorCode
+from domain.events import LabelSaved, PromptAdded, SegmentProposed, TrackFrameProduced
+from domain.geometry import GeometryError, rle_area
+from domain.limits import MAX_SHAPE_POINTS
+from domain.shapes import Bitmask, Polygon, Polyline, Rle, Shape
+
+
+def precheck(command: Command) -> None:
+    """Raise DomainError (`bad_geometry`) for a shape over the point limit; check its RLEs."""
+    shape = getattr(command, "shape", None) if isinstance(command, (LabelSaved, TrackFrameProduced)) else None
+    if shape is not None:
+        check_points(shape)
+    for rle in _rles(command, shape):
+        try:
+            rle_area(rle)
+        except GeometryError:
+            pass  # kept with the RLE; `decide` reports it, in its order of checks
+
+
+def check_points(shape: Shape) -> None:
+    """Raise DomainError unless `shape` has at most MAX_SHAPE_POINTS vertices."""
+    if isinstance(shape, Polygon):
+        count = sum(len(part.outer) + sum(len(hole) for hole in part.holes) for part in shape.parts) // 2
+    elif isinstance(shape, Polyline):
+        count = len(shape.points) // 2
+    else:
+        return
+    if count > MAX_SHAPE_POINTS:
+        kind = "polygon" if isinstance(shape, Polygon) else "polyline"
+        raise DomainError(ErrorCode.BAD_GEOMETRY, f"{kind} has {count} points; at most {MAX_SHAPE_POINTS} are allowed")
+
+
+def _rles(command: Command, shape: Shape | None) -> list[Rle]:
+    if isinstance(shape, Bitmask):
+        return [shape.rle]
+    if isinstance(command, PromptAdded) and command.mask is not None:
+        return [command.mask]
+    if isinstance(command, SegmentProposed):
+        return [command.mask]
+    return []
