@@ -28,14 +28,30 @@ def precheck(command: Command) -> None:
             pass  # kept with the RLE; `decide` reports it, in its order of checks
 
 
+# Above these a command's checks are worth a worker thread; below, they take microseconds.
+COSTLY_RLE_CHARS = 64 * 1024
+COSTLY_SHAPE_POINTS = 2_000
+
+
+def is_costly(command: Command) -> bool:
+    """Whether `precheck` would take long enough on `command` to block the event loop."""
+    shape = getattr(command, "shape", None) if isinstance(command, (LabelSaved, TrackFrameProduced)) else None
+    if sum(len(rle.counts) for rle in _rles(command, shape)) > COSTLY_RLE_CHARS:
+        return True
+    return shape is not None and _points(shape) > COSTLY_SHAPE_POINTS
+
+
+def _points(shape: Shape) -> int:
+    if isinstance(shape, Polygon):
+        return sum(len(part.outer) + sum(len(hole) for hole in part.holes) for part in shape.parts) // 2
+    if isinstance(shape, Polyline):
+        return len(shape.points) // 2
+    return 0
+
+
 def check_points(shape: Shape) -> None:
     """Raise DomainError unless `shape` has at most MAX_SHAPE_POINTS vertices."""
-    if isinstance(shape, Polygon):
-        count = sum(len(part.outer) + sum(len(hole) for hole in part.holes) for part in shape.parts) // 2
-    elif isinstance(shape, Polyline):
-        count = len(shape.points) // 2
-    else:
-        return
+    count = _points(shape)
     if count > MAX_SHAPE_POINTS:
         kind = "polygon" if isinstance(shape, Polygon) else "polyline"
         raise DomainError(ErrorCode.BAD_GEOMETRY, f"{kind} has {count} points; at most {MAX_SHAPE_POINTS} are allowed")

@@ -39,7 +39,7 @@ from domain.events import (
     project_stream,
 )
 from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
-from domain.precheck import precheck
+from domain.precheck import is_costly, precheck
 from domain.shapes import ShapeKind
 from domain.state import LabelState
 from inference.frames import FrameError
@@ -522,8 +522,10 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
 
     ctx.limits.admit(user.actor, body.body)
     command_id = str(body.id)
-    # Off the loop: a long RLE takes a while to check (the ledger then finds the answer).
-    await asyncio.to_thread(precheck, body.body)
+    if is_costly(body.body):  # off the loop: a long RLE takes a while to check (the answer is kept)
+        await asyncio.to_thread(precheck, body.body)
+    else:
+        precheck(body.body)
     event, duplicate = await ctx.ledger.execute(user.actor, body.body, command_id, authorize=authorize, panoptic=body.panoptic)
     return json_response({"id": command_id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
 

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from domain.decide import DomainError, Scope
 from domain.events import Event, media_stream, project_stream
-from domain.precheck import precheck
+from domain.precheck import is_costly, precheck
 from server import protocol as p
 from server.accounts import User
 from server.context import Context, Forbidden, authorize_on_media
@@ -345,6 +345,15 @@ async def _read_loop(ctx: Context, websocket: WebSocket, user: User, media_id: s
                 await _send(websocket, p.Error(code=error.code, message=error.message, id=error.command_id))
                 continue
             if isinstance(message, p.CommandMessage):
+                if is_costly(message.body):
+                    # Off the loop (a long RLE takes a while to check; the answer is kept for
+                    # the ledger), but here: this socket's later commands wait for it, so they
+                    # are still decided in the order they were sent.
+                    try:
+                        await asyncio.to_thread(precheck, message.body)
+                    except DomainError as error:
+                        await _send(websocket, p.Error(code=error.code.value, message=error.message, id=str(message.id)))
+                        continue
                 await in_flight.start(_command(ctx, websocket, user, media_id, message))
             elif isinstance(message, p.PresenceUpdate):
                 ctx.presence.move(seat, message.frame, message.cursor)
@@ -364,8 +373,7 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
     command_id = str(message.id)  # canonical text form
     try:
         ctx.limits.admit(user.actor, message.body)
-        # Off the loop: a long RLE takes a while to check (the ledger then finds the answer).
-        await asyncio.to_thread(precheck, message.body)
+        precheck(message.body)  # cheap here: a costly command was checked off the loop already
         event, duplicate = await ctx.ledger.execute(user.actor, message.body, command_id, authorize=authorize, panoptic=message.panoptic)
     except LimitExceeded as error:
         await _reply(websocket, p.Error(code=error.code, message=error.message, id=command_id))

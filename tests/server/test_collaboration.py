@@ -229,3 +229,33 @@ async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others
             await client.close()
     finally:
         live.stop()
+
+
+async def test_pipelined_commands_are_decided_in_the_order_sent(live):
+    """A client may send without waiting for acks: each command is decided after the ones sent
+    before it on the same socket (an object, then its labels)."""
+    import numpy as np
+
+    from domain.geometry import rle_encode
+
+    noise = np.random.default_rng(5).random((48, 64)) < 0.5
+    rle = rle_encode(noise)
+    alice = Client(live, "alice")
+    await alice.connect()
+    ids = []
+    for index in range(40):
+        object_id = f"piped-{index}"
+        bodies = [
+            {"type": "object_created", "object": object_id, "media": "m1", "class_id": "mask"},
+            {"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}, "source": "manual"},
+            {"type": "label_saved", "object": object_id, "frame": 1, "shape": {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}, "source": "manual"},
+        ]
+        for body in bodies:
+            command_id = str(uuid.uuid4())
+            ids.append(command_id)
+            await alice.send_raw(__import__("json").dumps({"type": "command", "id": command_id, "body": body}))
+    await alice.wait_for(lambda: all(i in alice.replies for i in ids), timeout=60)
+    replies = [alice.replies[i] for i in ids]
+    assert all(r["type"] == "ack" for r in replies), [r for r in replies if r["type"] != "ack"][:3]
+    assert [r["seq"] for r in replies] == sorted(r["seq"] for r in replies), "decided in the order sent"
+    await alice.close()
