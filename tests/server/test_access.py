@@ -338,7 +338,7 @@ def _polygon(points: int, shift: float) -> dict:
 
 
 async def test_a_client_that_stops_reading_is_closed_after_the_send_timeout(tmp_path):
-    live = start_server(tmp_path / "data", send_timeout_s=0.5, client_queue=1_000_000)
+    live = start_server(tmp_path / "data", send_timeout_s=0.5, client_queue=1_000_000, commands_per_second=1e6, command_burst=1_000_000)
     try:
         await asyncio.to_thread(seed, live)
         sessions = ctx_of(live).sessions
