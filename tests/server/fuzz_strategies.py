@@ -187,7 +187,7 @@ def mutated(draw: st.DrawFn, template: Any, limit: int) -> Any:
         last = path[-1]
         action = draw(st.sampled_from(["replace", "replace", "drop", "add", "repeat"]))
         if action == "replace":
-            parent[last] = draw(_extremes_like(parent[last], limit) | near_misses | json_values(limit))
+            parent[last] = draw(_extremes_like(parent[last], limit) | deep() | near_misses | json_values(limit))
         elif action == "drop":
             del parent[last]
         elif action == "add" and isinstance(parent, dict):
