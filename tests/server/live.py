@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,18 @@ def start_server(data: Path, **overrides: Any) -> LiveServer:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     return LiveServer(settings, tokens, thread, server, port, data.parent)
+
+
+@contextlib.contextmanager
+def seeded_server(root: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """`start_server(root / "data", **overrides)` with `seed`'s projects, stopped on exit: a test
+    module's (or test's) own server."""
+    live = start_server(root / "data", **overrides)
+    try:
+        seed(live)
+        yield live
+    finally:
+        live.stop()
 
 
 def seed(live: LiveServer) -> None:

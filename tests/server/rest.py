@@ -74,3 +74,19 @@ def as_model(live: LiveServer, body: Command) -> Event:
     future = asyncio.run_coroutine_threadsafe(ctx.ledger.execute(MODEL_ACTOR, body, str(uuid.uuid4())), loop)
     event, _ = future.result(timeout=30)
     return event
+
+
+MULTIPART_BOUNDARY = "masklog-test-boundary"
+MULTIPART = f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
+
+
+def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> bytes:
+    """A multipart body written by hand (content type `MULTIPART`), so file names reach the
+    server byte for byte (clients escape or strip what these tests need to send)."""
+    out = b""
+    for name, value in fields.items():
+        out += f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    for filename, data in files:
+        out += f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode()
+        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
+    return out + f"--{MULTIPART_BOUNDARY}--\r\n".encode()

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect as sync_connect
 
 from tests.server.live import Client, LiveServer, seed, start_server, write_image, write_video
-from tests.server.rest import bbox, command, fresh, head, new_object, post_command, save_box
+from tests.server.rest import MULTIPART, bbox, command, fresh, head, multipart, new_object, post_command, save_box
 
 MESSAGE_LIMIT = 2048  # uvicorn drops socket messages over twice this (live.py)
 REQUEST_LIMIT = 4096
@@ -331,26 +331,15 @@ async def test_socket_message_over_the_limit(server, http):
 
 # ---- uploads ----------------------------------------------------------------------------------------------
 
-BOUNDARY = "masklog-test-boundary"
 
 
-def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> bytes:
-    """A multipart body written by hand, so file names reach the server byte for byte (clients
-    escape or strip what these tests need to send)."""
-    out = b""
-    for name, value in fields.items():
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    for filename, data in files:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode()
-        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
-    return out + f"--{BOUNDARY}--\r\n".encode()
 
 
 def send_upload(http: httpx.Client, media_id: str, kind: str, files: list[tuple[str, bytes]], project: str = "p1") -> httpx.Response:
     return http.post(
         f"/api/projects/{project}/media",
         content=multipart({"id": media_id, "name": "upload", "kind": kind}, files),
-        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
+        headers={"content-type": MULTIPART},
     )
 
 
@@ -452,7 +441,7 @@ def test_malformed_multipart(server, http):
 
 def test_upload_over_the_limit(server, http):
     body = multipart({"id": fresh("big"), "name": "big", "kind": "video"}, [("big.mp4", b"\x00" * (UPLOAD_LIMIT + 1))])
-    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    headers = {"content-type": MULTIPART}
     with refused(server, http):
         response = http["admin"].post("/api/projects/p1/media", content=body, headers=headers)
         assert response.status_code == 413 and error_of(response)["code"] == "too_large"

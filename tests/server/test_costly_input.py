@@ -26,7 +26,7 @@ from domain.limits import INT64_MAX, MAX_JSON_DEPTH, MAX_RLE_CHARS, MAX_SHAPE_PO
 from domain.shapes import BBox
 from server.exchange import ExchangeError, import_log
 from server.sqlite_store import SQLiteEventStore
-from tests.server.live import HEIGHT, WIDTH, Client, LiveServer, seed, start_server
+from tests.server.live import Client, HEIGHT, LiveServer, WIDTH, seed, seeded_server, start_server
 from tests.server.rest import command, fresh, head, new_object, post_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +36,8 @@ DEEP = 5_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LiveServer:
-    live = start_server(tmp_path_factory.mktemp("costly-input") / "data", max_import_bytes=IMPORT_LIMIT)
-    try:
-        seed(live)
+    with seeded_server(tmp_path_factory.mktemp("costly-input"), max_import_bytes=IMPORT_LIMIT) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -330,15 +326,20 @@ async def test_deep_json_on_the_socket(server, http):
     assert head(http["alice"]) == before + 1
 
 
+async def assert_hello_refused(server, hello: str, code: str) -> None:
+    """The hello is answered with an error `code`, then the socket is closed with 4002."""
+    async with websockets.connect(server.ws_url("m1")) as ws:
+        await ws.send(hello)
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "error" and reply["code"] == code, reply
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4002
+
+
 async def test_deep_json_in_the_hello(server, http):
     for hello in ('{"type": "hello", "token": %s}' % deep(), deep()):
-        async with websockets.connect(server.ws_url("m1")) as ws:
-            await ws.send(hello)
-            reply = json.loads(await ws.recv())
-            assert reply["type"] == "error" and reply["code"] == "too_deep"
-            with pytest.raises(websockets.ConnectionClosed):
-                await ws.recv()
-            assert ws.close_code == 4002
+        await assert_hello_refused(server, hello, "too_deep")
     # The server still serves.
     client = Client(server, "alice")
     assert (await client.connect())["type"] == "welcome"
@@ -346,13 +347,7 @@ async def test_deep_json_in_the_hello(server, http):
 
 
 async def test_presence_and_hello_numbers_past_64_bits(server, http):
-    async with websockets.connect(server.ws_url("m1")) as ws:
-        await ws.send(json.dumps({"type": "hello", "token": server.tokens["alice"], "last_seq": 2**64}))
-        reply = json.loads(await ws.recv())
-        assert reply["type"] == "error" and reply["code"] == "invalid_message"
-        with pytest.raises(websockets.ConnectionClosed):
-            await ws.recv()
-        assert ws.close_code == 4002
+    await assert_hello_refused(server, json.dumps({"type": "hello", "token": server.tokens["alice"], "last_seq": 2**64}), "invalid_message")
     client = Client(server, "alice")
     await client.connect()
     try:

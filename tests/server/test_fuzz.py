@@ -37,7 +37,7 @@ from server import api, exchange
 from tests.inference.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
 from tests.server.live import LiveServer, seed, start_server, write_image, write_video
-from tests.server.rest import bbox, command
+from tests.server.rest import MULTIPART, bbox, command, multipart
 
 MESSAGE_LIMIT = 64 * 1024
 REQUEST_LIMIT = 64 * 1024
@@ -293,7 +293,6 @@ def test_rest_requests(server, http, request):
 
 # ---- uploads ---------------------------------------------------------------------------------------------
 
-BOUNDARY = "fuzz-boundary"
 
 
 @pytest.fixture(scope="module")
@@ -316,14 +315,6 @@ def samples(tmp_path_factory) -> dict[str, bytes]:
 SAMPLE_NAMES = ["png", "jpeg", "mp4", "dicom", "random", "text", "empty"]
 
 
-def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> bytes:
-    out = b""
-    for name, value in fields.items():
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    for filename, data in files:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode()
-        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
-    return out + f"--{BOUNDARY}--\r\n".encode()
 
 
 @settings(FUZZ, max_examples=EXAMPLES * 2)
@@ -333,7 +324,7 @@ def test_uploads(server, http, samples, upload):
     media_id = fs.fresh_id("up")
     before = log_head(server)
     body = multipart({"id": media_id, "name": "fuzz", "kind": upload.kind}, [(f.name, f.content(samples)) for f in upload.files])
-    response = http[upload.user].post("/api/projects/p1/media", content=body, headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
+    response = http[upload.user].post("/api/projects/p1/media", content=body, headers={"content-type": MULTIPART})
     event(f"upload {response.status_code}")
     assert_no_server_error(response)
     if response.status_code == 201:

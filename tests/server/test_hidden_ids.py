@@ -20,7 +20,7 @@ import pytest
 
 from domain.events import Rle, SegmentProposed
 from domain.geometry import rle_encode
-from tests.server.live import Client, LiveServer, seed, start_server, upload, write_image
+from tests.server.live import Client, LiveServer, seeded_server, upload, write_image
 from tests.server.rest import as_model, bbox, command, fresh, new_object, post_command, save_box
 
 MASK = msgspec.to_builtins(rle_encode(np.pad(np.ones((8, 8), np.uint8), ((4, 36), (4, 52)))))
@@ -28,14 +28,10 @@ MASK = msgspec.to_builtins(rle_encode(np.pad(np.ones((8, 8), np.uint8), ((4, 36)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LiveServer:
-    live = start_server(tmp_path_factory.mktemp("hidden-ids") / "data")
-    try:
-        seed(live)
+    with seeded_server(tmp_path_factory.mktemp("hidden-ids")) as live:
         with live.http("admin") as admin:
             admin.put("/api/projects/p1/members/bob", json={"role": "admin"}).raise_for_status()
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")

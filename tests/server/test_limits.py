@@ -21,7 +21,7 @@ from domain.events import TrackCompleted
 from server import cli
 from server.limits import TokenBucket
 from server.settings import Settings
-from tests.server.live import Client, LiveServer, seed, start_server
+from tests.server.live import Client, LiveServer, seeded_server
 from tests.server.rest import as_model, command, fresh, head, new_object, post_command, request_track, save_box
 
 MAX_TRACKS = 2
@@ -30,12 +30,8 @@ MAX_POINTS = 4
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("limits") / "data", max_running_tracks=MAX_TRACKS, max_prompt_points=MAX_POINTS)
-    try:
-        seed(live)
+    with seeded_server(tmp_path_factory.mktemp("limits"), max_running_tracks=MAX_TRACKS, max_prompt_points=MAX_POINTS) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +152,8 @@ BURST = 20
 def slow(tmp_path) -> Iterator[LiveServer]:
     """A server allowing bursts of BURST commands and then one every ten seconds, far slower than
     any test sends: whatever passes beyond the burst, only the burst is certain."""
-    live = start_server(tmp_path / "data", commands_per_second=0.1, command_burst=BURST)
-    try:
-        seed(live)
+    with seeded_server(tmp_path, commands_per_second=0.1, command_burst=BURST) as live:
         yield live
-    finally:
-        live.stop()
 
 
 async def test_a_burst_over_the_rate_is_refused_while_another_user_is_served(slow) -> None:
@@ -198,12 +190,8 @@ async def test_a_burst_over_the_rate_is_refused_while_another_user_is_served(slo
 
 @pytest.fixture
 def models(tmp_path) -> Iterator[LiveServer]:
-    live = start_server(tmp_path / "data", run_models=True)
-    try:
-        seed(live)
+    with seeded_server(tmp_path, run_models=True) as live:
         yield live
-    finally:
-        live.stop()
 
 
 async def test_one_click_is_not_queued_behind_fifty_of_another_user(models) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from server.settings import Settings
 from tests.inference.test_dicom import dicom_slice, write_dicom
-from tests.server.live import LiveServer, seed, start_server, upload, write_video
+from tests.server.live import LiveServer, seeded_server, upload, write_video
 from tests.server.rest import fresh
 
 PIXEL_LIMIT = 20_000  # the module server's max_image_pixels: 141x141 passes, 200x150 does not
@@ -29,12 +29,8 @@ BIG = (160, 100)  # 16000 pixels, within the limit; 48000 bytes decoded, over th
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LiveServer:
-    live = start_server(tmp_path_factory.mktemp("media-limits") / "data", max_image_pixels=PIXEL_LIMIT, frame_cache_bytes=CACHE_BYTES)
-    try:
-        seed(live)
+    with seeded_server(tmp_path_factory.mktemp("media-limits"), max_image_pixels=PIXEL_LIMIT, frame_cache_bytes=CACHE_BYTES) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
