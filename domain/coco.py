@@ -54,6 +54,7 @@ from domain.geometry import (
 from domain.limits import MAX_JSON_DEPTH, json_depth_over
 from domain.precheck import check_points
 from domain.shapes import (
+    AREA_KINDS,
     BBox,
     Bitmask,
     Keypoint,
@@ -67,9 +68,6 @@ from domain.shapes import (
     SkeletonPoint,
 )
 from domain.state import LabelState
-
-AREA_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBOX, ShapeKind.ROTATED_BBOX})
-
 
 class CocoError(ValueError):
     """A COCO file that cannot be imported; nothing of it was."""

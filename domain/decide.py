@@ -50,8 +50,8 @@ from domain.events import (
     media_stream,
     project_stream,
 )
-from domain.geometry import GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
-from domain.shapes import SAM_SHAPE_KINDS, Bitmask, ShapeKind, kind_of
+from domain.geometry import MASK_POLYGON_TOLERANCE, GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
+from domain.shapes import SAM_KINDS, Bitmask, ShapeKind, kind_of
 from domain.state import LabelState, TrackStatus
 
 
@@ -70,10 +70,6 @@ class SaveSegment(msgspec.Struct, frozen=True, tag="save_segment", forbid_unknow
 
 
 Command = Body | Undo | Redo | SaveSegment
-
-# Polygons made from model masks (SAM saves, tracked polygons) follow the mask's outline to
-# within this many pixels: exact outlines of a model mask have a vertex per boundary pixel.
-MASK_POLYGON_TOLERANCE = 1.0
 
 
 class ErrorCode(enum.StrEnum):
@@ -286,7 +282,7 @@ def _object_reclassed(state: LabelState, actor: str, body: ObjectReclassed) -> B
 def _prompt_added(state: LabelState, actor: str, body: PromptAdded) -> Body:
     media, cls = _object(state, body.object)
     _frame(media, body.frame)
-    if cls.shape not in SAM_SHAPE_KINDS:
+    if cls.shape not in SAM_KINDS:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels (class {cls.class_id!r})")
     if not body.points and body.box is None and body.mask is None:
         raise DomainError(ErrorCode.INVALID, "a prompt needs at least one point, a box or a mask")
@@ -333,7 +329,7 @@ def _label_saved(state: LabelState, actor: str, body: LabelSaved, panoptic: bool
     media, cls = _object(state, body.object)
     _frame(media, body.frame)
     _shape_kind(body.shape, cls)
-    if body.source == Source.SAM and cls.shape not in SAM_SHAPE_KINDS:
+    if body.source == Source.SAM and cls.shape not in SAM_KINDS:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels")
     if body.source == Source.TRACKED and actor.startswith("user:"):
         raise DomainError(ErrorCode.NOT_ALLOWED, "tracked labels come from a track; accept its results instead")
@@ -371,7 +367,7 @@ def _check_sam_provenance(state: LabelState, body: LabelSaved) -> None:
 def _save_segment(state: LabelState, actor: str, command: SaveSegment, panoptic: bool = False) -> Body:
     segment = _segment(state, command.prompt)
     media, cls = _object(state, segment.object)
-    if cls.shape not in SAM_SHAPE_KINDS:
+    if cls.shape not in SAM_KINDS:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels (class {cls.class_id!r})")
     if rle_area(segment.mask) == 0:
         raise DomainError(ErrorCode.BAD_GEOMETRY, "the proposed segment is empty: add a click on the object")
@@ -444,7 +440,7 @@ def _check_replaced(state: LabelState, body: TrackRequested, replaces: EventId) 
     missing = [o for o in body.objects if o not in request.objects]
     if missing:
         raise DomainError(ErrorCode.INVALID, f"object {missing[0]!r} is not part of track {replaces}")
-    step = 1 if request.direction == Direction.FORWARD else -1
+    step = Direction(request.direction).step
     if not 0 <= (body.start - request.start) * step < request.range:
         raise DomainError(ErrorCode.FRAME_OUT_OF_RANGE, f"frame {body.start} is outside the range of track {replaces}")
 
@@ -457,7 +453,7 @@ def _track_frame_produced(state: LabelState, actor: str, body: TrackFrameProduce
         raise DomainError(ErrorCode.INVALID, f"object {body.object!r} is not part of track {body.track}")
     media = _media(state, request.media)
     _frame(media, body.frame)
-    step = 1 if request.direction == Direction.FORWARD else -1
+    step = Direction(request.direction).step
     offset = (body.frame - request.start) * step
     if not 0 <= offset < request.range:
         raise DomainError(ErrorCode.FRAME_OUT_OF_RANGE, f"frame {body.frame} is outside the track's range")

@@ -128,6 +128,14 @@ class Direction(enum.StrEnum):
     FORWARD = "forward"
     BACKWARD = "backward"
 
+    @property
+    def step(self) -> int:
+        """+1 going forward, -1 going backward: frame = start + offset * step.
+
+        A struct built in Python (not decoded) may hold the plain string: msgspec checks types
+        only when decoding, so code reading a struct's field writes `Direction(value).step`."""
+        return 1 if self is Direction.FORWARD else -1
+
 
 class Algorithm(enum.StrEnum):
     """T7: advanced is SAM 2, simple the classical tracker."""

@@ -37,6 +37,7 @@ from pycocotools import mask as coco_mask
 
 from domain.limits import MAX_RLE_RUNS
 from domain.shapes import (
+    AREA_KINDS,
     BBox,
     Bitmask,
     Keypoint,
@@ -94,7 +95,9 @@ _MAX_CHARS_PER_RLE_VALUE = 6
 
 _PIXEL_CORNER_OFFSETS = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
 
-_AREA_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBOX, ShapeKind.ROTATED_BBOX})
+# Polygons made from model masks (SAM saves, tracked polygons) follow the mask's outline to
+# within this many pixels: exact outlines of a model mask have a vertex per boundary pixel.
+MASK_POLYGON_TOLERANCE = 1.0
 
 
 class GeometryError(ValueError):
@@ -670,8 +673,8 @@ def shape_to_mask(shape: Shape, height: int, width: int) -> Mask:
 def shape_from_mask(kind: ShapeKind, mask: NDArray[Any], tolerance: float = 0.0) -> Shape:
     """The `kind` of shape for a non-empty mask; `tolerance` is for polygons (see mask_to_polygon)."""
     binary = _binary(mask)
-    if kind not in _AREA_KINDS:
-        allowed = ", ".join(sorted(str(area_kind) for area_kind in _AREA_KINDS))
+    if kind not in AREA_KINDS:
+        allowed = ", ".join(sorted(str(area_kind) for area_kind in AREA_KINDS))
         raise GeometryError(f"a {kind!s} cannot be made from a mask; only {allowed} can")
     if not binary.any():
         raise GeometryError(f"mask {binary.shape} is empty: no {kind!s} to make")

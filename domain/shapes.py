@@ -32,8 +32,18 @@ class ShapeKind(enum.StrEnum):
     SKELETON = "skeleton"
 
 
+# The families of shape kinds, said here only: the domain, the trackers and the exports read
+# them, and the page gets them from the server (`GET /api/me`, `shape_families`).
+#
+# Shapes that cover an area: a mask can be drawn from them and made into them, and the area
+# formats (COCO segmentation, YOLO) export them.
+AREA_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBOX, ShapeKind.ROTATED_BBOX})
+# Shapes made of points: tracking follows each point rather than a mask.
+POINT_KINDS = frozenset({ShapeKind.KEYPOINT, ShapeKind.SKELETON, ShapeKind.POLYLINE})
 # Shapes a SAM mask can be turned into (S3): the wand is disabled for the others.
-SAM_SHAPE_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBOX})
+SAM_KINDS = frozenset({ShapeKind.BITMASK, ShapeKind.POLYGON, ShapeKind.BBOX})
+# The families by the names the page knows them by.
+SHAPE_FAMILIES: dict[str, frozenset[ShapeKind]] = {"area": AREA_KINDS, "point": POINT_KINDS, "sam": SAM_KINDS}
 
 
 class Rle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from domain.events import (
     Change,
     ClassAdded,
+    Direction,
     Event,
     Label,
     LabelChange,
@@ -359,7 +360,7 @@ class LabelState:
         replaces: its objects' results from the start frame onwards in the direction."""
         if request.replaces is None:
             return []
-        step = 1 if request.direction == "forward" else -1
+        step = Direction(request.direction).step
         objects = set(request.objects)
         return [
             (oid, frame, proposal)

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from domain.coco import AREA_KINDS, Selected
+from domain.coco import Selected
 from domain.events import ClassAdded, MediaAdded
 from domain.geometry import rotated_bbox_corners, shape_to_mask
-from domain.shapes import BBox, RotatedBBox, Shape
+from domain.shapes import AREA_KINDS, BBox, RotatedBBox, Shape
 from domain.state import LabelState
 
 

@@ -475,7 +475,7 @@ class ClassicalTrackerSession:
         self._check_frame(start)
         if count < 1:
             raise ValueError("count must be at least 1 (it counts the start frame)")
-        step = 1 if Direction(direction) is Direction.FORWARD else -1
+        step = Direction(direction).step
         end = min(len(self._frames), start + count) if step > 0 else max(-1, start - count)
         return self._run(range(start, end, step))
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from domain.decide import MASK_POLYGON_TOLERANCE
 from domain.events import ClassAdded, Direction, MediaAdded, TrackFrameProduced, TrackRequested
 from domain.geometry import (
+    MASK_POLYGON_TOLERANCE,
     GeometryError,
     mask_to_bbox,
     rotated_bbox_corners,
@@ -41,12 +41,11 @@ from domain.geometry import (
     shape_with_points,
     validate_shape,
 )
-from domain.shapes import BBox, Bitmask, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
+from domain.shapes import POINT_KINDS, BBox, Bitmask, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
 from domain.state import LabelState, TrackStatus
 from inference.points import PointTracker, TrackedPoints
 from inference.protocols import FrameSource, Prompt, TrackedMask, Tracker
 
-POINT_KINDS = frozenset({ShapeKind.KEYPOINT, ShapeKind.SKELETON, ShapeKind.POLYLINE})
 # A mask this many times longer than wide has an orientation a rotated box can follow.
 ELONGATED = 1.3
 
@@ -72,7 +71,7 @@ class TrackPlan:
 
     @property
     def step(self) -> int:
-        return 1 if self.request.direction == Direction.FORWARD else -1
+        return Direction(self.request.direction).step
 
 
 class PlanError(Exception):
@@ -91,7 +90,7 @@ def plan_track(state: LabelState, track_id: str) -> TrackPlan:
     info = state.tracks[track_id]
     request = info.request
     media = state.media[request.media]
-    step = 1 if request.direction == Direction.FORWARD else -1
+    step = Direction(request.direction).step
     done = frames_done(state, track_id)
     last = min(media.frames - 1, request.start + (request.range - 1)) if step > 0 else max(0, request.start - (request.range - 1))
     count = (last - request.start) * step + 1
@@ -369,7 +368,7 @@ def _with_margins(inner: BBox, margins: tuple[float, float, float, float], width
 def frames_done(state: LabelState, track_id: str) -> int:
     """How many frames after its start a track has produced (what its completion records)."""
     info = state.tracks[track_id]
-    step = 1 if info.request.direction == Direction.FORWARD else -1
+    step = Direction(info.request.direction).step
     return max(((f - info.request.start) * step for f in info.last_frame.values()), default=0)
 
 

@@ -40,7 +40,7 @@ from domain.events import (
 )
 from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
 from domain.precheck import is_costly, precheck
-from domain.shapes import ShapeKind
+from domain.shapes import SHAPE_FAMILIES, ShapeKind
 from domain.state import LabelState
 from inference.frames import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
@@ -51,6 +51,9 @@ from server.protocol import LabelEntry, snapshot
 from server.replay import state_as_of
 
 _encoder = msgspec.json.Encoder()
+
+# `GET /api/me`'s shape families, as sorted lists of kind names (stable JSON).
+SHAPE_FAMILY_LISTS = {name: sorted(kind.value for kind in kinds) for name, kinds in SHAPE_FAMILIES.items()}
 
 
 class ApiError(Exception):
@@ -201,7 +204,8 @@ async def health(request: Request) -> Response:
 
 @endpoint
 async def me(request: Request, ctx: Context, user: User) -> Response:
-    return json_response({"name": user.name, "role": user.role.value, "actor": user.actor})
+    """Who the token is, and the shape families the page needs (so it repeats none of them)."""
+    return json_response({"name": user.name, "role": user.role.value, "actor": user.actor, "shape_families": SHAPE_FAMILY_LISTS})
 
 
 def _project_view(state: LabelState, project: ProjectCreated, role: Role) -> dict[str, Any]:

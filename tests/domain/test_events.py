@@ -167,3 +167,8 @@ def test_stored_keeps_the_envelope():
     event = ev.stored(new, seq=5, at=2.0)
     assert (event.seq, event.id, event.stream, event.actor, event.at, event.body, event.cause) == (5, new.id, "m1", "user:ann", 2.0, new.body, TRACK)
     assert msgspec.json.decode(ev.encode(event))["v"] == ev.SCHEMA_VERSION
+
+
+def test_direction_step_also_from_a_plain_string() -> None:
+    assert (ev.Direction.FORWARD.step, ev.Direction.BACKWARD.step) == (1, -1)
+    assert ev.Direction("backward").step == -1  # what a struct built in Python (not decoded) holds

@@ -62,7 +62,16 @@ def test_create_project_with_classes_and_members(live, admin):
         assert {p["id"]: p["role"] for p in alice.get("/api/projects").json()} == {"p1": "annotator", "p3": "annotator"}
         assert admin.delete("/api/projects/p3/members/alice").json() == {"user": "alice", "role": None}
         assert alice.get("/api/projects/p3").status_code == 404
-        assert alice.get("/api/me").json() == {"name": "alice", "role": "annotator", "actor": "user:alice"}
+        assert alice.get("/api/me").json() == {
+            "name": "alice",
+            "role": "annotator",
+            "actor": "user:alice",
+            "shape_families": {
+                "area": ["bbox", "bitmask", "polygon", "rotated_bbox"],
+                "point": ["keypoint", "polyline", "skeleton"],
+                "sam": ["bbox", "bitmask", "polygon"],
+            },
+        }
 
 
 # ---- uploads -----------------------------------------------------------------------------------------------
