@@ -1,18 +1,22 @@
 // The annotator's page: signs in, opens a media item over its socket, keeps the model fed and
 // wires the editor, the timeline and the panels to it. Commands go out through `send`, which
-// shows the server's message when one is refused.
+// shows the server's message when one is refused. Keys are bound in keymap.js and tracking is
+// in tracking.js; every module gets from the page only the data and actions it uses (see
+// `setup`), never the page itself.
 
 import { Api, Connection } from "./net.js";
 import { MediaModel } from "./model.js";
 import { Editor } from "./editor.js";
 import { FrameImages } from "./frames.js";
 import { Timeline } from "./timeline.js";
-import { OntologyPanel, ObjectsPanel, TracksPanel, SAM_KINDS, renderAudit, renderLabelInfo, renderPresence } from "./panels.js";
+import { OntologyPanel, ObjectsPanel, TracksPanel, renderAudit, renderLabelInfo, renderPresence } from "./panels.js";
 import { HistoryPanel } from "./history.js";
 import { Replay } from "./replay.js";
 import { SamSession, newObjectId, shapeMask } from "./sam.js";
 import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
+import { handleKey, keyLabel } from "./keymap.js";
+import { Tracking } from "./tracking.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -65,6 +69,7 @@ class App {
       project: null,
       cursor: null,
     };
+    this.samKinds = new Set(); // the shape kinds SAM can make, from the server (GET /api/me)
     this.projects = [];
     this.roster = [];
     this.images = null;
@@ -137,6 +142,7 @@ class App {
     localStorage.setItem(TOKEN_KEY, token);
     this.api = api;
     this.me = me;
+    this.samKinds = new Set(me.shape_families?.sam ?? []);
     $("login-screen").hidden = true;
     $("app").hidden = false;
     $("logout").title = `Signed in as ${me.name} (${me.role}): forget the token on this browser`;
@@ -165,19 +171,53 @@ class App {
   setup() {
     if (this._started) return;
     this._started = true;
-    this.editor = new Editor($("stage"));
-    this.sam = new SamSession(this);
-    this.timeline = new Timeline($("timeline"), this);
-    this.ontology = new OntologyPanel(this, $("classes"));
-    this.objects = new ObjectsPanel(this, $("objects"), $("objects-count"));
-    this.tracks = new TracksPanel(this, $("tracks"));
-    this.replay = new Replay(this);
-    this.history = new HistoryPanel(this, $("history"));
+    const { model, state, settings } = this;
+    const editor = (this.editor = new Editor($("stage")));
+    // What each module may use of the page: its data and a few actions.
+    const goto = (frame) => this.goto(frame);
+    const pickObject = (id, additive) => this.pickObject(id, additive);
+    const objectMenu = (id, x, y) => this.objectMenu(id, x, y);
+    const send = (body, options) => this.send(body, options);
+    const canEdit = () => this.canEdit();
+    this.tracking = new Tracking({
+      model, state, settings, send, canEdit, toast,
+      savePreview: () => this.savePreview(),
+    });
+    const track = (objects, direction, options) => this.tracking.request(objects, direction, options);
+    this.sam = new SamSession({
+      model, state, settings, editor, send, canEdit, track, toast,
+      createObject: (object, classId) => this.createObject(object, classId),
+      selectOnly: (id) => this.selectOnly(id),
+      selectionChanged: () => this.selectionChanged(),
+      statusChanged: () => this.renderSamBar(),
+    });
+    this.timeline = new Timeline($("timeline"), { model, state, goto, pickObject, objectMenu });
+    this.ontology = new OntologyPanel({
+      model, state,
+      canSam: (kind) => this.canSam(kind),
+      pickClass: (id) => this.pickClass(id),
+      toggleSam: (id) => this.toggleSam(id),
+    }, $("classes"));
+    this.objects = new ObjectsPanel({ model, state, pickObject, objectMenu, gotoObject: (id) => this.gotoObject(id) }, $("objects"), $("objects-count"));
+    this.tracks = new TracksPanel({ model, goto, send }, $("tracks"));
+    this.replay = new Replay({
+      model, state, toast,
+      labelsAt: (media, seq) => this.api.labelsAt(media, seq),
+      historySeqs: () => this.history.seqs(),
+      historyRows: () => this.history?.rows ?? [],
+      changed: () => this.replayChanged(),
+    });
+    this.history = new HistoryPanel({
+      model, goto, pickObject,
+      historyPage: (media, after, limit) => this.api.history(media, after, limit),
+      replayAt: (seq) => this.replay.show(seq),
+      replayMark: () => this.replay.mark(),
+    }, $("history"));
     this.menu = new ContextMenu($("context-menu"));
     this.settings.bind($("settings"), $("settings-open"));
-    this.auto = new AutoDialog(this, $("auto-dialog"), $("auto-open"));
+    this.auto = new AutoDialog({ model, state, settings, track }, $("auto-dialog"), $("auto-open"));
+    this.keyActions = this.keyboardActions();
 
-    const editor = this.editor;
     editor.addEventListener("prompt", (e) => {
       if (this.state.tool === "sam") this.sam.onPrompt(e.detail);
     });
@@ -236,7 +276,7 @@ class App {
     window.addEventListener("keydown", (e) => this.onKey(e));
     window.addEventListener("resize", () => this.renderCursors());
     this.renderUndo();
-    renderAudit(this, $("audit"));
+    renderAudit(this.model, $("audit"));
   }
 
   // ---- projects, media, the URL ---------------------------------------------------------------
@@ -453,8 +493,8 @@ class App {
     if (all || dirty.has("objects")) this.objects.render();
     if (all || dirty.has("timeline")) this.timeline.draw();
     if (all || dirty.has("tracks")) this.tracks.render();
-    if (all || dirty.has("audit")) renderAudit(this, $("audit"));
-    if (all || dirty.has("info")) renderLabelInfo(this, $("label-info"));
+    if (all || dirty.has("audit")) renderAudit(this.model, $("audit"));
+    if (all || dirty.has("info")) renderLabelInfo(this.model, this.state, $("label-info"));
     if (all || dirty.has("frame")) this.renderFrameLabel();
     if (all || dirty.has("shapes") || dirty.has("info")) this.renderSamBar();
   }
@@ -580,6 +620,11 @@ class App {
     return Boolean(this.connection && this.connection.role !== "viewer" && this.state.replaySeq === null);
   }
 
+  /** Whether SAM can make labels of this shape kind (the server says which: GET /api/me). */
+  canSam(kind) {
+    return this.samKinds.has(kind);
+  }
+
   activeClassInfo() {
     return this.model.classes.get(this.state.activeClass) ?? null;
   }
@@ -590,7 +635,7 @@ class App {
     if (!cls) return;
     if (classId !== this.state.activeClass) this.sam.end();
     this.state.activeClass = classId;
-    this.state.tool = this.state.samMode && SAM_KINDS.has(cls.shape) ? "sam" : "draw";
+    this.state.tool = this.state.samMode && this.canSam(cls.shape) ? "sam" : "draw";
     this.applyTool();
   }
 
@@ -598,7 +643,7 @@ class App {
   toggleSam(classId = this.state.activeClass) {
     const cls = this.model.classes.get(classId);
     if (!cls) return;
-    if (!SAM_KINDS.has(cls.shape)) {
+    if (!this.canSam(cls.shape)) {
       toast(`SAM cannot make ${cls.shape.replace("_", " ")} labels (class ${cls.name}): draw them instead.`, { kind: "info" });
       return;
     }
@@ -630,7 +675,7 @@ class App {
     const cls = this.activeClassInfo();
     let mode = { kind: "select" };
     if (this.canEdit() && cls) {
-      if (state.tool === "sam" && SAM_KINDS.has(cls.shape)) mode = { kind: "sam" };
+      if (state.tool === "sam" && this.canSam(cls.shape)) mode = { kind: "sam" };
       else if (state.tool === "sam") state.tool = "draw";
       if (state.tool === "draw") {
         mode = { kind: "draw", shape: cls.shape === "bitmask" ? "polygon" : cls.shape, points: cls.skeleton?.points?.length ?? 0 };
@@ -732,7 +777,7 @@ class App {
         state.activeClass = classId;
         if (state.tool !== "select") {
           const cls = this.model.classes.get(classId);
-          state.tool = state.samMode && SAM_KINDS.has(cls.shape) ? "sam" : "draw";
+          state.tool = state.samMode && this.canSam(cls.shape) ? "sam" : "draw";
         }
         this.applyTool();
       }
@@ -778,10 +823,6 @@ class App {
     );
     result.catch(() => {});
     return result;
-  }
-
-  toast(message, options) {
-    return toast(message, options);
   }
 
   createObject(object, classId) {
@@ -863,99 +904,29 @@ class App {
     if (this.canEdit() && this.model.media) this.send({ type: "redo", media: this.model.media.media });
   }
 
-  // ---- tracking -------------------------------------------------------------------------------
+  // ---- the object menu ------------------------------------------------------------------------
 
-  requestTrack(objects, direction, { start = this.state.frame, range = this.settings.range, interval = 0, algorithm = this.settings.algorithm, autosave = false, replaces = null } = {}) {
-    const body = { type: "track_requested", media: this.model.media.media, objects, start, direction, range, interval, algorithm, autosave };
-    if (replaces) body.replaces = replaces;
-    return this.send(body);
-  }
-
-  /** Shift+T / Shift+Alt+T: the selection from this frame (T1, T4); a SAM preview is saved first (T3). */
-  async trackSelection(direction) {
-    if (!this.canEdit()) return;
-    if (this.state.tool === "sam" && this.sam.canSave()) {
-      const object = this.sam.object;
-      if (!(await this.sam.save())) return;
-      this.state.selected.add(object);
-    }
-    const objects = [...this.state.selected].filter((id) => this.model.objects.has(id));
-    if (!objects.length) {
-      toast("Select the objects to track (click them; Shift-click adds more).", { kind: "info" });
-      return;
-    }
-    await this.requestTrack(objects, direction).catch(() => {});
-  }
-
-  /** The ended track of an object whose range covers this frame (for a re-track, T9). */
-  retrackable(object) {
-    const frame = this.state.frame;
-    const tracks = [...this.model.tracks.values()].reverse();
-    for (const track of tracks) {
-      const r = track.request;
-      if (track.status === "running" || !r.objects.includes(object)) continue;
-      const step = r.direction === "backward" ? -1 : 1;
-      const offset = (frame - r.start) * step;
-      if (offset >= 0 && offset < r.range) return { track, offset };
-    }
-    return null;
-  }
-
-  retrack(object) {
-    const found = this.retrackable(object);
-    if (!found) return;
-    const { track, offset } = found;
-    const r = track.request;
-    this.requestTrack([object], r.direction, {
-      start: this.state.frame,
-      range: Math.max(1, r.range - offset),
-      interval: r.interval ?? 0,
-      algorithm: r.algorithm ?? this.settings.algorithm,
-      autosave: Boolean(r.autosave),
-      replaces: track.id,
-    });
-  }
-
-  /** +1 for a forward track, -1 for a backward one. */
-  directionOf(track) {
-    return this.model.tracks.get(track)?.request.direction === "backward" ? -1 : 1;
+  /** SAM: save the preview if there is one to save (before tracking it, T3); false if that failed. */
+  async savePreview() {
+    if (this.state.tool !== "sam" || !this.sam.canSave()) return true;
+    const object = this.sam.object;
+    if (!(await this.sam.save())) return false;
+    this.state.selected.add(object);
+    return true;
   }
 
   objectMenu(id, x, y) {
     if (!this.model.objects.has(id)) return;
     if (!this.state.selected.has(id)) this.pickObject(id, false);
     const selected = [...this.state.selected].filter((o) => this.model.objects.has(o));
-    const n = selected.length;
     const canEdit = this.canEdit();
-    const items = [
-      { label: "Track forwards", key: n === 1 ? "Shift+T" : "", testid: "ctx-track-forward", disabled: !canEdit, action: () => this.requestTrack([id], "forward") },
-      { label: "Track backwards", key: n === 1 ? "Shift+Alt+T" : "", testid: "ctx-track-backward", disabled: !canEdit, action: () => this.requestTrack([id], "backward") },
-      { label: "Track forwards (all selected)", key: n > 1 ? `${n} · Shift+T` : "", testid: "ctx-track-forward-all", disabled: !canEdit, action: () => this.requestTrack(selected, "forward") },
-      { label: "Track backwards (all selected)", key: n > 1 ? `${n} · Shift+Alt+T` : "", testid: "ctx-track-backward-all", disabled: !canEdit, action: () => this.requestTrack(selected, "backward") },
-    ];
-    if (this.retrackable(id)) {
-      items.push({ label: "Track again from this frame", testid: "ctx-retrack", disabled: !canEdit, action: () => this.retrack(id) });
-    }
-    // Review in part (T9): this object's tracked result on this frame, or from here on.
-    const here = this.model.proposalsAt(this.state.frame).find((p) => p.object === id);
-    if (here) {
-      const later = (track) => [...(this.model.proposals.get(track)?.values() ?? [])]
-        .filter((e) => e.object === id && (e.frame - this.state.frame) * this.directionOf(track) >= 0)
-        .map((e) => e.frame);
-      items.push("-");
-      items.push({ label: "Save tracked result on this frame", testid: "ctx-accept-frame", disabled: !canEdit,
-        action: () => this.send({ type: "tracked_accepted", track: here.track, objects: [id], frames: [this.state.frame] }) });
-      items.push({ label: "Save tracked results from this frame on", testid: "ctx-accept-rest", disabled: !canEdit,
-        action: () => this.send({ type: "tracked_accepted", track: here.track, objects: [id], frames: later(here.track) }) });
-      items.push({ label: "Discard tracked results from this frame on", testid: "ctx-discard-rest", disabled: !canEdit,
-        action: () => this.send({ type: "tracked_discarded", track: here.track, objects: [id], frames: later(here.track) }) });
-    }
+    const items = this.tracking.menuItems(id, selected);
     items.push("-");
     items.push({ label: "Go to nearest label", testid: "ctx-goto", disabled: !this.model.labelFrames(id).length, action: () => this.gotoObject(id) });
     if (this.model.label(id, this.state.frame)) {
-      items.push({ label: "Delete label on this frame", key: "Del", testid: "ctx-delete-label", disabled: !canEdit, action: () => this.send({ type: "label_deleted", object: id, frame: this.state.frame }) });
+      items.push({ label: "Delete label on this frame", key: keyLabel("deleteLabels"), testid: "ctx-delete-label", disabled: !canEdit, action: () => this.send({ type: "label_deleted", object: id, frame: this.state.frame }) });
     }
-    items.push({ label: "Delete object", key: "Shift+Del", testid: "ctx-delete-object", disabled: !canEdit, action: () => this.deleteObjects([id]) });
+    items.push({ label: "Delete object", key: keyLabel("deleteObjects"), testid: "ctx-delete-object", disabled: !canEdit, action: () => this.deleteObjects([id]) });
     this.menu.show(x, y, `${id} · frame ${this.state.frame}`, items);
   }
 
@@ -963,8 +934,8 @@ class App {
 
   onPresence(users) {
     this.roster = users;
-    renderPresence(this, $("presence"), users);
     const me = this.connection?.user;
+    renderPresence($("presence"), users, me, (frame) => this.goto(frame));
     this.timeline.setPresence(users.filter((u) => u.user !== me));
     this.renderCursors();
   }
@@ -1063,95 +1034,63 @@ class App {
 
   // ---- keyboard -------------------------------------------------------------------------------
 
+  /** What each action of the keymap (keymap.js) does; false: it does not apply now. */
+  keyboardActions() {
+    const state = this.state;
+    const step = (frames) => () => this.goto(state.frame + frames);
+    return {
+      undo: () => this.undo(),
+      redo: () => this.redo(),
+      previousFrame: step(-1),
+      back10: step(-10),
+      nextFrame: step(1),
+      forward10: step(10),
+      firstFrame: () => this.goto(0),
+      lastFrame: () => this.goto(this.model.media.frames - 1),
+      finish: (e) => {
+        if (e.target instanceof HTMLButtonElement) return false; // the button's own click
+        if (this.editor.drawing()) this.editor.finish();
+        else if (state.tool === "sam") this.sam.save();
+      },
+      escape: () => {
+        if (this.editor.cancel()) return;
+        if (state.tool === "sam" && (this.sam.active || this.sam.created)) this.sam.discard();
+        else if (state.tool !== "select") this.selectTool();
+        else if (state.replaySeq !== null) this.replay.live();
+        else if (state.selected.size) {
+          state.selected.clear();
+          this.selectionChanged();
+        }
+      },
+      deleteLabels: () => this.deleteLabels(),
+      deleteObjects: () => this.deleteObjects(),
+      toggleSam: () => {
+        let cls = this.activeClassInfo();
+        if (!cls || !this.canSam(cls.shape)) cls = [...this.model.classes.values()].find((c) => this.canSam(c.shape)) ?? cls;
+        if (cls) this.toggleSam(cls.class_id);
+      },
+      trackForward: () => this.tracking.trackSelection("forward"),
+      trackBackward: () => this.tracking.trackSelection("backward"),
+      pickClass: (e, key) => {
+        const cls = [...this.model.classes.values()][Number(key.slice("Digit".length)) - 1];
+        if (!cls) return false;
+        this.pickClass(cls.class_id);
+      },
+      newObject: () => {
+        if (state.tool !== "sam") return false;
+        this.newObject();
+      },
+      fit: () => {
+        this.editor.fit();
+        this.renderCursors();
+      },
+    };
+  }
+
   onKey(e) {
     if (isEditable(e.target) || document.querySelector("dialog[open]") || !this.model.media) return;
     if (this.menu.open) return;
-    const ctrl = e.ctrlKey || e.metaKey;
-    const code = e.code;
-    if (ctrl) {
-      if (code === "KeyZ") {
-        e.preventDefault();
-        if (e.shiftKey) this.redo();
-        else this.undo();
-      } else if (code === "KeyY") {
-        e.preventDefault();
-        this.redo();
-      }
-      return;
-    }
-    const frames = this.model.media.frames;
-    switch (e.key) {
-      case "ArrowLeft":
-        e.preventDefault();
-        this.goto(this.state.frame - (e.shiftKey ? 10 : 1));
-        return;
-      case "ArrowRight":
-        e.preventDefault();
-        this.goto(this.state.frame + (e.shiftKey ? 10 : 1));
-        return;
-      case "Home":
-        e.preventDefault();
-        this.goto(0);
-        return;
-      case "End":
-        e.preventDefault();
-        this.goto(frames - 1);
-        return;
-      case "Enter":
-        if (e.target instanceof HTMLButtonElement) return; // the button's own click
-        e.preventDefault();
-        if (this.editor.drawing()) this.editor.finish();
-        else if (this.state.tool === "sam") this.sam.save();
-        return;
-      case "Escape":
-        e.preventDefault();
-        if (this.editor.cancel()) return;
-        if (this.state.tool === "sam" && (this.sam.active || this.sam.created)) this.sam.discard();
-        else if (this.state.tool !== "select") this.selectTool();
-        else if (this.state.replaySeq !== null) this.replay.live();
-        else if (this.state.selected.size) {
-          this.state.selected.clear();
-          this.selectionChanged();
-        }
-        return;
-      case "Delete":
-      case "Backspace":
-        e.preventDefault();
-        if (e.shiftKey) this.deleteObjects();
-        else this.deleteLabels();
-        return;
-      default:
-        break;
-    }
-    if (e.shiftKey && code === "KeyA" && !e.altKey) {
-      e.preventDefault();
-      let cls = this.activeClassInfo();
-      if (!cls || !SAM_KINDS.has(cls.shape)) cls = [...this.model.classes.values()].find((c) => SAM_KINDS.has(c.shape)) ?? cls;
-      if (cls) this.toggleSam(cls.class_id);
-      return;
-    }
-    if (e.shiftKey && code === "KeyT") {
-      e.preventDefault();
-      this.trackSelection(e.altKey ? "backward" : "forward");
-      return;
-    }
-    if (!e.shiftKey && !e.altKey && /^Digit[1-9]$/.test(code)) {
-      const cls = [...this.model.classes.values()][Number(code.slice(5)) - 1];
-      if (cls) {
-        e.preventDefault();
-        this.pickClass(cls.class_id);
-      }
-      return;
-    }
-    if (!e.shiftKey && !e.altKey && code === "KeyN" && this.state.tool === "sam") {
-      e.preventDefault();
-      this.newObject();
-      return;
-    }
-    if (!e.shiftKey && !e.altKey && code === "KeyF") {
-      this.editor.fit();
-      this.renderCursors();
-    }
+    handleKey(e, this.keyActions);
   }
 }
 

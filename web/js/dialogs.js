@@ -170,8 +170,9 @@ export class ContextMenu {
 
 /** T5: objects, frame range, annotation interval and method; "Run" sends an autosaving track. */
 export class AutoDialog {
-  constructor(app, dialog, openButton) {
-    this.app = app;
+  /** page: {model, state, settings, track(objects, direction, options)} */
+  constructor(page, dialog, openButton) {
+    this.page = page;
     this.dialog = dialog;
     this.form = dialog.querySelector("#auto-form");
     this.objects = dialog.querySelector("#auto-objects");
@@ -188,7 +189,7 @@ export class AutoDialog {
   }
 
   open() {
-    const { model, state, settings } = this.app;
+    const { model, state, settings } = this.page;
     if (!model.media) return;
     const frames = model.media.frames;
     this.objects.replaceChildren();
@@ -224,7 +225,7 @@ export class AutoDialog {
   }
 
   run() {
-    const { model } = this.app;
+    const { model } = this.page;
     const frames = model.media.frames;
     const objects = [...this.objects.querySelectorAll("input:checked")].map((b) => b.value);
     const first = clampInt(this.first.value, 0, frames - 1, null);
@@ -238,7 +239,7 @@ export class AutoDialog {
       toast("The last frame must come after the first frame.");
       return false;
     }
-    this.app.requestTrack(objects, "forward", {
+    this.page.track(objects, "forward", {
       start: first,
       range: last - first + 1,
       interval,

@@ -81,8 +81,12 @@ export function describe(event, count = 1, firstFrame = null) {
 }
 
 export class HistoryPanel {
-  constructor(app, root) {
-    this.app = app;
+  /**
+   * page: {model, goto(frame), pickObject(id, additive), historyPage(media, after, limit) (the
+   * REST answer), replayAt(seq), replayMark()}
+   */
+  constructor(page, root) {
+    this.page = page;
     this.root = root;
     this.rows = []; // newest first: {seq, event, count, firstFrame, el}
     this.loaded = false;
@@ -102,7 +106,7 @@ export class HistoryPanel {
   /** Fetch the recent events of the media item (newest ~KEEP). */
   async load() {
     const generation = ++this.generation;
-    const { api, model } = this.app;
+    const { model } = this.page;
     const media = model.media.media;
     this.loaded = false;
     this.buffer = [];
@@ -117,11 +121,11 @@ export class HistoryPanel {
         events = [];
         let cursor = after;
         while (cursor !== null && cursor !== undefined) {
-          const page = await api.history(media, cursor, 1000);
+          const batch = await this.page.historyPage(media, cursor, 1000);
           if (generation !== this.generation) return;
-          events.push(...page.events);
+          events.push(...batch.events);
           if (events.length > 4 * KEEP) events = events.slice(-KEEP);
-          cursor = page.next_after;
+          cursor = batch.next_after;
         }
         if (events.length >= KEEP || after === 0 || window > 1_000_000) break;
         window *= 8;
@@ -138,12 +142,12 @@ export class HistoryPanel {
     this._add(this.buffer.filter((e) => e.seq > last));
     this.buffer = [];
     if (!this.rows.length) this.root.appendChild(el("div", "muted small-text empty", "Nothing yet."));
-    this.app.replay.mark();
+    this.page.replayMark();
   }
 
   /** Live events from the socket. */
   onEvents(events) {
-    const stream = `media:${this.app.model.media?.media}`;
+    const stream = `media:${this.page.model.media?.media}`;
     const mine = events.filter((e) => e.stream === stream);
     if (!mine.length) return;
     if (!this.loaded) {
@@ -152,7 +156,7 @@ export class HistoryPanel {
     }
     const top = this.rows[0]?.seq ?? 0;
     this._add(mine.filter((e) => e.seq > top));
-    this.app.replay.mark();
+    this.page.replayMark();
   }
 
   /** Seqs of the events shown, oldest first (replay steps through them). */
@@ -194,10 +198,10 @@ export class HistoryPanel {
     node.append(el("span", "seq"), el("span", "who"), el("span", "what"), el("span", "time"));
     node.addEventListener("click", () => {
       const d = describe(row.event, row.count, row.firstFrame);
-      if (d.frame !== undefined && d.frame !== null) this.app.goto(d.frame);
-      if (d.object && this.app.model.objects.has(d.object)) this.app.pickObject(d.object, false);
+      if (d.frame !== undefined && d.frame !== null) this.page.goto(d.frame);
+      if (d.object && this.page.model.objects.has(d.object)) this.page.pickObject(d.object, false);
     });
-    node.addEventListener("dblclick", () => this.app.replay.show(row.seq));
+    node.addEventListener("dblclick", () => this.page.replayAt(row.seq));
     this._fill(row, node);
     return node;
   }

@@ -3,13 +3,12 @@
 // only touches what changed.
 
 import { SOURCE_COLOURS, SOURCE_NAMES, classColour, userColour } from "./colours.js";
+import { keyLabel } from "./keymap.js";
 import { trackSpan } from "./timeline.js";
 
 const WAND_SVG =
   '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M2.5 13.5l7-7 1 1-7 7z"/>' +
   '<path d="M11 1.5l.6 1.6 1.6.6-1.6.6-.6 1.6-.6-1.6-1.6-.6 1.6-.6zM14 6l.4 1 1 .4-1 .4-.4 1-.4-1-1-.4 1-.4zM6.5 1l.4 1 1 .4-1 .4-.4 1-.4-1-1-.4 1-.4z"/></svg>';
-
-export const SAM_KINDS = new Set(["bitmask", "polygon", "bbox"]);
 
 const KIND_NAMES = {
   bitmask: "mask",
@@ -38,15 +37,16 @@ export function shortActor(actor) {
 // ---- ontology ----------------------------------------------------------------------------------
 
 export class OntologyPanel {
-  constructor(app, root) {
-    this.app = app;
+  /** page: {model, state, canSam(kind), pickClass(id), toggleSam(id)} */
+  constructor(page, root) {
+    this.page = page;
     this.root = root;
     this.rows = new Map();
     this.signature = "";
   }
 
   render() {
-    const { model, state } = this.app;
+    const { model, state } = this.page;
     const classes = [...model.classes.values()];
     const signature = classes.map((c) => `${c.class_id}:${c.color}:${c.shape}`).join("|");
     if (signature !== this.signature) {
@@ -65,15 +65,15 @@ export class OntologyPanel {
         const wand = el("button", "wand");
         wand.innerHTML = WAND_SVG;
         wand.dataset.testid = `wand-${cls.class_id}`;
-        wand.disabled = !SAM_KINDS.has(cls.shape);
+        wand.disabled = !this.page.canSam(cls.shape);
         wand.title = wand.disabled
           ? `SAM cannot make ${cls.shape.replace("_", " ")} labels: draw them`
-          : "SAM mode for this class (Shift+A)";
+          : `SAM mode for this class (${keyLabel("toggleSam")})`;
         wand.addEventListener("click", (e) => {
           e.stopPropagation();
-          this.app.toggleSam(cls.class_id);
+          this.page.toggleSam(cls.class_id);
         });
-        row.addEventListener("click", () => this.app.pickClass(cls.class_id));
+        row.addEventListener("click", () => this.page.pickClass(cls.class_id));
         row.append(key, swatch, name, kind, wand);
         this.root.appendChild(row);
         this.rows.set(cls.class_id, { row, wand });
@@ -92,8 +92,9 @@ export class OntologyPanel {
 // ---- objects -----------------------------------------------------------------------------------
 
 export class ObjectsPanel {
-  constructor(app, root, countEl) {
-    this.app = app;
+  /** page: {model, state, pickObject(id, additive), gotoObject(id), objectMenu(id, x, y)} */
+  constructor(page, root, countEl) {
+    this.page = page;
     this.root = root;
     this.countEl = countEl;
     this.rows = new Map(); // id -> {row, swatch, frames, here}
@@ -101,7 +102,7 @@ export class ObjectsPanel {
   }
 
   render() {
-    const { model, state } = this.app;
+    const { model, state } = this.page;
     const counts = new Map();
     const here = new Set();
     for (const entry of model.labels.values()) {
@@ -162,11 +163,11 @@ export class ObjectsPanel {
     const here = el("span", "here");
     const frames = el("span", "frames", "");
     row.append(swatch, oid, here, frames);
-    row.addEventListener("click", (e) => this.app.pickObject(id, e.shiftKey));
-    row.addEventListener("dblclick", () => this.app.gotoObject(id));
+    row.addEventListener("click", (e) => this.page.pickObject(id, e.shiftKey));
+    row.addEventListener("dblclick", () => this.page.gotoObject(id));
     row.addEventListener("contextmenu", (e) => {
       e.preventDefault();
-      this.app.objectMenu(id, e.clientX, e.clientY);
+      this.page.objectMenu(id, e.clientX, e.clientY);
     });
     return { row, swatch, frames, here, colour: null };
   }
@@ -174,8 +175,7 @@ export class ObjectsPanel {
 
 // ---- the selected label's provenance (C4) ------------------------------------------------------
 
-export function renderLabelInfo(app, root) {
-  const { model, state } = app;
+export function renderLabelInfo(model, state, root) {
   root.replaceChildren();
   if (state.selected.size !== 1) return;
   const [id] = state.selected;
@@ -213,15 +213,16 @@ export function expectedFrames(request, frames) {
 }
 
 export class TracksPanel {
-  constructor(app, root) {
-    this.app = app;
+  /** page: {model, goto(frame), send(body)} */
+  constructor(page, root) {
+    this.page = page;
     this.root = root;
     this.rows = new Map();
     this.empty = root.querySelector(".empty");
   }
 
   render() {
-    const { model } = this.app;
+    const { model } = this.page;
     const frames = model.media?.frames ?? 1;
     const all = [...model.tracks.values()];
     const ended = all.filter((t) => t.status !== "running" && model.pendingCount(t.id) === 0);
@@ -261,7 +262,7 @@ export class TracksPanel {
     status.dataset.testid = "track-status";
     const jump = el("button", "small ghost jump", "\u21A6");
     jump.title = "Go to the start frame";
-    jump.addEventListener("click", () => this.app.goto(track.request.start));
+    jump.addEventListener("click", () => this.page.goto(track.request.start));
     line.append(what, status, jump);
     const progress = el("progress");
     progress.dataset.testid = "track-progress";
@@ -270,15 +271,15 @@ export class TracksPanel {
     const buttons = el("div", "line");
     const cancel = el("button", "small danger", "Cancel");
     cancel.dataset.testid = "track-cancel";
-    cancel.addEventListener("click", () => this.app.send({ type: "track_cancelled", track: track.id }));
+    cancel.addEventListener("click", () => this.page.send({ type: "track_cancelled", track: track.id }));
     const accept = el("button", "small primary", "Save");
     accept.dataset.testid = "review-accept";
     accept.title = "Save the tracked results as labels";
-    accept.addEventListener("click", () => this.app.send({ type: "tracked_accepted", track: track.id }));
+    accept.addEventListener("click", () => this.page.send({ type: "tracked_accepted", track: track.id }));
     const discard = el("button", "small", "Discard");
     discard.dataset.testid = "review-discard";
     discard.title = "Drop the tracked results";
-    discard.addEventListener("click", () => this.app.send({ type: "tracked_discarded", track: track.id }));
+    discard.addEventListener("click", () => this.page.send({ type: "tracked_discarded", track: track.id }));
     const pending = el("span", "status");
     const spacer = el("span", "spacer");
     spacer.style.flex = "1";
@@ -288,7 +289,7 @@ export class TracksPanel {
   }
 
   _update(row, track, frames) {
-    const { model } = this.app;
+    const { model } = this.page;
     const r = track.request;
     const pending = model.pendingCount(track.id);
     const key = `${track.status}|${track.produced}|${pending}|${track.reason}`;
@@ -330,9 +331,9 @@ export class TracksPanel {
 
 // ---- presence ----------------------------------------------------------------------------------
 
-export function renderPresence(app, root, users) {
+/** `me`: this socket's user; `goto(frame)`: where clicking someone else's chip goes. */
+export function renderPresence(root, users, me, goto) {
   root.replaceChildren();
-  const me = app.connection?.user;
   const sorted = [...users].sort((a, b) => (a.user === me ? -1 : b.user === me ? 1 : a.user.localeCompare(b.user)));
   for (const u of sorted) {
     const chip = el("span", `who${u.user === me ? " me" : ""}`);
@@ -342,15 +343,15 @@ export function renderPresence(app, root, users) {
     dot.style.background = userColour(u.user);
     chip.append(dot, document.createTextNode(`${u.user === me ? "you" : u.user} · ${u.frame}`));
     chip.title = u.user === me ? "you" : `${u.user} is on frame ${u.frame}: click to go there`;
-    if (u.user !== me) chip.addEventListener("click", () => app.goto(u.frame));
+    if (u.user !== me) chip.addEventListener("click", () => goto(u.frame));
     root.appendChild(chip);
   }
 }
 
 // ---- audit strip -------------------------------------------------------------------------------
 
-export function renderAudit(app, root) {
-  const counts = app.model.sourceCounts();
+export function renderAudit(model, root) {
+  const counts = model.sourceCounts();
   if (!root.childElementCount) {
     for (const source of Object.keys(SOURCE_COLOURS)) {
       const chip = el("span", "chip");

@@ -2,8 +2,12 @@
 // they were right after that position (read-only, fetched from the server), until "back to live".
 
 export class Replay {
-  constructor(app) {
-    this.app = app;
+  /**
+   * page: {model, state, toast(message, options), labelsAt(media, seq) (the REST answer),
+   * historySeqs() and historyRows() (the history panel's), changed() (replay started or ended)}
+   */
+  constructor(page) {
+    this.page = page;
     this.slider = document.getElementById("replay");
     this.banner = document.getElementById("replay-banner");
     this.text = document.getElementById("replay-text");
@@ -26,11 +30,11 @@ export class Replay {
   }
 
   get head() {
-    return this.app.model.seq;
+    return this.page.model.seq;
   }
 
   get active() {
-    return this.app.state.replaySeq !== null;
+    return this.page.state.replaySeq !== null;
   }
 
   _isHead(value) {
@@ -54,8 +58,8 @@ export class Replay {
 
   /** Show the labels as of log position `seq`. */
   async show(seq) {
-    const app = this.app;
-    if (!app.model.media) return;
+    const page = this.page;
+    if (!page.model.media) return;
     if (seq >= this.head) {
       this.live();
       return;
@@ -63,9 +67,9 @@ export class Replay {
     const request = ++this.request;
     let answer;
     try {
-      answer = await app.api.labelsAt(app.model.media.media, seq);
+      answer = await page.labelsAt(page.model.media.media, seq);
     } catch (error) {
-      if (request === this.request) app.toast(error.message, { code: error.code });
+      if (request === this.request) page.toast(error.message, { code: error.code });
       return;
     }
     if (request !== this.request) return;
@@ -75,30 +79,30 @@ export class Replay {
       if (!list) this.byFrame.set(entry.frame, (list = []));
       list.push(entry);
     }
-    app.state.replaySeq = answer.seq;
+    page.state.replaySeq = answer.seq;
     this.slider.value = String(answer.seq);
     this.value.textContent = `seq ${answer.seq}`;
     this.text.textContent = `as of seq ${answer.seq}`;
     this.banner.hidden = false;
     this.mark();
-    app.replayChanged();
+    page.changed();
   }
 
   live() {
     this.request += 1;
     const was = this.active;
-    this.app.state.replaySeq = null;
+    this.page.state.replaySeq = null;
     this.byFrame.clear();
     this.banner.hidden = true;
     this.setHead(this.head);
     this.mark();
-    if (was) this.app.replayChanged();
+    if (was) this.page.changed();
   }
 
   /** Step to the previous / next event of this media item. */
   step(direction) {
-    const seqs = this.app.history.seqs();
-    const at = this.active ? this.app.state.replaySeq : this.head;
+    const seqs = this.page.historySeqs();
+    const at = this.active ? this.page.state.replaySeq : this.head;
     if (direction < 0) {
       const before = seqs.filter((s) => s < at);
       this.show(before.length ? before[before.length - 1] : 0);
@@ -115,8 +119,8 @@ export class Replay {
 
   /** Mark the history row replay stands on, and fade the later ones. */
   mark() {
-    const seq = this.app.state.replaySeq;
-    const rows = this.app.history?.rows ?? [];
+    const seq = this.page.state.replaySeq;
+    const rows = this.page.historyRows();
     let marked = false;
     for (const row of rows) {
       const future = seq !== null && row.seq > seq;

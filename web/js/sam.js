@@ -53,8 +53,13 @@ export function shapeMask(shape, width, height) {
 }
 
 export class SamSession {
-  constructor(app) {
-    this.app = app;
+  /**
+   * page: {model, state, settings, editor, canEdit(), send(body, options), toast(message, options),
+   * track(objects, direction), createObject(object, classId), selectOnly(id), selectionChanged(),
+   * statusChanged() (the SAM bar shows `status`)}
+   */
+  constructor(page) {
+    this.page = page;
     this.object = null; // the object being segmented
     this.objectClass = null;
     this.seen = false; // whether the model has had the object (a created one arrives later)
@@ -74,7 +79,7 @@ export class SamSession {
 
   /** The object prompts go to: this session's, else a selected object of the active class. */
   target() {
-    const { model, state } = this.app;
+    const { model, state } = this.page;
     const fits = (id) => id && model.objects.has(id) && model.objects.get(id).class_id === state.activeClass;
     if (fits(this.object)) return this.object;
     // Just created: the model may not have it yet.
@@ -84,9 +89,9 @@ export class SamSession {
   }
 
   onPrompt(detail) {
-    const app = this.app;
-    const { model, state } = app;
-    if (!app.canEdit()) return;
+    const page = this.page;
+    const { model, state } = page;
+    if (!page.canEdit()) return;
     const cls = model.classes.get(state.activeClass);
     if (!cls) return;
     let object = this.target();
@@ -101,7 +106,7 @@ export class SamSession {
     }
     if (!object) {
       object = newObjectId(cls.class_id);
-      app.createObject(object, cls.class_id);
+      page.createObject(object, cls.class_id);
       this.created = true;
       this.seen = false;
       this.objectClass = cls.class_id;
@@ -113,10 +118,10 @@ export class SamSession {
     }
     this.object = object;
     this.frame = state.frame;
-    if (!state.selected.has(object) || state.selected.size !== 1) app.selectOnly(object);
+    if (!state.selected.has(object) || state.selected.size !== 1) page.selectOnly(object);
     if (detail.point) this.points.push({ x: detail.point.x, y: detail.point.y, include: detail.point.include !== false });
     if (detail.box) this.box = { ...detail.box };
-    app.editor.setPromptPoints(this.points, this.box);
+    page.editor.setPromptPoints(this.points, this.box);
     const body = { type: "prompt_added", object, frame: state.frame, points: this.points.map((p) => ({ ...p })) };
     if (this.box) body.box = this.box;
     if (this.refine) body.mask = this.refine;
@@ -124,7 +129,7 @@ export class SamSession {
     this.prompt = id;
     this.answer = null;
     this._status("waiting");
-    app.send(body, { id }).catch(() => {
+    page.send(body, { id }).catch(() => {
       if (this.prompt === id) {
         this.prompt = null;
         this._status("idle");
@@ -135,13 +140,13 @@ export class SamSession {
 
   /** Called after every model change: show the answer to the latest prompt once it is there. */
   check() {
-    if (this.object && this.app.model.objects.has(this.object)) this.seen = true;
+    if (this.object && this.page.model.objects.has(this.object)) this.seen = true;
     if (!this.prompt || this.answer) return;
-    const segment = this.app.model.segments.get(this.prompt);
+    const segment = this.page.model.segments.get(this.prompt);
     if (!segment) return;
     this.answer = segment.body;
     const empty = rleEmpty(segment.body.mask);
-    this.app.editor.setPreview(empty ? null : segment.body.mask, classColour(this.app.model, this.object));
+    this.page.editor.setPreview(empty ? null : segment.body.mask, classColour(this.page.model, this.object));
     this._status(empty ? "empty" : "ready");
   }
 
@@ -151,39 +156,39 @@ export class SamSession {
 
   /** Enter / Save: the preview becomes a label in the class's shape (S3). */
   async save({ track = false } = {}) {
-    const app = this.app;
+    const page = this.page;
     if (!this.canSave()) {
-      if (this.status === "waiting") app.toast("The preview is not there yet: wait for the model's answer.", { kind: "info" });
-      else if (this.status === "empty") app.toast("The model found nothing there: add a click on the object.", { kind: "info" });
+      if (this.status === "waiting") page.toast("The preview is not there yet: wait for the model's answer.", { kind: "info" });
+      else if (this.status === "empty") page.toast("The model found nothing there: add a click on the object.", { kind: "info" });
       return false;
     }
     const prompt = this.prompt;
     const object = this.object;
-    const cls = app.model.classOf(object);
-    const panoptic = Boolean(app.settings.panoptic && cls?.shape === "bitmask");
+    const cls = page.model.classOf(object);
+    const panoptic = Boolean(page.settings.panoptic && cls?.shape === "bitmask");
     try {
-      await app.send({ type: "save_segment", prompt }, { panoptic });
+      await page.send({ type: "save_segment", prompt }, { panoptic });
     } catch {
       return false;
     }
     this.created = false;
     if (this.prompt === prompt) this.clearPoints();
-    if (track) await app.requestTrack([object], "forward").catch(() => {});
+    if (track) await page.track([object], "forward").catch(() => {});
     return true;
   }
 
   /** Escape: drop the clicks and the preview; a just-created object with no labels goes too. */
   discard() {
-    const app = this.app;
+    const page = this.page;
     const object = this.object;
     const created = this.created;
     this.clearPoints();
     this.object = null;
     this.created = false;
-    if (created && object && app.model.objects.has(object) && app.model.labelFrames(object).length === 0) {
-      app.send({ type: "object_deleted", object });
-      app.state.selected.delete(object);
-      app.selectionChanged();
+    if (created && object && page.model.objects.has(object) && page.model.labelFrames(object).length === 0) {
+      page.send({ type: "object_deleted", object });
+      page.state.selected.delete(object);
+      page.selectionChanged();
     }
   }
 
@@ -195,8 +200,8 @@ export class SamSession {
     this.answer = null;
     this.refine = null;
     this.frame = null;
-    this.app.editor?.setPromptPoints([], null);
-    this.app.editor?.setPreview(null, null);
+    this.page.editor.setPromptPoints([], null);
+    this.page.editor.setPreview(null, null);
     this._status("idle");
   }
 
@@ -212,7 +217,7 @@ export class SamSession {
 
   _status(status) {
     this.status = status;
-    this.app.state.samStatus = status;
-    this.app.renderSamBar();
+    this.page.state.samStatus = status;
+    this.page.statusChanged();
   }
 }

@@ -13,10 +13,10 @@ const MAX_ROWS = 12;
 const RIGHT = 8;
 
 export class Timeline {
-  /** app: {model, state, goto(frame), pickObject(id, additive), presence: users[]} */
-  constructor(canvas, app) {
+  /** page: {model, state, goto(frame), pickObject(id, additive), objectMenu(id, x, y)} */
+  constructor(canvas, page) {
     this.canvas = canvas;
-    this.app = app;
+    this.page = page;
     this.rows = [];
     this.others = [];
     this._pending = false;
@@ -36,7 +36,7 @@ export class Timeline {
     canvas.addEventListener("contextmenu", (e) => {
       const row = this._rowAt(e);
       e.preventDefault();
-      if (row) this.app.objectMenu(row.id, e.clientX, e.clientY);
+      if (row) this.page.objectMenu(row.id, e.clientX, e.clientY);
     });
   }
 
@@ -55,7 +55,7 @@ export class Timeline {
   }
 
   get frames() {
-    return this.app.model.media?.frames ?? 1;
+    return this.page.model.media?.frames ?? 1;
   }
 
   _x(frame, width) {
@@ -78,11 +78,11 @@ export class Timeline {
   }
 
   _down(e) {
-    if (e.button !== 0 || !this.app.model.media) return;
+    if (e.button !== 0 || !this.page.model.media) return;
     const rect = this.canvas.getBoundingClientRect();
     if (e.clientX - rect.left < GUTTER) {
       const row = this._rowAt(e);
-      if (row) this.app.pickObject(row.id, e.shiftKey);
+      if (row) this.page.pickObject(row.id, e.shiftKey);
       return;
     }
     this._scrubbing = true;
@@ -92,12 +92,12 @@ export class Timeline {
 
   _scrub(e) {
     const frame = this._frameAt(e.clientX);
-    if (frame !== this.app.state.frame) this.app.goto(frame);
+    if (frame !== this.page.state.frame) this.page.goto(frame);
   }
 
   /** Which objects get a row: the selected ones, then in creation order. */
   _objects() {
-    const { model, state } = this.app;
+    const { model, state } = this.page;
     const ids = [...state.selected].filter((id) => model.objects.has(id));
     for (const id of model.objects.keys()) {
       if (ids.length >= MAX_ROWS) break;
@@ -121,7 +121,7 @@ export class Timeline {
     g.clearRect(0, 0, width, height);
     g.font = "10px system-ui, sans-serif";
     g.textBaseline = "middle";
-    const { model, state } = this.app;
+    const { model, state } = this.page;
     if (!model.media) return;
     const frames = this.frames;
     const span = width - GUTTER - RIGHT;
