@@ -204,3 +204,38 @@ def test_review_in_part_from_the_objects_menu(open_page, site):
     left = page.evaluate(f"[1, 3].map(f => masklog.model.proposalsAt(f).some(p => p.object === '{object_id}'))")
     assert left == [True, True], "frames 1 and 3 still wait for review"
     assert not page.evaluate(f"masklog.model.labelsAt(5).some(e => e.object === '{object_id}')")
+
+
+def test_keys_from_the_keymap_wands_from_the_server_and_the_audit_table(open_page, site):
+    page = open_page("alice")
+    # The wand is off only for the class whose shape SAM cannot make (GET /api/me says which).
+    assert page.is_disabled("[data-testid=wand-line]")
+    assert not page.is_disabled("[data-testid=wand-mask]")
+    page.keyboard.press("Digit4")  # the fourth class: a polyline, drawn
+    page.wait_for_function("masklog.state.activeClass === 'line' && masklog.state.tool === 'draw'")
+    page.keyboard.press("Shift+A")  # SAM cannot make polylines: the first class it can make
+    page.wait_for_function("masklog.state.activeClass === 'box' && masklog.state.tool === 'sam'")
+    page.keyboard.press("Escape")
+    page.wait_for_function("masklog.state.tool === 'select'")
+    page.keyboard.press("Shift+ArrowRight")
+    page.wait_for_function("masklog.state.frame === 10")
+    page.keyboard.press("End")
+    page.wait_for_function(f"masklog.state.frame === {CLIP.frames - 1}")
+    page.keyboard.press("Home")
+    page.wait_for_function("masklog.state.frame === 0")
+
+    object_id = f"keys-{uuid.uuid4().hex[:6]}"
+    with site.http("alice") as http:
+        command(http, {"type": "object_created", "object": object_id, "media": "clip", "class_id": "mask"}, "clip")
+        command(http, {"type": "label_saved", "object": object_id, "frame": 3, "shape": CLIP.bitmask(0, 3), "source": "manual"}, "clip")
+    row = f"[data-testid='object-{object_id}']"
+    page.wait_for_selector(row)
+    page.click(row, button="right")  # the menu shows the keys the table binds
+    assert page.inner_text("[data-testid=ctx-track-forward]").endswith("Shift+T")
+    assert page.inner_text("[data-testid=ctx-track-backward]").endswith("Shift+Alt+T")
+    page.keyboard.press("Escape")
+
+    page.select_option("[data-testid=audit-by]", "frame")
+    page.wait_for_selector("#audit-table tr td:first-child:text-is('3')")
+    page.click("#audit-table tr td:first-child:text-is('3')")  # a frame's row goes to it
+    page.wait_for_function("masklog.state.frame === 3")

@@ -17,6 +17,7 @@ import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
+import { AuditTable } from "./audit.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -216,6 +217,10 @@ class App {
     this.menu = new ContextMenu($("context-menu"));
     this.settings.bind($("settings"), $("settings-open"));
     this.auto = new AutoDialog({ model, state, settings, track }, $("auto-dialog"), $("auto-open"));
+    this.auditTable = new AuditTable({
+      model, goto, toast,
+      auditCounts: (media, by) => this.api.get(`/api/media/${encodeURIComponent(media)}/audit`, { by }),
+    }, { by: $("audit-by"), table: $("audit-table"), history: $("history") });
     this.keyActions = this.keyboardActions();
 
     editor.addEventListener("prompt", (e) => {
@@ -271,7 +276,6 @@ class App {
     $("sam-reset").addEventListener("click", () => this.sam.clearPoints());
     $("sam-new").addEventListener("click", () => this.newObject());
     $("sam-discard").addEventListener("click", () => this.sam.discard());
-    $("audit-by").addEventListener("change", () => this.renderAuditTable());
     // Registered after the editor's own window listener (Space to pan).
     window.addEventListener("keydown", (e) => this.onKey(e));
     window.addEventListener("resize", () => this.renderCursors());
@@ -474,7 +478,7 @@ class App {
     this.sam.check();
     if (!kinds.includes("snapshot")) this.history.onEvents(events);
     this.replay.setHead(this.model.seq);
-    if (!$("audit-table").hidden) this.scheduleAuditTable();
+    this.auditTable.onEvents();
   }
 
   invalidate(...parts) {
@@ -966,7 +970,7 @@ class App {
     }
   }
 
-  // ---- replay and audit -----------------------------------------------------------------------
+  // ---- replay ----------------------------------------------------------------------------------
 
   replayChanged() {
     if (this.state.replaySeq !== null) {
@@ -975,61 +979,6 @@ class App {
     }
     this.applyTool();
     this.invalidate("shapes");
-  }
-
-  scheduleAuditTable() {
-    clearTimeout(this._auditTimer);
-    this._auditTimer = setTimeout(() => this.renderAuditTable(), 800);
-  }
-
-  /** C4: label counts by source per object / frame / annotator / class, from the server. */
-  async renderAuditTable() {
-    const by = $("audit-by").value;
-    const table = $("audit-table");
-    $("history").hidden = Boolean(by);
-    table.hidden = !by;
-    if (!by || !this.model.media) return;
-    let answer;
-    try {
-      answer = await this.api.get(`/api/media/${encodeURIComponent(this.model.media.media)}/audit`, { by });
-    } catch (error) {
-      toast(error.message, { code: error.code });
-      return;
-    }
-    if ($("audit-by").value !== by) return;
-    const sources = Object.keys(SOURCE_COLOURS);
-    const t = document.createElement("table");
-    const head = t.insertRow();
-    for (const title of [by, ...sources, "all"]) {
-      const th = document.createElement("th");
-      th.textContent = title === "sam" ? "SAM" : title;
-      if (SOURCE_COLOURS[title]) th.style.color = SOURCE_COLOURS[title];
-      head.appendChild(th);
-    }
-    const keys = Object.keys(answer.counts).sort((a, b) => (by === "frame" ? Number(a) - Number(b) : a.localeCompare(b)));
-    for (const key of keys) {
-      const row = t.insertRow();
-      const counts = answer.counts[key];
-      row.insertCell().textContent = key;
-      let total = 0;
-      for (const source of sources) {
-        const n = counts[source] ?? 0;
-        total += n;
-        row.insertCell().textContent = n ? String(n) : "·";
-      }
-      row.insertCell().textContent = String(total);
-      if (by === "frame") {
-        row.style.cursor = "pointer";
-        row.addEventListener("click", () => this.goto(Number(key)));
-      }
-    }
-    if (!keys.length) {
-      const row = t.insertRow();
-      const cell = row.insertCell();
-      cell.colSpan = sources.length + 2;
-      cell.textContent = "no labels";
-    }
-    table.replaceChildren(t);
   }
 
   // ---- keyboard -------------------------------------------------------------------------------
