@@ -1,6 +1,8 @@
-"""The socket protocol, free of I/O: message schema, parsing, snapshots and delivery order.
+"""The socket protocol, free of I/O: message schema, parsing, the opening conversation, snapshots,
+delivery order and close codes.
 
-`server.ws` is the thin asyncio adapter that moves these messages over a WebSocket. Everything
+`server.ws` is the thin asyncio adapter that moves these messages over a WebSocket: it receives,
+calls the functions here, sends what they return and closes with the code they name. Everything
 a client can send is decoded strictly here; a bad message becomes a `ProtocolError` with a code
 and a readable message, never an exception that reaches the socket loop. docs/protocol.md
 describes the conversation.
@@ -8,7 +10,10 @@ describes the conversation.
 
 from __future__ import annotations
 
+import enum
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -18,8 +23,25 @@ from domain.events import ClassAdded, Event, Label, MediaAdded, ObjectInfo, Prop
 from domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_TOKEN_CHARS, json_depth_over
 from domain.shapes import Coord
 from domain.state import LabelState
+from server.accounts import Credential, Role, User
+from server.origins import origin_allowed
+from server.settings import Settings
 
 PROTOCOL_VERSION = 1
+
+
+class CloseCode(enum.IntEnum):
+    """The codes a socket is closed with; 4000–4999 are this application's (RFC 6455, 7.4.2).
+    The page stops after UNAUTHORIZED, FORBIDDEN and UNKNOWN_MEDIA and reconnects after any other,
+    resuming from the last position it saw. docs/protocol.md lists them (a test checks)."""
+
+    MESSAGE_TOO_BIG = 1009  # sent by the WebSocket layer itself: a message far over the limit
+    INTERNAL_ERROR = 1011  # the server failed on this socket (a bug); it keeps serving the others
+    UNAUTHORIZED = 4001  # no hello in time, an unknown token; later: token revoked or expired
+    BAD_HELLO = 4002  # the first message is not a valid hello
+    FORBIDDEN = 4003  # Host or Origin not this server's; later: membership or account role changed
+    UNKNOWN_MEDIA = 4004  # no such media item, or one of a project the user is not a member of
+    TOO_SLOW = 4008  # fell behind or stopped reading: resume from the last seq
 
 
 class ProtocolError(Exception):
@@ -220,3 +242,107 @@ class Delivery:
         if fresh:
             self.last_seq = fresh[-1].seq
         return fresh
+
+
+# ---- closing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """How the server ends a socket: `error` first when there is one, then the close frame."""
+
+    code: CloseCode
+    reason: str
+    error: Error | None = None
+
+
+ORIGIN_REFUSED = Close(CloseCode.FORBIDDEN, "host or origin not allowed")
+NO_HELLO = Close(CloseCode.UNAUTHORIZED, "no hello")
+TOO_SLOW = Close(CloseCode.TOO_SLOW, "too slow: resume from your last seq")
+
+
+# ---- opening -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Send the logged events of the socket's streams after position `after`, up to `until`,
+    where the live subscription starts."""
+
+    after: int
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """An accepted hello: send `welcome`, then `then` (a snapshot, or the events a resuming
+    client missed); live events follow from `delivered`, the position the client then holds."""
+
+    credential: Credential
+    welcome: Welcome
+    project: str
+    then: Snapshot | CatchUp
+
+    @property
+    def delivered(self) -> int:
+        return self.then.seq if isinstance(self.then, Snapshot) else self.then.after
+
+
+def check_origin(host_header: str | None, origin_header: str | None, local: tuple[str, int] | None, settings: Settings) -> Close | None:
+    """Before any message: a socket whose Host or Origin is not this server's is closed
+    (accepted, then closed at once, so a browser sees 4003; a refused handshake shows as 1006)."""
+    return None if origin_allowed(host_header, origin_header, local, settings) else ORIGIN_REFUSED
+
+
+def read_hello(data: str | bytes | None, max_bytes: int) -> Hello | Close:
+    """The client's first message (None: none came in time) as a hello, or how to refuse it."""
+    if data is None:
+        return NO_HELLO
+    try:
+        message = parse(data, max_bytes)
+    except ProtocolError as error:
+        return Close(CloseCode.BAD_HELLO, "bad hello", Error(code=error.code, message=error.message))
+    if not isinstance(message, Hello):
+        return Close(CloseCode.BAD_HELLO, "hello expected", Error(code="hello_expected", message="the first message must be a hello"))
+    return message
+
+
+def greet(
+    hello: Hello, credential: Credential | None, media_id: str, state: LabelState, published: int, role_in: Callable[[User, str], Role | None]
+) -> Greeting | Close:
+    """Answer a hello: `credential` is what its token stands for (None: unknown, revoked or
+    expired), `role_in` a user's role in a project (None: not a member), `published` the last position
+    the hub has handed out. The caller subscribes to the socket's streams with no await between
+    this and the subscription, so the live queue starts exactly where the snapshot (the state, at
+    `state.seq`) or the catch-up (the log, up to `published`) ends. The state may run ahead of
+    the log by commands whose commit is under way (see Ledger)."""
+    if credential is None:
+        return Close(CloseCode.UNAUTHORIZED, "unauthorized", Error(code="unauthorized", message="unknown or missing token"))
+    media = state.media.get(media_id)
+    user = credential.user
+    role = role_in(user, media.project) if media is not None else None
+    # Another project's media item looks exactly like a missing one.
+    if media is None or role is None:
+        return Close(CloseCode.UNKNOWN_MEDIA, "unknown media", Error(code="unknown_id", message=f"unknown media {media_id!r}"))
+    head = state.seq
+    welcome = Welcome(protocol=PROTOCOL_VERSION, user=user.name, role=role.value, media=media_id, head=head)
+    # A client ahead of anything this server knows (another server's log, a reset) starts over.
+    if hello.last_seq is None or hello.last_seq > head:
+        return Greeting(credential, welcome, media.project, snapshot(state, media_id, user.actor))
+    return Greeting(credential, welcome, media.project, CatchUp(after=hello.last_seq, until=published))
+
+
+CATCH_UP_PAGE = 1000
+
+
+def catch_up_page(media_events: list[Event], project_events: list[Event], until: int) -> tuple[list[Event], int]:
+    """One step of a catch-up: the events of two reads after the same position (each at most
+    `CATCH_UP_PAGE` events of one stream, up to `until`), in order, and the position they cover.
+    A full read may have stopped early: past its last event the other read's events are cut,
+    since the full one may have more before them."""
+    bound = min(
+        media_events[-1].seq if len(media_events) == CATCH_UP_PAGE else until,
+        project_events[-1].seq if len(project_events) == CATCH_UP_PAGE else until,
+    )
+    events = sorted((e for e in media_events + project_events if e.seq <= bound), key=lambda e: e.seq)
+    return events, bound

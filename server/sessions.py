@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from server.accounts import Accounts, Credential, Role
-
-CLOSE_FORBIDDEN = 4003
-CLOSE_UNAUTHORIZED = 4001
+from server.protocol import Close, CloseCode
 
 
 @dataclass(eq=False)
@@ -27,17 +25,16 @@ class Session:
     project: str
     stop: Callable[[], None]  # stops the socket's subscription
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    close_code: int = 0
-    close_reason: str = ""
+    close: Close | None = None  # how the socket is closed; set by `end`, with `ended`
 
     @property
     def user(self) -> str:
         return self.credential.user.name
 
-    def end(self, code: int, reason: str) -> None:
+    def end(self, close: Close) -> None:
         if self.ended.is_set():
             return
-        self.close_code, self.close_reason = code, reason
+        self.close = close
         self.stop()
         self.ended.set()
 
@@ -57,10 +54,10 @@ class Sessions:
     def remove(self, session: Session) -> None:
         self._open.discard(session)
 
-    def _end(self, which: Callable[[Session], bool], code: int, reason: str) -> int:
+    def _end(self, which: Callable[[Session], bool], code: CloseCode, reason: str) -> int:
         ended = [s for s in self._open if which(s)]
         for session in ended:
-            session.end(code, reason)
+            session.end(Close(code, reason))
             self._open.discard(session)
         return len(ended)
 
@@ -71,11 +68,11 @@ class Sessions:
         user = accounts.user(name)
         if user is not None and accounts.role_in(user, project) is not None:
             return 0
-        return self._end(lambda s: s.user == name and s.project == project, CLOSE_FORBIDDEN, "no longer a member of this project")
+        return self._end(lambda s: s.user == name and s.project == project, CloseCode.FORBIDDEN, "no longer a member of this project")
 
     def tokens_revoked(self, name: str, token_ids: list[str]) -> int:
         revoked = set(token_ids)
-        return self._end(lambda s: s.user == name and s.credential.token_id in revoked, CLOSE_UNAUTHORIZED, "token revoked")
+        return self._end(lambda s: s.user == name and s.credential.token_id in revoked, CloseCode.UNAUTHORIZED, "token revoked")
 
     async def sweep(self, accounts: Accounts) -> int:
         """End the sessions whose token stopped working, whose account role changed, or whose
@@ -83,7 +80,7 @@ class Sessions:
         await accounts.refresh()
         now = time.time()
         live = await accounts.live_digests({s.credential.digest for s in self._open})
-        ended = self._end(lambda s: s.credential.digest not in live or (s.credential.expires is not None and s.credential.expires <= now), CLOSE_UNAUTHORIZED, "token revoked or expired")
+        ended = self._end(lambda s: s.credential.digest not in live or (s.credential.expires is not None and s.credential.expires <= now), CloseCode.UNAUTHORIZED, "token revoked or expired")
 
         def lost(session: Session) -> bool:
             user = accounts.user(session.user)
@@ -92,4 +89,4 @@ class Sessions:
             role: Role | None = accounts.role_in(user, session.project)
             return role is None
 
-        return ended + self._end(lost, CLOSE_FORBIDDEN, "your access to this project changed")
+        return ended + self._end(lost, CloseCode.FORBIDDEN, "your access to this project changed")

@@ -1,10 +1,8 @@
 """One WebSocket per client and media item: the asyncio adapter around `server.protocol`.
 
-Two tasks per socket: this one reads client messages (commands, presence), a sender drains the
-subscriber queue. Close codes: 4001 unauthorised (also: token revoked or expired while open),
-4003 forbidden (Host or Origin not this server's; membership removed while open), 4004 unknown
-media, 4008 fell behind or stopped reading (resume from your last seq), 1009 message far over
-the limit.
+It only moves messages: it receives, asks the protocol core what to answer (the opening
+conversation, delivery order, close codes: `protocol.CloseCode`), sends and closes. Two tasks per
+socket: this one reads client messages (commands, presence), a sender drains the subscriber queue.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
@@ -29,90 +26,19 @@ from server.ledger import LedgerError
 from server.limits import LimitExceeded
 from server.presence import Seat
 from server.sessions import Session
-from server.settings import Settings
 
 log = logging.getLogger("masklog.ws")
 
 HELLO_TIMEOUT_S = 10.0
 
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of an origin or URL, lower-case, with the scheme's default port
-    filled in; None when it is not one."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not host:
-        return None
-    host = f"[{host}]" if ":" in host else host.lower()
-    return scheme, host, port or DEFAULT_PORTS[scheme]
-
-
-def host_allowed(host_header: str | None, local: tuple[str, int] | None, settings: Settings) -> str | None:
-    """The Host header names this server: one of its public origins, or, on the port the
-    connection arrived on, a loopback name, the configured bind host or the address the
-    connection arrived on. A DNS-rebinding page's requests carry its own name and fail here.
-    Returns how it was allowed ('public' or 'local'), or None."""
-    if not host_header:
-        return None
-    try:
-        explicit_port = urlsplit(f"http://{host_header}").port
-    except ValueError:
-        return None
-    named = _origin(f"http://{host_header}")
-    if named is None:
-        return None
-    _, host, port = named
-    for public in settings.public_origins:
-        own = _origin(public)
-        # A Host without a port means the default port of the scheme the client used.
-        if own is not None and own[1] == host and own[2] == (explicit_port or DEFAULT_PORTS[own[0]]):
-            return "public"
-    if local is None or port != local[1]:
-        return None
-    local_host = f"[{local[0]}]" if ":" in local[0] else local[0]
-    own_names = {*LOOPBACK_NAMES, local_host.lower()}
-    if settings.host not in ("0.0.0.0", "::", ""):
-        own_names.add(f"[{settings.host}]" if ":" in settings.host else settings.host.lower())
-    return "local" if host in own_names else None
-
-
-def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
-    """Browsers always send Origin; it must be this server as its Host names it (plain http:
-    this server speaks no TLS itself), one of its public origins, or one of `allowed_origins`.
-    Programs that send none are let through (with a valid Host): Origin is a defence against
-    other web pages, and the token still decides who may do what."""
-    host = host_allowed(websocket.headers.get("host"), websocket.scope.get("server"), settings)
-    if host is None:
-        return False
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    if origin in settings.allowed_origins:
-        return True
-    sent = _origin(origin)
-    if sent is None:
-        return False
-    if any(_origin(public) == sent for public in settings.public_origins):
-        return True
-    # Reached directly (not through a public origin): the page came from this server over http.
-    return host == "local" and sent == _origin(f"http://{websocket.headers.get('host', '')}")
-
-
 async def media_socket(websocket: WebSocket) -> None:
     ctx: Context = websocket.app.state.ctx
     media_id = websocket.path_params["media"]
     await websocket.accept()
-    if not origin_allowed(websocket, ctx.settings):
-        # Accepted, then closed at once: a browser sees 4003 (a refused handshake shows as 1006).
-        await websocket.close(code=4003, reason="host or origin not allowed")
+    refused = p.check_origin(websocket.headers.get("host"), websocket.headers.get("origin"), websocket.scope.get("server"), ctx.settings)
+    if refused is not None:
+        await _refuse(websocket, refused)
         return
     try:
         await _serve(ctx, websocket, media_id)
@@ -120,11 +46,11 @@ async def media_socket(websocket: WebSocket) -> None:
         pass
     except TooSlow:
         log.info("socket for media %s closed: the client stopped reading", media_id)
-        await _give_up(websocket)
+        await _close(websocket, p.TOO_SLOW)
     except Exception:  # the server keeps serving whatever one socket did
         log.exception("socket for media %s failed", media_id)
         with contextlib.suppress(Exception):
-            await websocket.close(code=1011)
+            await websocket.close(code=p.CloseCode.INTERNAL_ERROR)
 
 
 class TooSlow(Exception):
@@ -134,7 +60,7 @@ class TooSlow(Exception):
 async def _send(websocket: WebSocket, message: p.ServerMessage) -> None:
     # The reader (acks) and the pump (events) both send; one lock per socket keeps whole
     # messages from interleaving. A client that stops reading makes the send wait once the
-    # buffers are full; past the timeout the socket is given up (see `_give_up`).
+    # buffers are full; past the timeout the socket is given up (`protocol.TOO_SLOW`).
     lock = websocket.scope.setdefault("masklog.send_lock", asyncio.Lock())
     timeout = websocket.app.state.ctx.settings.send_timeout_s
     async with lock:
@@ -149,17 +75,18 @@ async def _send(websocket: WebSocket, message: p.ServerMessage) -> None:
 CLOSE_BOUND_S = 60.0
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+async def _close(websocket: WebSocket, close: p.Close) -> None:
     """Close from the server's side. The close frame may wait behind whatever the client has not
     read; the server drops the connection when the closing handshake times out."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_BOUND_S)
+        await asyncio.wait_for(websocket.close(code=close.code, reason=close.reason), CLOSE_BOUND_S)
 
 
-async def _give_up(websocket: WebSocket) -> None:
-    """Close a socket whose client stopped reading; it resumes from its last seq if it ever
-    comes back."""
-    await _close(websocket, 4008, "too slow: resume from your last seq")
+async def _refuse(websocket: WebSocket, close: p.Close) -> None:
+    """Refuse a socket while it opens: its error, if any, then the close frame."""
+    if close.error is not None:
+        await _send(websocket, close.error)
+    await websocket.close(code=close.code, reason=close.reason)
 
 
 async def _reply(websocket: WebSocket, message: p.ServerMessage) -> None:
@@ -173,62 +100,36 @@ async def _receive(websocket: WebSocket) -> str | bytes:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    return message.get("text") if message.get("text") is not None else (message.get("bytes") or b"")
+    text: str | None = message.get("text")
+    data: bytes | None = message.get("bytes")
+    return text if text is not None else (data or b"")
 
 
 async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
-    limit = ctx.settings.max_message_bytes
     try:
-        hello = p.parse(await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT_S), limit)
+        data: str | bytes | None = await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT_S)
     except TimeoutError:
-        await websocket.close(code=4001, reason="no hello")
-        return
-    except p.ProtocolError as error:
-        await _send(websocket, p.Error(code=error.code, message=error.message))
-        await websocket.close(code=4002, reason="bad hello")
-        return
-    if not isinstance(hello, p.Hello):
-        await _send(websocket, p.Error(code="hello_expected", message="the first message must be a hello"))
-        await websocket.close(code=4002, reason="hello expected")
+        data = None
+    hello = p.read_hello(data, ctx.settings.max_message_bytes)
+    if isinstance(hello, p.Close):
+        await _refuse(websocket, hello)
         return
     credential = await ctx.accounts.credential(hello.token)
-    if credential is None:
-        await _send(websocket, p.Error(code="unauthorized", message="unknown or missing token"))
-        await websocket.close(code=4001, reason="unauthorized")
+    # From here to the subscription, no await: the live queue starts where the greeting ends.
+    greeting = p.greet(hello, credential, media_id, ctx.ledger.state, ctx.ledger.published, ctx.accounts.role_in)
+    if isinstance(greeting, p.Close):
+        await _refuse(websocket, greeting)
         return
-    user = credential.user
-    state = ctx.ledger.state
-    media = state.media.get(media_id)
-    if media is None:
-        await _send(websocket, p.Error(code="unknown_id", message=f"unknown media {media_id!r}"))
-        await websocket.close(code=4004, reason="unknown media")
-        return
-    role = ctx.accounts.role_in(user, media.project)
-    if role is None:
-        # Another project's media item looks exactly like a missing one.
-        await _send(websocket, p.Error(code="unknown_id", message=f"unknown media {media_id!r}"))
-        await websocket.close(code=4004, reason="unknown media")
-        return
-
-    # Snapshot (or position) and subscription in one step, with no await in between, so the
-    # live queue starts exactly where the snapshot or the catch-up read ends.
-    # The state may run ahead of the log by commands whose commit is under way (see Ledger);
-    # the hub publishes exactly the events after `published`.
-    subscriber = ctx.hub.subscribe([media_stream(media_id), project_stream(media.project)], ctx.settings.client_queue)
-    session = ctx.sessions.add(credential, media.project, lambda: ctx.hub.unsubscribe(subscriber))
-    start, published = state.seq, ctx.ledger.published
-    first: p.ServerMessage | None = None
-    if hello.last_seq is None or hello.last_seq > start:
-        first = p.snapshot(state, media_id, user.actor)
-        delivery = p.Delivery(start)
-    else:
-        delivery = p.Delivery(hello.last_seq)
+    user, project = greeting.credential.user, greeting.project
+    subscriber = ctx.hub.subscribe([media_stream(media_id), project_stream(project)], ctx.settings.client_queue)
+    session = ctx.sessions.add(greeting.credential, project, lambda: ctx.hub.unsubscribe(subscriber))
+    delivery = p.Delivery(greeting.delivered)
     try:
-        await _send(websocket, p.Welcome(protocol=p.PROTOCOL_VERSION, user=user.name, role=role.value, media=media_id, head=start))
-        if first is not None:
-            await _send(websocket, first)
+        await _send(websocket, greeting.welcome)
+        if isinstance(greeting.then, p.Snapshot):
+            await _send(websocket, greeting.then)
         else:
-            await _catch_up(ctx, websocket, delivery, media_id, media.project, published)
+            await _catch_up(ctx, websocket, delivery, media_id, project, greeting.then.until)
         seat = ctx.presence.join(media_id, user.name, hello.frame)
         sender = asyncio.create_task(_pump(websocket, subscriber, delivery, seat, session))
         reader = asyncio.create_task(_read_loop(ctx, websocket, user, media_id, seat, session))
@@ -254,20 +155,13 @@ async def _catch_up(ctx: Context, websocket: WebSocket, delivery: p.Delivery, me
     the live subscription starts."""
     after = delivery.last_seq
     while after < until:
-        media_events = await ctx.store.read(after, stream=media_stream(media_id), limit=1000)
-        project_events = await ctx.store.read(after, stream=project_stream(project), limit=1000)
-        batch = sorted(media_events + project_events, key=lambda e: e.seq)
-        # Both reads cover up to the smaller of their last positions; past that one may be cut.
-        bound = min(
-            media_events[-1].seq if len(media_events) == 1000 else until,
-            project_events[-1].seq if len(project_events) == 1000 else until,
-        )
-        events = [e for e in batch if e.seq <= bound]
+        media_events = await ctx.store.read(after, stream=media_stream(media_id), limit=p.CATCH_UP_PAGE)
+        project_events = await ctx.store.read(after, stream=project_stream(project), limit=p.CATCH_UP_PAGE)
+        events, after = p.catch_up_page(media_events, project_events, until)
         fresh = delivery.admit(events)
         if fresh:
             await _send(websocket, p.Events(events=fresh))
-        after = bound
-        delivery.last_seq = max(delivery.last_seq, bound)
+        delivery.last_seq = max(delivery.last_seq, after)
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber, delivery: p.Delivery, seat: Seat, session: Session) -> None:
@@ -281,15 +175,15 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber, delivery: p.Delive
             events_task = events_task or asyncio.ensure_future(subscriber.next_batch())
             presence_task = presence_task or asyncio.ensure_future(seat.next_roster())
             done, _ = await asyncio.wait({events_task, presence_task, ended}, return_when=asyncio.FIRST_COMPLETED)
-            if session.ended.is_set():
-                # Nothing more, not even what was queued before access was lost.
-                await _close(websocket, session.close_code, session.close_reason)
+            if session.close is not None:
+                # Access lost: nothing more, not even what was queued before.
+                await _close(websocket, session.close)
                 return
             if events_task in done:
                 try:
                     batch = events_task.result()
                 except Overflowed:
-                    await _give_up(websocket)
+                    await _close(websocket, p.TOO_SLOW)
                     return
                 events_task = None
                 fresh = delivery.admit(batch)
