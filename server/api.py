@@ -109,7 +109,7 @@ class NewProject(msgspec.Struct, forbid_unknown_fields=True):
 
 @endpoint
 async def create_project(request: Request, ctx: Context, user: User) -> Response:
-    body = await read_json(request, ctx, NewProject)
+    body = await read_json(request, NewProject, ctx.settings.max_request_bytes)
     event, _ = await _execute(ctx, user, ProjectCreated(project=body.id, name=body.name))
     await ctx.accounts.set_member(body.id, user.name, Role.ADMIN)
     return json_response({"id": body.id, "seq": event.seq}, 201)
@@ -133,7 +133,7 @@ class NewClass(msgspec.Struct, forbid_unknown_fields=True):
 @endpoint
 async def add_class(request: Request, ctx: Context, user: User) -> Response:
     project = visible_project(ctx, user, request.path_params["project"])
-    body = await read_json(request, ctx, NewClass)
+    body = await read_json(request, NewClass, ctx.settings.max_request_bytes)
     command = ClassAdded(project=project.project, class_id=body.id, name=body.name, shape=body.shape, color=body.color, skeleton=body.skeleton)
     event, _ = await _execute(ctx, user, command)
     return json_response({"id": body.id, "seq": event.seq}, 201)
@@ -161,7 +161,7 @@ async def set_member(request: Request, ctx: Context, user: User) -> Response:
         await ctx.accounts.set_member(project.project, name, None)
         ctx.sessions.member_changed(ctx.accounts, project.project, name)
         return json_response({"user": name, "role": None})
-    body = await read_json(request, ctx, Membership)
+    body = await read_json(request, Membership, ctx.settings.max_request_bytes)
     await ctx.accounts.set_member(project.project, name, body.role)
     ctx.sessions.member_changed(ctx.accounts, project.project, name)
     return json_response({"user": name, "role": body.role.value})
@@ -362,7 +362,7 @@ class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
 @endpoint
 async def post_command(request: Request, ctx: Context, user: User) -> Response:
     media = visible_media(ctx, user, request.path_params["media"])
-    body = await read_json(request, ctx, CommandRequest)
+    body = await read_json(request, CommandRequest, ctx.settings.max_request_bytes)
 
     def authorize(scope):  # type: ignore[no-untyped-def]
         authorize_on_media(ctx, user, body.body, scope, media.media)

@@ -39,12 +39,19 @@ def describe(routes: list[Route]) -> dict[str, Any]:
     types = [*REQUEST_BODIES.values(), *RESPONSES.values(), Event, api.MediaForm]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     paths: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
     for route in routes:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            operation_id = base = f"{route.name}_{method.lower()}"
+            number = 1
+            while operation_id in taken:  # one handler on two paths (revoking one token or all)
+                number += 1
+                operation_id = f"{base}_{number}"
+            taken.add(operation_id)
             operation: dict[str, Any] = {
                 "summary": (route.endpoint.__doc__ or route.name).strip().splitlines()[0],
-                "operationId": f"{route.name}_{method.lower()}",
+                "operationId": operation_id,
                 "parameters": [
                     {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                     for name in re.findall(r"\{(\w+)\}", path)

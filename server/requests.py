@@ -7,6 +7,7 @@ be too, so that every route answers a bad request the same way (docs/api.md, Err
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import msgspec
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from domain.decide import DomainError, ErrorCode
 from domain.events import MediaAdded, ProjectCreated
@@ -59,6 +61,7 @@ Handler = Callable[[Request, Context, User], Awaitable[Response]]
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate, run, and turn every expected failure into a JSON error."""
 
+    @functools.wraps(handler)  # its name and docstring name the route in the OpenAPI description
     async def run(request: Request) -> Response:
         ctx: Context = request.app.state.ctx
         token = _token(request)
@@ -157,7 +160,7 @@ def limited(request: Request, limit: int) -> Request:
     Content-Length to check up front)."""
     received = 0
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal received
         message = await request.receive()
         if message["type"] == "http.request":
@@ -203,10 +206,10 @@ async def read_form(request: Request, limit: int, what: str, *, max_files: int, 
         raise ApiError(400, "malformed_upload", f"cannot read the upload: {error}") from None
 
 
-async def read_json(request: Request, ctx: Context, type_: type) -> Any:
-    """A JSON body decoded as `type_`, at most `Settings.max_request_bytes` and nested at most
-    MAX_JSON_DEPTH levels."""
-    data = await read_bytes(request, ctx.settings.max_request_bytes, "request body")
+async def read_json(request: Request, type_: type, limit: int) -> Any:
+    """A JSON body decoded as `type_`, at most `limit` bytes (routes pass
+    `Settings.max_request_bytes`) and nested at most MAX_JSON_DEPTH levels."""
+    data = await read_bytes(request, limit, "request body")
     if json_depth_over(data):
         raise ApiError(422, "too_deep", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:

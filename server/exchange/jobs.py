@@ -57,8 +57,7 @@ async def export_offline(
         else:
             state = await replay(store, None, seq)
         if project is None or project not in state.projects:
-            by_project = " and ".join(name for name, w in FORMATS.items() if not isinstance(w, LogWriter))
-            raise ExchangeError(f"unknown project {project!r}" if project else f"name a project (--project) for {by_project} exports")
+            raise ExchangeError(f"unknown project {project!r}" if project else f"name a project (--project) for {kind} exports")
         in_project = [m for m in state.media.values() if m.project == project]
         unknown = [m for m in media_ids if m not in {item.media for item in in_project}]
         if unknown:

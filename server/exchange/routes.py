@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from domain import coco
+from domain.decide import Command
 from domain.events import ID_PATTERN, Event, MediaAdded
 from server.accounts import RANK, Role, User
 from server.context import Context, Forbidden, require
@@ -69,7 +70,7 @@ def _export_query(request: Request, ctx: Context, user: User) -> _ExportQuery:
 
 @endpoint
 async def export_project(request: Request, ctx: Context, user: User) -> Response:
-    """Export a project's labels or its events, in one of the formats of server/exchange/formats.py."""
+    """Export a project's labels or its events, in the format that `format` names."""
     wanted = _export_query(request, ctx, user)
     project = request.path_params["project"]
     writer = FORMATS[wanted.format]
@@ -113,7 +114,8 @@ async def import_coco(request: Request, ctx: Context, user: User) -> Response:
         raise Forbidden(f"the file has categories the project lacks ({names}): a project admin must import it, or add those classes first")
 
     # Who may: checked above (annotators for objects and labels, admins for new classes).
-    events: list[Event] = await ctx.ledger.execute_all(user.actor, plan.commands)
+    commands: list[Command] = list(plan.commands)
+    events: list[Event] = await ctx.ledger.execute_all(user.actor, commands)
     return json_response(
         {
             "classes": [c.class_id for c in plan.classes],

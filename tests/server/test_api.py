@@ -320,6 +320,9 @@ def test_openapi_describes_every_route(live):
         for method in route.methods - {"HEAD"}:
             path = route.path.replace("{index:int}", "{index}").replace("{frame:int}", "{frame}")
             assert (path, method) in described, (path, method)
+    operations = [operation for operations in spec["paths"].values() for operation in operations.values()]
+    assert len({o["operationId"] for o in operations}) == len(operations), "operation ids are unique"
+    assert spec["paths"]["/api/projects"]["post"]["operationId"] == "create_project_post", "named after the handler"
     command = spec["paths"]["/api/media/{media}/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert command.endswith("/CommandRequest") and "LabelSaved" in spec["components"]["schemas"]
     assert spec["paths"]["/api/projects/{project}/media"]["post"]["requestBody"]["content"]["multipart/form-data"]

@@ -12,7 +12,7 @@ from server.store import EventStore
 async def write(store: EventStore, streams: set[str] | None, seq: int | None) -> AsyncIterator[bytes]:
     """The log (or the events of `streams`) up to `seq`, a batch of lines at a time."""
     async for batch in store.iter_batches(0):
-        lines = []
+        lines: list[bytes] = []
         for event in batch:
             if seq is not None and event.seq > seq:
                 if lines:
