@@ -12,7 +12,6 @@ import hashlib
 import re
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.audit import GroupBy, cell_history, counts
-from domain.decide import Command, DomainError, ErrorCode
+from domain.decide import Command
 from domain.events import (
     ID_PATTERN,
     ClassAdded,
@@ -38,152 +37,29 @@ from domain.events import (
     media_stream,
     project_stream,
 )
-from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
 from domain.precheck import is_costly, precheck
 from domain.shapes import SHAPE_FAMILIES, ShapeKind
 from domain.state import LabelState
 from inference.frames import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
-from server.limits import LimitExceeded, retry_after_header
-from server.media import MediaError
 from server.protocol import LabelEntry, snapshot
 from server.replay import state_as_of
-
-_encoder = msgspec.json.Encoder()
+from server.requests import (
+    ApiError,
+    endpoint,
+    frame_param,
+    int_param,
+    json_response,
+    read_form,
+    read_json,
+    refuse_declared_over,
+    visible_media,
+    visible_project,
+)
 
 # `GET /api/me`'s shape families, as sorted lists of kind names (stable JSON).
 SHAPE_FAMILY_LISTS = {name: sorted(kind.value for kind in kinds) for name, kinds in SHAPE_FAMILIES.items()}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-STATUS_OF_DOMAIN_ERROR = {
-    ErrorCode.UNKNOWN: 404,
-    ErrorCode.EXISTS: 409,
-    ErrorCode.NOT_ALLOWED: 403,
-}
-
-
-def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encoder.encode(value), status_code=status, media_type="application/json", headers=headers)
-
-
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response({"error": {"code": code, "message": message}}, status)
-
-
-Handler = Callable[[Request, Context, User], Awaitable[Response]]
-
-
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, run, and turn every expected failure into a JSON error."""
-
-    async def run(request: Request) -> Response:
-        ctx: Context = request.app.state.ctx
-        token = _token(request)
-        user = await ctx.accounts.authenticate(token)
-        if user is None:
-            return error_response(401, "unauthorized", "unknown or missing token")
-        try:
-            return await handler(request, ctx, user)
-        except ApiError as error:
-            return error_response(error.status, error.code, error.message)
-        except Forbidden as error:
-            return error_response(403, "forbidden", str(error))
-        except DomainError as error:
-            return error_response(STATUS_OF_DOMAIN_ERROR.get(error.code, 422), error.code.value, error.message)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            return error_response(422, "invalid_request", str(error))
-        except MediaError as error:
-            return error_response(error.status, error.code, str(error))
-        except AccountError as error:
-            return error_response(422, "invalid_request", str(error))
-        except LimitExceeded as error:
-            return json_response({"error": {"code": error.code, "message": error.message}}, error.status, retry_after_header(error))
-
-    return run
-
-
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    if request.method == "GET":
-        return request.query_params.get("token")
-    return None
-
-
-async def _body(request: Request, ctx: Context, type_: type) -> Any:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > ctx.settings.max_request_bytes:
-        raise ApiError(413, "too_large", f"request body over {ctx.settings.max_request_bytes} bytes")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > ctx.settings.max_request_bytes:
-            raise ApiError(413, "too_large", f"request body over {ctx.settings.max_request_bytes} bytes")
-    if json_depth_over(data):
-        raise ApiError(422, "too_deep", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        return msgspec.json.decode(data, type=type_)
-    except msgspec.ValidationError as error:
-        raise ApiError(422, "invalid_request", str(error)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # msgspec checks UTF-8 only as it makes a str
-        raise ApiError(400, "malformed_json", f"not valid JSON: {error}") from None
-    except RecursionError:  # not past the depth check, but the stack may be deeper here
-        raise ApiError(422, "too_deep", "JSON nested too deep") from None
-
-
-def _int_param(request: Request, name: str, default: int | None = None, minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
-    """An integer query parameter in minimum..maximum; the default maximum is what SQLite (and
-    every position in the log) can hold."""
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(422, "invalid_request", f"{name} must be an integer, not {raw!r}") from None
-    if value < minimum:
-        raise ApiError(422, "invalid_request", f"{name} must be at least {minimum}")
-    if value > maximum:
-        raise ApiError(422, "invalid_request", f"{name} must be at most {maximum}")
-    return value
-
-
-def _frame_param(request: Request, name: str, media: MediaAdded) -> int:
-    """A frame index from the path: an integer in 0..frames-1, else a JSON error (the path
-    accepts any text so a bad index gets the API's error format, not the router's)."""
-    raw = request.path_params[name]
-    try:
-        index = int(raw)
-    except ValueError:
-        raise ApiError(422, "invalid_request", f"frame index must be an integer, not {raw!r}") from None
-    if not 0 <= index < media.frames:
-        raise ApiError(404, "frame_out_of_range", f"frame {index} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
-    return index
-
-
-def _media(ctx: Context, user: User, media_id: str) -> MediaAdded:
-    media = ctx.ledger.state.media.get(media_id)
-    if media is None or ctx.accounts.role_in(user, media.project) is None:
-        # Another project's media looks exactly like a missing one.
-        raise ApiError(404, "unknown_id", f"unknown media {media_id!r}")
-    return media
-
-
-def _project(ctx: Context, user: User, project_id: str) -> ProjectCreated:
-    project = ctx.ledger.state.projects.get(project_id)
-    if project is None or ctx.accounts.role_in(user, project_id) is None:
-        raise ApiError(404, "unknown_id", f"unknown project {project_id!r}")
-    return project
 
 
 async def _execute(ctx: Context, user: User, command: Command, command_id: str | None = None, panoptic: bool = False) -> tuple[Event, bool]:
@@ -237,7 +113,7 @@ class NewProject(msgspec.Struct, forbid_unknown_fields=True):
 
 @endpoint
 async def create_project(request: Request, ctx: Context, user: User) -> Response:
-    body = await _body(request, ctx, NewProject)
+    body = await read_json(request, NewProject, ctx.settings.max_request_bytes)
     event, _ = await _execute(ctx, user, ProjectCreated(project=body.id, name=body.name))
     await ctx.accounts.set_member(body.id, user.name, Role.ADMIN)
     return json_response({"id": body.id, "seq": event.seq}, 201)
@@ -245,7 +121,7 @@ async def create_project(request: Request, ctx: Context, user: User) -> Response
 
 @endpoint
 async def get_project(request: Request, ctx: Context, user: User) -> Response:
-    project = _project(ctx, user, request.path_params["project"])
+    project = visible_project(ctx, user, request.path_params["project"])
     role = ctx.accounts.role_in(user, project.project)
     return json_response(_project_view(ctx.ledger.state, project, role))  # type: ignore[arg-type]
 
@@ -260,8 +136,8 @@ class NewClass(msgspec.Struct, forbid_unknown_fields=True):
 
 @endpoint
 async def add_class(request: Request, ctx: Context, user: User) -> Response:
-    project = _project(ctx, user, request.path_params["project"])
-    body = await _body(request, ctx, NewClass)
+    project = visible_project(ctx, user, request.path_params["project"])
+    body = await read_json(request, NewClass, ctx.settings.max_request_bytes)
     command = ClassAdded(project=project.project, class_id=body.id, name=body.name, shape=body.shape, color=body.color, skeleton=body.skeleton)
     event, _ = await _execute(ctx, user, command)
     return json_response({"id": body.id, "seq": event.seq}, 201)
@@ -272,7 +148,7 @@ async def add_class(request: Request, ctx: Context, user: User) -> Response:
 
 @endpoint
 async def list_members(request: Request, ctx: Context, user: User) -> Response:
-    project = _project(ctx, user, request.path_params["project"])
+    project = visible_project(ctx, user, request.path_params["project"])
     return json_response({name: role.value for name, role in sorted(ctx.accounts.members(project.project).items())})
 
 
@@ -282,14 +158,14 @@ class Membership(msgspec.Struct, forbid_unknown_fields=True):
 
 @endpoint
 async def set_member(request: Request, ctx: Context, user: User) -> Response:
-    project = _project(ctx, user, request.path_params["project"])
+    project = visible_project(ctx, user, request.path_params["project"])
     require(ctx.accounts, user, project.project, Role.ADMIN)
     name = request.path_params["user"]
     if request.method == "DELETE":
         await ctx.accounts.set_member(project.project, name, None)
         ctx.sessions.member_changed(ctx.accounts, project.project, name)
         return json_response({"user": name, "role": None})
-    body = await _body(request, ctx, Membership)
+    body = await read_json(request, Membership, ctx.settings.max_request_bytes)
     await ctx.accounts.set_member(project.project, name, body.role)
     ctx.sessions.member_changed(ctx.accounts, project.project, name)
     return json_response({"user": name, "role": body.role.value})
@@ -348,21 +224,14 @@ class MediaForm(msgspec.Struct, forbid_unknown_fields=True):
 @endpoint
 async def upload_media(request: Request, ctx: Context, user: User) -> Response:
     """multipart/form-data: `id`, `name`, `kind` and one or more `file` parts (in frame order)."""
-    project = _project(ctx, user, request.path_params["project"])
+    project = visible_project(ctx, user, request.path_params["project"])
     require(ctx.accounts, user, project.project, Role.ADMIN)
     limit = ctx.settings.max_upload_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, "too_large", f"upload over {limit} bytes")
+    refuse_declared_over(request, limit, "upload")
     library = ctx.library
     staging = await asyncio.to_thread(library.staging)
     try:
-        try:
-            form = await _limited(request, limit).form(max_files=100_000, max_fields=20)
-        except _TooLarge:
-            raise ApiError(413, "too_large", f"upload over {limit} bytes") from None
-        except Exception as error:  # the multipart parser's own errors
-            raise ApiError(400, "malformed_upload", f"cannot read the upload: {error}") from None
+        form = await read_form(request, limit, "upload", max_files=100_000, max_fields=20)
         try:
             fields = msgspec.convert({k: v for k, v in form.items() if isinstance(v, str)}, MediaForm)
         except msgspec.ValidationError as error:
@@ -399,37 +268,16 @@ def _save(part: UploadFile, path: Path) -> None:
         shutil.copyfileobj(part.file, out, 1024 * 1024)
 
 
-class _TooLarge(Exception):
-    pass
-
-
-def _limited(request: Request, limit: int) -> Request:
-    """The request with a body that stops being read past `limit` bytes (chunked uploads have no
-    Content-Length to check up front)."""
-    received = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _TooLarge()
-        return message
-
-    return Request(request.scope, receive)
-
-
 @endpoint
 async def get_media(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
+    media = visible_media(ctx, user, request.path_params["media"])
     return json_response(media)
 
 
 @endpoint
 async def get_frame(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
-    index = _frame_param(request, "index", media)
+    media = visible_media(ctx, user, request.path_params["media"])
+    index = frame_param(request, "index", media)
     etag = '"' + hashlib.sha1(f"{media.media}/{index}".encode()).hexdigest()[:16] + '"'
     headers = {"Cache-Control": "private, max-age=86400, immutable", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
@@ -452,9 +300,9 @@ async def _state_for(ctx: Context, media: MediaAdded, seq: int | None) -> LabelS
 
 @endpoint
 async def get_labels(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
-    frame = _int_param(request, "frame")
-    seq = _int_param(request, "seq")
+    media = visible_media(ctx, user, request.path_params["media"])
+    frame = int_param(request, "frame")
+    seq = int_param(request, "seq")
     state = await _state_for(ctx, media, seq)
     if frame is not None and frame >= media.frames:
         raise ApiError(404, "frame_out_of_range", f"frame {frame} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
@@ -465,15 +313,15 @@ async def get_labels(request: Request, ctx: Context, user: User) -> Response:
 
 @endpoint
 async def get_snapshot(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
+    media = visible_media(ctx, user, request.path_params["media"])
     return json_response(snapshot(ctx.ledger.state, media.media, user.actor))
 
 
 @endpoint
 async def get_history(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
-    after = _int_param(request, "after", 0)
-    limit = min(_int_param(request, "limit", 100, minimum=1) or 100, 1000)
+    media = visible_media(ctx, user, request.path_params["media"])
+    after = int_param(request, "after", 0)
+    limit = min(int_param(request, "limit", 100, minimum=1) or 100, 1000)
     events = await ctx.store.read(after or 0, stream=media_stream(media.media), limit=limit)
     following = events[-1].seq if len(events) == limit else None
     return json_response({"events": events, "next_after": following})
@@ -481,7 +329,7 @@ async def get_history(request: Request, ctx: Context, user: User) -> Response:
 
 @endpoint
 async def get_audit(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
+    media = visible_media(ctx, user, request.path_params["media"])
     try:
         by = GroupBy(request.query_params.get("by", "object"))
     except ValueError:
@@ -493,11 +341,11 @@ async def get_audit(request: Request, ctx: Context, user: User) -> Response:
 
 @endpoint
 async def get_cell_history(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
+    media = visible_media(ctx, user, request.path_params["media"])
     object_id = request.path_params["object"]
     if ctx.ledger.state.object_media.get(object_id) != media.media:
         raise ApiError(404, "unknown_id", f"unknown object {object_id!r}")
-    frame = _frame_param(request, "frame", media)
+    frame = frame_param(request, "frame", media)
     events: list[Event] = []
     for stream in (project_stream(media.project), media_stream(media.media)):
         async for batch in ctx.store.iter_batches(0, stream=stream):
@@ -517,8 +365,8 @@ class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 @endpoint
 async def post_command(request: Request, ctx: Context, user: User) -> Response:
-    media = _media(ctx, user, request.path_params["media"])
-    body = await _body(request, ctx, CommandRequest)
+    media = visible_media(ctx, user, request.path_params["media"])
+    body = await read_json(request, CommandRequest, ctx.settings.max_request_bytes)
 
     def authorize(scope):  # type: ignore[no-untyped-def]
         authorize_on_media(ctx, user, body.body, scope, media.media)

@@ -15,9 +15,10 @@ from starlette.staticfiles import StaticFiles
 
 from inference.actor import InferenceActor
 from inference.backends import Backends, load_backends
-from server import api, exchange, redact
+from server import api, redact
 from server.accounts import Accounts
 from server.context import Context
+from server.exchange.routes import routes as exchange_routes
 from server.hub import Hub
 from server.ledger import Ledger
 from server.limits import Limits
@@ -95,7 +96,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
             log.info("masklog: %d events loaded from %s; models: %s", ctx.ledger.state.seq, settings.database, ctx.backends.segmenter.model)
             yield
 
-    routes = [*api.routes, *exchange.routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
+    routes = [*api.routes, *exchange_routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
     if (WEB_DIR / "index.html").exists():
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True)))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -143,7 +143,7 @@ def _progress(what: str) -> Callable[[int, int], None]:
 
 def _export(args: argparse.Namespace) -> int:
     from domain.coco import Selection
-    from server.exchange import ExchangeError, export_offline
+    from server.exchange.jobs import ExchangeError, export_offline
 
     selection = Selection(proposals=args.proposals, first=args.first, last=args.last, polygons=args.polygons)
     partial = args.out.with_name(args.out.name + ".partial")
@@ -160,7 +160,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import_log(args: argparse.Namespace) -> int:
-    from server.exchange import ExchangeError, import_log
+    from server.exchange.jobs import ExchangeError, import_log
 
     def show(done: int) -> None:
         print(f"\rimporting: {done} events", end="", file=sys.stderr, flush=True)
@@ -215,11 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     evaluate.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
 
-    export = commands.add_parser("export", help="write labels as COCO or YOLO, or the event log as JSON lines")
+    from server.exchange.formats import DEFAULT_FORMAT, FORMATS, describe_formats
+
+    export = commands.add_parser("export", help=f"write labels or the event log to a file ({', '.join(FORMATS)})")
     export.add_argument("--data")
     export.add_argument("--project", help="the project (for events: all of the log when left out)")
     export.add_argument("--media", nargs="*", default=[], help="only these media items")
-    export.add_argument("--format", choices=["coco", "yolo", "events"], default="coco")
+    export.add_argument("--format", choices=list(FORMATS), default=DEFAULT_FORMAT, help=f"{describe_formats()} (default {DEFAULT_FORMAT})")
     export.add_argument("--out", type=Path, required=True, help="file to write (yolo: a .zip)")
     export.add_argument("--proposals", action="store_true", help="also unreviewed tracked results")
     export.add_argument("--first", type=int, help="first frame")

@@ -16,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.events import Event
-from server import api, exchange
+from server import api
+from server.exchange.formats import DEFAULT_FORMAT, FORMATS
+from server.exchange.routes import routes as exchange_routes
 from server.protocol import Snapshot
 
 # The JSON body each writing route takes.
@@ -37,12 +39,19 @@ def describe(routes: list[Route]) -> dict[str, Any]:
     types = [*REQUEST_BODIES.values(), *RESPONSES.values(), Event, api.MediaForm]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     paths: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
     for route in routes:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            operation_id = base = f"{route.name}_{method.lower()}"
+            number = 1
+            while operation_id in taken:  # one handler on two paths (revoking one token or all)
+                number += 1
+                operation_id = f"{base}_{number}"
+            taken.add(operation_id)
             operation: dict[str, Any] = {
                 "summary": (route.endpoint.__doc__ or route.name).strip().splitlines()[0],
-                "operationId": f"{route.name}_{method.lower()}",
+                "operationId": operation_id,
                 "parameters": [
                     {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                     for name in re.findall(r"\{(\w+)\}", path)
@@ -68,9 +77,9 @@ def describe(routes: list[Route]) -> dict[str, Any]:
                     "multipart/form-data": {"schema": {"properties": {"file": {"type": "string", "format": "binary"}}}},
                 }}
             if path.endswith("/export"):
-                operation["parameters"] += [
+                operation["parameters"] += [_format_parameter()] + [
                     {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                    for name in ("format", "media", "proposals", "first", "last", "seq", "masks", "images")
+                    for name in ("media", "proposals", "first", "last", "seq", "masks", "images")
                 ]
             if path.endswith("/frames/{index}"):
                 operation["responses"]["200"] = {"description": "the frame", "content": {"image/jpeg": {}}}
@@ -83,6 +92,17 @@ def describe(routes: list[Route]) -> dict[str, Any]:
     }
 
 
+def _format_parameter() -> dict[str, Any]:
+    """The export's `format`, one of the registry's names (server/exchange/formats.py)."""
+    return {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "description": "; ".join(f"{name}: {writer.summary} ({writer.media_type})" for name, writer in FORMATS.items()),
+        "schema": {"type": "string", "enum": list(FORMATS), "default": DEFAULT_FORMAT},
+    }
+
+
 async def openapi(request: Request) -> Response:
     """This description."""
-    return Response(msgspec.json.encode(describe([*api.routes, *exchange.routes])), media_type="application/json")
+    return Response(msgspec.json.encode(describe([*api.routes, *exchange_routes])), media_type="application/json")

@@ -316,7 +316,8 @@ def test_unknown_routes_and_methods_are_answered_by_the_router(alice):
 
 
 def test_openapi_describes_every_route(live):
-    from server import api, exchange
+    from server import api
+    from server.exchange.routes import routes as exchange_routes
 
     with live.http() as anonymous:
         response = anonymous.get("/api/openapi.json")  # no token needed, like /api/health
@@ -324,10 +325,13 @@ def test_openapi_describes_every_route(live):
     spec = response.json()
     assert spec["openapi"].startswith("3.1")
     described = {(path, method.upper()) for path, operations in spec["paths"].items() for method in operations}
-    for route in [*api.routes, *exchange.routes]:
+    for route in [*api.routes, *exchange_routes]:
         for method in route.methods - {"HEAD"}:
             path = route.path.replace("{index:int}", "{index}").replace("{frame:int}", "{frame}")
             assert (path, method) in described, (path, method)
+    operations = [operation for operations in spec["paths"].values() for operation in operations.values()]
+    assert len({o["operationId"] for o in operations}) == len(operations), "operation ids are unique"
+    assert spec["paths"]["/api/projects"]["post"]["operationId"] == "create_project_post", "named after the handler"
     command = spec["paths"]["/api/media/{media}/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert command.endswith("/CommandRequest") and "LabelSaved" in spec["components"]["schemas"]
     assert spec["paths"]["/api/projects/{project}/media"]["post"]["requestBody"]["content"]["multipart/form-data"]

@@ -24,7 +24,7 @@ import websockets
 from domain.events import Event, LabelSaved, NewEvent, ProjectCreated, Source, encode
 from domain.limits import INT64_MAX, MAX_JSON_DEPTH, MAX_RLE_CHARS, MAX_SHAPE_POINTS
 from domain.shapes import BBox
-from server.exchange import ExchangeError, import_log
+from server.exchange.jobs import ExchangeError, import_log
 from server.sqlite_store import SQLiteEventStore
 from tests.server.live import Client, HEIGHT, LiveServer, WIDTH, seed, seeded_server, start_server
 from tests.server.rest import command, fresh, head, new_object, post_command

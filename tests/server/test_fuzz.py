@@ -33,7 +33,8 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as sync_connect
 
 from domain.geometry import rle_encode
-from server import api, exchange
+from server import api
+from server.exchange.routes import routes as exchange_routes
 from tests.inference.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
 from tests.server.live import LiveServer, seed, start_server, write_image, write_video
@@ -259,7 +260,7 @@ def test_hellos(server, http, hello):
 
 # ---- REST ------------------------------------------------------------------------------------------------
 
-ROUTES = [(route.path, tuple(sorted((route.methods or {"GET"}) - {"HEAD"}))) for route in [*api.routes, *exchange.routes]]
+ROUTES = [(route.path, tuple(sorted((route.methods or {"GET"}) - {"HEAD"}))) for route in [*api.routes, *exchange_routes]]
 
 
 def test_every_route_is_fuzzed():

@@ -1,0 +1,150 @@
+"""The export and import routes:
+
+    GET  /api/projects/{project}/export?format=<a name in formats.FORMATS>
+         [&media=a,b] [&proposals=1] [&first=N&last=N] [&seq=N] [&masks=polygon] [&images=1]
+    POST /api/media/{media}/import          (a COCO file: multipart `file`, or the JSON as the body)
+
+Exports stream: the selection is taken from the projection in one step, then encoded frame by
+frame while it is sent, on a worker thread. The import is all or nothing: the whole file is
+checked and turned into commands first, then they are decided and appended together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from domain import coco
+from domain.decide import Command
+from domain.events import ID_PATTERN, Event, MediaAdded
+from server.accounts import RANK, Role, User
+from server.context import Context, Forbidden, require
+from server.exchange.formats import DEFAULT_FORMAT, FORMATS
+from server.exchange.writer import LabelsToExport, LogWriter, project_streams
+from server.replay import state_as_of
+from server.requests import ApiError, endpoint, int_param, json_response, read_bytes, read_form, refuse_declared_over, visible_media, visible_project
+
+
+@dataclass(frozen=True)
+class _ExportQuery:
+    format: str
+    media: list[MediaAdded]
+    selection: coco.Selection
+    seq: int | None
+    images: bool
+
+
+def _export_query(request: Request, ctx: Context, user: User) -> _ExportQuery:
+    project = visible_project(ctx, user, request.path_params["project"])
+    params = request.query_params
+    kind = params.get("format", DEFAULT_FORMAT)
+    if kind not in FORMATS:
+        raise ApiError(422, "invalid_request", f"format must be one of {', '.join(FORMATS)}, not {kind!r}")
+    state = ctx.ledger.state
+    in_project = [m for m in state.media.values() if m.project == project.project]
+    wanted = params.get("media")
+    if wanted:
+        names = [n for n in wanted.split(",") if n]
+        unknown = [n for n in names if n not in {m.media for m in in_project}]
+        if unknown:
+            raise ApiError(404, "unknown_id", f"unknown media {unknown[0]!r} in project {project.project!r}")
+        media = [m for m in in_project if m.media in names]
+    else:
+        media = in_project
+    masks = params.get("masks", "rle")
+    if masks not in ("rle", "polygon"):
+        raise ApiError(422, "invalid_request", f"masks must be rle or polygon, not {masks!r}")
+    selection = coco.Selection(
+        proposals=params.get("proposals") in ("1", "true"),
+        first=int_param(request, "first"),
+        last=int_param(request, "last"),
+        polygons=masks == "polygon",
+    )
+    return _ExportQuery(kind, media, selection, int_param(request, "seq"), params.get("images") in ("1", "true"))
+
+
+@endpoint
+async def export_project(request: Request, ctx: Context, user: User) -> Response:
+    """Export a project's labels or its events, in the format that `format` names."""
+    wanted = _export_query(request, ctx, user)
+    project = request.path_params["project"]
+    writer = FORMATS[wanted.format]
+    headers = {"Content-Disposition": f'attachment; filename="{project}-{writer.file_suffix}"'}
+    streams = project_streams(ctx.ledger.state, project)
+    if isinstance(writer, LogWriter):
+        return StreamingResponse(writer.write(ctx.store, streams, wanted.seq), media_type=writer.media_type, headers=headers)
+    state = await state_as_of(ctx.store, ctx.ledger.state, streams, wanted.seq)
+    # The media list as of `seq`: items added later did not exist then.
+    media = [m for m in wanted.media if m.media in state.media]
+    # Generators handed to StreamingResponse run on a worker thread: the writer takes its
+    # selection here, on the loop, and only encoding happens there.
+    chunks = writer.write(LabelsToExport(state, media, wanted.selection, ctx.library.jpeg if wanted.images else None))
+    return StreamingResponse(chunks, media_type=writer.media_type, headers=headers)
+
+
+@endpoint
+async def import_coco(request: Request, ctx: Context, user: User) -> Response:
+    """Import a COCO instance file onto a media item: labels with source 'imported', all or nothing."""
+    media = visible_media(ctx, user, request.path_params["media"])
+    role = require(ctx.accounts, user, media.project, Role.ANNOTATOR)
+    data = await _read_file(request, ctx)
+    state = ctx.ledger.state
+    planned: set[str] = set()
+
+    def new_id(hint: str) -> str:
+        base = hint if hint and ID_PATTERN.match(hint) else "imported"
+        candidate, number = base, 1
+        while candidate in state.object_media or candidate in planned:
+            number += 1
+            candidate = f"{base[:56]}-{number}"
+        planned.add(candidate)
+        return candidate
+
+    try:
+        plan = await asyncio.to_thread(coco.plan_import, state, media, data, new_id)
+    except coco.CocoError as error:
+        raise ApiError(422, "invalid_import", str(error)) from None
+    if plan.classes and RANK[role] < RANK[Role.ADMIN]:
+        names = ", ".join(repr(c.name) for c in plan.classes)
+        raise Forbidden(f"the file has categories the project lacks ({names}): a project admin must import it, or add those classes first")
+
+    # Who may: checked above (annotators for objects and labels, admins for new classes).
+    commands: list[Command] = list(plan.commands)
+    events: list[Event] = await ctx.ledger.execute_all(user.actor, commands)
+    return json_response(
+        {
+            "classes": [c.class_id for c in plan.classes],
+            "objects": len(plan.objects),
+            "labels": len(plan.labels),
+            "seq": events[-1].seq if events else ctx.ledger.state.seq,
+        },
+        201,
+    )
+
+
+async def _read_file(request: Request, ctx: Context) -> bytes | bytearray:
+    """The COCO file, read as it arrives and never past `max_import_bytes`: a body that says
+    it is larger is refused before any of it is read, one that turns out larger as soon as it
+    passes the limit."""
+    limit = ctx.settings.max_import_bytes
+    refuse_declared_over(request, limit, "import")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await read_bytes(request, limit, "import")
+    form = await read_form(request, limit, "import", max_files=1, max_fields=5)
+    part = form.get("file")
+    if not isinstance(part, UploadFile):
+        raise ApiError(422, "invalid_request", "send the COCO file as the multipart part 'file'")
+    data = await part.read()
+    await form.close()
+    return data
+
+
+routes = [
+    Route("/api/projects/{project}/export", export_project),
+    Route("/api/media/{media}/import", import_coco, methods=["POST"]),
+]
