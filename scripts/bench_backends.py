@@ -166,7 +166,7 @@ def warm_up(sam: Any, tracker_cls: Any) -> None:
     """A 3-frame track on other pixels: CUDA kernels, cuBLAS/cuDNN handles and allocator pools
     are set up before anything is timed, as in a running server."""
     from domain.events import Direction
-    from inference.frames import ArrayFrames
+    from inference.frames.arrays import ArrayFrames
     from inference.protocols import ClickPoint, Prompt
 
     frames = ArrayFrames([np.full((HEIGHT, WIDTH, 3), 60 + 40 * i, np.uint8) for i in range(3)])
@@ -186,7 +186,8 @@ def click_prompt(i: int):
 
 
 def open_frames(kind: str, video: dict[str, Any]):
-    from inference.frames import ImageListFrames, VideoFrames
+    from inference.frames.images import ImageListFrames
+    from inference.frames.video import VideoFrames
 
     if kind == "mp4":
         return VideoFrames(video["mp4"])

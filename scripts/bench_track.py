@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from domain.events import Direction
 from domain.geometry import rle_encode
 from inference.backends import load_backends
-from inference.frames import ImageListFrames
+from inference.frames.images import ImageListFrames
 from inference.protocols import ClickPoint, Prompt
 from server.accounts import Accounts, Role
 

@@ -42,7 +42,7 @@ from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
 from domain.precheck import is_costly, precheck
 from domain.shapes import ShapeKind
 from domain.state import LabelState
-from inference.frames import FrameError
+from inference.frames.errors import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
 from server.limits import LimitExceeded, retry_after_header

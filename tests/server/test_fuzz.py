@@ -34,7 +34,7 @@ from websockets.sync.client import connect as sync_connect
 
 from domain.geometry import rle_encode
 from server import api, exchange
-from tests.inference.test_dicom import write_disc_series
+from tests.inference.frames.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
 from tests.server.live import LiveServer, seed, start_server, write_image, write_video
 from tests.server.rest import MULTIPART, bbox, command, multipart
