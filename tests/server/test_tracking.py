@@ -186,6 +186,21 @@ async def test_refused_modalities(live):
     await group.close()
 
 
+async def test_trackers_by_registry_name_and_alias_and_unknown_names_refused(alice):
+    """A classical server: 'simple', 'advanced' and 'classical' all run the classical tracker;
+    'sam2' (registered, not loaded here) and a made-up name are refused before anything is logged."""
+    disc = await labelled_object(alice, "mask", 0, THREE.bitmask(0, 0))
+    for name in ("simple", "advanced", "classical"):
+        track = await request(alice, [disc], start=0, range=2, algorithm=name)
+        assert (await wait_end(alice, track))["body"]["type"] == "track_completed"
+        assert {e["body"]["model"] for e in produced(alice, track)} == {"classical/flowcolour@1"}
+    for name in ("sam2", "sam3-tiny"):
+        body = {"type": "track_requested", "media": "three", "objects": [disc], "start": 0, "direction": "forward", "algorithm": name}
+        reply = await alice.command(body)
+        assert reply["type"] == "error" and reply["code"] == "invalid", reply
+        assert reply["message"] == f"unknown tracker {name!r}: this server offers advanced, classical, simple"
+
+
 # ---- cancel and fairness ----------------------------------------------------------------------------------
 
 
