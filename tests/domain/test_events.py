@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import events as ev
-from domain.state import LabelState, fold
 from domain.shapes import (
     BBox,
     Bitmask,
@@ -24,6 +23,7 @@ from domain.shapes import (
     Skeleton,
     SkeletonPoint,
 )
+from domain.state import LabelState, fold
 
 TRACK = "00000000-0000-4000-8000-000000000001"
 LABEL = ev.Label(written_by=TRACK, shape=BBox(x=1, y=2, w=3, h=4), source=ev.Source.MANUAL, actor="user:ann")
