@@ -54,7 +54,6 @@ from domain.geometry import (
 from domain.limits import MAX_JSON_DEPTH, json_depth_over
 from domain.precheck import check_points
 from domain.shapes import (
-    AREA_KINDS,
     BBox,
     Bitmask,
     Keypoint,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Collection
 
 import msgspec
 
@@ -43,6 +44,7 @@ from domain.events import (
     TrackCompleted,
     TrackedAccepted,
     TrackedDiscarded,
+    TrackerAlias,
     TrackFailed,
     TrackFrameProduced,
     TrackRequested,
@@ -105,10 +107,15 @@ TRACK_DIRECTIONS: dict[MediaKind, frozenset[Direction]] = {
 }
 
 
-def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = False) -> Body:
+# The tracker names every server accepts (T7); a server adds the names of the trackers it loads.
+FIRST_TRACKERS: frozenset[str] = frozenset(TrackerAlias)
+
+
+def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = False, trackers: Collection[str] = FIRST_TRACKERS) -> Body:
     """Validate `command` by `actor` against `state`; return the event body to append.
 
     `panoptic` is the S6 exclude mode: a saved bitmask loses the pixels of the frame's other bitmasks.
+    `trackers` are the tracker names a track request may give (the server's registry names).
     """
     rule = _RULES.get(type(command))
     if rule is None:
@@ -117,6 +124,8 @@ def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = 
         return _label_saved(state, actor, command, panoptic)  # type: ignore[arg-type]
     if rule is _save_segment:
         return _save_segment(state, actor, command, panoptic)  # type: ignore[arg-type]
+    if rule is _track_requested:
+        return _track_requested(state, actor, command, trackers)  # type: ignore[arg-type]
     return rule(state, actor, command)  # type: ignore[operator]
 
 
@@ -405,7 +414,9 @@ def _label_deleted(state: LabelState, actor: str, body: LabelDeleted) -> Body:
 # ---- tracking -------------------------------------------------------------------------------------
 
 
-def _track_requested(state: LabelState, actor: str, body: TrackRequested) -> Body:
+def _track_requested(state: LabelState, actor: str, body: TrackRequested, trackers: Collection[str] = FIRST_TRACKERS) -> Body:
+    if body.algorithm not in trackers:
+        raise DomainError(ErrorCode.INVALID, f"unknown tracker {body.algorithm!r}: this server offers {', '.join(sorted(trackers))}")
     media = _media(state, body.media)
     allowed = TRACK_DIRECTIONS[media.kind]
     if not allowed:

@@ -137,11 +137,21 @@ class Direction(enum.StrEnum):
         return 1 if self is Direction.FORWARD else -1
 
 
-class Algorithm(enum.StrEnum):
-    """T7: advanced is SAM 2, simple the classical tracker."""
+class TrackerAlias(enum.StrEnum):
+    """T7: the two tracker names of the first schema, valid on every server. 'simple' is the
+    classical tracker; 'advanced' the best mask tracker the server has loaded (SAM 2 when it has
+    it, else classical). Which tracker each stands for is decided when the track runs, as it
+    always was, so logs keep meaning what they meant."""
 
     ADVANCED = "advanced"
     SIMPLE = "simple"
+
+
+# The tracker a track request names (T7): an alias above or a name from the inference side's
+# registry ('classical', 'sam2', ...), so a new tracker needs no schema change. Stored as text,
+# as the first schema stored its two values. Only the length is checked while decoding;
+# `domain.decide` checks the name against those the server offers.
+TrackerName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 def _struct(tag: str) -> dict[str, Any]:
@@ -317,7 +327,7 @@ class TrackRequested(msgspec.Struct, **_struct("track_requested")):
     direction: Direction
     range: Annotated[int, msgspec.Meta(ge=1, le=MAX_TRACK_RANGE)] = 30  # counts the start frame (T1)
     interval: Annotated[int, msgspec.Meta(ge=0, le=MAX_TRACK_RANGE)] = 0  # frames an object may be lost (T5)
-    algorithm: Algorithm = Algorithm.ADVANCED
+    algorithm: TrackerName = TrackerAlias.ADVANCED.value
     autosave: bool = False  # automated labelling saves directly (T9)
     # A correction re-tracked (T9): this earlier track's unreviewed results for these objects,
     # from `start` onwards in `direction`, are replaced by this track's.

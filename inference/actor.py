@@ -39,6 +39,7 @@ from domain.events import (
     SegmentProposed,
     TrackCancelled,
     TrackCompleted,
+    TrackerAlias,
     TrackFailed,
     TrackFrameProduced,
     TrackRequested,
@@ -46,10 +47,10 @@ from domain.events import (
 )
 from domain.geometry import rle_decode, rle_encode
 from domain.state import LabelState
-from inference.backends import Backends
 from inference.click_queue import ClickQueue
 from inference.points import PointTracker
 from inference.protocols import ClickPoint, FrameSource, Prompt
+from inference.registry import Backends
 from inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_running, plan_track
 
 log = logging.getLogger("masklog.actor")
@@ -306,7 +307,13 @@ class InferenceActor:
         except PlanError as error:
             await self._fail(track, str(error))
             return False
-        tracker = self._backends.trackers[plan.request.algorithm]
+        tracker = self._backends.tracker(plan.request.algorithm)
+        if tracker is None:
+            # Requested on a server that had this tracker: the track waits in the log for a
+            # process that has it (as with `run_models` off), and can be cancelled meanwhile.
+            log.warning("track %s names tracker %r, which this server has not loaded; it waits", track.id, plan.request.algorithm)
+            track.stopped = True
+            return False
         try:
             track.frames = await self._in_pool(self._media.open_frames, plan.media)
         except Exception as error:
@@ -356,7 +363,7 @@ class InferenceActor:
 
     async def _end(self, track: _Track, body: TrackCompleted | TrackFailed) -> None:
         track.stopped = True
-        actor = self._actor_of.get(track.id) or f"model:{self._backends.trackers[self._log.state.tracks[track.id].request.algorithm].model}"
+        actor = self._actor_of.get(track.id) or self._model_actor(self._log.state.tracks[track.id].request.algorithm)
         try:
             [result] = await self._log.execute_batch(actor, [(body, end_event_id(track.id))], cause=track.id)
         except Exception:
@@ -365,6 +372,12 @@ class InferenceActor:
         if isinstance(result, DomainError) and result.code != ErrorCode.TRACK_NOT_RUNNING:
             log.warning("ending track %s refused: %s", track.id, result.message)
         self._wake.set()
+
+    def _model_actor(self, algorithm: str) -> str:
+        """The actor that ends a track which never started (its plan failed)."""
+        tracker = self._backends.tracker(algorithm) or self._backends.tracker(TrackerAlias.SIMPLE)
+        assert tracker is not None  # the baseline tracker is always loaded
+        return f"model:{tracker.model}"
 
     async def _finish(self, track: _Track) -> None:
         """Release an ended track's models and frames (on the worker thread: models are used there)."""

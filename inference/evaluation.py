@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from domain.events import Direction
-from inference.frames import ImageListFrames
+from inference.frames.images import ImageListFrames
 from inference.protocols import Tracker
 
 DAVIS_BOUND_TH = 0.008

@@ -1,8 +1,8 @@
 """The point tracker: keypoint, skeleton and polyline labels followed through a video (T6).
 
-OpenCV only, no weights. Masks have their own trackers (`classical`, `sam2_video`); a label made
-of a few points needs no segmentation, only where each point went, which sparse optical flow
-answers in well under a millisecond per frame.
+OpenCV only, no weights. Masks have their own trackers (`inference.classical`,
+`inference.sam2`); a label made of a few points needs no segmentation, only where each point
+went, which sparse optical flow answers in well under a millisecond per frame.
 
 Per step from one frame to the next, for all objects at once:
 
@@ -50,17 +50,10 @@ import cv2
 import numpy as np
 
 from domain.events import Direction
+from inference.propagation import FrameOutOfRange, SessionClosed, check_frame, propagation_frames
 from inference.protocols import FrameSource
 
 POINT_TRACKER_MODEL = "classical/lkpoints@1"
-
-
-class FrameOutOfRange(ValueError, IndexError):
-    """A frame number outside the media. Also an IndexError, like the mask trackers raise."""
-
-
-class SessionClosed(ValueError, RuntimeError):
-    """The session was closed. Also a RuntimeError, like the mask trackers raise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,16 +173,8 @@ class PointTrackerSession:
         `start`, clipped at the media's ends. Objects start from their conditioning points on
         `start` or on a later frame of the pass; until then (and once lost) they are reported
         with points None. Work happens only as frames are pulled."""
-        # Checked now, not at the first frame pulled: a bad request fails where it is made.
         self._check_open()
-        self._check_frame(start)
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-            raise ValueError(f"count must be an integer, got {count!r}")
-        if count < 1:
-            raise ValueError("count must be at least 1 (it counts the start frame)")
-        step = Direction(direction).step
-        end = min(len(self._frames), start + count) if step > 0 else max(-1, start - count)
-        return self._run(range(start, end, step))
+        return self._run(propagation_frames(start, direction, count, len(self._frames)))
 
     def _run(self, indices: range) -> Iterator[list[TrackedPoints]]:
         tracks: dict[str, _Track] = {}
@@ -392,10 +377,7 @@ class PointTrackerSession:
             raise SessionClosed("point tracker session is closed")
 
     def _check_frame(self, frame: int) -> None:
-        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
-            raise ValueError(f"frame must be an integer, got {frame!r}")
-        if not 0 <= frame < len(self._frames):
-            raise FrameOutOfRange(f"frame {frame} out of range 0..{len(self._frames) - 1}")
+        check_frame(frame, len(self._frames))
 
 
 def _resize(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -15,7 +15,7 @@ the input sam2's `init_state` reads, and an MP4 when PyAV is installed) into a t
   long, to show what grows with the length): time from opening the video to the last mask, and
   peak memory: the process's peak RSS, the growth of RSS over the warmed-up model, and on CUDA
   torch.cuda.max_memory_allocated. Each run is a separate process, so peaks don't mix.
-- classical (--classical): the same measures for inference/classical.py, if it exists.
+- classical (--classical): the same measures for the classical backend (inference/classical/).
 
 Every timed run starts with the model loaded and warmed up (a short track on other frames),
 as in a server; model loading is reported separately.
@@ -145,7 +145,7 @@ def sync(device: str) -> None:
 def load(args: argparse.Namespace):
     import torch
 
-    from inference.sam2_backend import load_sam2
+    from inference.sam2.model import load_sam2
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -166,7 +166,7 @@ def warm_up(sam: Any, tracker_cls: Any) -> None:
     """A 3-frame track on other pixels: CUDA kernels, cuBLAS/cuDNN handles and allocator pools
     are set up before anything is timed, as in a running server."""
     from domain.events import Direction
-    from inference.frames import ArrayFrames
+    from inference.frames.arrays import ArrayFrames
     from inference.protocols import ClickPoint, Prompt
 
     frames = ArrayFrames([np.full((HEIGHT, WIDTH, 3), 60 + 40 * i, np.uint8) for i in range(3)])
@@ -186,7 +186,8 @@ def click_prompt(i: int):
 
 
 def open_frames(kind: str, video: dict[str, Any]):
-    from inference.frames import ImageListFrames, VideoFrames
+    from inference.frames.images import ImageListFrames
+    from inference.frames.video import VideoFrames
 
     if kind == "mp4":
         return VideoFrames(video["mp4"])
@@ -198,8 +199,8 @@ def open_frames(kind: str, video: dict[str, Any]):
 
 def worker_click(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
     from inference.protocols import ClickPoint, Prompt
-    from inference.sam2_image import Sam2Segmenter
-    from inference.sam2_video import Sam2Tracker
+    from inference.sam2.image import Sam2Segmenter
+    from inference.sam2.video import Sam2Tracker
 
     sam, load_s = load(args)
     warm_up(sam, Sam2Tracker)
@@ -228,7 +229,7 @@ def worker_click(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
 def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
     """Ours and raw on the same short video, in one process."""
     from domain.events import Direction
-    from inference.sam2_video import Sam2Tracker
+    from inference.sam2.video import Sam2Tracker
 
     sam, _ = load(args)
     warm_up(sam, Sam2Tracker)
@@ -267,7 +268,7 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
 
 def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) -> dict[str, Any]:
     from domain.events import Direction
-    from inference.sam2_video import Sam2Tracker
+    from inference.sam2.video import Sam2Tracker
 
     sam, load_s = load(args)
     warm_up(sam, Sam2Tracker)
@@ -309,25 +310,15 @@ def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) ->
 
 
 def worker_classical(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
-    """Whatever Segmenter / Tracker inference/classical.py offers (built with no arguments)."""
-    import importlib
-
+    """The classical backend's segmenter and tracker (inference/classical/), with default settings."""
     from domain.events import Direction
+    from inference.classical.segmenter import ClassicalSegmenter
+    from inference.classical.tracker import ClassicalTracker
     from inference.protocols import Segmenter, Tracker
 
-    try:
-        module = importlib.import_module("inference.classical")
-    except ImportError as exc:
-        return {"skipped": f"inference.classical not importable: {exc}"}
     out: dict[str, Any] = {}
-    for name in dir(module):
-        cls = getattr(module, name)
-        if not isinstance(cls, type) or cls.__module__ != module.__name__:
-            continue
-        try:
-            obj = cls()
-        except Exception:
-            continue  # needs arguments: not a backend we can build blind
+    for obj in (ClassicalSegmenter(), ClassicalTracker()):
+        name = type(obj).__name__
         n = video["frames"]
         start = n // 2
         if isinstance(obj, Segmenter):
@@ -360,7 +351,7 @@ def worker_classical(args: argparse.Namespace, video: dict[str, Any]) -> dict[st
                 "fps": round((args.track - 1) / last, 2),
                 **mem.report(),
             }
-    return out or {"skipped": "no Segmenter or Tracker buildable without arguments in inference.classical"}
+    return out
 
 
 def ms_stats(seconds: list[float]) -> dict[str, float]:
@@ -419,7 +410,7 @@ def main() -> None:
     p.add_argument("--clicks", type=int, default=5, help="cold clicks measured (twice as many warm ones)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-scaling", action="store_true", help="skip the quarter-length long video")
-    p.add_argument("--classical", action="store_true", help="also measure inference/classical.py, if present")
+    p.add_argument("--classical", action="store_true", help="also measure the classical backend (inference/classical/)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--video", default=None, help=argparse.SUPPRESS)
@@ -492,10 +483,7 @@ def main() -> None:
                     raw["cuda_max_allocated_mb"] / ours["cuda_max_allocated_mb"], 1
                 )
         if args.classical:
-            if (ROOT / "inference" / "classical.py").exists():
-                report["classical"] = run_worker(args, "classical", longs[-1])
-            else:
-                report["classical"] = {"skipped": "inference/classical.py does not exist"}
+            report["classical"] = run_worker(args, "classical", longs[-1])
         save()
     print(json.dumps(report, indent=2))
 

@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 from domain.events import Direction
 from domain.geometry import rle_encode
-from inference.backends import load_backends
-from inference.frames import ImageListFrames
+from inference.frames.images import ImageListFrames
 from inference.protocols import ClickPoint, Prompt
+from inference.registry import ModelOptions, load_backends
 from server.accounts import Accounts, Role
 
 VOS = ROOT.parent / "shared" / "data" / "vos"
@@ -76,7 +76,7 @@ def clip_files(args: argparse.Namespace, folder: Path) -> tuple[list[Path], np.n
 def bare_track(backends, paths: list[Path], mask: np.ndarray) -> float:
     started = time.perf_counter()
     frames = ImageListFrames(paths)  # the actor opens its own source of the files as well
-    session = backends.trackers["advanced"].open(frames)
+    session = backends.trackers[backends.advanced].open(frames)
     session.add_mask(0, "o", mask)
     count = 0
     for _ in session.propagate(0, Direction.FORWARD, len(paths)):
@@ -186,7 +186,7 @@ def random_checkpoint() -> str:
     """A checkpoint file of SAM 2 tiny with random weights (the real architecture, full size)."""
     import torch
 
-    from inference.sam2_backend import DEFAULT_CONFIG, load_sam2
+    from inference.sam2.model import DEFAULT_CONFIG, load_sam2
 
     torch.manual_seed(0)
     model = load_sam2(DEFAULT_CONFIG, None, "cpu", random_weights=True)
@@ -218,7 +218,8 @@ def main() -> None:
     if args.sam2_random:
         args.sam2_checkpoint = random_checkpoint()
         weights = "random"
-    backends = load_backends("sam2" if args.sam2_checkpoint else "classical", Path(args.sam2_checkpoint) if args.sam2_checkpoint else None, None, args.device)
+    options = ModelOptions(checkpoint=Path(args.sam2_checkpoint) if args.sam2_checkpoint else None, device=args.device)
+    backends = load_backends("sam2" if args.sam2_checkpoint else "classical", options)
     with tempfile.TemporaryDirectory() as tmp:
         paths, mask, source = clip_files(args, Path(tmp))
         ys, xs = np.nonzero(mask)
@@ -236,7 +237,7 @@ def main() -> None:
         "clip": source,
         "frames": len(paths),
         "size": [int(mask.shape[1]), int(mask.shape[0])],
-        "tracker": backends.trackers["advanced"].model,
+        "tracker": backends.trackers[backends.advanced].model,
         "weights": weights,
         "segmenter": backends.segmenter.model,
         "device": device_name(args),

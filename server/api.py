@@ -40,7 +40,7 @@ from domain.events import (
 from domain.precheck import is_costly, precheck
 from domain.shapes import SHAPE_FAMILIES, ShapeKind
 from domain.state import LabelState
-from inference.frames import FrameError
+from inference.frames.errors import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
 from server.protocol import LabelEntry, snapshot

@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from inference.actor import InferenceActor
-from inference.backends import Backends, load_backends
+from inference.registry import Backends, ModelOptions, load_backends
 from server import api, redact
 from server.accounts import Accounts
 from server.context import Context
@@ -36,7 +36,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def load_configured_backends(settings: Settings) -> Backends:
     model = settings.model
-    return load_backends(model.backend, model.sam2_checkpoint, model.sam2_config, model.device)
+    return load_backends(model.backend, ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device))
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +48,7 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
     accounts = await Accounts.open(settings.accounts_database)
     try:
         hub = Hub()
-        ledger = Ledger(store, hub)
+        ledger = Ledger(store, hub, trackers=backends.names())
         await ledger.load()
         library = MediaLibrary(
             settings.media_dir, settings.frame_cache, settings.open_media,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
 from server.settings import Settings, env, model_settings_from, token_lifetime_s
 
 
@@ -22,7 +23,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="folder for the event log, accounts and media (env MASKLOG_DATA; default ./masklog-data)")
     parser.add_argument("--host", default=env("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("PORT", "8000") or 8000))
-    parser.add_argument("--backend", choices=["classical", "sam2"], help="model backend (env MASKLOG_BACKEND; default: sam2 if a checkpoint is set, else classical)")
+    parser.add_argument("--backend", choices=list(BACKENDS), help=f"model backend: {_backend_help()} (env MASKLOG_BACKEND; default: sam2 if a checkpoint is set, else {DEFAULT_BACKEND})")
     parser.add_argument("--sam2-checkpoint", help="path to a sam2.1_hiera_*.pt checkpoint (env MASKLOG_SAM2_CHECKPOINT)")
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
@@ -32,6 +33,10 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--commands-per-second", type=_positive(float), default=env("COMMANDS_PER_SECOND"), help=f"commands one user may send a second (env MASKLOG_COMMANDS_PER_SECOND; default {Settings.commands_per_second:g})")
     parser.add_argument("--command-burst", type=_positive(int), default=env("COMMAND_BURST"), help=f"commands one user may send at once above that rate (env MASKLOG_COMMAND_BURST; default {Settings.command_burst})")
     parser.add_argument("--public-origin", action="append", help="an origin clients reach this server under, e.g. https://labels.example.com (repeatable; env MASKLOG_PUBLIC_ORIGINS, comma-separated)")
+
+
+def _backend_help() -> str:
+    return "; ".join(f"{name}: {entry.summary}" for name, entry in BACKENDS.items())
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -97,21 +102,14 @@ def _serve(settings: Settings, demo: bool) -> None:
 
 def _eval_vos(args: argparse.Namespace) -> int:
     from inference.evaluation import evaluate_vos
+    from inference.registry import ModelOptions, load_tracker
 
-    if args.tracker == "sam2":
-        from inference.sam2_backend import Sam2LoadError, load_sam2
-        from inference.sam2_video import Sam2Tracker
-
-        model = model_settings_from("sam2", args.sam2_checkpoint, args.sam2_config, args.device)
-        try:
-            tracker = Sam2Tracker(load_sam2(model.sam2_config, model.sam2_checkpoint, model.device))
-        except Sam2LoadError as error:
-            print(f"masklog: {error}", file=sys.stderr)
-            return 2
-    else:
-        from inference.classical import ClassicalTracker
-
-        tracker = ClassicalTracker()
+    model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
+    try:
+        tracker = load_tracker(args.tracker, ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device))
+    except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
+        print(f"masklog: cannot load the {args.tracker} tracker: {error}", file=sys.stderr)
+        return 2
 
     def progress(sequence: str, index: int, total: int) -> None:
         # Frames 1..total-1 are scored (the first one is the given ground truth).
@@ -207,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate = commands.add_parser("eval-vos", help="semi-supervised tracking evaluation (DAVIS J and F) on DAVIS-format folders")
     evaluate.add_argument("dir", type=Path, help="folder of sequences: <seq>/JPEGImages and <seq>/Annotations")
-    evaluate.add_argument("--tracker", choices=["simple", "sam2"], default="simple", help="simple: the classical tracker; sam2: SAM 2 (needs a checkpoint)")
+    evaluate.add_argument("--tracker", choices=["simple", *tracker_names()], default="simple", help="a registered tracker (sam2 needs a checkpoint); simple: the classical one")
     evaluate.add_argument("--json", action="store_true", help="print the full result as JSON on stdout")
     evaluate.add_argument("--sequences", nargs="*", help="only these sequences")
     evaluate.add_argument("--max-frames", type=int, help="only the first N frames of each sequence")

@@ -39,7 +39,7 @@ from domain.events import (
     Undone,
 )
 from inference.actor import InferenceActor
-from inference.backends import Backends
+from inference.registry import Backends
 from server.accounts import RANK, Accounts, Role, User
 from server.hub import Hub
 from server.ledger import Ledger

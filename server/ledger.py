@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
-from domain.decide import Command, DomainError, ErrorCode, Scope, decide, scope_of
+from domain.decide import FIRST_TRACKERS, Command, DomainError, ErrorCode, Scope, decide, scope_of
 from domain.events import Event, NewEvent, TrackFrameProduced, is_derived_event_id, new_event_id, stored
 from domain.state import LabelState, fold
 from server.hub import Hub
@@ -64,9 +64,11 @@ class Ledger:
     not keep a committed event from being published, or every later one would wait for it.
     """
 
-    def __init__(self, store: EventStore, hub: Hub) -> None:
+    def __init__(self, store: EventStore, hub: Hub, trackers: Collection[str] = FIRST_TRACKERS) -> None:
         self.store = store
         self.hub = hub
+        # The tracker names a track request may give: those this server's backends offer.
+        self.trackers = frozenset(trackers)
         self.state = LabelState()
         self._lock = asyncio.Lock()
         self._next_seq = 1
@@ -108,7 +110,7 @@ class Ledger:
                 scope = scope_of(self.state, command)
                 if authorize is not None:
                     authorize(scope)
-                body = decide(self.state, actor, command, panoptic=panoptic)
+                body = decide(self.state, actor, command, panoptic=panoptic, trackers=self.trackers)
                 predicted = [self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause))]
                 commit = self._start_commit(predicted)
         if existing is not None:
@@ -149,7 +151,7 @@ class Ledger:
                     continue
                 try:
                     scope = scope_of(self.state, command)
-                    body = decide(self.state, actor, command)
+                    body = decide(self.state, actor, command, trackers=self.trackers)
                 except DomainError as error:
                     results[index] = error
                     continue
@@ -178,7 +180,7 @@ class Ledger:
             predicted: list[Event] = []
             for command in commands:
                 scope = scope_of(self.state, command)
-                body = decide(self.state, actor, command)
+                body = decide(self.state, actor, command, trackers=self.trackers)
                 predicted.append(self._apply_new(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body)))
             if not predicted:
                 return []
@@ -236,7 +238,7 @@ class Ledger:
                 scope = scope_of(trial, command)
                 if authorize is not None:
                     authorize(scope)
-                body = decide(trial, actor, command)
+                body = decide(trial, actor, command, trackers=self.trackers)
             except DomainError as error:
                 raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
             trial.apply(stored(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body), trial.seq + 1, 0.0))

@@ -28,16 +28,11 @@ import cv2
 import numpy as np
 
 from domain.events import ID_PATTERN, MediaAdded, MediaKind
-from inference.frames import (
-    DicomSeriesFrames,
-    FrameError,
-    ImageListFrames,
-    SharedFrameCache,
-    TooManyPixels,
-    VideoFrames,
-    probe_dicom_series,
-    read_image,
-)
+from inference.frames.cache import SharedFrameCache
+from inference.frames.dicom import DicomSeriesFrames, probe_dicom_series
+from inference.frames.errors import FrameError, TooManyPixels
+from inference.frames.images import ImageListFrames, read_image
+from inference.frames.video import VideoFrames
 from inference.protocols import FrameSource
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}

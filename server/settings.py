@@ -6,12 +6,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.registry import DEFAULT_BACKEND, backend_named
+
 
 @dataclass(frozen=True)
 class ModelSettings:
     """Which backend answers clicks and 'advanced' tracking (E4)."""
 
-    backend: str = "classical"  # 'classical' or 'sam2'
+    backend: str = DEFAULT_BACKEND  # a name in `inference.registry.BACKENDS`
     sam2_checkpoint: Path | None = None
     sam2_config: str = "sam2.1_hiera_t"  # a config packaged with sam2 (short name or path)
     device: str | None = None  # None: CUDA when present, else CPU
@@ -91,9 +93,8 @@ def model_settings_from(backend: str | None, checkpoint: str | None, config: str
     backend = backend or env("BACKEND")
     checkpoint = checkpoint or env("SAM2_CHECKPOINT")
     if backend is None:
-        backend = "sam2" if checkpoint else "classical"
-    if backend not in ("classical", "sam2"):
-        raise ValueError(f"unknown backend {backend!r}: use 'classical' or 'sam2'")
+        backend = "sam2" if checkpoint else DEFAULT_BACKEND
+    backend_named(backend)  # raises UnknownBackend (a ValueError) naming the registered ones
     return ModelSettings(
         backend=backend,
         sam2_checkpoint=Path(checkpoint) if checkpoint else None,

@@ -149,6 +149,22 @@ def test_track_rules(log):
     log.do(ALICE, ev.TrackedAccepted(track=track.id))  # results produced before the cancel can still be reviewed
 
 
+def test_trackers_are_named_from_those_the_server_offers(log):
+    log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=1, y=1, w=5, h=5), source=ev.Source.MANUAL))
+
+    def request(name):
+        return ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward", algorithm=name)
+
+    # Without a list: the first schema's two names, as before.
+    for name in ("simple", "advanced"):
+        assert decide(log.state, ALICE, request(name)) == request(name)
+    refused(log, ALICE, request("sam2"), ErrorCode.INVALID, r"^unknown tracker 'sam2': this server offers advanced, simple$")
+    # A server passes the names its backends offer.
+    offered = {"simple", "advanced", "classical", "sam2"}
+    assert decide(log.state, ALICE, request("sam2"), trackers=offered) == request("sam2")
+    refused(log, ALICE, request("sam3"), ErrorCode.INVALID, "unknown tracker 'sam3': this server offers advanced, classical, sam2, simple", trackers=offered)
+
+
 def test_undo_redo_rules(log):
     refused(log, BOB, Undo(media="m1"), ErrorCode.NOTHING_TO_UNDO, "nothing of yours")
     refused(log, ALICE, Redo(media="m1"), ErrorCode.NOTHING_TO_REDO, "nothing of yours")

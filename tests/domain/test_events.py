@@ -1,5 +1,8 @@
+import dataclasses
+import enum
 import json
 import uuid
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -20,6 +23,7 @@ from domain.shapes import (
     Skeleton,
     SkeletonPoint,
 )
+from domain.state import LabelState, fold
 
 TRACK = "00000000-0000-4000-8000-000000000001"
 LABEL = ev.Label(written_by=TRACK, shape=BBox(x=1, y=2, w=3, h=4), source=ev.Source.MANUAL, actor="user:ann")
@@ -35,7 +39,7 @@ ONE_OF_EACH: list[ev.Body] = [
     ev.SegmentProposed(prompt=TRACK, object="o1", frame=3, mask=Rle(size=(2, 2), counts="04"), score=0.9, model="sam2/hiera_t@2.1"),
     ev.LabelSaved(object="o1", frame=0, shape=Polygon(parts=[PolygonPart(outer=[0, 0, 4, 0, 4, 4], holes=[[1, 1, 2, 1, 2, 2]])]), source=ev.Source.SAM, model="sam2/hiera_t@2.1", prompt=TRACK, score=0.8),
     ev.LabelDeleted(object="o1", frame=0),
-    ev.TrackRequested(media="m1", objects=["o1", "o2"], start=5, direction=ev.Direction.BACKWARD, range=10, interval=2, algorithm=ev.Algorithm.SIMPLE, autosave=True),
+    ev.TrackRequested(media="m1", objects=["o1", "o2"], start=5, direction=ev.Direction.BACKWARD, range=10, interval=2, algorithm=ev.TrackerAlias.SIMPLE, autosave=True),
     ev.TrackFrameProduced(track=TRACK, object="o1", frame=4, shape=RotatedBBox(cx=5, cy=5, w=2, h=3, angle=30), score=0.7, model="classical/flow@1"),
     ev.TrackFrameProduced(track=TRACK, object="o1", frame=3, shape=None, score=-2.0, model="classical/flow@1"),
     ev.TrackCompleted(track=TRACK, frames=10),
@@ -134,6 +138,59 @@ def test_old_schema_versions_are_upcast(monkeypatch):
     assert event.v == 2 and event.body == ev.LabelDeleted(object="o1", frame=7)
     # A current (v1) event that needs no renaming still goes through the upcaster chain.
     assert ev.decode_event(raw(v=1, body__index=0, body__frame=...)).body.frame == 0
+
+
+# ---- the first wave's logs ----------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def canonical(value):
+    """A projection as plain JSON values, independent of how its values are typed (an enum member
+    and its text are the same) and of dictionary order."""
+    if isinstance(value, msgspec.Struct):
+        return {"type": type(value).__name__, **{f: canonical(getattr(value, f)) for f in value.__struct_fields__}}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__, **{f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return sorted(([canonical(k), canonical(v)] for k, v in value.items()), key=lambda kv: json.dumps(kv[0]))
+    if isinstance(value, (set, frozenset)):
+        return sorted((canonical(v) for v in value), key=json.dumps)
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def test_a_first_wave_log_loads_and_folds_to_the_same_state():
+    """Written by the first wave's code, when `algorithm` was a two-value enum: tracks with
+    'simple', 'advanced' and the default. The field is now a tracker name stored as the same
+    text, so the rows need no upcaster: they decode as they are, re-encode to the same bytes,
+    and fold to the state the first wave folded them to."""
+    rows = (FIXTURES / "first_wave_tracks.jsonl").read_bytes().splitlines()
+    events = ev.decode_events(rows)
+    assert events == [ev.decode_event(row) for row in rows]
+    tracks = [(event, row) for event, row in zip(events, rows, strict=True) if isinstance(event.body, ev.TrackRequested)]
+    assert [ev.encode(event) for event, _ in tracks] == [row for _, row in tracks], "a track request's stored form did not change"
+    assert {e.v for e in events} == {ev.SCHEMA_VERSION}
+    assert [event.body.algorithm for event, _ in tracks] == ["simple", "advanced", "advanced"]
+    state = fold(events, LabelState())
+    expected = json.loads((FIXTURES / "first_wave_tracks.state.json").read_text())
+    assert {key: canonical(getattr(state, key)) for key in expected} == expected
+
+
+def test_track_requests_name_any_tracker():
+    """A tracker added later (a lighter SAM 2, SAM 3) needs no schema change: any short name
+    decodes; which names a server accepts is `domain.decide`'s rule."""
+    body = ev.TrackRequested(media="m1", objects=["o1"], start=0, direction=ev.Direction.FORWARD, algorithm="sam3-tiny")
+    assert ev.decode_event(ev.encode(envelope(body))).body.algorithm == "sam3-tiny"
+    assert ev.TrackRequested(media="m1", objects=["o1"], start=0, direction=ev.Direction.FORWARD).algorithm == ev.TrackerAlias.ADVANCED
+    for bad in ("", "x" * 65, 3):  # as a client sends it: held to the length limits
+        data = json.loads(ev.encode(body))
+        data["algorithm"] = bad
+        with pytest.raises(ev.SchemaError, match="algorithm"):
+            ev.decode_body(json.dumps(data))
 
 
 def test_missing_upcaster_is_reported(monkeypatch):

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from domain.events import Direction
-from inference.classical import SEGMENTER_MODEL, TRACKER_MODEL, ClassicalSegmenter, ClassicalTracker, guided_filter
+from inference.classical.imaging import guided_filter
+from inference.classical.segmenter import SEGMENTER_MODEL, ClassicalSegmenter
+from inference.classical.tracker import TRACKER_MODEL, ClassicalTracker
 from inference.evaluation import evaluate_vos
-from inference.frames import ArrayFrames
+from inference.frames.arrays import ArrayFrames
 from inference.protocols import ClickPoint, FrameSource, Prompt, Segmenter, Tracker, TrackerSession
 from tests.inference.synthetic import CountingFrames, disc_mask, draw_disc, iou, textured_background
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from domain.events import Direction
-from inference.frames import ArrayFrames
+from inference.frames.arrays import ArrayFrames
 from inference.points import POINT_TRACKER_MODEL, PointTracker, PointTrackerSession, TrackedPoints
 from tests.inference.synthetic import CountingFrames
 

@@ -33,9 +33,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 
 from domain.events import Direction
 from inference.protocols import ClickPoint, Prompt, Segmenter, Tracker, TrackerSession
-from inference.sam2_backend import Sam2LoadError, Sam2Model, load_sam2
-from inference.sam2_image import Sam2Segmenter
-from inference.sam2_video import Sam2Tracker, default_history
+from inference.sam2.model import Sam2LoadError, Sam2Model, load_sam2
+from inference.sam2.image import Sam2Segmenter
+from inference.sam2.video import Sam2Tracker, default_history
 
 # Where the fidelity tests run: "cpu" here and in CI; "cuda" on a GPU machine, where both our code
 # and the raw predictors run under the same bf16 autocast (Sam2Model.running).

@@ -10,8 +10,8 @@ import pytest
 from domain import events as ev
 from domain.geometry import rle_encode, shape_to_mask
 from domain.shapes import BBox, Bitmask, Keypoint, Polygon, RotatedBBox
-from inference.classical import ClassicalTracker
-from inference.frames import ArrayFrames
+from inference.classical.tracker import ClassicalTracker
+from inference.frames.arrays import ArrayFrames
 from inference.points import PointTracker
 from inference.tracking import PlanError, TrackJob, frames_done, plan_track
 from tests.domain.builders import ALICE, TRACKER, MemoryLog, project_log

@@ -14,7 +14,7 @@ from domain.geometry import rle_decode, shape_to_mask
 from domain.shapes import Shape
 from server.media import MediaLibrary
 from tests.inference.synthetic import iou
-from tests.inference.test_dicom import dicom_slice, write_dicom, write_disc_series
+from tests.inference.frames.test_dicom import dicom_slice, write_dicom, write_disc_series
 from tests.server.live import Client, LiveServer, seed, start_server, upload, write_image
 from tests.server.test_tracking import fresh, ok, produced, request, wait_end
 

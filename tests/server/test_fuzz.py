@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from websockets.sync.client import connect as sync_connect
 from domain.geometry import rle_encode
 from server import api
 from server.exchange.routes import routes as exchange_routes
-from tests.inference.test_dicom import write_disc_series
+from tests.inference.frames.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
 from tests.server.live import LiveServer, seed, start_server, write_image, write_video
 from tests.server.rest import MULTIPART, bbox, command, multipart

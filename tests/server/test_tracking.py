@@ -14,6 +14,9 @@ import pytest
 from domain.events import Rle
 from domain.geometry import polygon_to_mask, rle_decode, rle_encode, shape_to_mask
 from domain.shapes import Polygon, Shape
+from inference.classical.segmenter import ClassicalSegmenter
+from inference.classical.tracker import ClassicalTracker, TrackerConfig
+from inference.registry import Backends
 from tests.inference.synthetic import iou
 from tests.server.live import Client, LiveServer, seed, start_server, upload
 from tests.server.rest import command
@@ -184,6 +187,54 @@ async def test_refused_modalities(live):
     forwards = await request(group, [object_id], start=0 if False else 2, range=3)  # forwards is fine
     assert (await wait_end(group, forwards))["body"]["type"] == "track_completed"
     await group.close()
+
+
+async def test_trackers_by_registry_name_and_alias_and_unknown_names_refused(alice):
+    """A classical server: 'simple', 'advanced' and 'classical' all run the classical tracker;
+    'sam2' (registered, not loaded here) and a made-up name are refused before anything is logged."""
+    disc = await labelled_object(alice, "mask", 0, THREE.bitmask(0, 0))
+    for name in ("simple", "advanced", "classical"):
+        track = await request(alice, [disc], start=0, range=2, algorithm=name)
+        assert (await wait_end(alice, track))["body"]["type"] == "track_completed"
+        assert {e["body"]["model"] for e in produced(alice, track)} == {"classical/flowcolour@1"}
+    for name in ("sam2", "sam3-tiny"):
+        body = {"type": "track_requested", "media": "three", "objects": [disc], "start": 0, "direction": "forward", "algorithm": name}
+        reply = await alice.command(body)
+        assert reply["type"] == "error" and reply["code"] == "invalid", reply
+        assert reply["message"] == f"unknown tracker {name!r}: this server offers advanced, classical, simple"
+
+
+async def test_a_track_naming_a_tracker_this_server_lacks_waits_for_one_that_has_it(tmp_path):
+    """Requested on a server that offered the tracker, the track is taken up, after a restart,
+    only by a server that loaded it: one without leaves it running, untouched, in the log."""
+    lighter = Backends(ClassicalSegmenter(), {"classical": ClassicalTracker(), "lighter": ClassicalTracker(TrackerConfig(work_side=96))}, advanced="lighter")
+    data = tmp_path / "data"
+    first = start_server(data, backends=lighter)  # no models run: the request waits in the log
+    try:
+        seed(first)
+        with first.http("admin") as admin:
+            upload(admin, "p1", "three", "image_sequence", THREE.write_images(tmp_path / "three")[:4]).raise_for_status()
+        client = Client(first, "alice", "three")
+        await client.connect()
+        disc = await labelled_object(client, "mask", 0, THREE.bitmask(0, 0))
+        track = await request(client, [disc], start=0, range=3, algorithm="lighter")
+        await client.close()
+    finally:
+        first.stop()
+    for backends, ends in ((None, False), (lighter, True)):  # the classical backend, then one with 'lighter'
+        server = start_server(data, run_models=True, backends=backends)
+        try:
+            client = Client(server, "alice", "three")
+            await client.connect()
+            if ends:
+                assert (await wait_end(client, track))["body"] == {"type": "track_completed", "track": track, "frames": 2}
+            else:
+                await asyncio.sleep(1.0)
+                assert ended(client, track) is None and not produced(client, track)
+                assert server.server.config.app.state.ctx.ledger.state.tracks[track].status == "running"
+            await client.close()
+        finally:
+            server.stop()
 
 
 # ---- cancel and fairness ----------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ import msgspec
 import pytest
 import torch
 
-from domain.events import Algorithm, Rle
+from domain.events import Rle
 from domain.geometry import rle_decode
-from inference.backends import Backends
-from inference.classical import ClassicalTracker
-from inference.sam2_backend import load_sam2
-from inference.sam2_image import Sam2Segmenter
-from inference.sam2_video import Sam2Tracker
+from inference.classical.tracker import ClassicalTracker
+from inference.registry import Backends
+from inference.sam2.image import Sam2Segmenter
+from inference.sam2.model import load_sam2
+from inference.sam2.video import Sam2Tracker
 from tests.server.live import Client, LiveServer, seed, start_server, upload
 from tests.server.test_tracking import labelled_object, ok, produced, request, wait_end
 from tests.server.tracking_clips import THREE
@@ -26,7 +26,7 @@ def live(tmp_path_factory) -> LiveServer:
     torch.set_num_threads(1)  # see tests/inference/test_sam2_backend.py
     torch.manual_seed(14)
     model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
-    backends = Backends(Sam2Segmenter(model), {Algorithm.SIMPLE: ClassicalTracker(), Algorithm.ADVANCED: Sam2Tracker(model)})
+    backends = Backends(Sam2Segmenter(model), {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
     root = tmp_path_factory.mktemp("sam2")
     server = start_server(root / "data", run_models=True, backends=backends)
     try:
@@ -67,4 +67,9 @@ async def test_prompts_and_advanced_tracks_run_on_sam2(live):
     simple = await request(client, [object_id], start=0, range=3, algorithm="simple")
     await wait_end(client, simple)
     assert {e["body"]["model"] for e in produced(client, simple)} == {"classical/flowcolour@1"}
+    # Registry names pick a tracker directly.
+    for name, expected in (("sam2", model), ("classical", "classical/flowcolour@1")):
+        named = await request(client, [object_id], start=0, range=2, algorithm=name)
+        await wait_end(client, named, timeout=120)
+        assert {e["body"]["model"] for e in produced(client, named)} == {expected}
     await client.close()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.protocols import Candidate, FrameSource, Prompt
-from inference.sam2_backend import Sam2Model
+from inference.sam2.model import Sam2Model
 
 DEFAULT_EMBEDDING_CACHE = 4  # at 1024 px an entry is about 16 MiB (float32)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.frames import FrameCache, ImageListFrames, SharedFrameCache
+from inference.frames.cache import FrameCache, SharedFrameCache
+from inference.frames.images import ImageListFrames
 
 
 def frame(side: int, value: int = 0) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Loading SAM 2 (the real `sam2` package) for the segmenter and the tracker.
 
-One `Sam2Model` holds the network once; `Sam2Segmenter` (inference.sam2_image) and
-`Sam2Tracker` (inference.sam2_video) share it. The network is built as sam2's
+One `Sam2Model` holds the network once; `Sam2Segmenter` (inference.sam2.image) and
+`Sam2Tracker` (inference.sam2.video) share it. The network is built as sam2's
 `SAM2VideoPredictor` (a `SAM2Base` subclass): the image path only uses the parts every
 `SAM2Base` has, so one set of weights serves clicks and tracking.
 

@@ -42,8 +42,9 @@ import torch
 from PIL import Image
 
 from domain.events import Direction
+from inference.propagation import SessionClosed, check_frame, propagation_frames
 from inference.protocols import FrameSource, Prompt, TrackedMask
-from inference.sam2_backend import Sam2Model
+from inference.sam2.model import Sam2Model
 
 # sam2's frame loader normalisation (ImageNet mean and std).
 _IMG_MEAN = (0.485, 0.456, 0.406)
@@ -229,17 +230,10 @@ class Sam2TrackerSession:
         """Like `propagate`, with every object's logits and object score logits. With `as_masks`
         the `logits` array holds the masks (bool) instead, which is cheaper to copy off a GPU."""
         state = self._live()
-        self._check_frame(start)
-        if count < 1:
-            raise ValueError(f"count must be at least 1, got {count}")
+        order = propagation_frames(start, direction, count, len(self._frames))
         if not state["obj_ids"]:
             raise ValueError("no object has a prompt or a mask yet")
-        reverse = Direction(direction) == Direction.BACKWARD
-        if reverse:
-            order = range(start, max(start - count + 1, 0) - 1, -1)
-        else:
-            order = range(start, min(start + count - 1, len(self._frames) - 1) + 1)
-        return self._run(order, reverse, as_masks)
+        return self._run(order, order.step < 0, as_masks)
 
     def retained(self) -> Retained:
         state = self._live()
@@ -363,12 +357,11 @@ class Sam2TrackerSession:
 
     def _live(self) -> dict[str, Any]:
         if self._state is None:
-            raise RuntimeError("the tracking session is closed")
+            raise SessionClosed("the tracking session is closed")
         return self._state
 
     def _check_frame(self, frame: int) -> None:
-        if not 0 <= frame < len(self._frames):
-            raise IndexError(f"frame {frame} out of range 0..{len(self._frames) - 1}")
+        check_frame(frame, len(self._frames))
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:

@@ -1,0 +1,174 @@
+"""The model backends and their trackers, by name (E4, T7): the one list that the settings
+(`server.settings`, which backend names are valid), the CLI (`--backend` and `eval-vos
+--tracker` choices), the server (which tracker names a `track_requested` may give) and the
+inference actor (which tracker runs a track) all read.
+
+A backend is a package of its own (`inference/classical/`, `inference/sam2/`) that offers a
+`Segmenter` (clicks) and one or more `Tracker`s, each tracker under a registry name. A server
+loads one backend, the one its settings name; the classical tracker is always loaded as well.
+
+Tracks name their tracker in the log (`TrackRequested.algorithm`) by registry name or by one of
+the two aliases the first schema had, which stay valid on every server:
+
+- 'simple': the classical tracker;
+- 'advanced': the best mask tracker the server has loaded, its backend's first tracker (SAM 2
+  when the server runs SAM 2, else classical).
+
+Adding a backend: a package under `inference/` with its Segmenter and Tracker, a loader
+function below that imports it (so its dependencies load only on a server configured with
+it), and one entry in `BACKENDS`. Nothing in the event schema names a backend or a tracker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from domain.events import TrackerAlias
+from inference.protocols import Segmenter, Tracker
+
+# Registry names are short and plain: they are written into the log by clients.
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+
+# Always loaded: what 'simple' names, and 'advanced' on a server without a better tracker.
+BASELINE_TRACKER = "classical"
+DEFAULT_BACKEND = "classical"
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What a backend's loader gets from the settings (flags and MASKLOG_* variables)."""
+
+    checkpoint: Path | None = None
+    config: str | None = None
+    device: str | None = None  # None: CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a backend's loader returns: its segmenter and its trackers by registry name."""
+
+    segmenter: Segmenter
+    trackers: dict[str, Tracker]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    summary: str  # one line, for `--help` and the docs
+    trackers: tuple[str, ...]  # the registry names of the trackers it offers, best first
+    load: Callable[[ModelOptions], Loaded] = field(repr=False)
+
+
+def _load_classical(options: ModelOptions) -> Loaded:
+    from inference.classical.segmenter import ClassicalSegmenter
+    from inference.classical.tracker import ClassicalTracker
+
+    return Loaded(ClassicalSegmenter(), {"classical": ClassicalTracker()})
+
+
+def _load_sam2(options: ModelOptions) -> Loaded:
+    """Raises `inference.sam2.model.Sam2LoadError` when the checkpoint cannot be used."""
+    # Imported here: torch loads only in processes that use SAM 2.
+    from inference.sam2.image import Sam2Segmenter
+    from inference.sam2.model import DEFAULT_CONFIG, load_sam2
+    from inference.sam2.video import Sam2Tracker
+
+    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device)
+    return Loaded(Sam2Segmenter(model), {"sam2": Sam2Tracker(model)})
+
+
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("classical", "OpenCV only, no weights: GrabCut clicks, optical flow + colour tracking", ("classical",), _load_classical),
+        Backend("sam2", "SAM 2 (torch): clicks and tracking, needs a checkpoint", ("sam2",), _load_sam2),
+    )
+}
+
+
+class UnknownBackend(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown backend {name!r}: use {_either(BACKENDS)}")
+
+
+def backend_named(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise UnknownBackend(name)
+    return BACKENDS[name]
+
+
+def tracker_names() -> tuple[str, ...]:
+    """Every registered tracker's name, in registry order."""
+    return tuple(dict.fromkeys(name for entry in BACKENDS.values() for name in entry.trackers))
+
+
+def backend_of_tracker(name: str) -> Backend:
+    """The backend that offers the tracker `name` (a registry name, not an alias)."""
+    for entry in BACKENDS.values():
+        if name in entry.trackers:
+            return entry
+    raise ValueError(f"unknown tracker {name!r}: use {_either(tracker_names())}")
+
+
+def offered_trackers(backend_name: str) -> frozenset[str]:
+    """The tracker names a server configured with `backend_name` accepts in a track request:
+    the aliases, the baseline tracker and the backend's trackers. Known from the registry
+    alone, without loading anything."""
+    return frozenset({*TrackerAlias, BASELINE_TRACKER, *backend_named(backend_name).trackers})
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What a server process loaded: the segmenter answering clicks, the trackers by registry
+    name, and which of them 'advanced' names."""
+
+    segmenter: Segmenter
+    trackers: dict[str, Tracker]
+    advanced: str = BASELINE_TRACKER
+
+    def __post_init__(self) -> None:
+        missing = {BASELINE_TRACKER, self.advanced} - set(self.trackers)
+        if missing:
+            raise ValueError(f"trackers {sorted(missing)} are not loaded")
+
+    def resolve(self, name: str) -> str:
+        """The registry name `name` stands for ('simple' and 'advanced' are aliases)."""
+        if name == TrackerAlias.SIMPLE:
+            return BASELINE_TRACKER
+        if name == TrackerAlias.ADVANCED:
+            return self.advanced
+        return name
+
+    def tracker(self, name: str) -> Tracker | None:
+        """The loaded tracker that `name` (a registry name or an alias) names, or None."""
+        return self.trackers.get(self.resolve(name))
+
+    def names(self) -> frozenset[str]:
+        """The tracker names this process can run: its trackers' and the aliases."""
+        return frozenset({*TrackerAlias, *self.trackers})
+
+
+def load_backends(name: str = DEFAULT_BACKEND, options: ModelOptions | None = None) -> Backends:
+    """Load the backend `name` (and the baseline tracker). A configured backend that cannot load
+    raises (e.g. `Sam2LoadError`): an error at start-up, never a silent fallback."""
+    entry = backend_named(name)
+    options = options or ModelOptions()
+    loaded = entry.load(options)
+    trackers = dict(loaded.trackers)
+    if BASELINE_TRACKER not in trackers:
+        trackers[BASELINE_TRACKER] = load_tracker(BASELINE_TRACKER, options)
+    return Backends(loaded.segmenter, trackers, advanced=entry.trackers[0])
+
+
+def load_tracker(name: str, options: ModelOptions | None = None) -> Tracker:
+    """One tracker by registry name or 'simple' (evaluation, benchmarks)."""
+    registered = BASELINE_TRACKER if name == TrackerAlias.SIMPLE else name
+    return backend_of_tracker(registered).load(options or ModelOptions()).trackers[registered]
+
+
+def _either(names: Iterable[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
