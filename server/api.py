@@ -44,7 +44,8 @@ from domain.shapes import ShapeKind
 from domain.state import LabelState
 from inference.frames import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
-from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
+from server.authorization import Forbidden, authorize_command, authorize_on_media, require
+from server.context import Context
 from server.limits import LimitExceeded, retry_after_header
 from server.media import MediaError
 from server.protocol import LabelEntry, snapshot

@@ -30,7 +30,8 @@ from domain.events import ID_PATTERN, Event, MediaAdded, NewEvent, SchemaError, 
 from domain.state import LabelState
 from server.accounts import RANK, Role, User
 from server.api import ApiError, _int_param, _limited, _media, _project, _TooLarge, endpoint, json_response
-from server.context import Context, Forbidden, require
+from server.authorization import Forbidden, require
+from server.context import Context
 from server.replay import replay, state_as_of
 from server.store import EventStore
 

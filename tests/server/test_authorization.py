@@ -1,6 +1,6 @@
 """Who may do what: every role against every REST route and every command kind, through the REST
 command route and through the socket. The tables below are the rules; docs/api.md
-("Authorization") says the same in prose, and server/context.py is where they are enforced.
+("Authorization") says the same in prose, and server/authorization.py is where they are enforced.
 
 Roles, on project p1: an account admin (admin of every project), a project admin (bob, admin of
 p1 only), an annotator (alice), a viewer, a non-member (outsider: an annotator of p2 only), no
