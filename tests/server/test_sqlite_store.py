@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from server.sqlite_store import SQLiteEventStore
-from server.store import AppendFailed, EventStore, StoreCorrupted, StoreError, StoreIncompatible
+from server.store import AppendFailed, EventStore, StoreCorrupted, StoreIncompatible
 from tests.server.events_factory import batch, label_saved
 from tests.server.store_contract import EventStoreContract, seqs
 
