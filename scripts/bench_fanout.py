@@ -31,7 +31,8 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.accounts import Accounts, Role
+from server.accounts import Role
+from server.sqlite_accounts import SQLiteAccounts
 
 
 def free_port() -> int:
@@ -48,7 +49,7 @@ def write_video(path: Path) -> None:
 
 
 async def make_users(data: Path, clients: int) -> dict[str, str]:
-    accounts = await Accounts.open(data / "accounts.sqlite3")
+    accounts = await SQLiteAccounts.open(data / "accounts.sqlite3")
     try:
         tokens = {"admin": await accounts.add_user("admin", Role.ADMIN)}
         for index in range(clients + 1):

@@ -47,7 +47,8 @@ from domain.geometry import rle_encode
 from inference.frames.images import ImageListFrames
 from inference.protocols import ClickPoint, Prompt
 from inference.registry import ModelOptions, load_backends
-from server.accounts import Accounts, Role
+from server.accounts import Role
+from server.sqlite_accounts import SQLiteAccounts
 
 VOS = ROOT.parent / "shared" / "data" / "vos"
 
@@ -94,7 +95,7 @@ def bare_click(backends, frames: ImageListFrames, x: float, y: float) -> float:
 
 
 async def make_user(data: Path) -> str:
-    accounts = await Accounts.open(data / "accounts.sqlite3")
+    accounts = await SQLiteAccounts.open(data / "accounts.sqlite3")
     try:
         return await accounts.add_user("bench", Role.ADMIN)
     finally:

@@ -1,11 +1,9 @@
-"""Users, tokens and project memberships.
+"""Users, tokens and project memberships: what the server needs of them (`Accounts`), and the
+values they hold.
 
-Accounts are not labelling history, so they live beside the log, in their own SQLite file.
-Tokens are stored hashed, each with an expiry and a revocation time. Every check of a token reads
-the database (one indexed row), so a token revoked or a user added by another process (`masklog
-user revoke`, `masklog user add`) counts at once. Memberships and account roles are also kept in
-memory for the synchronous per-command checks; `refresh` reloads them when another process has
-written the file.
+`server/sqlite_accounts.py` keeps them in a SQLite file beside the log; `server/storage.py` opens
+the backend a setting names, so they can later move into the same database as the log. Every
+backend passes the contract tests in `tests/server/accounts_contract.py`.
 """
 
 from __future__ import annotations
@@ -13,13 +11,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-import secrets
-import sqlite3
-import time
 from dataclasses import dataclass
-from pathlib import Path
-
-import aiosqlite
+from typing import Protocol
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
@@ -76,196 +69,73 @@ TOKEN_ID_LENGTH = 12
 DEFAULT_TOKEN_LIFETIME_S = 30 * 24 * 3600.0
 
 
-def _hash(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What a backend stores of a token: never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def token_id(token: str) -> str:
     """The public id of a token (what `masklog user revoke --token` and the admin route take)."""
-    return _hash(token)[:TOKEN_ID_LENGTH]
+    return token_digest(token)[:TOKEN_ID_LENGTH]
 
 
-async def _migrate(conn: aiosqlite.Connection, legacy_lifetime_s: float | None) -> None:
-    """Bring an accounts file of an older version up to date: tokens gained creation, expiry and
-    revocation times. Tokens made before expiry existed expire `legacy_lifetime_s` from now."""
-    async with conn.execute("PRAGMA table_info(tokens)") as rows:
-        columns = {row[1] async for row in rows}
-    if "expires" in columns:
-        return
-    now = time.time()
-    await conn.execute("ALTER TABLE tokens ADD COLUMN created REAL NOT NULL DEFAULT 0")
-    await conn.execute("ALTER TABLE tokens ADD COLUMN expires REAL")
-    await conn.execute("ALTER TABLE tokens ADD COLUMN revoked REAL")
-    expires = now + legacy_lifetime_s if legacy_lifetime_s is not None else None
-    await conn.execute("UPDATE tokens SET created = ?, expires = ?", (now, expires))
+class Accounts(Protocol):
+    """Users, their tokens and their roles in projects, as the server uses them.
 
+    Token checks (`credential`, `authenticate`, `live_digests`) read the storage each time, so a
+    token revoked or a user added by another process counts at once. Users and memberships are
+    read from memory (`user`, `role_in`, `members`, `projects_of` are synchronous: they are
+    checked for every command, under the ledger's lock); `refresh` reloads them when another
+    process changed them, and a change made through this object is seen by it at once.
+    Failures are `AccountError`s (`UnknownUser` for a name nobody has).
+    """
 
-class Accounts:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-        self._users: dict[str, User] = {}
-        self._members: dict[tuple[str, str], Role] = {}
-        self._data_version = -1
-
-    @classmethod
-    async def open(cls, path: Path, legacy_token_lifetime_s: float | None = DEFAULT_TOKEN_LIFETIME_S) -> Accounts:
-        conn = await aiosqlite.connect(path)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=5000")  # the CLI may write while the server runs
-        await conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, role TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, name TEXT NOT NULL REFERENCES users(name));
-            CREATE TABLE IF NOT EXISTS members (
-                project TEXT NOT NULL, name TEXT NOT NULL REFERENCES users(name), role TEXT NOT NULL,
-                PRIMARY KEY (project, name));
-            """
-        )
-        await _migrate(conn, legacy_token_lifetime_s)
-        await conn.commit()
-        accounts = cls(conn)
-        await accounts._load()
-        return accounts
-
-    async def _load(self) -> None:
-        async with self._conn.execute("SELECT name, role FROM users") as rows:
-            self._users = {name: User(name, Role(role)) async for name, role in rows}
-        async with self._conn.execute("SELECT project, name, role FROM members") as rows:
-            self._members = {(project, name): Role(role) async for project, name, role in rows}
-        self._data_version = await self._version()
-
-    async def _version(self) -> int:
-        async with self._conn.execute("PRAGMA data_version") as rows:
-            row = await rows.fetchone()
-        return int(row[0]) if row else 0
+    async def close(self) -> None: ...
 
     async def refresh(self) -> bool:
-        """Reload users and memberships if another connection (another process) changed the
-        file since the last load; returns whether it did. Cheap enough to call every second."""
-        if await self._version() == self._data_version:
-            return False
-        await self._load()
-        return True
+        """Reload users and memberships if another process changed them; whether it did."""
+        ...
 
-    async def close(self) -> None:
-        await self._conn.close()
-
-    # ---- users and tokens -----------------------------------------------------------------
+    # users and tokens
 
     async def add_user(self, name: str, role: Role, lifetime_s: float | None = DEFAULT_TOKEN_LIFETIME_S) -> str:
-        """Create the user (or change their account role) and return a new token for them, valid
-        for `lifetime_s` seconds (None: until revoked)."""
-        if not USER_NAME.match(name):
-            raise AccountError(f"user name {name!r} is not valid: 1-64 letters, digits, '_', '.', '@' or '-'")
-        if lifetime_s is not None and lifetime_s <= 0:
-            raise AccountError("a token's lifetime must be positive")
-        token = secrets.token_urlsafe(32)
-        now = time.time()
-        await self._conn.execute(
-            "INSERT INTO users (name, role) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET role = excluded.role",
-            (name, role.value),
-        )
-        await self._conn.execute(
-            "INSERT INTO tokens (hash, name, created, expires) VALUES (?, ?, ?, ?)",
-            (_hash(token), name, now, now + lifetime_s if lifetime_s is not None else None),
-        )
-        await self._conn.commit()
-        await self._load()
-        return token
+        """Create the user (or change their account role) and return a new token for them,
+        valid for `lifetime_s` seconds (None: until revoked)."""
+        ...
 
-    def user(self, name: str) -> User | None:
-        return self._users.get(name)
+    def user(self, name: str) -> User | None: ...
 
     async def credential(self, token: str | None) -> Credential | None:
-        """The token's user, read from the database: unknown, revoked and expired tokens all
-        give None."""
-        if not token or len(token) > 200:
-            return None
-        digest = _hash(token)
-        query = (
-            "SELECT users.name, users.role, tokens.expires FROM tokens JOIN users ON users.name = tokens.name "
-            "WHERE tokens.hash = ? AND tokens.revoked IS NULL AND (tokens.expires IS NULL OR tokens.expires > ?)"
-        )
-        async with self._conn.execute(query, (digest, time.time())) as rows:
-            row = await rows.fetchone()
-        if row is None:
-            return None
-        name, role, expires = row
-        return Credential(User(name, Role(role)), digest[:TOKEN_ID_LENGTH], expires, digest)
+        """What the token stands for; None for unknown, revoked and expired tokens."""
+        ...
 
-    async def authenticate(self, token: str | None) -> User | None:
-        credential = await self.credential(token)
-        return credential.user if credential else None
+    async def authenticate(self, token: str | None) -> User | None: ...
 
     async def live_digests(self, digests: set[str]) -> set[str]:
-        """Those of these token hashes that still work (not revoked, not expired)."""
-        if not digests:
-            return set()
-        marks = ",".join("?" * len(digests))
-        query = f"SELECT hash FROM tokens WHERE hash IN ({marks}) AND revoked IS NULL AND (expires IS NULL OR expires > ?)"
-        async with self._conn.execute(query, [*digests, time.time()]) as rows:
-            return {digest async for (digest,) in rows}
+        """Those of these token digests that still work (not revoked, not expired)."""
+        ...
 
-    async def tokens(self, name: str) -> list[TokenInfo]:
-        await self._require_user(name)
-        async with self._conn.execute("SELECT hash, created, expires, revoked FROM tokens WHERE name = ? ORDER BY created", (name,)) as rows:
-            return [TokenInfo(digest[:TOKEN_ID_LENGTH], created, expires, revoked) async for digest, created, expires, revoked in rows]
+    async def tokens(self, name: str) -> list[TokenInfo]: ...
 
     async def revoke(self, name: str, token: str | None = None) -> list[str]:
-        """Revoke all of a user's live tokens, or one of them (`token`: the token itself or its
-        id). Returns the ids revoked; an unknown user or token is an AccountError."""
-        await self._require_user(name)
-        condition, params = "name = ? AND revoked IS NULL", [name]
-        if token is not None:
-            condition += " AND (hash = ? OR substr(hash, 1, ?) = ?)"
-            params += [_hash(token), TOKEN_ID_LENGTH, token.lower()]
-        async with self._conn.execute(f"SELECT hash FROM tokens WHERE {condition}", params) as rows:
-            ids = [digest[:TOKEN_ID_LENGTH] async for (digest,) in rows]
-        if token is not None and not ids:
-            raise AccountError(f"user {name!r} has no live token like that")
-        await self._conn.execute(f"UPDATE tokens SET revoked = ? WHERE {condition}", [time.time(), *params])
-        await self._conn.commit()
-        self._data_version = -1  # make the next refresh reload
-        return ids
+        """Revoke all of a user's live tokens, or one (`token`: the token or its id); the ids
+        revoked."""
+        ...
 
-    async def _require_user(self, name: str) -> None:
-        async with self._conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)) as rows:
-            if await rows.fetchone() is None:
-                raise UnknownUser(f"unknown user {name!r}")
-
-    # ---- memberships ---------------------------------------------------------------------
+    # memberships
 
     def role_in(self, user: User, project: str) -> Role | None:
-        if user.role == Role.ADMIN:
-            return Role.ADMIN
-        return self._members.get((project, user.name))
+        """The user's role in the project (account admins: admin everywhere); None: no member."""
+        ...
 
-    def members(self, project: str) -> dict[str, Role]:
-        return {name: role for (p, name), role in self._members.items() if p == project}
+    def members(self, project: str) -> dict[str, Role]: ...
 
     def projects_of(self, user: User) -> set[str] | None:
         """The projects a user may see; None means all of them (account admins)."""
-        if user.role == Role.ADMIN:
-            return None
-        return {project for project, name in self._members if name == user.name}
+        ...
 
     async def set_member(self, project: str, name: str, role: Role | None) -> None:
-        # The database, not the in-memory copy: the user may have been added by another process.
-        await self._require_user(name)
-        await self.refresh()
-        try:
-            if role is None:
-                await self._conn.execute("DELETE FROM members WHERE project = ? AND name = ?", (project, name))
-            else:
-                await self._conn.execute(
-                    "INSERT INTO members (project, name, role) VALUES (?, ?, ?) "
-                    "ON CONFLICT(project, name) DO UPDATE SET role = excluded.role",
-                    (project, name, role.value),
-                )
-            await self._conn.commit()
-        except sqlite3.Error as error:  # pragma: no cover - disk trouble
-            raise AccountError(str(error)) from error
-        if role is None:
-            self._members.pop((project, name), None)
-        else:
-            self._members[(project, name)] = role
+        """Make `name` a member with `role`, or no member (None)."""
+        ...
+
+

@@ -42,7 +42,8 @@ from domain.shapes import SHAPE_FAMILIES, ShapeKind
 from domain.state import LabelState
 from inference.frames.errors import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
-from server.context import Context, Forbidden, authorize_command, authorize_on_media, require
+from server.authorization import Forbidden, authorize_command, authorize_on_media, require
+from server.context import Context
 from server.protocol import LabelEntry, snapshot
 from server.replay import state_as_of
 from server.requests import (

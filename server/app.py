@@ -16,7 +16,6 @@ from starlette.staticfiles import StaticFiles
 from inference.actor import InferenceActor
 from inference.registry import Backends, ModelOptions, load_backends
 from server import api, redact
-from server.accounts import Accounts
 from server.context import Context
 from server.exchange.routes import routes as exchange_routes
 from server.hub import Hub
@@ -26,7 +25,7 @@ from server.media import MediaLibrary
 from server.openapi import openapi
 from server.presence import PresenceBoard
 from server.settings import Settings
-from server.sqlite_store import SQLiteEventStore
+from server.storage import open_accounts, open_store
 from server.ws import media_socket
 
 log = logging.getLogger("masklog")
@@ -44,8 +43,12 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
     settings.data.mkdir(parents=True, exist_ok=True)
     if backends is None:
         backends = await asyncio.to_thread(load_configured_backends, settings)
-    store = await SQLiteEventStore.open(settings.database)
-    accounts = await Accounts.open(settings.accounts_database)
+    store = await open_store(settings)
+    try:
+        accounts = await open_accounts(settings)
+    except BaseException:
+        await store.close()
+        raise
     try:
         hub = Hub()
         ledger = Ledger(store, hub, trackers=backends.names())

@@ -13,14 +13,21 @@ from pathlib import Path
 
 from inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
 from server.settings import Settings, env, model_settings_from, token_lifetime_s
+from server.storage import STORAGE_BACKENDS
 
 
 def _data_dir(value: str | None) -> Path:
     return Path(value or env("DATA") or "masklog-data").resolve()
 
 
+def _add_storage_flag(parser: argparse.ArgumentParser) -> None:
+    default = env("STORAGE") or Settings.storage
+    parser.add_argument("--storage", choices=sorted(STORAGE_BACKENDS), default=default, help=f"where the log and the accounts are kept (env MASKLOG_STORAGE; default {Settings.storage})")
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="folder for the event log, accounts and media (env MASKLOG_DATA; default ./masklog-data)")
+    _add_storage_flag(parser)
     parser.add_argument("--host", default=env("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("PORT", "8000") or 8000))
     parser.add_argument("--backend", choices=list(BACKENDS), help=f"model backend: {_backend_help()} (env MASKLOG_BACKEND; default: sam2 if a checkpoint is set, else {DEFAULT_BACKEND})")
@@ -59,7 +66,7 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, int | float]:
 def _settings(args: argparse.Namespace) -> Settings:
     model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
     public = args.public_origin or [o.strip() for o in (env("PUBLIC_ORIGINS") or "").split(",") if o.strip()]
-    return Settings(data=_data_dir(args.data), host=args.host, port=args.port, model=model, run_models=not args.no_models, public_origins=tuple(public), **_limit_settings(args))
+    return Settings(data=_data_dir(args.data), storage=args.storage, host=args.host, port=args.port, model=model, run_models=not args.no_models, public_origins=tuple(public), **_limit_settings(args))
 
 
 def _serve(settings: Settings, demo: bool) -> None:
@@ -193,15 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("--role", choices=["admin", "annotator", "viewer"], default="annotator", help="account role: admins create projects and administer all of them")
     add.add_argument("--data")
+    _add_storage_flag(add)
     default_days = float(env("TOKEN_DAYS") or Settings.token_lifetime_days)
     add.add_argument("--expires", type=float, default=default_days, metavar="DAYS", help=f"the new token stops working after DAYS days; 0: until revoked (env MASKLOG_TOKEN_DAYS; default {default_days:g})")
     revoke = user_commands.add_parser("revoke", help="revoke a user's tokens (all, or one); works while the server runs")
     revoke.add_argument("name")
     revoke.add_argument("--token", help="only this token (the token itself or its id, from 'masklog user tokens')")
     revoke.add_argument("--data")
+    _add_storage_flag(revoke)
     tokens = user_commands.add_parser("tokens", help="list a user's tokens: id, created, expires, revoked")
     tokens.add_argument("name")
     tokens.add_argument("--data")
+    _add_storage_flag(tokens)
 
     evaluate = commands.add_parser("eval-vos", help="semi-supervised tracking evaluation (DAVIS J and F) on DAVIS-format folders")
     evaluate.add_argument("dir", type=Path, help="folder of sequences: <seq>/JPEGImages and <seq>/Annotations")
@@ -248,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         _serve(settings, demo=args.command == "demo" or args.demo)
         return 0
     if args.command == "user":
-        from server.accounts import AccountError, Accounts, Role
+        from server.accounts import AccountError, Role
+        from server.storage import open_accounts
 
         def when(stamp: float | None) -> str:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
@@ -256,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         async def manage_user() -> str:
             data = _data_dir(args.data)
             data.mkdir(parents=True, exist_ok=True)
-            accounts = await Accounts.open(Settings(data=data).accounts_database)
+            accounts = await open_accounts(Settings(data=data, storage=args.storage))
             try:
                 if args.user_command == "revoke":
                     revoked = await accounts.revoke(args.name, args.token)

@@ -1,46 +1,13 @@
-"""What one server process holds, and who may send which command.
-
-The authorization rules are in one place so that REST and the socket apply the same ones, and
-so docs/api.md can list them:
-
-| command                                   | who                                          |
-|-------------------------------------------|----------------------------------------------|
-| project_created                           | account admins                               |
-| class_added, media upload (REST)          | project admins                               |
-| track_cancelled                           | the requester, or a project admin            |
-| media_added, segment_proposed,            | nobody directly: the server and model actors |
-| track_frame_produced,                     |                                              |
-| track_completed, track_failed, undone,    |                                              |
-| redone                                    |                                              |
-| everything else (objects, prompts, SAM    | annotators and admins of the project         |
-| saves, labels, tracks, review, undo, redo)|                                              |
-
-Viewers read and never write. A command sent through one media item's socket or command route
-must be about that media item; one about a project the sender is not a member of is answered as
-if its ids did not exist (`unknown_id`), the way the REST routes answer for another project's
-media, so membership never reveals what exists elsewhere.
-"""
+"""What one server process holds: the log, the ledger, the accounts, the media, the models and
+the open sockets. Who may do what is in `server/authorization.py`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.decide import Command, Scope, hidden_id_error
-from domain.events import (
-    ClassAdded,
-    MediaAdded,
-    ProjectCreated,
-    Redone,
-    SegmentProposed,
-    TrackCancelled,
-    TrackCompleted,
-    TrackFailed,
-    TrackFrameProduced,
-    Undone,
-)
 from inference.actor import InferenceActor
 from inference.registry import Backends
-from server.accounts import RANK, Accounts, Role, User
+from server.accounts import Accounts
 from server.hub import Hub
 from server.ledger import Ledger
 from server.limits import Limits
@@ -49,10 +16,6 @@ from server.presence import PresenceBoard
 from server.sessions import Sessions
 from server.settings import Settings
 from server.store import EventStore
-
-
-class Forbidden(Exception):
-    pass
 
 
 @dataclass
@@ -69,41 +32,3 @@ class Context:
     limits: Limits
     sessions: Sessions = field(default_factory=Sessions)  # open sockets, ended when access is lost
 
-
-SERVER_ONLY = (MediaAdded, SegmentProposed, TrackFrameProduced, TrackCompleted, TrackFailed, Undone, Redone)
-
-
-def require(accounts: Accounts, user: User, project: str, at_least: Role) -> Role:
-    role = accounts.role_in(user, project)
-    if role is None:
-        raise Forbidden("you are not a member of this project")
-    if RANK[role] < RANK[at_least]:
-        raise Forbidden(f"this needs the {at_least.value} role; you are {role.value}")
-    return role
-
-
-def authorize_command(ctx: Context, user: User, command: Command, scope: Scope) -> None:
-    if isinstance(command, SERVER_ONLY):
-        raise Forbidden(f"'{type(command).__struct_config__.tag}' events are written by the server itself")
-    if isinstance(command, ProjectCreated):
-        if user.role != Role.ADMIN:
-            raise Forbidden("only account admins create projects")
-        return
-    if isinstance(command, ClassAdded):
-        require(ctx.accounts, user, scope.project, Role.ADMIN)
-        return
-    role = require(ctx.accounts, user, scope.project, Role.ANNOTATOR)
-    if isinstance(command, TrackCancelled):
-        track = ctx.ledger.state.tracks.get(command.track)
-        if track is not None and track.actor != user.actor and role != Role.ADMIN:
-            raise Forbidden("only the requester or a project admin can cancel a track")
-
-
-def authorize_on_media(ctx: Context, user: User, command: Command, scope: Scope, media_id: str) -> None:
-    """`authorize_command` for a command sent through media item `media_id` (its socket or its
-    command route): the command must land on that media item."""
-    if scope.media != media_id:
-        if scope.media is not None and ctx.accounts.role_in(user, scope.project) is None:
-            raise hidden_id_error(command)
-        raise Forbidden(f"commands sent here must be about media {media_id!r}")
-    authorize_command(ctx, user, command, scope)

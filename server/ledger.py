@@ -17,7 +17,7 @@ from domain.decide import FIRST_TRACKERS, Command, DomainError, ErrorCode, Scope
 from domain.events import Event, NewEvent, TrackFrameProduced, is_derived_event_id, new_event_id, stored
 from domain.state import LabelState, fold
 from server.hub import Hub
-from server.store import EventStore
+from server.store import EventStore, StoreError
 
 
 async def rebuild(store: EventStore, state: LabelState | None = None) -> LabelState:
@@ -216,7 +216,7 @@ class Ledger:
         try:
             try:
                 events = await append
-            except Exception as error:
+            except StoreError as error:  # the store's contract: refused, nothing of it stored
                 await self._recover()
                 raise LedgerError(f"the log refused the append: {error}") from error
             if [e.seq for e in events] != [e.seq for e in predicted]:

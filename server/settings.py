@@ -22,6 +22,8 @@ class ModelSettings:
 @dataclass(frozen=True)
 class Settings:
     data: Path
+    # Where the log and the accounts are kept: a name in server.storage.STORAGE_BACKENDS.
+    storage: str = "sqlite"
     host: str = "127.0.0.1"
     port: int = 8000
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -70,10 +72,12 @@ class Settings:
 
     @property
     def database(self) -> Path:
+        """The SQLite storage's event log."""
         return self.data / "events.sqlite3"
 
     @property
     def accounts_database(self) -> Path:
+        """The SQLite storage's accounts."""
         return self.data / "accounts.sqlite3"
 
     @property

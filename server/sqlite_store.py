@@ -14,8 +14,13 @@ function on its thread, so the writer keeps a plain `sqlite3` connection on a on
 executor. Reads go through an aiosqlite connection of their own; WAL lets them run while the
 writer commits.
 
-Positions are assigned by the writer from the committed head, inside the transaction, and only
-advance when the transaction commits, so a failed transaction leaves no gap.
+Positions are assigned by the writer from the committed head, read inside the transaction
+(`BEGIN IMMEDIATE` holds the file's write lock, so another process writing the same file waits
+and then continues after these), and only advance when the transaction commits, so a failed
+transaction leaves no gap.
+
+Other writers' commits reach subscribers through a poll of the head (`follow_interval_s`) that
+runs only while someone subscribes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,17 @@ from uuid import UUID
 import aiosqlite
 
 from domain.events import Event, NewEvent, decode_event, decode_events, encode, stored
-from server.store import HeadBroadcast, StoreClosed, StoreCorrupted, StoreError, Subscription, check_batch
+from server.store import (
+    AppendFailed,
+    HeadBroadcast,
+    ReadFailed,
+    StoreClosed,
+    StoreCorrupted,
+    StoreIncompatible,
+    StoreUnavailable,
+    Subscription,
+    check_batch,
+)
 
 Synchronous = Literal["FULL", "NORMAL"]
 Check = Literal["none", "quick", "full"]
@@ -71,9 +86,8 @@ _INSERT = "INSERT INTO events (seq, id, stream, payload) VALUES (?, ?, ?, CAST(?
 
 READER_MMAP_BYTES = 1 << 30
 
-
-class AppendFailed(StoreError):
-    """The database refused the transaction or the batch; nothing of the batch was stored."""
+# How often, while anyone subscribes, the file is checked for commits by other writers.
+FOLLOW_INTERVAL_S = 0.05
 
 
 @dataclass(slots=True)
@@ -93,6 +107,7 @@ class SQLiteEventStore:
         reader: aiosqlite.Connection,
         head: int,
         last_at: float,
+        follow_interval_s: float = FOLLOW_INTERVAL_S,
     ) -> None:
         self.path = path
         self._executor = executor
@@ -106,18 +121,26 @@ class SQLiteEventStore:
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
         self._commits = 0
+        self._follow_interval_s = follow_interval_s
+        self._follower: asyncio.Task[None] | None = None
         self._write_task = asyncio.create_task(self._write_loop(), name=f"sqlite-store-writer:{path}")
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL", check: Check = "quick"
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        check: Check = "quick",
+        follow_interval_s: float = FOLLOW_INTERVAL_S,
     ) -> SQLiteEventStore:
         """Open (creating if needed) the store in the file `path`.
 
         `synchronous="FULL"` (default) makes an acknowledged append survive power loss;
         `"NORMAL"` keeps it across a crash of the process but not of the machine, for a faster
         commit. `check` runs SQLite's quick or full integrity check and the gap-free check on
-        open; both read the whole file.
+        open; both read the whole file. `follow_interval_s`: how soon subscribers hear of
+        commits made by other writers of the file.
         """
         path = os.fspath(path)
         if path == ":memory:" or path.startswith("file:"):
@@ -126,6 +149,15 @@ class SQLiteEventStore:
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         if check not in ("none", "quick", "full"):
             raise ValueError(f"check must be none, quick or full, not {check!r}")
+        try:
+            return await cls._open(path, synchronous, check, follow_interval_s)
+        except sqlite3.OperationalError as error:  # cannot open, locked, read-only, ...
+            raise StoreUnavailable(f"{path}: {error}") from error
+        except sqlite3.DatabaseError as error:  # not a database, malformed
+            raise StoreCorrupted(f"{path}: {error}") from error
+
+    @classmethod
+    async def _open(cls, path: str, synchronous: Synchronous, check: Check, follow_interval_s: float) -> SQLiteEventStore:
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masklog-sqlite-writer")
         try:
@@ -149,7 +181,7 @@ class SQLiteEventStore:
             await loop.run_in_executor(executor, writer.close)
             executor.shutdown(wait=False)
             raise
-        return cls(path, executor, writer, reader, head, last_at)
+        return cls(path, executor, writer, reader, head, last_at, follow_interval_s)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -279,7 +311,13 @@ class SQLiteEventStore:
         else:
             sql = "SELECT payload FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
             params = (stream, after, limit)
-        return list(await self._reader.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        return await self._query(sql, params)
+
+    async def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        except sqlite3.Error as error:
+            raise ReadFailed(f"{self.path}: {error}") from error
 
     async def get(self, id: str) -> Event | None:
         self._check_open()
@@ -287,15 +325,35 @@ class SQLiteEventStore:
             key = UUID(id).bytes
         except (ValueError, TypeError, AttributeError):
             return None  # not an id this store could hold
-        rows = list(await self._reader.execute_fetchall("SELECT payload FROM events WHERE id = ?", (key,)))
+        rows = await self._query("SELECT payload FROM events WHERE id = ?", (key,))
         return decode_event(rows[0][0]) if rows else None
 
     async def head(self) -> int:
         self._check_open()
+        # The file's, not only this store's: another process may have appended.
+        self._head = max(self._head, await self._file_head())
         return self._head
 
+    async def _file_head(self) -> int:
+        rows = await self._query("SELECT coalesce(max(seq), 0) FROM events")
+        return int(rows[0][0])
+
     def subscribe(self) -> Subscription:
-        return self._heads.subscribe(self._head)
+        subscription = self._heads.subscribe(self._head)
+        if not self._closing and (self._follower is None or self._follower.done()):
+            self._follower = asyncio.create_task(self._follow(), name=f"sqlite-store-follower:{self.path}")
+        return subscription
+
+    async def _follow(self) -> None:
+        """Announce other writers' commits while anyone subscribes (this store's own commits are
+        announced by the writer as they happen)."""
+        while len(self._heads) and not self._closing:
+            await asyncio.sleep(self._follow_interval_s)
+            try:
+                head = await self._file_head()
+            except (ReadFailed, ValueError):  # busy, or closing under us: try again next time
+                continue
+            self._heads.publish(head)
 
     @property
     def commits(self) -> int:
@@ -316,6 +374,9 @@ class SQLiteEventStore:
         try:
             self._wake.set()
             await self._write_task  # drains what was queued before close
+            if self._follower is not None:
+                self._follower.cancel()
+                await asyncio.gather(self._follower, return_exceptions=True)
             self._heads.close()
             await self._reader.close()
             # Closing the last connection checkpoints the WAL into the main file.
@@ -346,11 +407,11 @@ def _open_writer(path: str, synchronous: Synchronous, check: Check) -> sqlite3.C
         conn.execute("PRAGMA busy_timeout = 5000")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != b"wal":
-            raise StoreError(f"{path}: cannot use WAL mode (got {mode!r}); is it on a network file system?")
+            raise StoreIncompatible(f"{path}: cannot use WAL mode (got {mode!r}); is it on a network file system?")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > STORE_FORMAT:
-            raise StoreError(f"{path} has store format {version}; this build reads up to {STORE_FORMAT}")
+            raise StoreIncompatible(f"{path} has store format {version}; this build reads up to {STORE_FORMAT}")
         if check != "none":
             problems = [row[0].decode() for row in conn.execute(f"PRAGMA {check}_check")]
             if problems != ["ok"]:
@@ -383,6 +444,10 @@ def _write_group(
     outcomes: list[list[Event] | Exception] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # Another process may have appended since this store's last commit: continue after it.
+        if conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] != head:
+            head, file_at = _read_head(conn)
+            at = max(at, file_at)
         known = _lookup(conn, {UUID(event.id).bytes for batch in batches for event in batch})
         for batch in batches:
             if isolate:

@@ -1,9 +1,10 @@
 """The event store contract: one append-only log, one order.
 
-Every backend (SQLite now, PostgreSQL later) implements `EventStore` and passes the same
-contract tests (`tests/server/store_contract.py`). The helpers here are the parts every backend
-shares: checking a batch before it is stored, and fanning the committed head out to
-subscribers.
+Every backend (SQLite now, PostgreSQL later) implements `EventStore`, raises only the errors
+defined here (so callers such as the ledger never depend on a backend's own exceptions), and
+passes the same contract tests (`tests/server/store_contract.py`). `server/storage.py` opens the
+backend a setting names. The helpers here are the parts every backend shares: checking a batch
+before it is stored, and fanning committed heads out to subscribers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,24 @@ class StoreCorrupted(StoreError):
     """The storage failed its integrity check on open."""
 
 
+class StoreIncompatible(StoreError):
+    """The storage cannot be used by this build: written by a newer one, or it lacks something
+    the backend needs (SQLite: WAL mode)."""
+
+
+class StoreUnavailable(StoreError):
+    """The storage could not be opened (missing permissions, locked, a server not answering)."""
+
+
+class ReadFailed(StoreError):
+    """The storage failed to answer a read; the log itself is unchanged."""
+
+
+class AppendFailed(StoreError):
+    """The storage refused the transaction (disk full, I/O error, a constraint); nothing of the
+    batch was stored. The backend's own error is the `__cause__`."""
+
+
 class UnstorableEvent(StoreError, ValueError):
     """An event of a batch could not be stored; nothing of its batch was stored."""
 
@@ -42,7 +61,18 @@ class UnstorableEvent(StoreError, ValueError):
 
 class EventStore(Protocol):
     """The log. Positions (`seq`) are gap-free and strictly increasing, and commit order is
-    position order, so a reader that reads after the last position it saw misses nothing."""
+    position order, so a reader that reads after the last position it saw misses nothing.
+
+    Several stores may be open on the same storage at once, in one process or in several (a
+    server and `masklog import-log`; later, several servers): appends by any of them are
+    serialised into the one order, and each sees the others' events in `read`, `head` and
+    `subscribe`.
+
+    Errors: `UnstorableEvent` (a bad batch), `AppendFailed` (the storage refused a valid one),
+    `ReadFailed`, `StoreClosed`; on open, `StoreCorrupted`, `StoreIncompatible` and
+    `StoreUnavailable`. All are `StoreError`s; a backend's own exceptions stay inside it (as the
+    `__cause__`). Wrong arguments are ValueErrors.
+    """
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
         """Store a batch atomically (all or nothing) and return its events in batch order.
@@ -50,7 +80,8 @@ class EventStore(Protocol):
         Idempotent by event id: an id that is already stored (or earlier in the same batch) is
         not stored again; its place in the result holds the event as first stored, so a retried
         command gets its original position back. Raises `UnstorableEvent` when an event does not
-        encode or does not satisfy the schema; then nothing of the batch is stored.
+        encode or does not satisfy the schema, `AppendFailed` when the storage refuses the
+        transaction; then nothing of the batch is stored.
         """
         ...
 
@@ -69,11 +100,15 @@ class EventStore(Protocol):
         ...
 
     async def head(self) -> int:
-        """The last committed position; 0 when the log is empty."""
+        """The last position committed to the storage, by any writer; 0 when the log is empty."""
         ...
 
     def subscribe(self) -> Subscription:
-        """Heads committed from now on; see `Subscription`."""
+        """Heads committed to the storage from now on, by this store *and by every other writer
+        of the same storage* (another store object, another process): what a process that does
+        not write an event itself needs to follow the log. This store's own commits are
+        announced at once, others' within a short delay (SQLite polls; PostgreSQL would
+        LISTEN). See `Subscription`."""
         ...
 
     async def close(self) -> None:
@@ -108,7 +143,7 @@ def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
 
 
 class Subscription:
-    """Heads committed after `subscribe()`, coalesced.
+    """Heads committed to the storage after `subscribe()`, by any writer, coalesced.
 
     Each `__anext__` waits until the head is greater than the last value it returned (or than the
     head at subscription time) and returns the *latest* head. A slow subscriber therefore skips
@@ -162,8 +197,10 @@ class Subscription:
 
 
 class HeadBroadcast:
-    """Fan-out of committed heads to subscriptions; a backend calls `publish` after each commit
-    (SQLite: its writer task; PostgreSQL: a LISTEN/NOTIFY listener)."""
+    """Fan-out of committed heads to subscriptions. A backend calls `publish` after each of its
+    own commits and whenever it learns of another writer's (SQLite: a poll of the file while
+    anyone subscribes; PostgreSQL: a LISTEN/NOTIFY listener); heads that are not new are
+    ignored, so publishing the same head from both paths is harmless."""
 
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()

@@ -20,7 +20,8 @@ from domain.events import Event, media_stream, project_stream
 from domain.precheck import is_costly, precheck
 from server import protocol as p
 from server.accounts import User
-from server.context import Context, Forbidden, authorize_on_media
+from server.authorization import Forbidden, authorize_on_media
+from server.context import Context
 from server.hub import Overflowed, Subscriber
 from server.ledger import LedgerError
 from server.limits import LimitExceeded

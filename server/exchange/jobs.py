@@ -36,7 +36,7 @@ async def export_offline(
     """Write an export of the log in `data` in format `kind` (a name in FORMATS)."""
     from server.media import MediaLibrary
     from server.settings import Settings
-    from server.sqlite_store import SQLiteEventStore
+    from server.storage import open_store
 
     writer = FORMATS.get(kind)
     if writer is None:
@@ -44,7 +44,7 @@ async def export_offline(
     settings = Settings(data=data)
     if not settings.database.exists():
         raise ExchangeError(f"no event log at {settings.database}")
-    store = await SQLiteEventStore.open(settings.database)
+    store = await open_store(settings)
     try:
         if isinstance(writer, LogWriter) and project is None:
             async for chunk in writer.write(store, None, seq):
@@ -90,7 +90,7 @@ async def import_log(
     are held meanwhile, so the log may be at most `max_bytes` (default `max_import_bytes`);
     returns the number of events."""
     from server.settings import Settings
-    from server.sqlite_store import SQLiteEventStore
+    from server.storage import open_store
 
     limit = Settings.max_import_bytes if max_bytes is None else max_bytes
     events: list[Event] = []
@@ -110,7 +110,7 @@ async def import_log(
         events.append(event)
     settings = Settings(data=data)
     data.mkdir(parents=True, exist_ok=True)
-    store = await SQLiteEventStore.open(settings.database)
+    store = await open_store(settings)
     try:
         head = await store.head()
         if head:

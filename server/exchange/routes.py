@@ -23,7 +23,8 @@ from domain import coco
 from domain.decide import Command
 from domain.events import ID_PATTERN, Event, MediaAdded
 from server.accounts import RANK, Role, User
-from server.context import Context, Forbidden, require
+from server.authorization import Forbidden, require
+from server.context import Context
 from server.exchange.formats import DEFAULT_FORMAT, FORMATS
 from server.exchange.writer import LabelsToExport, LogWriter, project_streams
 from server.replay import state_as_of

@@ -22,9 +22,10 @@ import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from server.accounts import Accounts, Role
+from server.accounts import Role
 from server.app import create_app
 from server.settings import Settings
+from server.storage import open_accounts
 
 USERS = {"admin": Role.ADMIN, "alice": Role.ANNOTATOR, "bob": Role.ANNOTATOR, "viewer": Role.VIEWER, "outsider": Role.ANNOTATOR}
 WIDTH, HEIGHT, FRAMES = 64, 48, 20
@@ -80,7 +81,7 @@ def start_server(data: Path, **overrides: Any) -> LiveServer:
     data.mkdir(parents=True, exist_ok=True)
 
     async def make_users() -> dict[str, str]:
-        accounts = await Accounts.open(settings.accounts_database)
+        accounts = await open_accounts(settings)
         try:
             return {name: await accounts.add_user(name, role) for name, role in USERS.items()}
         finally:

@@ -2,8 +2,9 @@
 
 A backend's test module subclasses `EventStoreContract` (its name does not start with `Test`,
 so pytest only collects it through subclasses) and implements `open_store` (a fresh, empty
-store) and `reopen_store` (close it, open the same storage again). The whole suite then runs
-against that backend unchanged.
+store), `reopen_store` (close it, open the same storage again) and `open_another` (a second
+store on the same storage, as another process would open it). The whole suite then runs against
+that backend unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class EventStoreContract:
 
     async def reopen_store(self, store: EventStore) -> EventStore:
         """Close `store` and open the same storage again."""
+        raise NotImplementedError
+
+    async def open_another(self, store: EventStore) -> EventStore:
+        """A second store on the same storage as `store`, with connections of its own, as
+        another process opens it; the suite closes it."""
         raise NotImplementedError
 
     @pytest.fixture
@@ -339,6 +345,64 @@ class EventStoreContract:
         assert (await asyncio.wait_for(collected, 2))[-1:] == [1]
         with pytest.raises(StopAsyncIteration):
             await anext(store.subscribe())
+
+    # -- other writers of the same storage ------------------------------------------------------
+
+    async def test_subscribe_announces_commits_of_another_writer(self, store: EventStore) -> None:
+        other = await self.open_another(store)
+        try:
+            async with store.subscribe() as heads:
+                await other.append(batch(3))
+                assert await asyncio.wait_for(anext(heads), 5) == 3
+                assert seqs(await store.read()) == [1, 2, 3]
+                assert await store.head() == 3
+        finally:
+            await other.close()
+
+    async def test_a_follower_tails_what_another_writer_appends(self, store: EventStore) -> None:
+        other = await self.open_another(store)
+        stop = label_saved(stream="control")
+        seen: list[Event] = []
+
+        async def follow() -> None:
+            async with store.subscribe() as heads:
+                last = 0
+                while True:
+                    while page := await store.read(last, limit=5):
+                        seen.extend(page)
+                        last = page[-1].seq
+                    if seen and seen[-1].id == stop.id:
+                        return
+                    await anext(heads)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0)
+        try:
+            written = [e for n in range(8) for e in await other.append(batch(1 + n % 3, first_frame=10 * n))]
+            [last] = await other.append([stop])
+            await asyncio.wait_for(follower, timeout=10)
+        finally:
+            follower.cancel()
+            await other.close()
+        assert seqs(seen) == list(range(1, last.seq + 1))
+        assert seen[:-1] == written
+
+    async def test_two_writers_share_one_gap_free_order(self, store: EventStore) -> None:
+        other = await self.open_another(store)
+        try:
+            commands = [batch(1 + n % 4, first_frame=10 * n) for n in range(40)]
+            batches = await asyncio.gather(*(writer.append(c) for c, writer in zip(commands, [store, other] * 20)))
+            total = sum(map(len, batches))
+            logged = await store.read()
+            assert seqs(logged) == list(range(1, total + 1))
+            assert await other.read() == logged
+            for events in batches:
+                assert seqs(events) == list(range(events[0].seq, events[0].seq + len(events)))
+            # A retry through the other writer gets the original positions back.
+            assert await other.append(commands[0]) == batches[0]
+            assert await store.head() == await other.head() == total
+        finally:
+            await other.close()
 
     async def test_closed_store_refuses_work_and_closes_twice(self) -> None:
         store = await self.open_store()

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import websockets
 
-from server.accounts import DEFAULT_TOKEN_LIFETIME_S, Accounts, token_id
+from server.accounts import DEFAULT_TOKEN_LIFETIME_S, token_id
 from server.redact import REDACTED, RedactTokens, redact
+from server.sqlite_accounts import SQLiteAccounts
 from tests.server.live import Client, LiveServer, seed, start_server
 from tests.server.rest import fresh, new_object
 
@@ -172,7 +173,7 @@ async def test_an_accounts_file_of_the_old_schema_is_migrated(tmp_path):
         import hashlib
 
         db.execute("INSERT INTO tokens VALUES (?, 'old')", (hashlib.sha256(b"old-token").hexdigest(),))
-    accounts = await Accounts.open(path)
+    accounts = await SQLiteAccounts.open(path)
     try:
         credential = await accounts.credential("old-token")
         assert credential is not None and credential.user.name == "old"
@@ -182,7 +183,7 @@ async def test_an_accounts_file_of_the_old_schema_is_migrated(tmp_path):
         assert await accounts.credential("old-token") is None
     finally:
         await accounts.close()
-    reopened = await Accounts.open(path)  # a second open migrates nothing more
+    reopened = await SQLiteAccounts.open(path)  # a second open migrates nothing more
     await reopened.close()
 
 

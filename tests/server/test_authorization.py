@@ -1,6 +1,6 @@
 """Who may do what: every role against every REST route and every command kind, through the REST
 command route and through the socket. The tables below are the rules; docs/api.md
-("Authorization") says the same in prose, and server/context.py is where they are enforced.
+("Authorization") says the same in prose, and server/authorization.py is where they are enforced.
 
 Roles, on project p1: an account admin (admin of every project), a project admin (bob, admin of
 p1 only), an annotator (alice), a viewer, a non-member (outsider: an annotator of p2 only), no
@@ -521,3 +521,27 @@ async def test_a_non_member_never_gets_into_another_projects_socket(server):
     # ...while its own project's socket lets it in.
     first, closed = await hello(server, "m2", token_of(server, "outsider"))
     assert first["type"] == "welcome" and closed is None
+
+
+# ---- the rules' own helpers, without a server ---------------------------------------------------
+
+
+async def test_require_ranks_roles_and_names_the_missing_one(tmp_path):
+    from server.accounts import Role, User
+    from server.authorization import Forbidden, require
+    from server.sqlite_accounts import SQLiteAccounts
+
+    accounts = await SQLiteAccounts.open(tmp_path / "accounts.sqlite3")
+    try:
+        await accounts.add_user("ann", Role.ANNOTATOR)
+        await accounts.set_member("p", "ann", Role.ANNOTATOR)
+        ann = User("ann", Role.ANNOTATOR)
+        assert require(accounts, ann, "p", Role.VIEWER) == Role.ANNOTATOR
+        assert require(accounts, ann, "p", Role.ANNOTATOR) == Role.ANNOTATOR
+        with pytest.raises(Forbidden, match="needs the admin role; you are annotator"):
+            require(accounts, ann, "p", Role.ADMIN)
+        with pytest.raises(Forbidden, match="not a member"):
+            require(accounts, ann, "q", Role.VIEWER)
+        assert require(accounts, User("root", Role.ADMIN), "q", Role.ADMIN) == Role.ADMIN
+    finally:
+        await accounts.close()

@@ -21,6 +21,14 @@ def test_user_add_prints_a_token_that_logs_in(tmp_path):
     assert bad.returncode == 2 and "not valid" in bad.stderr
 
 
+
+def test_the_storage_is_chosen_by_name(tmp_path):
+    done = masklog("user", "add", "carol", "--storage", "sqlite", "--data", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "accounts.sqlite3").exists()
+    unknown = masklog("user", "tokens", "carol", "--storage", "nowhere", "--data", str(tmp_path))
+    assert unknown.returncode == 2 and "invalid choice: 'nowhere'" in unknown.stderr
+
 def test_a_missing_or_broken_checkpoint_stops_the_server_with_a_clear_error(tmp_path):
     missing = masklog("serve", "--data", str(tmp_path), "--sam2-checkpoint", str(tmp_path / "nope.pt"))
     assert missing.returncode == 2 and "file not found" in missing.stderr and "nope.pt" in missing.stderr

@@ -12,12 +12,14 @@ from domain.state import fold
 from server.hub import Hub, Overflowed
 from server.ledger import Ledger, LedgerError
 from server.sqlite_store import SQLiteEventStore
+from server.store import AppendFailed
 
 ADMIN = "user:admin"
 
 
 class FlakyStore:
-    """The real SQLite store, except that appends fail while `failing` is set (a full disk)."""
+    """The real SQLite store, except that appends fail while `failing` is set (a full disk), the
+    way every store reports it: `AppendFailed`, the backend's own error as its cause."""
 
     def __init__(self, store: SQLiteEventStore) -> None:
         self.store = store
@@ -25,7 +27,7 @@ class FlakyStore:
 
     async def append(self, events):
         if self.failing:
-            raise OSError("disk full")
+            raise AppendFailed("append failed, nothing of the batch was stored") from OSError("disk full")
         return await self.store.append(events)
 
     def __getattr__(self, name):
@@ -86,7 +88,7 @@ async def test_a_failed_append_rebuilds_the_state_from_the_log_and_resyncs_socke
     before = await real.head()
     subscriber = ledger.hub.subscribe(["media:m"], limit=1000)
     store.failing = True
-    with pytest.raises(LedgerError, match="disk full"):
+    with pytest.raises(LedgerError, match="nothing of the batch was stored"):
         await ledger.execute(ADMIN, save(3), str(uuid.uuid4()))
     # Nothing of it stays in the state, and every socket is told to resume from the log.
     assert ledger.state.seq == before and ledger.state.label("o", 3) is None

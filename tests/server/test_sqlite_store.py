@@ -9,8 +9,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from server.sqlite_store import AppendFailed, SQLiteEventStore
-from server.store import EventStore, StoreCorrupted, StoreError
+from server.sqlite_store import SQLiteEventStore
+from server.store import AppendFailed, EventStore, StoreCorrupted, StoreIncompatible
 from tests.server.events_factory import batch, label_saved
 from tests.server.store_contract import EventStoreContract, seqs
 
@@ -27,6 +27,10 @@ class TestSQLiteEventStore(EventStoreContract):
         assert isinstance(store, SQLiteEventStore)
         await store.close()
         return await SQLiteEventStore.open(store.path)
+
+    async def open_another(self, store: EventStore) -> EventStore:
+        assert isinstance(store, SQLiteEventStore)
+        return await SQLiteEventStore.open(store.path, check="none")
 
 
 def poison(path: Path) -> None:
@@ -142,12 +146,12 @@ async def test_open_refuses_a_newer_format_and_a_non_database(tmp_path: Path) ->
     with sqlite3.connect(newer) as conn:
         conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(StoreError, match="format 99"):
+    with pytest.raises(StoreIncompatible, match="format 99"):
         await SQLiteEventStore.open(newer)
 
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 400)
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(StoreCorrupted, match="not a database"):
         await SQLiteEventStore.open(garbage)
 
 

@@ -1,0 +1,58 @@
+"""Opening the storage a setting names (`Settings.storage`): the event log and the accounts.
+
+Every place that needs the log or the accounts (the app, the offline export and import jobs,
+the `masklog` command) opens them here, never a backend's class directly, so a backend is
+chosen in one place. A backend's modules are imported only when it is chosen: a PostgreSQL
+driver need not be installed to run on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from server.accounts import Accounts
+from server.settings import Settings
+from server.store import EventStore
+
+
+@dataclass(frozen=True, slots=True)
+class StorageBackend:
+    open_store: Callable[[Settings], Awaitable[EventStore]]
+    open_accounts: Callable[[Settings], Awaitable[Accounts]]
+
+
+async def _sqlite_store(settings: Settings) -> EventStore:
+    from server.sqlite_store import SQLiteEventStore
+
+    return await SQLiteEventStore.open(settings.database)
+
+
+async def _sqlite_accounts(settings: Settings) -> Accounts:
+    from server.sqlite_accounts import SQLiteAccounts
+
+    return await SQLiteAccounts.open(settings.accounts_database)
+
+
+# Storage backends by the name `Settings.storage` (and `--storage`, MASKLOG_STORAGE) takes.
+STORAGE_BACKENDS: dict[str, StorageBackend] = {
+    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts),
+}
+
+
+def storage_backend(settings: Settings) -> StorageBackend:
+    try:
+        return STORAGE_BACKENDS[settings.storage]
+    except KeyError:
+        known = ", ".join(sorted(STORAGE_BACKENDS))
+        raise ValueError(f"unknown storage {settings.storage!r}: use one of {known}") from None
+
+
+async def open_store(settings: Settings) -> EventStore:
+    """The event log of `settings.data` on the configured backend."""
+    return await storage_backend(settings).open_store(settings)
+
+
+async def open_accounts(settings: Settings) -> Accounts:
+    """The accounts of `settings.data` on the configured backend."""
+    return await storage_backend(settings).open_accounts(settings)
