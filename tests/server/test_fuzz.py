@@ -36,7 +36,7 @@ from domain.geometry import rle_encode
 from server import api, exchange
 from tests.inference.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
-from tests.server.live import LiveServer, seed, start_server, write_image, write_video
+from tests.server.live import LiveServer, seeded_server, write_image, write_video
 from tests.server.rest import MULTIPART, bbox, command, multipart
 
 MESSAGE_LIMIT = 64 * 1024
@@ -61,18 +61,14 @@ TEMPLATES = fs.command_templates(EMPTY_MASK)
 def server(tmp_path_factory) -> Iterator[LiveServer]:
     """The seeded server (tests.server.live.seed) and the objects, track and prompt the
     generated commands name (fuzz_strategies)."""
-    live = start_server(
-        tmp_path_factory.mktemp("fuzz") / "data",
+    with seeded_server(
+        tmp_path_factory.mktemp("fuzz"),
         max_message_bytes=MESSAGE_LIMIT,
         max_request_bytes=REQUEST_LIMIT,
         max_upload_bytes=UPLOAD_LIMIT,
-    )
-    try:
-        seed(live)
+    ) as live:
         populate(live)
         yield live
-    finally:
-        live.stop()
 
 
 def populate(live: LiveServer) -> None:

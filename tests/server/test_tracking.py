@@ -15,7 +15,7 @@ from domain.events import Rle
 from domain.geometry import polygon_to_mask, rle_decode, rle_encode, shape_to_mask
 from domain.shapes import Polygon, Shape
 from tests.inference.synthetic import iou
-from tests.server.live import Client, LiveServer, seed, start_server, upload
+from tests.server.live import Client, LiveServer, seeded_server, upload
 from tests.server.rest import command
 from tests.server.tracking_clips import LEAVING, LONG, THREE, Clip
 
@@ -25,9 +25,7 @@ ENDS = ("track_completed", "track_cancelled", "track_failed")
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveServer:
     root = tmp_path_factory.mktemp("tracking")
-    server = start_server(root / "data", run_models=True)
-    try:
-        seed(server)
+    with seeded_server(root, run_models=True) as server:
         files = root / "clips"
         with server.http("admin") as admin:
             for class_id, shape, extra in [
@@ -40,8 +38,6 @@ def live(tmp_path_factory) -> LiveServer:
                 upload(admin, "p1", media, kind, clip.write_images(files / media)).raise_for_status()
             upload(admin, "p1", "three-video", "video", [THREE.write_video(files / "three.mp4")]).raise_for_status()
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
