@@ -48,7 +48,7 @@ WIDTH, HEIGHT, FRAMES = 64, 48, 20
 
 def write_video(path: Path, frames: int = FRAMES, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
     """A small mp4: a disc moving right over a plain background."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, size)
     for index in range(frames):
         frame = np.full((size[1], size[0], 3), 40, np.uint8)
         cv2.circle(frame, (5 + index * 2 % (size[0] - 10), size[1] // 2), 6, (0, 200, 255), -1)

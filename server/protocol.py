@@ -54,7 +54,7 @@ class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     panoptic: bool = False
 
 
-class CommandMessage(CommandRequest, tag="command"):
+class CommandMessage(CommandRequest, tag="command", frozen=True):
     pass
 
 
