@@ -132,7 +132,9 @@ def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = 
 # ---- lookups that fail with a clear message -----------------------------------------------------
 
 
-def _new_id(value: str, what: str) -> None:
+def check_new_id(value: str, what: str) -> None:
+    """Refuse an id that a command creates unless it matches `ID_PATTERN` (the rule for every
+    project, class, media and object id; `what` names the kind in the message)."""
     if not ID_PATTERN.match(value):
         raise DomainError(
             ErrorCode.INVALID_ID,
@@ -222,14 +224,14 @@ def _finite(*values: float) -> None:
 
 
 def _project_created(state: LabelState, actor: str, body: ProjectCreated) -> Body:
-    _new_id(body.project, "project")
+    check_new_id(body.project, "project")
     if body.project in state.projects:
         raise DomainError(ErrorCode.EXISTS, f"project {body.project!r} already exists")
     return body
 
 
 def _class_added(state: LabelState, actor: str, body: ClassAdded) -> Body:
-    _new_id(body.class_id, "class")
+    check_new_id(body.class_id, "class")
     if body.project not in state.projects:
         raise DomainError(ErrorCode.UNKNOWN, f"unknown project {body.project!r}")
     if body.class_id in state.classes:
@@ -247,7 +249,7 @@ def _class_added(state: LabelState, actor: str, body: ClassAdded) -> Body:
 
 
 def _media_added(state: LabelState, actor: str, body: MediaAdded) -> Body:
-    _new_id(body.media, "media")
+    check_new_id(body.media, "media")
     if body.project not in state.projects:
         raise DomainError(ErrorCode.UNKNOWN, f"unknown project {body.project!r}")
     if body.media in state.media:
@@ -261,7 +263,7 @@ def _media_added(state: LabelState, actor: str, body: MediaAdded) -> Body:
 
 
 def _object_created(state: LabelState, actor: str, body: ObjectCreated) -> Body:
-    _new_id(body.object, "object")
+    check_new_id(body.object, "object")
     if body.object in state.object_media:
         raise DomainError(ErrorCode.EXISTS, f"object {body.object!r} already exists (ids are never reused)")
     media = _media(state, body.media)

@@ -384,16 +384,7 @@ class LabelState:
             return
         if track.request.autosave:
             # Automated labelling (T5) writes labels directly; they are the model's, not undoable.
-            value = Label(
-                written_by=event.id,
-                shape=body.shape,
-                source=Source.TRACKED,
-                actor=event.actor,
-                model=body.model,
-                track=body.track,
-                score=body.score,
-            )
-            self._set_label(body.object, body.frame, value)
+            self._set_label(body.object, body.frame, _tracked_label(event.id, event.actor, body.track, body.shape, body.model, body.score))
         else:
             proposal = Proposal(written_by=event.id, shape=body.shape, score=body.score, model=body.model)
             cells = self.proposals.get(body.track)
@@ -455,15 +446,7 @@ class LabelState:
         for oid, frame, proposal in selected:
             changes.append(ProposalChange(track=track_id, object=oid, frame=frame, before=proposal, after=None))
             if oid in live:
-                value = Label(
-                    written_by=written_by,
-                    shape=proposal.shape,
-                    source=Source.TRACKED,
-                    actor=actor,
-                    model=proposal.model,
-                    track=track_id,
-                    score=proposal.score,
-                )
+                value = _tracked_label(written_by, actor, track_id, proposal.shape, proposal.model, proposal.score)
                 frames = labels.get(oid)
                 if frames is None:
                     frames = labels[oid] = {}
@@ -484,25 +467,25 @@ class LabelState:
             self._write(change)
         self._record(event, track.request.media, changes)
 
-    def _on_undone(self, event: Event) -> None:
-        body: Undone = event.body  # type: ignore[assignment]
+    def _on_undone_or_redone(self, event: Event) -> None:
+        """Write the compensating changes, then move the action between the user's stacks: an
+        undo takes its target off the undo stack and pushes itself on the redo stack, a redo the
+        other way round (so a redo can itself be undone)."""
+        body: Undone | Redone = event.body  # type: ignore[assignment]
         for change in body.changes:
             self._write(change)
         stacks = self._stacks_for(event.actor, body.media)
-        if stacks.undo and stacks.undo[-1] == body.target:
-            stacks.undo.pop()
+        taken_from, pushed_to = (stacks.undo, stacks.redo) if type(body) is Undone else (stacks.redo, stacks.undo)
+        if taken_from and taken_from[-1] == body.target:
+            taken_from.pop()
             self.actions.pop(body.target, None)
-        self._push(stacks.redo, Action(event.id, event.actor, body.media, list(body.changes)))
+        self._push(pushed_to, Action(event.id, event.actor, body.media, list(body.changes)))
 
-    def _on_redone(self, event: Event) -> None:
-        body: Redone = event.body  # type: ignore[assignment]
-        for change in body.changes:
-            self._write(change)
-        stacks = self._stacks_for(event.actor, body.media)
-        if stacks.redo and stacks.redo[-1] == body.target:
-            stacks.redo.pop()
-            self.actions.pop(body.target, None)
-        self._push(stacks.undo, Action(event.id, event.actor, body.media, list(body.changes)))
+
+def _tracked_label(written_by: str, actor: str, track: TrackId, shape: Shape, model: str, score: float) -> Label:
+    """A tracker's result as a label: written at once by an autosaving track (T5), or when a
+    user accepts the track's proposal (then `actor` is that user)."""
+    return Label(written_by=written_by, shape=shape, source=Source.TRACKED, actor=actor, model=model, track=track, score=score)
 
 
 _HANDLERS: dict[type, Callable[[LabelState, Event], None]] = {
@@ -522,8 +505,8 @@ _HANDLERS: dict[type, Callable[[LabelState, Event], None]] = {
     TrackFailed: LabelState._on_track_failed,
     TrackedAccepted: LabelState._on_tracked_accepted,
     TrackedDiscarded: LabelState._on_tracked_discarded,
-    Undone: LabelState._on_undone,
-    Redone: LabelState._on_redone,
+    Undone: LabelState._on_undone_or_redone,
+    Redone: LabelState._on_undone_or_redone,
 }
 
 

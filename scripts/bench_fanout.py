@@ -14,83 +14,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import cv2
-import httpx
-import numpy as np
 import websockets
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts.live_server import add_project, start_process, upload, write_video
 from server.accounts import Role
-from server.sqlite_accounts import SQLiteAccounts
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def write_video(path: Path) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
-    for _ in range(30):
-        writer.write(np.full((48, 64, 3), 90, np.uint8))
-    writer.release()
-
-
-async def make_users(data: Path, clients: int) -> dict[str, str]:
-    accounts = await SQLiteAccounts.open(data / "accounts.sqlite3")
-    try:
-        tokens = {"admin": await accounts.add_user("admin", Role.ADMIN)}
-        for index in range(clients + 1):
-            tokens[f"u{index}"] = await accounts.add_user(f"u{index}", Role.ANNOTATOR)
-        return tokens
-    finally:
-        await accounts.close()
-
-
-async def run(args: argparse.Namespace) -> dict[str, object]:
+def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        data.mkdir()
-        tokens = await make_users(data, args.clients)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        users = {"admin": Role.ADMIN} | {f"u{index}": Role.ANNOTATOR for index in range(args.clients + 1)}
+        server = start_process(Path(tmp) / "data", users)
         try:
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {tokens['admin']}"}) as http:
-                for _ in range(200):
-                    try:
-                        if (await http.get("/api/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
-                (await http.post("/api/projects", json={"id": "bench", "name": "Bench"})).raise_for_status()
-                (await http.post("/api/projects/bench/classes", json={"id": "box", "name": "box", "shape": "bbox", "color": "#ff0000"})).raise_for_status()
-                for name in tokens:
-                    if name != "admin":
-                        (await http.put(f"/api/projects/bench/members/{name}", json={"role": "annotator"})).raise_for_status()
-                video = Path(tmp) / "clip.mp4"
-                write_video(video)
-                files = [("file", ("clip.mp4", video.read_bytes(), "video/mp4"))]
-                (await http.post("/api/projects/bench/media", data={"id": "m1", "name": "clip", "kind": "video"}, files=files)).raise_for_status()
-            return await measure(port, tokens, args)
+            with server.http("admin") as http:
+                add_project(http, "bench", name="Bench", classes={"box": "bbox"}, members=dict.fromkeys(list(users)[1:], "annotator"))
+                upload(http, "bench", "m1", "video", [write_video(Path(tmp) / "clip.mp4", frames=30)], name="clip").raise_for_status()
+            return asyncio.run(measure(server.port, server.tokens, args))
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
 
 
 async def connect(port: int, token: str) -> websockets.ClientConnection:
@@ -174,7 +122,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rate", type=float, default=100.0, help="events per second from the writer")
     parser.add_argument("--seconds", type=float, default=10.0)
-    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+    print(json.dumps(run(parser.parse_args())))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 
 from domain.geometry import mask_to_polygon, rle_encode
-from tests.server.live import seed, start_server, upload
+from scripts.live_server import seeded_server, upload
 from tests.server.rest import command
 from tests.server.tracking_clips import Clip, Disc
 
@@ -48,9 +48,7 @@ def main() -> None:
     discs = tuple(Disc((int(rng.integers(60, 250)), 60, 60), float(rng.uniform(100, 1180)), float(rng.uniform(100, 620)), 2, 1, r=40) for _ in range(args.objects))
     clip = Clip(1280, 720, args.frames, discs)
     with tempfile.TemporaryDirectory() as tmp:
-        live = start_server(Path(tmp) / "data")
-        try:
-            seed(live)
+        with seeded_server(Path(tmp)) as live:
             with live.http("admin") as admin:
                 upload(admin, "p1", "hd", "video", [clip.write_video(Path(tmp) / "hd.mp4")]).raise_for_status()
                 for number in range(args.objects):
@@ -93,8 +91,6 @@ def main() -> None:
                     targets,
                 )
                 browser.close()
-        finally:
-            live.stop()
     print(json.dumps({
         "video": "1280x720", "frames": args.frames, "labels_per_frame": args.objects,
         "open_ms": round(open_ms), "step_ms": round(statistics.median(step), 1), "step_p90_ms": round(sorted(step)[int(0.9 * len(step))], 1),

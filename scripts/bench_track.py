@@ -25,9 +25,7 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,6 @@ import uuid
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 import websockets
 
@@ -47,16 +44,10 @@ from domain.geometry import rle_encode
 from inference.frames.images import ImageListFrames
 from inference.protocols import ClickPoint, Prompt
 from inference.registry import ModelOptions, load_backends
+from scripts.live_server import ServerProcess, add_project, start_process, upload
 from server.accounts import Role
-from server.sqlite_accounts import SQLiteAccounts
 
 VOS = ROOT.parent / "shared" / "data" / "vos"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clip_files(args: argparse.Namespace, folder: Path) -> tuple[list[Path], np.ndarray, str]:
@@ -94,14 +85,6 @@ def bare_click(backends, frames: ImageListFrames, x: float, y: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def make_user(data: Path) -> str:
-    accounts = await SQLiteAccounts.open(data / "accounts.sqlite3")
-    try:
-        return await accounts.add_user("bench", Role.ADMIN)
-    finally:
-        await accounts.close()
-
-
 class Socket:
     def __init__(self, ws) -> None:  # type: ignore[no-untyped-def]
         self.ws = ws
@@ -123,64 +106,55 @@ class Socket:
                         return event
 
 
-async def through(args: argparse.Namespace, paths: list[Path], mask: np.ndarray, points: list[tuple[float, float]], bare: list[float], backends) -> dict:  # type: ignore[no-untyped-def]
+def through(args: argparse.Namespace, paths: list[Path], mask: np.ndarray, points: list[tuple[float, float]], bare: list[float], backends) -> dict:  # type: ignore[no-untyped-def]
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        data.mkdir()
-        token = await make_user(data)
-        port = free_port()
-        command = [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port)]
+        extra = []
         if args.sam2_checkpoint:
-            command += ["--sam2-checkpoint", args.sam2_checkpoint] + (["--device", args.device] if args.device else [])
-        server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            extra = ["--sam2-checkpoint", args.sam2_checkpoint, *(["--device", args.device] if args.device else [])]
+        server = start_process(Path(tmp) / "data", {"bench": Role.ADMIN}, args=extra, timeout=120)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
-                for _ in range(600):
-                    try:
-                        if (await http.get("/api/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
-                (await http.post("/api/projects", json={"id": "bench", "name": "Bench"})).raise_for_status()
-                (await http.post("/api/projects/bench/classes", json={"id": "mask", "name": "mask", "shape": "bitmask", "color": "#ff0000"})).raise_for_status()
-                files = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
-                (await http.post("/api/projects/bench/media", data={"id": "clip", "name": "clip", "kind": "image_sequence"}, files=files)).raise_for_status()
-            rle = rle_encode(mask)
-            async with websockets.connect(f"ws://127.0.0.1:{port}/api/media/clip/ws", max_size=None) as ws:
-                await ws.send(json.dumps({"type": "hello", "token": token, "last_seq": None}))
-                link = Socket(ws)
-                through_fps: list[float] = []
-                for repeat in range(args.repeats):
-                    object_id = f"o{repeat}"
-                    await link.command({"type": "object_created", "object": object_id, "media": "clip", "class_id": "mask"})
-                    saved = await link.command({"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}, "source": "manual"})
-                    await link.until(lambda e, saved=saved: e["id"] == saved)
-                    # Alternate with the bare runs so both see the same machine state.
-                    bare.append(await asyncio.to_thread(bare_track, backends, paths, mask))
-                    track = str(uuid.uuid4())
-                    last = len(paths) - 1
-                    started = time.perf_counter()
-                    await link.command({"type": "track_requested", "media": "clip", "objects": [object_id], "start": 0, "direction": "forward", "range": len(paths)}, track)
-                    await link.until(lambda e, track=track, last=last: e["body"]["type"] == "track_frame_produced" and e["body"]["track"] == track and e["body"]["frame"] == last)
-                    through_fps.append(last / (time.perf_counter() - started))
-                    await link.until(lambda e, track=track: e["body"]["type"] in ("track_completed", "track_failed") and e["body"]["track"] == track)
-                # Clicks: each point on the bare segmenter, then through the socket, in turn.
-                frames = ImageListFrames(paths)
-                bare_click(backends, frames, *points[0])  # warm-up
-                click_ms, socket_ms = [], []
-                await link.command({"type": "object_created", "object": "clicked", "media": "clip", "class_id": "mask"})
-                for number, (x, y) in enumerate([points[0], *points]):
-                    if number:  # the first one warms up
-                        click_ms.append(await asyncio.to_thread(bare_click, backends, frames, x, y))
-                    started = time.perf_counter()
-                    prompt = await link.command({"type": "prompt_added", "object": "clicked", "frame": 0, "points": [{"x": x, "y": y}]})
-                    await link.until(lambda e, prompt=prompt: e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt)
-                    if number:
-                        socket_ms.append((time.perf_counter() - started) * 1000)
-            return {"through_fps": through_fps, "click_ms_backend": statistics.median(click_ms), "click_ms_socket": statistics.median(socket_ms)}
+            with server.http("bench", timeout=120) as http:
+                add_project(http, "bench", name="Bench", classes={"mask": "bitmask"})
+                upload(http, "bench", "clip", "image_sequence", paths).raise_for_status()
+            return asyncio.run(socket_runs(args, server, paths, mask, points, bare, backends))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
+
+
+async def socket_runs(args: argparse.Namespace, server: ServerProcess, paths: list[Path], mask: np.ndarray, points: list[tuple[float, float]], bare: list[float], backends) -> dict:  # type: ignore[no-untyped-def]
+    rle = rle_encode(mask)
+    async with websockets.connect(server.ws_url("clip"), max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": server.tokens["bench"], "last_seq": None}))
+        link = Socket(ws)
+        through_fps: list[float] = []
+        for repeat in range(args.repeats):
+            object_id = f"o{repeat}"
+            await link.command({"type": "object_created", "object": object_id, "media": "clip", "class_id": "mask"})
+            saved = await link.command({"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}, "source": "manual"})
+            await link.until(lambda e, saved=saved: e["id"] == saved)
+            # Alternate with the bare runs so both see the same machine state.
+            bare.append(await asyncio.to_thread(bare_track, backends, paths, mask))
+            track = str(uuid.uuid4())
+            last = len(paths) - 1
+            started = time.perf_counter()
+            await link.command({"type": "track_requested", "media": "clip", "objects": [object_id], "start": 0, "direction": "forward", "range": len(paths)}, track)
+            await link.until(lambda e, track=track, last=last: e["body"]["type"] == "track_frame_produced" and e["body"]["track"] == track and e["body"]["frame"] == last)
+            through_fps.append(last / (time.perf_counter() - started))
+            await link.until(lambda e, track=track: e["body"]["type"] in ("track_completed", "track_failed") and e["body"]["track"] == track)
+        # Clicks: each point on the bare segmenter, then through the socket, in turn.
+        frames = ImageListFrames(paths)
+        bare_click(backends, frames, *points[0])  # warm-up
+        click_ms, socket_ms = [], []
+        await link.command({"type": "object_created", "object": "clicked", "media": "clip", "class_id": "mask"})
+        for number, (x, y) in enumerate([points[0], *points]):
+            if number:  # the first one warms up
+                click_ms.append(await asyncio.to_thread(bare_click, backends, frames, x, y))
+            started = time.perf_counter()
+            prompt = await link.command({"type": "prompt_added", "object": "clicked", "frame": 0, "points": [{"x": x, "y": y}]})
+            await link.until(lambda e, prompt=prompt: e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt)
+            if number:
+                socket_ms.append((time.perf_counter() - started) * 1000)
+    return {"through_fps": through_fps, "click_ms_backend": statistics.median(click_ms), "click_ms_socket": statistics.median(socket_ms)}
 
 
 def random_checkpoint() -> str:
@@ -228,7 +202,7 @@ def main() -> None:
         picks = rng.choice(len(xs), size=args.clicks, replace=False)
         points = [(float(xs[i]), float(ys[i])) for i in picks]
         bare: list[float] = []
-        result = asyncio.run(through(args, paths, mask, points, bare, backends))
+        result = through(args, paths, mask, points, bare, backends)
     backend_fps = statistics.median(bare)
     through_fps = statistics.median(result["through_fps"])
     # Each through run follows its bare run: the median of the pairs' ratios cancels the drift

@@ -22,9 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.audit import GroupBy, cell_history, counts
-from domain.decide import Command
+from domain.decide import Command, check_new_id
 from domain.events import (
-    ID_PATTERN,
     ClassAdded,
     Color,
     Event,
@@ -44,7 +43,7 @@ from inference.frames.errors import FrameError
 from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from server.authorization import Forbidden, authorize_command, authorize_on_media, require
 from server.context import Context
-from server.protocol import LabelEntry, snapshot
+from server.protocol import CommandRequest, LabelEntry, snapshot
 from server.replay import state_as_of
 from server.requests import (
     ApiError,
@@ -237,8 +236,7 @@ async def upload_media(request: Request, ctx: Context, user: User) -> Response:
             fields = msgspec.convert({k: v for k, v in form.items() if isinstance(v, str)}, MediaForm)
         except msgspec.ValidationError as error:
             raise ApiError(422, "invalid_request", str(error)) from None
-        if not ID_PATTERN.match(fields.id):
-            raise ApiError(422, "invalid_id", f"media id {fields.id!r} is not valid: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+        check_new_id(fields.id, "media")  # now, before the files are stored under it
         if fields.id in ctx.ledger.state.media:
             raise ApiError(409, "already_exists", f"media {fields.id!r} already exists")
         files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
@@ -356,12 +354,6 @@ async def get_cell_history(request: Request, ctx: Context, user: User) -> Respon
 
 
 # ---- commands ------------------------------------------------------------------------------------------
-
-
-class CommandRequest(msgspec.Struct, forbid_unknown_fields=True):
-    id: uuid.UUID  # any UUID text; the server uses its canonical form
-    body: Command
-    panoptic: bool = False
 
 
 @endpoint

@@ -41,6 +41,44 @@ async def rebuild(store: EventStore, state: LabelState | None = None) -> LabelSt
     return state
 
 
+def _decide(
+    state: LabelState,
+    actor: str,
+    command: Command,
+    event_id: str,
+    *,
+    authorize: Callable[[Scope], None] | None = None,
+    panoptic: bool = False,
+    cause: str | None = None,
+    trackers: Collection[str] = FIRST_TRACKERS,
+) -> NewEvent:
+    """The decision every write path makes: where the command lands, whether `authorize` lets
+    it land there (it raises to refuse), and the event it makes. Raises DomainError for a
+    refused command."""
+    scope = scope_of(state, command)
+    if authorize is not None:
+        authorize(scope)
+    body = decide(state, actor, command, panoptic=panoptic, trackers=trackers)
+    return NewEvent(id=event_id, stream=scope.stream, actor=actor, body=body, cause=cause)
+
+
+def _decide_all(
+    state: LabelState, actor: str, commands: list[Command], authorize: Callable[[Scope], None] | None, trackers: Collection[str]
+) -> list[NewEvent]:
+    """Decide `commands` in order, each against a copy of `state` that includes the ones before
+    it; `state` itself is not touched. Raises for the first refused, naming its place."""
+    trial = state.copy()
+    decided: list[NewEvent] = []
+    for index, command in enumerate(commands):
+        try:
+            new = _decide(trial, actor, command, new_event_id(), authorize=authorize, trackers=trackers)
+        except DomainError as error:
+            raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
+        trial.apply(stored(new, trial.seq + 1, 0.0))
+        decided.append(new)
+    return decided
+
+
 def _with_id(events: list[Event], event_id: str) -> Event:
     return next(event for event in events if event.id == event_id)
 
@@ -107,11 +145,8 @@ class Ledger:
             in_flight = self._pending.get(command_id)
             existing = None if in_flight else await self.store.get(command_id)
             if in_flight is None and existing is None:
-                scope = scope_of(self.state, command)
-                if authorize is not None:
-                    authorize(scope)
-                body = decide(self.state, actor, command, panoptic=panoptic, trackers=self.trackers)
-                predicted = [self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause))]
+                new = _decide(self.state, actor, command, command_id, authorize=authorize, panoptic=panoptic, cause=cause, trackers=self.trackers)
+                predicted = [self._apply_new(new)]
                 commit = self._start_commit(predicted)
         if existing is not None:
             return self._check_owner(existing, actor), True
@@ -150,12 +185,11 @@ class Ledger:
                     results[index] = existing
                     continue
                 try:
-                    scope = scope_of(self.state, command)
-                    body = decide(self.state, actor, command, trackers=self.trackers)
+                    new = _decide(self.state, actor, command, command_id, cause=cause, trackers=self.trackers)
                 except DomainError as error:
                     results[index] = error
                     continue
-                predicted.append(self._apply_new(NewEvent(id=command_id, stream=scope.stream, actor=actor, body=body, cause=cause)))
+                predicted.append(self._apply_new(new))
                 accepted.append(index)
             if predicted:
                 commit = self._start_commit(predicted)
@@ -169,22 +203,19 @@ class Ledger:
     async def execute_all(
         self, actor: str, commands: list[Command], *, authorize: Callable[[Scope], None] | None = None
     ) -> list[Event]:
-        """Apply every command or none (an import): each is decided against the state that
-        includes the ones before it, first on a copy; only if all pass are they applied and
-        appended, in one commit. A refusal raises DomainError (or what `authorize` raises), its
-        message naming the command's place in the list."""
+        """Apply every command or none (an import): each is decided, once, on a copy of the
+        state that includes the ones before it; only if all pass are their events applied to
+        the state and appended, in one commit. A refusal raises DomainError (or what `authorize`
+        raises), its message naming the command's place in the list."""
         async with self._lock:
-            # The trial runs on a worker thread: copying a large projection takes a while, and
-            # the loop keeps serving meanwhile (only this lock's holder changes the state).
-            await asyncio.to_thread(self._trial, actor, commands, authorize)
-            predicted: list[Event] = []
-            for command in commands:
-                scope = scope_of(self.state, command)
-                body = decide(self.state, actor, command, trackers=self.trackers)
-                predicted.append(self._apply_new(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body)))
-            if not predicted:
+            # Decided on a copy, on a worker thread: copying a large projection takes a while, and
+            # the loop keeps serving meanwhile. Only this lock's holder changes the state, so the
+            # state is still the one the copy was taken from and the decided events are applied
+            # to it as they are.
+            decided = await asyncio.to_thread(_decide_all, self.state, actor, commands, authorize, self.trackers)
+            if not decided:
                 return []
-            commit = self._start_commit(predicted)
+            commit = self._start_commit([self._apply_new(new) for new in decided])
         return await asyncio.shield(commit)
 
     # ---- the steps every write path shares ---------------------------------------------------------
@@ -229,19 +260,6 @@ class Ledger:
             # find nothing in flight and decide the command again.
             for event in predicted:
                 self._pending.pop(event.id, None)
-
-    def _trial(self, actor: str, commands: list[Command], authorize: Callable[[Scope], None] | None) -> None:
-        """Decide `commands` in order on a copy of the state; raise for the first refused."""
-        trial = self.state.copy()
-        for index, command in enumerate(commands):
-            try:
-                scope = scope_of(trial, command)
-                if authorize is not None:
-                    authorize(scope)
-                body = decide(trial, actor, command, trackers=self.trackers)
-            except DomainError as error:
-                raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
-            trial.apply(stored(NewEvent(id=new_event_id(), stream=scope.stream, actor=actor, body=body), trial.seq + 1, 0.0))
 
     @property
     def published(self) -> int:

@@ -67,10 +67,17 @@ class Hello(msgspec.Struct, **_msg("hello")):
     frame: Annotated[int, msgspec.Meta(ge=0, le=MAX_FRAME)] = 0
 
 
-class CommandMessage(msgspec.Struct, **_msg("command")):
+# A command as a client sends it, one definition for both ways in: as it is, the body of
+# POST /api/media/{media}/commands; tagged, the socket's `command` message (`CommandMessage`).
+# (A comment, not a docstring: msgspec would publish a docstring in the OpenAPI description.)
+class CommandRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id: uuid.UUID  # any UUID text; the server uses its canonical form
     body: Command
     panoptic: bool = False
+
+
+class CommandMessage(CommandRequest, tag="command", frozen=True):
+    pass
 
 
 class PresenceUpdate(msgspec.Struct, **_msg("presence")):

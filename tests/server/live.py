@@ -1,145 +1,44 @@
-"""A real masklog server on 127.0.0.1 for tests: uvicorn in a thread, a real SQLite file, real
-media files; and a small real-websocket client."""
+"""The server tests' live servers (from `scripts.live_server`, shared with the benchmarks) and a
+small real-websocket client."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import json
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import cv2
-import httpx
-import numpy as np
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from server.accounts import Role
-from server.app import create_app
-from server.settings import Settings
-from server.storage import open_accounts
+from scripts.live_server import (
+    FRAMES,
+    HEIGHT,
+    USERS,
+    WIDTH,
+    LiveServer,
+    seed,
+    seeded_server,
+    start_server,
+    upload,
+    write_image,
+    write_video,
+)
 
-USERS = {"admin": Role.ADMIN, "alice": Role.ANNOTATOR, "bob": Role.ANNOTATOR, "viewer": Role.VIEWER, "outsider": Role.ANNOTATOR}
-WIDTH, HEIGHT, FRAMES = 64, 48, 20
-
-
-def write_video(path: Path, frames: int = FRAMES, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
-    for index in range(frames):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        cv2.circle(frame, (5 + index * 2 % (size[0] - 10), size[1] // 2), 6, (0, 200, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def write_image(path: Path, size: tuple[int, int] = (WIDTH, HEIGHT), value: int = 128) -> Path:
-    cv2.imwrite(str(path), np.full((size[1], size[0], 3), value, np.uint8))
-    return path
-
-
-@dataclass
-class LiveServer:
-    settings: Settings
-    tokens: dict[str, str]
-    thread: threading.Thread
-    server: uvicorn.Server
-    port: int = 0
-    files: Path = field(default_factory=Path)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def ws_url(self, media: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/media/{media}/ws"
-
-    def http(self, user: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def start_server(data: Path, **overrides: Any) -> LiveServer:
-    """A server with `Settings` overrides. No models run unless `run_models=True`: the tests of
-    rules and of the API write model results themselves (`rest.as_model`), and must not race a
-    tracker doing the same."""
-    overrides.setdefault("run_models", False)
-    backends = overrides.pop("backends", None)
-    settings = Settings(data=data, port=0, **overrides)
-    data.mkdir(parents=True, exist_ok=True)
-
-    async def make_users() -> dict[str, str]:
-        accounts = await open_accounts(settings)
-        try:
-            return {name: await accounts.add_user(name, role) for name, role in USERS.items()}
-        finally:
-            await accounts.close()
-
-    # In a thread of its own, so this also works from inside a running event loop (async tests).
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        tokens = pool.submit(asyncio.run, make_users()).result()
-    config = uvicorn.Config(create_app(settings, backends), host="127.0.0.1", port=0, log_level="warning", ws_max_size=2 * settings.max_message_bytes, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return LiveServer(settings, tokens, thread, server, port, data.parent)
-
-
-@contextlib.contextmanager
-def seeded_server(root: Path, **overrides: Any) -> Iterator[LiveServer]:
-    """`start_server(root / "data", **overrides)` with `seed`'s projects, stopped on exit: a test
-    module's (or test's) own server."""
-    live = start_server(root / "data", **overrides)
-    try:
-        seed(live)
-        yield live
-    finally:
-        live.stop()
-
-
-def seed(live: LiveServer) -> None:
-    """Projects p1 (media m1: a 20-frame video, g1: an image group, i1: an image) and p2 (m2),
-    with alice and bob annotators, viewer a viewer of p1, outsider an annotator of p2 only."""
-    files = live.settings.data.parent / "files"
-    files.mkdir(exist_ok=True)
-    with live.http("admin") as http:
-        for project in ("p1", "p2"):
-            http.post("/api/projects", json={"id": project, "name": project.upper()}).raise_for_status()
-        for class_id, shape in [("box", "bbox"), ("mask", "bitmask"), ("poly", "polygon"), ("line", "polyline")]:
-            http.post("/api/projects/p1/classes", json={"id": class_id, "name": class_id, "shape": shape, "color": "#ff8800"}).raise_for_status()
-        http.post("/api/projects/p2/classes", json={"id": "box2", "name": "box", "shape": "bbox", "color": "#0088ff"}).raise_for_status()
-        for user, role in [("alice", "annotator"), ("bob", "annotator"), ("viewer", "viewer")]:
-            http.put(f"/api/projects/p1/members/{user}", json={"role": role}).raise_for_status()
-        http.put("/api/projects/p2/members/outsider", json={"role": "annotator"}).raise_for_status()
-        video = write_video(files / "clip.mp4")
-        upload(http, "p1", "m1", "video", [video]).raise_for_status()
-        upload(http, "p2", "m2", "video", [video]).raise_for_status()
-        images = [write_image(files / f"{i}.png", value=40 * i) for i in range(3)]
-        upload(http, "p1", "g1", "image_group", images).raise_for_status()
-        upload(http, "p1", "i1", "image", images[:1]).raise_for_status()
-
-
-def upload(http: httpx.Client, project: str, media: str, kind: str, paths: list[Path], name: str | None = None) -> httpx.Response:
-    files = [("file", (path.name, path.read_bytes(), "application/octet-stream")) for path in paths]
-    return http.post(f"/api/projects/{project}/media", data={"id": media, "name": name or media, "kind": kind}, files=files)
+__all__ = [
+    "FRAMES",
+    "HEIGHT",
+    "USERS",
+    "WIDTH",
+    "Client",
+    "LiveServer",
+    "seed",
+    "seeded_server",
+    "start_server",
+    "upload",
+    "write_image",
+    "write_video",
+]
 
 
 class Client:

@@ -4,17 +4,20 @@ history and commands (docs/api.md describes each route)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import cv2
 import httpx
+import msgspec
 import numpy as np
 import pytest
 
 from domain.events import SegmentProposed, TrackFrameProduced
 from domain.geometry import rle_decode, rle_encode
 from domain.shapes import BBox, Rle
+from server.protocol import CommandMessage, CommandRequest, ProtocolError, parse
 from tests.server.live import FRAMES, HEIGHT, WIDTH, upload, write_image
 from tests.server.rest import as_model, bbox, command, new_object, post_command, request_track, save_box
 
@@ -335,3 +338,17 @@ def test_openapi_describes_every_route(live):
     command = spec["paths"]["/api/media/{media}/commands"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert command.endswith("/CommandRequest") and "LabelSaved" in spec["components"]["schemas"]
     assert spec["paths"]["/api/projects/{project}/media"]["post"]["requestBody"]["content"]["multipart/form-data"]
+
+
+def test_a_command_has_one_definition_for_the_rest_route_and_the_socket():
+    """POST /api/media/{media}/commands takes the fields as they are, the socket the same fields
+    tagged "command"; each refuses the other's form."""
+    fields = {"id": str(uuid.uuid4()), "body": {"type": "object_created", "object": "o", "media": "m1", "class_id": "box"}, "panoptic": True}
+    rest = msgspec.json.decode(json.dumps(fields), type=CommandRequest)
+    message = parse(json.dumps({"type": "command", **fields}), 10_000)
+    assert isinstance(message, CommandMessage) and isinstance(message, CommandRequest)
+    assert msgspec.structs.asdict(message) == msgspec.structs.asdict(rest)
+    with pytest.raises(msgspec.ValidationError, match="unknown field `type`"):
+        msgspec.json.decode(json.dumps({"type": "command", **fields}), type=CommandRequest)
+    with pytest.raises(ProtocolError, match="missing required field `type`"):
+        parse(json.dumps(fields), 10_000)

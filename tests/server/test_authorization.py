@@ -29,7 +29,7 @@ import websockets
 from domain.events import SegmentProposed, TrackFrameProduced
 from domain.geometry import rle_encode
 from domain.shapes import BBox, Rle
-from tests.server.live import Client, LiveServer, seed, start_server
+from tests.server.live import Client, LiveServer, seeded_server
 from tests.server.rest import as_model, bbox, command, fresh, head, new_object, post_command, request_track, save_box
 
 ROLES = ("account_admin", "project_admin", "annotator", "viewer", "outsider", "no_token", "bad_token")
@@ -42,16 +42,12 @@ CELL_OBJECT = "cell-obj"
 def server(tmp_path_factory) -> LiveServer:
     # The cases set up hundreds of commands (and tracks, which stay running: no models here) as
     # the same few users, faster than anyone works: no per-user limits on those.
-    live = start_server(tmp_path_factory.mktemp("authorization") / "data", max_running_tracks=10_000, command_burst=10_000)
-    try:
-        seed(live)
+    with seeded_server(tmp_path_factory.mktemp("authorization"), max_running_tracks=10_000, command_burst=10_000) as live:
         with live.http("admin") as admin:
             admin.put("/api/projects/p1/members/bob", json={"role": "admin"}).raise_for_status()
             command(admin, {"type": "object_created", "object": CELL_OBJECT, "media": "m1", "class_id": "box"})
             save_box(admin, CELL_OBJECT, 0)
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect as sync_connect
 
-from tests.server.live import Client, LiveServer, seed, start_server, write_image, write_video
+from tests.server.live import Client, LiveServer, seeded_server, write_image, write_video
 from tests.server.rest import MULTIPART, bbox, command, fresh, head, multipart, new_object, post_command, save_box
 
 MESSAGE_LIMIT = 2048  # uvicorn drops socket messages over twice this (live.py)
@@ -37,22 +37,18 @@ TARGET = "target"  # an object of m1 with a label on frame 0, made by alice
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LiveServer:
-    live = start_server(
-        tmp_path_factory.mktemp("bad-input") / "data",
+    with seeded_server(
+        tmp_path_factory.mktemp("bad-input"),
         max_message_bytes=MESSAGE_LIMIT,
         max_request_bytes=REQUEST_LIMIT,
         max_upload_bytes=UPLOAD_LIMIT,
         max_running_tracks=10_000,  # generated track requests stay running (no models here)
         command_burst=10_000,  # generated commands come faster than anyone works
-    )
-    try:
-        seed(live)
+    ) as live:
         with live.http("alice") as alice:
             command(alice, {"type": "object_created", "object": TARGET, "media": "m1", "class_id": "box"})
             save_box(alice, TARGET, 0)
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")

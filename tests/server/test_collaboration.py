@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.server.live import Client
+from tests.server.live import Client, seeded_server
 
 
 def box(x=1, y=1, w=5, h=5):
@@ -173,12 +173,8 @@ async def test_resume_after_random_disconnects_has_no_gap_and_no_duplicate(live,
 async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others(tmp_path):
     import json
 
-    from tests.server.live import seed, start_server
-
     # Alice floods on purpose (500 commands as fast as she can): no per-user rate limit here.
-    live = start_server(tmp_path / "data", client_queue=100, command_burst=10_000)
-    try:
-        seed(live)
+    with seeded_server(tmp_path, client_queue=100, command_burst=10_000) as live:
         alice, watcher = Client(live, "alice"), Client(live, "bob")
         await alice.connect()
         await watcher.connect()
@@ -227,8 +223,6 @@ async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others
         assert seqs == sorted(set(seqs))
         for client in (alice, watcher, again):
             await client.close()
-    finally:
-        live.stop()
 
 
 async def test_pipelined_commands_are_decided_in_the_order_sent(live):

@@ -26,7 +26,7 @@ from domain.limits import INT64_MAX, MAX_JSON_DEPTH, MAX_RLE_CHARS, MAX_SHAPE_PO
 from domain.shapes import BBox
 from server.exchange.jobs import ExchangeError, import_log
 from server.sqlite_store import SQLiteEventStore
-from tests.server.live import Client, HEIGHT, LiveServer, WIDTH, seed, seeded_server, start_server
+from tests.server.live import HEIGHT, WIDTH, Client, LiveServer, seeded_server, start_server
 from tests.server.rest import command, fresh, head, new_object, post_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,7 +205,7 @@ def _raw_request(server: LiveServer, head_lines: list[str], body_parts: list[byt
 def test_an_import_over_the_limit_is_refused_before_it_is_read(server, http):
     before = head(http["alice"])
     token = server.tokens["alice"]
-    start = [f"POST /api/media/m1/import HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {token}", "Content-Type: application/json"]
+    start = ["POST /api/media/m1/import HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {token}", "Content-Type: application/json"]
     # Says it is 10 GiB: refused before a byte of it is read (only 1 KiB is ever sent).
     status, answer = _raw_request(server, [*start, f"Content-Length: {10 * 1024**3}"], [b"{" + b" " * 1023])
     assert status == 413 and json.loads(answer)["error"]["code"] == "too_large"
@@ -363,14 +363,10 @@ async def test_presence_and_hello_numbers_past_64_bits(server, http):
 
 def test_a_log_with_values_over_todays_limits_still_loads(tmp_path):
     """Limits bound what clients may send from now on; events already in a log keep loading."""
-    live = start_server(tmp_path / "data")
-    try:
-        seed(live)
+    with seeded_server(tmp_path) as live:
         with live.http("alice") as alice:
             object_id = new_object(alice)
             command(alice, {"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bbox", "x": 1, "y": 1, "w": 5, "h": 5}, "source": "manual"})
-    finally:
-        live.stop()
     # What the server before the limits accepted: a 7 MiB model name.
     huge = LabelSaved(object=object_id, frame=1, shape=BBox(x=1, y=1, w=5, h=5), source=Source.MANUAL, model="m" * (7 * 1024**2))
 

@@ -15,7 +15,7 @@ from domain.shapes import Shape
 from server.media import MediaLibrary
 from tests.inference.synthetic import iou
 from tests.inference.frames.test_dicom import dicom_slice, write_dicom, write_disc_series
-from tests.server.live import Client, LiveServer, seed, start_server, upload, write_image
+from tests.server.live import Client, LiveServer, seeded_server, upload, write_image
 from tests.server.test_tracking import fresh, ok, produced, request, wait_end
 
 FRAMES, WIDTH, HEIGHT, RADIUS = 8, 64, 48, 8
@@ -30,17 +30,13 @@ def disc(index: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveServer:
     root = tmp_path_factory.mktemp("dicom")
-    server = start_server(root / "data", run_models=True)
-    try:
-        seed(server)
+    with seeded_server(root, run_models=True) as server:
         paths, _ = write_disc_series(root / "series", FRAMES, (WIDTH, HEIGHT))
         with server.http("admin") as admin:
             response = upload(admin, "p1", "ct", "dicom_series", paths, name="CT chest")
             assert response.status_code == 201, response.text
             server.uploaded = response.json()  # type: ignore[attr-defined]
         yield server
-    finally:
-        server.stop()
 
 
 def test_upload_is_probed_and_stored_in_slice_order(live):

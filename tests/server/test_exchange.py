@@ -23,7 +23,7 @@ from domain.geometry import rle_encode, shape_to_mask
 from domain.shapes import Shape
 from domain.state import LabelState
 from server.sqlite_store import SQLiteEventStore
-from tests.server.live import HEIGHT, WIDTH, LiveServer, seed, start_server, upload
+from tests.server.live import HEIGHT, WIDTH, LiveServer, seeded_server, upload
 from tests.server.rest import command, head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +47,7 @@ LABELS = {
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveServer:
-    server = start_server(tmp_path_factory.mktemp("exchange") / "data")
-    try:
-        seed(server)
+    with seeded_server(tmp_path_factory.mktemp("exchange")) as server:
         with server.http("alice") as alice:
             for (class_id, frame), shape in LABELS.items():
                 object_id = f"x-{class_id}"
@@ -57,8 +55,6 @@ def live(tmp_path_factory) -> LiveServer:
                     command(alice, {"type": "object_created", "object": object_id, "media": "m1", "class_id": class_id})
                 command(alice, {"type": "label_saved", "object": object_id, "frame": frame, "shape": shape, "source": "manual"})
         yield server
-    finally:
-        server.stop()
 
 
 def export(live: LiveServer, user: str = "alice", **params: str):  # type: ignore[no-untyped-def]

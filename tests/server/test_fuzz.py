@@ -37,7 +37,7 @@ from server import api
 from server.exchange.routes import routes as exchange_routes
 from tests.inference.frames.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
-from tests.server.live import LiveServer, seed, start_server, write_image, write_video
+from tests.server.live import LiveServer, seeded_server, write_image, write_video
 from tests.server.rest import MULTIPART, bbox, command, multipart
 
 MESSAGE_LIMIT = 64 * 1024
@@ -62,8 +62,8 @@ TEMPLATES = fs.command_templates(EMPTY_MASK)
 def server(tmp_path_factory) -> Iterator[LiveServer]:
     """The seeded server (tests.server.live.seed) and the objects, track and prompt the
     generated commands name (fuzz_strategies)."""
-    live = start_server(
-        tmp_path_factory.mktemp("fuzz") / "data",
+    with seeded_server(
+        tmp_path_factory.mktemp("fuzz"),
         max_message_bytes=MESSAGE_LIMIT,
         max_request_bytes=REQUEST_LIMIT,
         max_upload_bytes=UPLOAD_LIMIT,
@@ -71,13 +71,9 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
         # test_limits).
         commands_per_second=1e6,
         command_burst=1_000_000,
-    )
-    try:
-        seed(live)
+    ) as live:
         populate(live)
         yield live
-    finally:
-        live.stop()
 
 
 def populate(live: LiveServer) -> None:

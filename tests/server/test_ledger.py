@@ -119,6 +119,41 @@ async def test_execute_all_applies_everything_or_nothing(tmp_path):
         await store.close()
 
 
+async def test_execute_all_authorizes_each_command_where_it_lands_and_a_refusal_applies_nothing(tmp_path):
+    """Each command is authorized against the state that includes the ones before it (media
+    "n" exists for the object made on it); one refusal, of any kind, and nothing is applied."""
+
+    class Refused(Exception):
+        pass
+
+    store = await SQLiteEventStore.open(tmp_path / "events.sqlite3")
+    try:
+        ledger = await setup(store)
+        head = await store.head()
+        before = ledger.state.copy()
+        batch = [
+            ev.MediaAdded(project="p", media="n", name="n", kind="image", width=64, height=48, frames=1),
+            ev.ObjectCreated(object="on-n", media="n", class_id="box"),
+            save(1),
+        ]
+        streams: list[str] = []
+
+        def authorize(scope):  # type: ignore[no-untyped-def]
+            streams.append(scope.stream)
+            if len(streams) == 3:
+                raise Refused("not this one")
+
+        with pytest.raises(Refused):
+            await ledger.execute_all(ADMIN, batch, authorize=authorize)
+        assert streams == ["project:p", "media:n", "media:m"]
+        assert await store.head() == head and ledger.state == before, "nothing of it applied"
+        events = await ledger.execute_all(ADMIN, batch[:2], authorize=lambda scope: None)
+        assert [(e.seq, e.stream) for e in events] == [(head + 1, "project:p"), (head + 2, "media:n")]
+        assert fold(await store.read()) == ledger.state
+    finally:
+        await store.close()
+
+
 async def test_execute_batch_answers_each_command(tmp_path):
     store = await SQLiteEventStore.open(tmp_path / "events.sqlite3")
     try:

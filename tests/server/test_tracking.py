@@ -18,7 +18,7 @@ from inference.classical.segmenter import ClassicalSegmenter
 from inference.classical.tracker import ClassicalTracker, TrackerConfig
 from inference.registry import Backends
 from tests.inference.synthetic import iou
-from tests.server.live import Client, LiveServer, seed, start_server, upload
+from tests.server.live import Client, LiveServer, seed, seeded_server, start_server, upload
 from tests.server.rest import command
 from tests.server.tracking_clips import LEAVING, LONG, THREE, Clip
 
@@ -28,9 +28,7 @@ ENDS = ("track_completed", "track_cancelled", "track_failed")
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveServer:
     root = tmp_path_factory.mktemp("tracking")
-    server = start_server(root / "data", run_models=True)
-    try:
-        seed(server)
+    with seeded_server(root, run_models=True) as server:
         files = root / "clips"
         with server.http("admin") as admin:
             for class_id, shape, extra in [
@@ -43,8 +41,6 @@ def live(tmp_path_factory) -> LiveServer:
                 upload(admin, "p1", media, kind, clip.write_images(files / media)).raise_for_status()
             upload(admin, "p1", "three-video", "video", [THREE.write_video(files / "three.mp4")]).raise_for_status()
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -7,49 +7,15 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import websockets.sync.client
 
+from scripts.live_server import add_project, start_process, upload
+from server.accounts import Role
 from tests.server.tracking_clips import LONG_LEAVING as LONG
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _masklog(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
-    return done.stdout
-
-
-def _serve(data: Path, port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
-            return process
-        except httpx.TransportError:
-            assert process.poll() is None, "the server exited"
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("the server did not start")
 
 
 def _history(http: httpx.Client, media: str) -> list[dict]:
@@ -63,20 +29,16 @@ def _history(http: httpx.Client, media: str) -> list[dict]:
 
 def test_sigkill_mid_track_then_restart(tmp_path):
     data = tmp_path / "data"
-    token = _masklog("user", "add", "alice", "--role", "admin", "--data", str(data)).split()[-1]
-    port = _free_port()
-    server = _serve(data, port)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    server = start_process(data, {"alice": Role.ADMIN})
+    token = server.tokens["alice"]
+    http = server.http("alice")
     try:
-        http.post("/api/projects", json={"id": "p", "name": "P"}).raise_for_status()
-        http.post("/api/projects/p/classes", json={"id": "mask", "name": "mask", "shape": "bitmask", "color": "#ff0000"}).raise_for_status()
-        paths = LONG.write_images(tmp_path / "clip")
-        files = [("file", (p.name, p.read_bytes(), "image/png")) for p in paths]
-        http.post("/api/projects/p/media", data={"id": "long", "name": "long", "kind": "image_sequence"}, files=files).raise_for_status()
+        add_project(http, "p", name="P", classes={"mask": "bitmask"})
+        upload(http, "p", "long", "image_sequence", LONG.write_images(tmp_path / "clip")).raise_for_status()
 
         seen: list[dict] = []
         track = str(uuid.uuid4())
-        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/api/media/long/ws", max_size=None) as ws:
+        with websockets.sync.client.connect(server.ws_url("long"), max_size=None) as ws:
             ws.send(json.dumps({"type": "hello", "token": token, "last_seq": 0}))
             assert json.loads(ws.recv())["type"] == "welcome"
             commands = [
@@ -93,12 +55,11 @@ def test_sigkill_mid_track_then_restart(tmp_path):
                 message = json.loads(ws.recv(timeout=30))
                 if message["type"] == "events":
                     seen += message["events"]
-            server.send_signal(signal.SIGKILL)
-            server.wait(timeout=10)
+            server.kill()
         produced_before = [e for e in seen if e["body"]["type"] == "track_frame_produced"]
         assert not any(e["body"]["type"] == "track_completed" for e in seen), "killed mid-track"
 
-        server = _serve(data, port)
+        server = start_process(data, port=server.port)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             events = _history(http, "long")
@@ -140,9 +101,4 @@ def test_sigkill_mid_track_then_restart(tmp_path):
         assert resumed == uninterrupted, "a crash changes no result"
     finally:
         http.close()
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(server.pid, signal.SIGKILL)
+        server.stop()

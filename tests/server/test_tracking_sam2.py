@@ -15,7 +15,7 @@ from inference.registry import Backends
 from inference.sam2.image import Sam2Segmenter
 from inference.sam2.model import load_sam2
 from inference.sam2.video import Sam2Tracker
-from tests.server.live import Client, LiveServer, seed, start_server, upload
+from tests.server.live import Client, LiveServer, seeded_server, upload
 from tests.server.test_tracking import labelled_object, ok, produced, request, wait_end
 from tests.server.tracking_clips import THREE
 
@@ -28,14 +28,12 @@ def live(tmp_path_factory) -> LiveServer:
     model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
     backends = Backends(Sam2Segmenter(model), {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
     root = tmp_path_factory.mktemp("sam2")
-    server = start_server(root / "data", run_models=True, backends=backends)
     try:
-        seed(server)
-        with server.http("admin") as admin:
-            upload(admin, "p1", "three", "image_sequence", THREE.write_images(root / "three")[:8]).raise_for_status()
-        yield server
+        with seeded_server(root, run_models=True, backends=backends) as server:
+            with server.http("admin") as admin:
+                upload(admin, "p1", "three", "image_sequence", THREE.write_images(root / "three")[:8]).raise_for_status()
+            yield server
     finally:
-        server.stop()
         torch.set_num_threads(threads)
 
 

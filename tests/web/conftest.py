@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.live import LiveServer, seed, start_server, upload
+from tests.server.live import LiveServer, seeded_server, upload
 from tests.server.tracking_clips import Clip, Disc
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -41,14 +41,10 @@ def chromium() -> str:
 def site(tmp_path_factory) -> Iterator[LiveServer]:
     """Project p1 (see tests.server.live.seed) plus media 'clip': CLIP as a video."""
     root = tmp_path_factory.mktemp("web")
-    server = start_server(root / "data", run_models=True)
-    try:
-        seed(server)
+    with seeded_server(root, run_models=True) as server:
         with server.http("admin") as admin:
             upload(admin, "p1", "clip", "video", [CLIP.write_video(root / "clip.mp4")]).raise_for_status()
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
