@@ -21,7 +21,8 @@ from domain.decide import DomainError, ErrorCode
 from domain.events import MediaAdded, ProjectCreated
 from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
 from server.accounts import AccountError, User
-from server.context import Context, Forbidden
+from server.authorization import Forbidden
+from server.context import Context
 from server.limits import LimitExceeded, retry_after_header
 from server.media import MediaError
 
