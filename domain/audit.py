@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from domain.events import Event, Label, Source
-from domain.state import LabelState
+from masklog.domain.events import Event, Label, Source
+from masklog.domain.state import LabelState
 
 
 class GroupBy(enum.StrEnum):

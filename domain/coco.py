@@ -25,8 +25,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from domain.decide import DomainError
-from domain.events import (
+from masklog.domain.decide import DomainError
+from masklog.domain.events import (
     ID_PATTERN,
     ClassAdded,
     LabelSaved,
@@ -38,7 +38,7 @@ from domain.events import (
     Source,
     check_limits,
 )
-from domain.geometry import (
+from masklog.domain.geometry import (
     GeometryError,
     polygon_to_mask,
     rle_area,
@@ -51,9 +51,9 @@ from domain.geometry import (
     shape_to_mask,
     validate_shape,
 )
-from domain.limits import MAX_JSON_DEPTH, json_depth_over
-from domain.precheck import check_points
-from domain.shapes import (
+from masklog.domain.limits import MAX_JSON_DEPTH, json_depth_over
+from masklog.domain.precheck import check_points
+from masklog.domain.shapes import (
     BBox,
     Bitmask,
     Keypoint,
@@ -66,7 +66,7 @@ from domain.shapes import (
     Skeleton,
     SkeletonPoint,
 )
-from domain.state import LabelState
+from masklog.domain.state import LabelState
 
 class CocoError(ValueError):
     """A COCO file that cannot be imported; nothing of it was."""
@@ -180,7 +180,7 @@ def annotation(number: int, image: int, category_id: int, item: Item, media: Med
 
 def _coco_rings(shape: Shape, height: int, width: int) -> list[list[float]]:
     """Outer rings in COCO's coordinates (holes cannot be written as COCO polygons)."""
-    from domain.yolo import rings  # the same outlines as a YOLO export
+    from masklog.domain.yolo import rings  # the same outlines as a YOLO export
 
     return [ring.ravel().tolist() for ring in rings(shape, height, width)]
 

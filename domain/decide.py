@@ -18,7 +18,7 @@ from collections.abc import Collection
 
 import msgspec
 
-from domain.events import (
+from masklog.domain.events import (
     ID_PATTERN,
     Body,
     Change,
@@ -52,9 +52,9 @@ from domain.events import (
     media_stream,
     project_stream,
 )
-from domain.geometry import MASK_POLYGON_TOLERANCE, GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
-from domain.shapes import SAM_KINDS, Bitmask, ShapeKind, kind_of
-from domain.state import LabelState, TrackStatus
+from masklog.domain.geometry import MASK_POLYGON_TOLERANCE, GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
+from masklog.domain.shapes import SAM_KINDS, Bitmask, ShapeKind, kind_of
+from masklog.domain.state import LabelState, TrackStatus
 
 
 class Undo(msgspec.Struct, frozen=True, tag="undo", forbid_unknown_fields=True, kw_only=True):

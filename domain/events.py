@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from domain.limits import (
+from masklog.domain.limits import (
     INT64_MAX,
     MAX_ACTOR_CHARS,
     MAX_CHANGES,
@@ -35,7 +35,7 @@ from domain.limits import (
     MAX_TRACK_OBJECTS,
     MAX_TRACK_RANGE,
 )
-from domain.shapes import Rle, Shape, ShapeKind
+from masklog.domain.shapes import Rle, Shape, ShapeKind
 
 SCHEMA_VERSION = 1
 

@@ -35,8 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pycocotools import mask as coco_mask
 
-from domain.limits import MAX_RLE_RUNS
-from domain.shapes import (
+from masklog.domain.limits import MAX_RLE_RUNS
+from masklog.domain.shapes import (
     AREA_KINDS,
     BBox,
     Bitmask,

@@ -9,11 +9,11 @@ keeps for `decide`'s own check. It does no I/O and changes nothing.
 
 from __future__ import annotations
 
-from domain.decide import Command, DomainError, ErrorCode
-from domain.events import LabelSaved, PromptAdded, SegmentProposed, TrackFrameProduced
-from domain.geometry import GeometryError, rle_area
-from domain.limits import MAX_SHAPE_POINTS
-from domain.shapes import Bitmask, Polygon, Polyline, Rle, Shape
+from masklog.domain.decide import Command, DomainError, ErrorCode
+from masklog.domain.events import LabelSaved, PromptAdded, SegmentProposed, TrackFrameProduced
+from masklog.domain.geometry import GeometryError, rle_area
+from masklog.domain.limits import MAX_SHAPE_POINTS
+from masklog.domain.shapes import Bitmask, Polygon, Polyline, Rle, Shape
 
 
 def precheck(command: Command) -> None:

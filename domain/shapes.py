@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from domain.limits import MAX_POLYGON_RINGS, MAX_RLE_CHARS, MAX_SHAPE_POINTS, MAX_SIDE, MAX_SKELETON_POINTS
+from masklog.domain.limits import MAX_POLYGON_RINGS, MAX_RLE_CHARS, MAX_SHAPE_POINTS, MAX_SIDE, MAX_SKELETON_POINTS
 
 Coord = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
 # A flat list of x, y pairs: one ring of a polygon, or a polyline. `geometry.validate_shape`

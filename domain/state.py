@@ -16,7 +16,7 @@ import copy as _copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from domain.events import (
+from masklog.domain.events import (
     Change,
     ClassAdded,
     Direction,
@@ -46,7 +46,7 @@ from domain.events import (
     TrackRequested,
     Undone,
 )
-from domain.shapes import Shape
+from masklog.domain.shapes import Shape
 
 # How many actions per user and media item can be undone; older ones fall off, as in any editor.
 UNDO_DEPTH = 200

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from domain.coco import Selected
-from domain.events import ClassAdded, MediaAdded
-from domain.geometry import rotated_bbox_corners, shape_to_mask
-from domain.shapes import AREA_KINDS, BBox, RotatedBBox, Shape
-from domain.state import LabelState
+from masklog.domain.coco import Selected
+from masklog.domain.events import ClassAdded, MediaAdded
+from masklog.domain.geometry import rotated_bbox_corners, shape_to_mask
+from masklog.domain.shapes import AREA_KINDS, BBox, RotatedBBox, Shape
+from masklog.domain.state import LabelState
 
 
 def area_classes(state: LabelState, project: str) -> list[ClassAdded]:

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from domain.decide import Command, DomainError, ErrorCode
-from domain.events import (
+from masklog.domain.decide import Command, DomainError, ErrorCode
+from masklog.domain.events import (
     Event,
     MediaAdded,
     PromptAdded,
@@ -45,13 +45,13 @@ from domain.events import (
     TrackRequested,
     derived_event_id,
 )
-from domain.geometry import rle_decode, rle_encode
-from domain.state import LabelState
-from inference.click_queue import ClickQueue
-from inference.points import PointTracker
-from inference.protocols import ClickPoint, FrameSource, Prompt
-from inference.registry import Backends
-from inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_running, plan_track
+from masklog.domain.geometry import rle_decode, rle_encode
+from masklog.domain.state import LabelState
+from masklog.inference.click_queue import ClickQueue
+from masklog.inference.points import PointTracker
+from masklog.inference.protocols import ClickPoint, FrameSource, Prompt
+from masklog.inference.registry import Backends
+from masklog.inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_running, plan_track
 
 log = logging.getLogger("masklog.actor")
 

@@ -22,9 +22,9 @@ from typing import TypedDict
 import cv2
 import numpy as np
 
-from domain.events import Direction
-from inference.frames.images import ImageListFrames
-from inference.protocols import Tracker
+from masklog.domain.events import Direction
+from masklog.inference.frames.images import ImageListFrames
+from masklog.inference.protocols import Tracker
 
 DAVIS_BOUND_TH = 0.008
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

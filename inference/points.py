@@ -49,9 +49,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from domain.events import Direction
-from inference.propagation import FrameOutOfRange, SessionClosed, check_frame, propagation_frames
-from inference.protocols import FrameSource
+from masklog.domain.events import Direction
+from masklog.inference.propagation import FrameOutOfRange, SessionClosed, check_frame, propagation_frames
+from masklog.inference.protocols import FrameSource
 
 POINT_TRACKER_MODEL = "classical/lkpoints@1"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from domain.events import Direction
+from masklog.domain.events import Direction
 
 
 class FrameOutOfRange(ValueError, IndexError):

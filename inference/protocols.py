@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from domain.events import Direction
+from masklog.domain.events import Direction
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from domain.events import TrackerAlias
-from inference.protocols import Segmenter, Tracker
+from masklog.domain.events import TrackerAlias
+from masklog.inference.protocols import Segmenter, Tracker
 
 # Registry names are short and plain: they are written into the log by clients.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -63,8 +63,8 @@ class Backend:
 
 
 def _load_classical(options: ModelOptions) -> Loaded:
-    from inference.classical.segmenter import ClassicalSegmenter
-    from inference.classical.tracker import ClassicalTracker
+    from masklog.inference.classical.segmenter import ClassicalSegmenter
+    from masklog.inference.classical.tracker import ClassicalTracker
 
     return Loaded(ClassicalSegmenter(), {"classical": ClassicalTracker()})
 
@@ -72,9 +72,9 @@ def _load_classical(options: ModelOptions) -> Loaded:
 def _load_sam2(options: ModelOptions) -> Loaded:
     """Raises `inference.sam2.model.Sam2LoadError` when the checkpoint cannot be used."""
     # Imported here: torch loads only in processes that use SAM 2.
-    from inference.sam2.image import Sam2Segmenter
-    from inference.sam2.model import DEFAULT_CONFIG, load_sam2
-    from inference.sam2.video import Sam2Tracker
+    from masklog.inference.sam2.image import Sam2Segmenter
+    from masklog.inference.sam2.model import DEFAULT_CONFIG, load_sam2
+    from masklog.inference.sam2.video import Sam2Tracker
 
     model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device)
     return Loaded(Sam2Segmenter(model), {"sam2": Sam2Tracker(model)})

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from domain.events import ClassAdded, Direction, MediaAdded, TrackFrameProduced, TrackRequested
-from domain.geometry import (
+from masklog.domain.events import ClassAdded, Direction, MediaAdded, TrackFrameProduced, TrackRequested
+from masklog.domain.geometry import (
     MASK_POLYGON_TOLERANCE,
     GeometryError,
     mask_to_bbox,
@@ -41,10 +41,10 @@ from domain.geometry import (
     shape_with_points,
     validate_shape,
 )
-from domain.shapes import POINT_KINDS, BBox, Bitmask, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
-from domain.state import LabelState, TrackStatus
-from inference.points import PointTracker, TrackedPoints
-from inference.protocols import FrameSource, Prompt, TrackedMask, Tracker
+from masklog.domain.shapes import POINT_KINDS, BBox, Bitmask, RotatedBBox, Shape, ShapeKind, Skeleton, SkeletonPoint
+from masklog.domain.state import LabelState, TrackStatus
+from masklog.inference.points import PointTracker, TrackedPoints
+from masklog.inference.protocols import FrameSource, Prompt, TrackedMask, Tracker
 
 # A mask this many times longer than wide has an orientation a rotated box can follow.
 ELONGATED = 1.3

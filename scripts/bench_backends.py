@@ -145,7 +145,7 @@ def sync(device: str) -> None:
 def load(args: argparse.Namespace):
     import torch
 
-    from inference.sam2.model import load_sam2
+    from masklog.inference.sam2.model import load_sam2
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -165,9 +165,9 @@ def load(args: argparse.Namespace):
 def warm_up(sam: Any, tracker_cls: Any) -> None:
     """A 3-frame track on other pixels: CUDA kernels, cuBLAS/cuDNN handles and allocator pools
     are set up before anything is timed, as in a running server."""
-    from domain.events import Direction
-    from inference.frames.arrays import ArrayFrames
-    from inference.protocols import ClickPoint, Prompt
+    from masklog.domain.events import Direction
+    from masklog.inference.frames.arrays import ArrayFrames
+    from masklog.inference.protocols import ClickPoint, Prompt
 
     frames = ArrayFrames([np.full((HEIGHT, WIDTH, 3), 60 + 40 * i, np.uint8) for i in range(3)])
     session = tracker_cls(sam).open(frames)
@@ -179,15 +179,15 @@ def warm_up(sam: Any, tracker_cls: Any) -> None:
 
 
 def click_prompt(i: int):
-    from inference.protocols import ClickPoint, Prompt
+    from masklog.inference.protocols import ClickPoint, Prompt
 
     x, y = object_center(i)
     return Prompt(points=[ClickPoint(x, y)])
 
 
 def open_frames(kind: str, video: dict[str, Any]):
-    from inference.frames.images import ImageListFrames
-    from inference.frames.video import VideoFrames
+    from masklog.inference.frames.images import ImageListFrames
+    from masklog.inference.frames.video import VideoFrames
 
     if kind == "mp4":
         return VideoFrames(video["mp4"])
@@ -198,9 +198,9 @@ def open_frames(kind: str, video: dict[str, Any]):
 
 
 def worker_click(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
-    from inference.protocols import ClickPoint, Prompt
-    from inference.sam2.image import Sam2Segmenter
-    from inference.sam2.video import Sam2Tracker
+    from masklog.inference.protocols import ClickPoint, Prompt
+    from masklog.inference.sam2.image import Sam2Segmenter
+    from masklog.inference.sam2.video import Sam2Tracker
 
     sam, load_s = load(args)
     warm_up(sam, Sam2Tracker)
@@ -228,8 +228,8 @@ def worker_click(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
 
 def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
     """Ours and raw on the same short video, in one process."""
-    from domain.events import Direction
-    from inference.sam2.video import Sam2Tracker
+    from masklog.domain.events import Direction
+    from masklog.inference.sam2.video import Sam2Tracker
 
     sam, _ = load(args)
     warm_up(sam, Sam2Tracker)
@@ -267,8 +267,8 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
 
 
 def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) -> dict[str, Any]:
-    from domain.events import Direction
-    from inference.sam2.video import Sam2Tracker
+    from masklog.domain.events import Direction
+    from masklog.inference.sam2.video import Sam2Tracker
 
     sam, load_s = load(args)
     warm_up(sam, Sam2Tracker)
@@ -311,10 +311,10 @@ def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) ->
 
 def worker_classical(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
     """The classical backend's segmenter and tracker (inference/classical/), with default settings."""
-    from domain.events import Direction
-    from inference.classical.segmenter import ClassicalSegmenter
-    from inference.classical.tracker import ClassicalTracker
-    from inference.protocols import Segmenter, Tracker
+    from masklog.domain.events import Direction
+    from masklog.inference.classical.segmenter import ClassicalSegmenter
+    from masklog.inference.classical.tracker import ClassicalTracker
+    from masklog.inference.protocols import Segmenter, Tracker
 
     out: dict[str, Any] = {}
     for obj in (ClassicalSegmenter(), ClassicalTracker()):

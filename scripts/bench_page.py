@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from domain.geometry import mask_to_polygon, rle_encode
+from masklog.domain.geometry import mask_to_polygon, rle_encode
 from scripts.live_server import seeded_server, upload
 from tests.server.rest import command
 from tests.server.tracking_clips import Clip, Disc

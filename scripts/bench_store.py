@@ -31,13 +31,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from domain import events as ev
-from domain.decide import Undo, decide
-from domain.geometry import mask_to_polygon, rle_encode
-from domain.shapes import BBox, Bitmask
-from domain.state import LabelState
-from server.ledger import rebuild
-from server.sqlite_store import SQLiteEventStore
+from masklog.domain import events as ev
+from masklog.domain.decide import Undo, decide
+from masklog.domain.geometry import mask_to_polygon, rle_encode
+from masklog.domain.shapes import BBox, Bitmask
+from masklog.domain.state import LabelState
+from masklog.server.ledger import rebuild
+from masklog.server.sqlite_store import SQLiteEventStore
 
 WIDTH, HEIGHT, FRAMES = 854, 480, 300
 USERS = [f"user:annotator{i}" for i in range(8)]

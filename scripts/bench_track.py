@@ -39,13 +39,13 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from domain.events import Direction
-from domain.geometry import rle_encode
-from inference.frames.images import ImageListFrames
-from inference.protocols import ClickPoint, Prompt
-from inference.registry import ModelOptions, load_backends
+from masklog.domain.events import Direction
+from masklog.domain.geometry import rle_encode
+from masklog.inference.frames.images import ImageListFrames
+from masklog.inference.protocols import ClickPoint, Prompt
+from masklog.inference.registry import ModelOptions, load_backends
 from scripts.live_server import ServerProcess, add_project, start_process, upload
-from server.accounts import Role
+from masklog.server.accounts import Role
 
 VOS = ROOT.parent / "shared" / "data" / "vos"
 
@@ -161,7 +161,7 @@ def random_checkpoint() -> str:
     """A checkpoint file of SAM 2 tiny with random weights (the real architecture, full size)."""
     import torch
 
-    from inference.sam2.model import DEFAULT_CONFIG, load_sam2
+    from masklog.inference.sam2.model import DEFAULT_CONFIG, load_sam2
 
     torch.manual_seed(0)
     model = load_sam2(DEFAULT_CONFIG, None, "cpu", random_weights=True)

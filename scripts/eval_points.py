@@ -38,10 +38,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from domain.events import Direction  # noqa: E402
-from inference.frames.arrays import ArrayFrames  # noqa: E402
-from inference.frames.images import read_image  # noqa: E402
-from inference.points import PointTracker, PointTrackerConfig  # noqa: E402
+from masklog.domain.events import Direction  # noqa: E402
+from masklog.inference.frames.arrays import ArrayFrames  # noqa: E402
+from masklog.inference.frames.images import read_image  # noqa: E402
+from masklog.inference.points import PointTracker, PointTrackerConfig  # noqa: E402
 
 DEFAULTS = PointTrackerConfig()
 VOS = ROOT.parent / "shared" / "data" / "vos"

@@ -32,10 +32,10 @@ import httpx
 import numpy as np
 import uvicorn
 
-from server.accounts import Role
-from server.app import create_app
-from server.settings import Settings
-from server.storage import open_accounts
+from masklog.server.accounts import Role
+from masklog.server.app import create_app
+from masklog.server.settings import Settings
+from masklog.server.storage import open_accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,7 +183,7 @@ def start_process(
     log = data.parent / "serve.log"
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data", str(data), "--port", str(port), *args],
+            [sys.executable, "-m", "masklog.server.cli", "serve", "--data", str(data), "--port", str(port), *args],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     served = ServerProcess(port=port, tokens=tokens, process=process, log=log)

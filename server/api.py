@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.audit import GroupBy, cell_history, counts
-from domain.decide import Command, check_new_id
-from domain.events import (
+from masklog.domain.audit import GroupBy, cell_history, counts
+from masklog.domain.decide import Command, check_new_id
+from masklog.domain.events import (
     ClassAdded,
     Color,
     Event,
@@ -36,16 +36,16 @@ from domain.events import (
     media_stream,
     project_stream,
 )
-from domain.precheck import is_costly, precheck
-from domain.shapes import SHAPE_FAMILIES, ShapeKind
-from domain.state import LabelState
-from inference.frames.errors import FrameError
-from server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
-from server.authorization import Forbidden, authorize_command, authorize_on_media, require
-from server.context import Context
-from server.protocol import CommandRequest, LabelEntry, snapshot
-from server.replay import state_as_of
-from server.requests import (
+from masklog.domain.precheck import is_costly, precheck
+from masklog.domain.shapes import SHAPE_FAMILIES, ShapeKind
+from masklog.domain.state import LabelState
+from masklog.inference.frames.errors import FrameError
+from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
+from masklog.server.authorization import Forbidden, authorize_command, authorize_on_media, require
+from masklog.server.context import Context
+from masklog.server.protocol import CommandRequest, LabelEntry, snapshot
+from masklog.server.replay import state_as_of
+from masklog.server.requests import (
     ApiError,
     endpoint,
     frame_param,

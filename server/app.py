@@ -13,24 +13,27 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from inference.actor import InferenceActor
-from inference.registry import Backends, ModelOptions, load_backends
-from server import api, redact
-from server.context import Context
-from server.exchange.routes import routes as exchange_routes
-from server.hub import Hub
-from server.ledger import Ledger
-from server.limits import Limits
-from server.media import MediaLibrary
-from server.openapi import openapi
-from server.presence import PresenceBoard
-from server.settings import Settings
-from server.storage import open_accounts, open_store
-from server.ws import media_socket
+from masklog.inference.actor import InferenceActor
+from masklog.inference.registry import Backends, ModelOptions, load_backends
+from masklog.server import api, redact
+from masklog.server.context import Context
+from masklog.server.exchange.routes import routes as exchange_routes
+from masklog.server.hub import Hub
+from masklog.server.ledger import Ledger
+from masklog.server.limits import Limits
+from masklog.server.media import MediaLibrary
+from masklog.server.openapi import openapi
+from masklog.server.presence import PresenceBoard
+from masklog.server.settings import Settings
+from masklog.server.storage import open_accounts, open_store
+from masklog.server.ws import media_socket
+import masklog.web
 
 log = logging.getLogger("masklog")
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# The page ships inside the package (`masklog.web`, the repository's web/ folder): found the same
+# way in the source tree and in an installed copy.
+WEB_DIR = Path(next(iter(masklog.web.__path__)))
 
 
 def load_configured_backends(settings: Settings) -> Backends:

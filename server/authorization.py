@@ -25,8 +25,8 @@ the rules here only judge the `Scope` it returns, and the hidden-id answer is th
 
 from __future__ import annotations
 
-from domain.decide import Command, Scope, hidden_id_error
-from domain.events import (
+from masklog.domain.decide import Command, Scope, hidden_id_error
+from masklog.domain.events import (
     ClassAdded,
     MediaAdded,
     ProjectCreated,
@@ -38,8 +38,8 @@ from domain.events import (
     TrackFrameProduced,
     Undone,
 )
-from server.accounts import RANK, Accounts, Role, User
-from server.context import Context
+from masklog.server.accounts import RANK, Accounts, Role, User
+from masklog.server.context import Context
 
 
 class Forbidden(Exception):

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
-from server.settings import Settings, env, model_settings_from, token_lifetime_s
-from server.storage import STORAGE_BACKENDS
+from masklog.inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
+from masklog.server.settings import Settings, env, model_settings_from, token_lifetime_s
+from masklog.server.storage import STORAGE_BACKENDS
 
 
 def _data_dir(value: str | None) -> Path:
@@ -72,7 +72,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(settings: Settings, demo: bool) -> None:
     import uvicorn
 
-    from server.app import create_app, load_configured_backends, open_context
+    from masklog.server.app import create_app, load_configured_backends, open_context
 
     # Models first: a configured checkpoint that does not load stops here, before serving.
     try:
@@ -82,7 +82,7 @@ def _serve(settings: Settings, demo: bool) -> None:
         raise SystemExit(2) from None
 
     if demo:
-        from server.demo import PROJECT, ensure_demo
+        from masklog.server.demo import PROJECT, ensure_demo
 
         async def prepare() -> dict[str, str]:
             async with open_context(settings, backends) as ctx:
@@ -108,8 +108,8 @@ def _serve(settings: Settings, demo: bool) -> None:
 
 
 def _eval_vos(args: argparse.Namespace) -> int:
-    from inference.evaluation import evaluate_vos
-    from inference.registry import ModelOptions, load_tracker
+    from masklog.inference.evaluation import evaluate_vos
+    from masklog.inference.registry import ModelOptions, load_tracker
 
     model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
     try:
@@ -147,8 +147,8 @@ def _progress(what: str) -> Callable[[int, int], None]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from domain.coco import Selection
-    from server.exchange.jobs import ExchangeError, export_offline
+    from masklog.domain.coco import Selection
+    from masklog.server.exchange.jobs import ExchangeError, export_offline
 
     selection = Selection(proposals=args.proposals, first=args.first, last=args.last, polygons=args.polygons)
     partial = args.out.with_name(args.out.name + ".partial")
@@ -165,7 +165,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import_log(args: argparse.Namespace) -> int:
-    from server.exchange.jobs import ExchangeError, import_log
+    from masklog.server.exchange.jobs import ExchangeError, import_log
 
     def show(done: int) -> None:
         print(f"\rimporting: {done} events", end="", file=sys.stderr, flush=True)
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     evaluate.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
 
-    from server.exchange.formats import DEFAULT_FORMAT, FORMATS, describe_formats
+    from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS, describe_formats
 
     export = commands.add_parser("export", help=f"write labels or the event log to a file ({', '.join(FORMATS)})")
     export.add_argument("--data")
@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         _serve(settings, demo=args.command == "demo" or args.demo)
         return 0
     if args.command == "user":
-        from server.accounts import AccountError, Role
-        from server.storage import open_accounts
+        from masklog.server.accounts import AccountError, Role
+        from masklog.server.storage import open_accounts
 
         def when(stamp: float | None) -> str:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"

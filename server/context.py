@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from inference.actor import InferenceActor
-from inference.registry import Backends
-from server.accounts import Accounts
-from server.hub import Hub
-from server.ledger import Ledger
-from server.limits import Limits
-from server.media import MediaLibrary
-from server.presence import PresenceBoard
-from server.sessions import Sessions
-from server.settings import Settings
-from server.store import EventStore
+from masklog.inference.actor import InferenceActor
+from masklog.inference.registry import Backends
+from masklog.server.accounts import Accounts
+from masklog.server.hub import Hub
+from masklog.server.ledger import Ledger
+from masklog.server.limits import Limits
+from masklog.server.media import MediaLibrary
+from masklog.server.presence import PresenceBoard
+from masklog.server.sessions import Sessions
+from masklog.server.settings import Settings
+from masklog.server.store import EventStore
 
 
 @dataclass

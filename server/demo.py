@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from domain.events import ClassAdded, MediaAdded, MediaKind, ProjectCreated
-from domain.shapes import ShapeKind
-from server.accounts import Role
-from server.context import Context
+from masklog.domain.events import ClassAdded, MediaAdded, MediaKind, ProjectCreated
+from masklog.domain.shapes import ShapeKind
+from masklog.server.accounts import Role
+from masklog.server.context import Context
 
 PROJECT = "demo"
 USERS = {"admin": Role.ADMIN, "alice": Role.ANNOTATOR, "bob": Role.ANNOTATOR, "viewer": Role.VIEWER}

@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from domain.events import Event
+from masklog.domain.events import Event
 
 
 class Overflowed(Exception):

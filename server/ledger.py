@@ -13,11 +13,11 @@ import gc
 import time
 from collections.abc import Callable, Collection
 
-from domain.decide import FIRST_TRACKERS, Command, DomainError, ErrorCode, Scope, decide, scope_of
-from domain.events import Event, NewEvent, TrackFrameProduced, is_derived_event_id, new_event_id, stored
-from domain.state import LabelState, fold
-from server.hub import Hub
-from server.store import EventStore, StoreError
+from masklog.domain.decide import FIRST_TRACKERS, Command, DomainError, ErrorCode, Scope, decide, scope_of
+from masklog.domain.events import Event, NewEvent, TrackFrameProduced, is_derived_event_id, new_event_id, stored
+from masklog.domain.state import LabelState, fold
+from masklog.server.hub import Hub
+from masklog.server.store import EventStore, StoreError
 
 
 async def rebuild(store: EventStore, state: LabelState | None = None) -> LabelState:

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from domain.decide import Command
-from domain.events import PromptAdded, TrackRequested
-from domain.state import LabelState, TrackStatus
-from server.settings import Settings
+from masklog.domain.decide import Command
+from masklog.domain.events import PromptAdded, TrackRequested
+from masklog.domain.state import LabelState, TrackStatus
+from masklog.server.settings import Settings
 
 LIMIT_EXCEEDED = "limit_exceeded"
 RATE_LIMITED = "rate_limited"

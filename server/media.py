@@ -27,13 +27,13 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from domain.events import ID_PATTERN, MediaAdded, MediaKind
-from inference.frames.cache import SharedFrameCache
-from inference.frames.dicom import DicomSeriesFrames, probe_dicom_series
-from inference.frames.errors import FrameError, TooManyPixels
-from inference.frames.images import ImageListFrames, read_image
-from inference.frames.video import VideoFrames
-from inference.protocols import FrameSource
+from masklog.domain.events import ID_PATTERN, MediaAdded, MediaKind
+from masklog.inference.frames.cache import SharedFrameCache
+from masklog.inference.frames.dicom import DicomSeriesFrames, probe_dicom_series
+from masklog.inference.frames.errors import FrameError, TooManyPixels
+from masklog.inference.frames.images import ImageListFrames, read_image
+from masklog.inference.frames.video import VideoFrames
+from masklog.inference.protocols import FrameSource
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 # OpenCV's decoders sniff the content; the suffix only names the stored file.

@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.events import Event
-from server import api
-from server.exchange.formats import DEFAULT_FORMAT, FORMATS
-from server.exchange.routes import routes as exchange_routes
-from server.protocol import Snapshot
+from masklog.domain.events import Event
+from masklog.server import api
+from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS
+from masklog.server.exchange.routes import routes as exchange_routes
+from masklog.server.protocol import Snapshot
 
 # The JSON body each writing route takes.
 REQUEST_BODIES: dict[tuple[str, str], type] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from server.protocol import Here, Presence
+from masklog.server.protocol import Here, Presence
 
 
 class Seat:

@@ -18,14 +18,14 @@ from typing import Annotated
 
 import msgspec
 
-from domain.decide import Command
-from domain.events import ClassAdded, Event, Label, MediaAdded, ObjectInfo, Proposal, TrackRequested
-from domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_TOKEN_CHARS, json_depth_over
-from domain.shapes import Coord
-from domain.state import LabelState
-from server.accounts import Credential, Role, User
-from server.origins import origin_allowed
-from server.settings import Settings
+from masklog.domain.decide import Command
+from masklog.domain.events import ClassAdded, Event, Label, MediaAdded, ObjectInfo, Proposal, TrackRequested
+from masklog.domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_TOKEN_CHARS, json_depth_over
+from masklog.domain.shapes import Coord
+from masklog.domain.state import LabelState
+from masklog.server.accounts import Credential, Role, User
+from masklog.server.origins import origin_allowed
+from masklog.server.settings import Settings
 
 PROTOCOL_VERSION = 1
 

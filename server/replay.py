@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from domain.events import Event
-from domain.state import LabelState
-from server.store import EventStore
+from masklog.domain.events import Event
+from masklog.domain.state import LabelState
+from masklog.server.store import EventStore
 
 
 async def replay(store: EventStore, streams: set[str] | None, seq: int) -> LabelState:

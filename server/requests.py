@@ -17,14 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from domain.decide import DomainError, ErrorCode
-from domain.events import MediaAdded, ProjectCreated
-from domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
-from server.accounts import AccountError, User
-from server.authorization import Forbidden
-from server.context import Context
-from server.limits import LimitExceeded, retry_after_header
-from server.media import MediaError
+from masklog.domain.decide import DomainError, ErrorCode
+from masklog.domain.events import MediaAdded, ProjectCreated
+from masklog.domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
+from masklog.server.accounts import AccountError, User
+from masklog.server.authorization import Forbidden
+from masklog.server.context import Context
+from masklog.server.limits import LimitExceeded, retry_after_header
+from masklog.server.media import MediaError
 
 _encoder = msgspec.json.Encoder()
 

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from server.accounts import Accounts, Credential, Role
-from server.protocol import Close, CloseCode
+from masklog.server.accounts import Accounts, Credential, Role
+from masklog.server.protocol import Close, CloseCode
 
 
 @dataclass(eq=False)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.registry import DEFAULT_BACKEND, backend_named
+from masklog.inference.registry import DEFAULT_BACKEND, backend_named
 
 
 @dataclass(frozen=True)

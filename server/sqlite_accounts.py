@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from server.accounts import (
+from masklog.server.accounts import (
     DEFAULT_TOKEN_LIFETIME_S,
     TOKEN_ID_LENGTH,
     USER_NAME,

@@ -40,8 +40,8 @@ from uuid import UUID
 
 import aiosqlite
 
-from domain.events import Event, NewEvent, decode_event, decode_events, encode, stored
-from server.store import (
+from masklog.domain.events import Event, NewEvent, decode_event, decode_events, encode, stored
+from masklog.server.store import (
     AppendFailed,
     HeadBroadcast,
     ReadFailed,

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.accounts import Accounts
-from server.settings import Settings
-from server.store import EventStore
+from masklog.server.accounts import Accounts
+from masklog.server.settings import Settings
+from masklog.server.store import EventStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +23,13 @@ class StorageBackend:
 
 
 async def _sqlite_store(settings: Settings) -> EventStore:
-    from server.sqlite_store import SQLiteEventStore
+    from masklog.server.sqlite_store import SQLiteEventStore
 
     return await SQLiteEventStore.open(settings.database)
 
 
 async def _sqlite_accounts(settings: Settings) -> Accounts:
-    from server.sqlite_accounts import SQLiteAccounts
+    from masklog.server.sqlite_accounts import SQLiteAccounts
 
     return await SQLiteAccounts.open(settings.accounts_database)
 

@@ -16,7 +16,7 @@ from typing import Protocol, Self
 
 import msgspec
 
-from domain.events import Event, NewEvent, SchemaError, decode_new_event, encode, is_event_id
+from masklog.domain.events import Event, NewEvent, SchemaError, decode_new_event, encode, is_event_id
 
 
 class StoreError(Exception):

@@ -15,18 +15,18 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from domain.decide import DomainError, Scope
-from domain.events import Event, media_stream, project_stream
-from domain.precheck import is_costly, precheck
-from server import protocol as p
-from server.accounts import User
-from server.authorization import Forbidden, authorize_on_media
-from server.context import Context
-from server.hub import Overflowed, Subscriber
-from server.ledger import LedgerError
-from server.limits import LimitExceeded
-from server.presence import Seat
-from server.sessions import Session
+from masklog.domain.decide import DomainError, Scope
+from masklog.domain.events import Event, media_stream, project_stream
+from masklog.domain.precheck import is_costly, precheck
+from masklog.server import protocol as p
+from masklog.server.accounts import User
+from masklog.server.authorization import Forbidden, authorize_on_media
+from masklog.server.context import Context
+from masklog.server.hub import Overflowed, Subscriber
+from masklog.server.ledger import LedgerError
+from masklog.server.limits import LimitExceeded
+from masklog.server.presence import Seat
+from masklog.server.sessions import Session
 
 log = logging.getLogger("masklog.ws")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inference.classical.imaging import ColourBins, keep_major_components, lab_stretched
-from inference.protocols import Candidate, FrameSource, Prompt
+from masklog.inference.classical.imaging import ColourBins, keep_major_components, lab_stretched
+from masklog.inference.protocols import Candidate, FrameSource, Prompt
 
 SEGMENTER_MODEL = "classical/grabcut@1"
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from domain.events import Direction
-from inference.classical.imaging import ColourBins, disc_kernel, guided_filter, keep_major_components, lab_stretched, logit, sigmoid
-from inference.classical.segmenter import ClassicalSegmenter
-from inference.propagation import SessionClosed, check_frame, propagation_frames
-from inference.protocols import FrameSource, Prompt, TrackedMask
+from masklog.domain.events import Direction
+from masklog.inference.classical.imaging import ColourBins, disc_kernel, guided_filter, keep_major_components, lab_stretched, logit, sigmoid
+from masklog.inference.classical.segmenter import ClassicalSegmenter
+from masklog.inference.propagation import SessionClosed, check_frame, propagation_frames
+from masklog.inference.protocols import FrameSource, Prompt, TrackedMask
 
 TRACKER_MODEL = "classical/flowcolour@1"
 

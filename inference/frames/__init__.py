@@ -13,12 +13,12 @@ though decoding is sequential. Callers import from the module of the kind they n
 below are the package's short public entry for code that does not care which.
 """
 
-from inference.frames.arrays import ArrayFrames
-from inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView, SharedFrameCache
-from inference.frames.dicom import DicomSeriesFrames, DicomSeriesInfo, probe_dicom_series
-from inference.frames.errors import FrameError, TooManyPixels
-from inference.frames.images import ImageListFrames, read_image
-from inference.frames.video import VideoFrames, VideoInfo, probe_video
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView, SharedFrameCache
+from masklog.inference.frames.dicom import DicomSeriesFrames, DicomSeriesInfo, probe_dicom_series
+from masklog.inference.frames.errors import FrameError, TooManyPixels
+from masklog.inference.frames.images import ImageListFrames, read_image
+from masklog.inference.frames.video import VideoFrames, VideoInfo, probe_video
 
 __all__ = [
     "DEFAULT_CACHE_FRAMES",

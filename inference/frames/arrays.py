@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inference.frames.cache import readonly
-from inference.frames.errors import FrameError, check_index
+from masklog.inference.frames.cache import readonly
+from masklog.inference.frames.errors import FrameError, check_index
 
 
 class ArrayFrames:

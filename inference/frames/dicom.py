@@ -10,9 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView
-from inference.frames.errors import FrameError, TooManyPixels
-from inference.frames.images import ImageListFrames
+from masklog.inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView
+from masklog.inference.frames.errors import FrameError, TooManyPixels
+from masklog.inference.frames.images import ImageListFrames
 
 # Transfer syntaxes pydicom decodes on its own (with numpy only): uncompressed, deflated and RLE
 # Lossless. Every other compressed syntax (JPEG, JPEG-LS, JPEG 2000, HTJ2K, MPEG) needs decoder

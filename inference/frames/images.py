@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView, readonly
-from inference.frames.errors import FrameError, check_index
+from masklog.inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView, readonly
+from masklog.inference.frames.errors import FrameError, check_index
 
 
 class ImageListFrames:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView, readonly
-from inference.frames.errors import FrameError, check_index
+from masklog.inference.frames.cache import DEFAULT_CACHE_FRAMES, FrameCache, SharedCacheView, readonly
+from masklog.inference.frames.errors import FrameError, check_index
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inference.protocols import Candidate, FrameSource, Prompt
-from inference.sam2.model import Sam2Model
+from masklog.inference.protocols import Candidate, FrameSource, Prompt
+from masklog.inference.sam2.model import Sam2Model
 
 DEFAULT_EMBEDDING_CACHE = 4  # at 1024 px an entry is about 16 MiB (float32)
 

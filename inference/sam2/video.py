@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from domain.events import Direction
-from inference.propagation import SessionClosed, check_frame, propagation_frames
-from inference.protocols import FrameSource, Prompt, TrackedMask
-from inference.sam2.model import Sam2Model
+from masklog.domain.events import Direction
+from masklog.inference.propagation import SessionClosed, check_frame, propagation_frames
+from masklog.inference.protocols import FrameSource, Prompt, TrackedMask
+from masklog.inference.sam2.model import Sam2Model
 
 # sam2's frame loader normalisation (ImageNet mean and std).
 _IMG_MEAN = (0.485, 0.456, 0.406)

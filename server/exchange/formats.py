@@ -4,8 +4,8 @@ the docs). A new format is a module in `writers/` that defines `WRITER`, and one
 
 from __future__ import annotations
 
-from server.exchange.writer import Writer
-from server.exchange.writers import coco, events, yolo
+from masklog.server.exchange.writer import Writer
+from masklog.server.exchange.writers import coco, events, yolo
 
 FORMATS: dict[str, Writer] = {
     "coco": coco.WRITER,

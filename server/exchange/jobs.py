@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from domain import coco
-from domain.events import Event, MediaAdded, NewEvent, SchemaError, decode_event
-from server.exchange.formats import FORMATS
-from server.exchange.writer import LabelsToExport, LogWriter, Progress, project_streams
-from server.replay import replay
+from masklog.domain import coco
+from masklog.domain.events import Event, MediaAdded, NewEvent, SchemaError, decode_event
+from masklog.server.exchange.formats import FORMATS
+from masklog.server.exchange.writer import LabelsToExport, LogWriter, Progress, project_streams
+from masklog.server.replay import replay
 
 
 class ExchangeError(Exception):
@@ -34,9 +34,9 @@ async def export_offline(
     progress: Progress | None = None,
 ) -> None:
     """Write an export of the log in `data` in format `kind` (a name in FORMATS)."""
-    from server.media import MediaLibrary
-    from server.settings import Settings
-    from server.storage import open_store
+    from masklog.server.media import MediaLibrary
+    from masklog.server.settings import Settings
+    from masklog.server.storage import open_store
 
     writer = FORMATS.get(kind)
     if writer is None:
@@ -51,7 +51,7 @@ async def export_offline(
                 out.write(chunk)
             return
         if seq is None:
-            from server.ledger import rebuild
+            from masklog.server.ledger import rebuild
 
             state = await rebuild(store)
         else:
@@ -89,8 +89,8 @@ async def import_log(
     log had at that event. Every line is checked before anything is written, and all of them
     are held meanwhile, so the log may be at most `max_bytes` (default `max_import_bytes`);
     returns the number of events."""
-    from server.settings import Settings
-    from server.storage import open_store
+    from masklog.server.settings import Settings
+    from masklog.server.storage import open_store
 
     limit = Settings.max_import_bytes if max_bytes is None else max_bytes
     events: list[Event] = []

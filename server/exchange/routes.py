@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from domain import coco
-from domain.decide import Command
-from domain.events import ID_PATTERN, Event, MediaAdded
-from server.accounts import RANK, Role, User
-from server.authorization import Forbidden, require
-from server.context import Context
-from server.exchange.formats import DEFAULT_FORMAT, FORMATS
-from server.exchange.writer import LabelsToExport, LogWriter, project_streams
-from server.replay import state_as_of
-from server.requests import ApiError, endpoint, int_param, json_response, read_bytes, read_form, refuse_declared_over, visible_media, visible_project
+from masklog.domain import coco
+from masklog.domain.decide import Command
+from masklog.domain.events import ID_PATTERN, Event, MediaAdded
+from masklog.server.accounts import RANK, Role, User
+from masklog.server.authorization import Forbidden, require
+from masklog.server.context import Context
+from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS
+from masklog.server.exchange.writer import LabelsToExport, LogWriter, project_streams
+from masklog.server.replay import state_as_of
+from masklog.server.requests import ApiError, endpoint, int_param, json_response, read_bytes, read_form, refuse_declared_over, visible_media, visible_project
 
 
 @dataclass(frozen=True)

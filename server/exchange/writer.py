@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from domain.coco import Selection
-from domain.events import MediaAdded, media_stream, project_stream
-from domain.state import LabelState
-from server.store import EventStore
+from masklog.domain.coco import Selection
+from masklog.domain.events import MediaAdded, media_stream, project_stream
+from masklog.domain.state import LabelState
+from masklog.server.store import EventStore
 
 FrameJpeg = Callable[[MediaAdded, int], bytes]
 Progress = Callable[[int, int], None]

@@ -6,8 +6,8 @@ import uuid
 
 import numpy as np
 
-from domain.decide import Command, decide
-from domain.events import (
+from masklog.domain.decide import Command, decide
+from masklog.domain.events import (
     ClassAdded,
     Event,
     MediaAdded,
@@ -15,9 +15,9 @@ from domain.events import (
     ProjectCreated,
     SkeletonTemplate,
 )
-from domain.geometry import rle_encode
-from domain.shapes import Bitmask, ShapeKind
-from domain.state import LabelState
+from masklog.domain.geometry import rle_encode
+from masklog.domain.shapes import Bitmask, ShapeKind
+from masklog.domain.state import LabelState
 
 ADMIN = "user:admin"
 ALICE = "user:alice"

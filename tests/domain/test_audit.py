@@ -1,7 +1,7 @@
-from domain import events as ev
-from domain.audit import GroupBy, cell_history, counts
-from domain.decide import Undo
-from domain.shapes import BBox
+from masklog.domain import events as ev
+from masklog.domain.audit import GroupBy, cell_history, counts
+from masklog.domain.decide import Undo
+from masklog.domain.shapes import BBox
 from tests.domain.builders import ALICE, BOB, TRACKER, project_log, rect_mask
 
 SAM = "model:sam2/tiny@2.1"

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from domain import coco, yolo
-from domain import events as ev
-from domain.geometry import rle_decode, rle_encode, shape_to_mask
-from domain.shapes import BBox, Bitmask, Keypoint, Polygon, PolygonPart, Polyline, RotatedBBox, Skeleton, SkeletonPoint
+from masklog.domain import coco, yolo
+from masklog.domain import events as ev
+from masklog.domain.geometry import rle_decode, rle_encode, shape_to_mask
+from masklog.domain.shapes import BBox, Bitmask, Keypoint, Polygon, PolygonPart, Polyline, RotatedBBox, Skeleton, SkeletonPoint
 from tests.domain.builders import ADMIN, ALICE, HEIGHT, TRACKER, WIDTH, MemoryLog, project_log
 
 

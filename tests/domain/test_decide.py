@@ -4,10 +4,10 @@ import uuid
 
 import pytest
 
-from domain import events as ev
-from domain.decide import DomainError, ErrorCode, Redo, Undo, decide
-from domain.geometry import rle_area, rle_decode
-from domain.shapes import BBox, Bitmask, Keypoint, Polygon, PolygonPart, Polyline, RotatedBBox, Skeleton, SkeletonPoint
+from masklog.domain import events as ev
+from masklog.domain.decide import DomainError, ErrorCode, Redo, Undo, decide
+from masklog.domain.geometry import rle_area, rle_decode
+from masklog.domain.shapes import BBox, Bitmask, Keypoint, Polygon, PolygonPart, Polyline, RotatedBBox, Skeleton, SkeletonPoint
 from tests.domain.builders import ALICE, BOB, FRAMES, HEIGHT, TRACKER, WIDTH, project_log, rect_mask
 
 
@@ -181,7 +181,7 @@ def test_undoing_a_creation_keeps_an_object_others_labelled(log):
 
 
 def test_scope_of_each_command(log):
-    from domain.decide import Scope, scope_of
+    from masklog.domain.decide import Scope, scope_of
 
     log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=0, y=0, w=3, h=3), source="manual"))
     track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward"))
@@ -210,7 +210,7 @@ def answered(log, object_id, frame, mask, actor=ALICE, score=0.9):
 
 
 def test_save_segment_makes_a_label_in_the_class_shape(log):
-    from domain.decide import SaveSegment
+    from masklog.domain.decide import SaveSegment
 
     mask = rect_mask(4, 6, 10, 8)
     for kind in ["bitmask", "polygon", "bbox"]:
@@ -224,7 +224,7 @@ def test_save_segment_makes_a_label_in_the_class_shape(log):
             assert label.shape == mask
         else:
             assert isinstance(label.shape, Polygon)
-            from domain.geometry import polygon_to_mask
+            from masklog.domain.geometry import polygon_to_mask
 
             assert (polygon_to_mask(label.shape, HEIGHT, WIDTH) == rle_decode(mask.rle)).all()
     # The same object on another frame (S5) keeps its id.
@@ -234,7 +234,7 @@ def test_save_segment_makes_a_label_in_the_class_shape(log):
 
 
 def test_save_segment_refusals(log):
-    from domain.decide import SaveSegment
+    from masklog.domain.decide import SaveSegment
 
     refused(log, ALICE, SaveSegment(prompt=str(uuid.uuid4())), ErrorCode.UNKNOWN, "no proposed segment")
     older = answered(log, "o-bitmask", 0, rect_mask(0, 0, 4, 4))
@@ -249,7 +249,7 @@ def test_save_segment_refusals(log):
 
 
 def test_save_segment_with_panoptic_exclude(log):
-    from domain.decide import SaveSegment
+    from masklog.domain.decide import SaveSegment
 
     log.do(ALICE, ev.ObjectCreated(object="o-bitmask-2", media="m1", class_id="bitmask"))
     log.do(ALICE, ev.LabelSaved(object="o-bitmask", frame=0, shape=rect_mask(0, 0, 10, 10), source="manual"))

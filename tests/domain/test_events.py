@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain import events as ev
-from domain.shapes import (
+from masklog.domain import events as ev
+from masklog.domain.shapes import (
     BBox,
     Bitmask,
     Keypoint,
@@ -23,7 +23,7 @@ from domain.shapes import (
     Skeleton,
     SkeletonPoint,
 )
-from domain.state import LabelState, fold
+from masklog.domain.state import LabelState, fold
 
 TRACK = "00000000-0000-4000-8000-000000000001"
 LABEL = ev.Label(written_by=TRACK, shape=BBox(x=1, y=2, w=3, h=4), source=ev.Source.MANUAL, actor="user:ann")

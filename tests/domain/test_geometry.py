@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from pycocotools import mask as coco_mask
 
-from domain.geometry import (
+from masklog.domain.geometry import (
     GeometryError,
     bbox_to_mask,
     mask_to_bbox,
@@ -37,7 +37,7 @@ from domain.geometry import (
     shape_with_points,
     validate_shape,
 )
-from domain.shapes import (
+from masklog.domain.shapes import (
     AREA_KINDS,
     POINT_KINDS,
     BBox,

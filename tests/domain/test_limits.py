@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from domain.events import Event, LabelSaved, SchemaError, Source, decode_body, decode_event, decode_events, encode
-from domain.geometry import GeometryError, rle_area, rle_from_counts
-from domain.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS, json_depth_over
-from domain.shapes import BBox, Rle
+from masklog.domain.events import Event, LabelSaved, SchemaError, Source, decode_body, decode_event, decode_events, encode
+from masklog.domain.geometry import GeometryError, rle_area, rle_from_counts
+from masklog.domain.limits import MAX_JSON_DEPTH, MAX_MODEL_CHARS, json_depth_over
+from masklog.domain.shapes import BBox, Rle
 
 
 @pytest.mark.parametrize(

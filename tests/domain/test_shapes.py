@@ -1,6 +1,6 @@
 """The shape families (domain/shapes.py): one place for what each kind of shape can do."""
 
-from domain.shapes import AREA_KINDS, POINT_KINDS, SAM_KINDS, SHAPE_FAMILIES, ShapeKind
+from masklog.domain.shapes import AREA_KINDS, POINT_KINDS, SAM_KINDS, SHAPE_FAMILIES, ShapeKind
 
 
 def test_every_kind_covers_an_area_or_is_made_of_points_never_both() -> None:

@@ -5,10 +5,10 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain import events as ev
-from domain.decide import DomainError, Redo, Undo
-from domain.shapes import BBox, Polygon, PolygonPart
-from domain.state import LabelState, fold, state_at
+from masklog.domain import events as ev
+from masklog.domain.decide import DomainError, Redo, Undo
+from masklog.domain.shapes import BBox, Polygon, PolygonPart
+from masklog.domain.state import LabelState, fold, state_at
 from tests.domain.builders import ALICE, BOB, FRAMES, TRACKER, MemoryLog, project_log, rect_mask
 
 USERS = [ALICE, BOB]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.frames.arrays import ArrayFrames
+from masklog.inference.frames.arrays import ArrayFrames
 
 
 def textured_background(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from domain.events import Direction
-from inference.classical.imaging import guided_filter
-from inference.classical.segmenter import SEGMENTER_MODEL, ClassicalSegmenter
-from inference.classical.tracker import TRACKER_MODEL, ClassicalTracker
-from inference.evaluation import evaluate_vos
-from inference.frames.arrays import ArrayFrames
-from inference.protocols import ClickPoint, FrameSource, Prompt, Segmenter, Tracker, TrackerSession
+from masklog.domain.events import Direction
+from masklog.inference.classical.imaging import guided_filter
+from masklog.inference.classical.segmenter import SEGMENTER_MODEL, ClassicalSegmenter
+from masklog.inference.classical.tracker import TRACKER_MODEL, ClassicalTracker
+from masklog.inference.evaluation import evaluate_vos
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.protocols import ClickPoint, FrameSource, Prompt, Segmenter, Tracker, TrackerSession
 from tests.inference.synthetic import CountingFrames, disc_mask, draw_disc, iou, textured_background
 
 H, W = 180, 240

@@ -3,7 +3,7 @@ cell supersedes a waiting one (pure: no models, no server)."""
 
 from __future__ import annotations
 
-from inference.click_queue import ClickQueue
+from masklog.inference.click_queue import ClickQueue
 
 
 def drain(queue: ClickQueue[str]) -> list[str]:

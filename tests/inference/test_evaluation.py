@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from domain.events import Direction
-from inference.evaluation import (
+from masklog.domain.events import Direction
+from masklog.inference.evaluation import (
     boundary_map,
     boundary_tolerance,
     disk,
@@ -18,7 +18,7 @@ from inference.evaluation import (
     f_measure,
     jaccard,
 )
-from inference.protocols import FrameSource, Prompt, TrackedMask
+from masklog.inference.protocols import FrameSource, Prompt, TrackedMask
 
 
 def square(shape: tuple[int, int], x: int, y: int, size: int) -> np.ndarray:

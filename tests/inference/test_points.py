@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from domain.events import Direction
-from inference.frames.arrays import ArrayFrames
-from inference.points import POINT_TRACKER_MODEL, PointTracker, PointTrackerSession, TrackedPoints
+from masklog.domain.events import Direction
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.points import POINT_TRACKER_MODEL, PointTracker, PointTrackerSession, TrackedPoints
 from tests.inference.synthetic import CountingFrames
 
 H, W = 240, 320

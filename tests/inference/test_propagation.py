@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from domain.events import Direction
-from inference.classical.tracker import ClassicalTracker
-from inference.frames.arrays import ArrayFrames
-from inference.points import PointTracker
-from inference.propagation import FrameOutOfRange, SessionClosed, check_frame, propagation_frames
+from masklog.domain.events import Direction
+from masklog.inference.classical.tracker import ClassicalTracker
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.points import PointTracker
+from masklog.inference.propagation import FrameOutOfRange, SessionClosed, check_frame, propagation_frames
 
 
 def test_frames_visited_count_the_start_and_stop_at_the_ends():

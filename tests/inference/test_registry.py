@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from domain.events import TrackerAlias
-from domain.limits import MAX_ID_CHARS
-from inference.classical.segmenter import ClassicalSegmenter
-from inference.classical.tracker import ClassicalTracker, TrackerConfig
-from inference.protocols import Segmenter, Tracker
-from inference.registry import (
+from masklog.domain.events import TrackerAlias
+from masklog.domain.limits import MAX_ID_CHARS
+from masklog.inference.classical.segmenter import ClassicalSegmenter
+from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
+from masklog.inference.protocols import Segmenter, Tracker
+from masklog.inference.registry import (
     BACKENDS,
     BASELINE_TRACKER,
     DEFAULT_BACKEND,
@@ -85,7 +85,7 @@ def test_load_tracker_by_name_or_simple():
 
 
 def test_a_configured_sam2_that_cannot_load_is_an_error_not_a_fallback(tmp_path):
-    from inference.sam2.model import Sam2LoadError
+    from masklog.inference.sam2.model import Sam2LoadError
 
     with pytest.raises(Sam2LoadError, match="nope.pt"):
         load_backends("sam2", ModelOptions(checkpoint=tmp_path / "nope.pt", device="cpu"))
@@ -94,5 +94,5 @@ def test_a_configured_sam2_that_cannot_load_is_an_error_not_a_fallback(tmp_path)
 def test_reading_the_registry_loads_no_model_library():
     """The settings and the CLI read the registry in every process: torch must stay unloaded
     until a server is configured with SAM 2."""
-    code = "import sys, inference.registry, server.settings, server.cli; sys.exit('torch' in sys.modules)"
+    code = "import sys, masklog.inference.registry, masklog.server.settings, masklog.server.cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT)}).returncode == 0

@@ -7,13 +7,13 @@ import msgspec
 import numpy as np
 import pytest
 
-from domain import events as ev
-from domain.geometry import rle_encode, shape_to_mask
-from domain.shapes import BBox, Bitmask, Keypoint, Polygon, RotatedBBox
-from inference.classical.tracker import ClassicalTracker
-from inference.frames.arrays import ArrayFrames
-from inference.points import PointTracker
-from inference.tracking import PlanError, TrackJob, frames_done, plan_track
+from masklog.domain import events as ev
+from masklog.domain.geometry import rle_encode, shape_to_mask
+from masklog.domain.shapes import BBox, Bitmask, Keypoint, Polygon, RotatedBBox
+from masklog.inference.classical.tracker import ClassicalTracker
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.points import PointTracker
+from masklog.inference.tracking import PlanError, TrackJob, frames_done, plan_track
 from tests.domain.builders import ALICE, TRACKER, MemoryLog, project_log
 from tests.inference.synthetic import iou
 from tests.server.tracking_clips import Clip, Disc
@@ -75,7 +75,7 @@ def test_every_area_kind_comes_back_in_its_kind_and_follows_the_disc(log):
 
 
 def _square_polygon(cx: float, cy: float, half: float) -> Polygon:
-    from domain.shapes import PolygonPart
+    from masklog.domain.shapes import PolygonPart
 
     return Polygon(parts=[PolygonPart(outer=[cx - half, cy - half, cx + half, cy - half, cx + half, cy + half, cx - half, cy + half])])
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.accounts import TOKEN_ID_LENGTH, AccountError, Accounts, Role, UnknownUser, User, token_digest, token_id
+from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Accounts, Role, UnknownUser, User, token_digest, token_id
 
 
 class AccountsContract:

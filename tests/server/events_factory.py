@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from domain.events import LabelSaved, NewEvent, Source
-from domain.shapes import BBox
+from masklog.domain.events import LabelSaved, NewEvent, Source
+from masklog.domain.shapes import BBox
 
 
 def label_saved(

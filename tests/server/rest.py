@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from domain.decide import Command
-from domain.events import Event
+from masklog.domain.decide import Command
+from masklog.domain.events import Event
 from tests.server.live import LiveServer
 
 MODEL_ACTOR = "model:test/tracker@1"

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.events import Event
-from server.store import EventStore, StoreClosed, UnstorableEvent
+from masklog.domain.events import Event
+from masklog.server.store import EventStore, StoreClosed, UnstorableEvent
 from tests.server.events_factory import batch, label_saved
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import websockets
 
-from server.accounts import DEFAULT_TOKEN_LIFETIME_S, token_id
-from server.redact import REDACTED, RedactTokens, redact
-from server.sqlite_accounts import SQLiteAccounts
+from masklog.server.accounts import DEFAULT_TOKEN_LIFETIME_S, token_id
+from masklog.server.redact import REDACTED, RedactTokens, redact
+from masklog.server.sqlite_accounts import SQLiteAccounts
 from tests.server.live import Client, LiveServer, seed, start_server
 from tests.server.rest import fresh, new_object
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def masklog(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run([sys.executable, "-m", "masklog.server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def ctx_of(live: LiveServer):  # type: ignore[no-untyped-def]

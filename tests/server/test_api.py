@@ -14,10 +14,10 @@ import msgspec
 import numpy as np
 import pytest
 
-from domain.events import SegmentProposed, TrackFrameProduced
-from domain.geometry import rle_decode, rle_encode
-from domain.shapes import BBox, Rle
-from server.protocol import CommandMessage, CommandRequest, ProtocolError, parse
+from masklog.domain.events import SegmentProposed, TrackFrameProduced
+from masklog.domain.geometry import rle_decode, rle_encode
+from masklog.domain.shapes import BBox, Rle
+from masklog.server.protocol import CommandMessage, CommandRequest, ProtocolError, parse
 from tests.server.live import FRAMES, HEIGHT, WIDTH, upload, write_image
 from tests.server.rest import as_model, bbox, command, new_object, post_command, request_track, save_box
 
@@ -319,8 +319,8 @@ def test_unknown_routes_and_methods_are_answered_by_the_router(alice):
 
 
 def test_openapi_describes_every_route(live):
-    from server import api
-    from server.exchange.routes import routes as exchange_routes
+    from masklog.server import api
+    from masklog.server.exchange.routes import routes as exchange_routes
 
     with live.http() as anonymous:
         response = anonymous.get("/api/openapi.json")  # no token needed, like /api/health

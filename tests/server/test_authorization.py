@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import websockets
 
-from domain.events import SegmentProposed, TrackFrameProduced
-from domain.geometry import rle_encode
-from domain.shapes import BBox, Rle
+from masklog.domain.events import SegmentProposed, TrackFrameProduced
+from masklog.domain.geometry import rle_encode
+from masklog.domain.shapes import BBox, Rle
 from tests.server.live import Client, LiveServer, seeded_server
 from tests.server.rest import as_model, bbox, command, fresh, head, new_object, post_command, request_track, save_box
 
@@ -139,7 +139,7 @@ ERROR_CODE = {401: "unauthorized", 403: "forbidden", 404: "unknown_id"}
 
 
 def test_the_route_table_covers_every_route():
-    from server.api import routes
+    from masklog.server.api import routes
 
     served = {f"{method} {route.path}" for route in routes for method in route.methods - {"HEAD"}}
     named = {name.replace("p1", "{project}").replace("p2", "{project}").replace("m1", "{media}").replace("m2", "{media}") for name in REST_TABLE}
@@ -374,7 +374,7 @@ COMMAND_CASES = [
 
 
 def test_the_command_table_covers_every_command_kind():
-    from domain.decide import Command
+    from masklog.domain.decide import Command
 
     kinds = {t.__struct_config__.tag for t in Command.__args__}
     assert kinds == {kind.split(" ")[0] for kind in COMMAND_TABLE}
@@ -523,9 +523,9 @@ async def test_a_non_member_never_gets_into_another_projects_socket(server):
 
 
 async def test_require_ranks_roles_and_names_the_missing_one(tmp_path):
-    from server.accounts import Role, User
-    from server.authorization import Forbidden, require
-    from server.sqlite_accounts import SQLiteAccounts
+    from masklog.server.accounts import Role, User
+    from masklog.server.authorization import Forbidden, require
+    from masklog.server.sqlite_accounts import SQLiteAccounts
 
     accounts = await SQLiteAccounts.open(tmp_path / "accounts.sqlite3")
     try:

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def masklog(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "masklog.server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def test_user_add_prints_a_token_that_logs_in(tmp_path):
@@ -65,7 +65,7 @@ def test_demo_serves_a_project_made_on_the_spot(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "demo", "--data", str(tmp_path), "--port", str(port)],
+        [sys.executable, "-m", "masklog.server.cli", "demo", "--data", str(tmp_path), "--port", str(port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

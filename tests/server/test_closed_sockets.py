@@ -94,7 +94,7 @@ async def test_a_retry_after_the_socket_closed_gets_the_original_seq(live):
 
 
 async def test_a_client_id_of_the_servers_derived_kind_is_refused(live):
-    from domain.events import derived_event_id
+    from masklog.domain.events import derived_event_id
 
     alice = Client(live, "alice")
     await alice.connect()

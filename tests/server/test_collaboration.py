@@ -230,7 +230,7 @@ async def test_pipelined_commands_are_decided_in_the_order_sent(live):
     before it on the same socket (an object, then its labels)."""
     import numpy as np
 
-    from domain.geometry import rle_encode
+    from masklog.domain.geometry import rle_encode
 
     noise = np.random.default_rng(5).random((48, 64)) < 0.5
     rle = rle_encode(noise)

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import websockets
 
-from domain.events import Event, LabelSaved, NewEvent, ProjectCreated, Source, encode
-from domain.limits import INT64_MAX, MAX_JSON_DEPTH, MAX_RLE_CHARS, MAX_SHAPE_POINTS
-from domain.shapes import BBox
-from server.exchange.jobs import ExchangeError, import_log
-from server.sqlite_store import SQLiteEventStore
+from masklog.domain.events import Event, LabelSaved, NewEvent, ProjectCreated, Source, encode
+from masklog.domain.limits import INT64_MAX, MAX_JSON_DEPTH, MAX_RLE_CHARS, MAX_SHAPE_POINTS
+from masklog.domain.shapes import BBox
+from masklog.server.exchange.jobs import ExchangeError, import_log
+from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.live import HEIGHT, WIDTH, Client, LiveServer, seeded_server, start_server
 from tests.server.rest import command, fresh, head, new_object, post_command
 
@@ -397,7 +397,7 @@ def test_an_event_log_over_the_limit_is_refused(tmp_path):
     event = encode(Event(seq=1, id=str(uuid.uuid4()), stream="project:p", actor="user:alice", at=1.0, body=ProjectCreated(project="p", name="P"))) + b"\n"
     log = tmp_path / "log.jsonl"
     log.write_bytes(event + b" " * 4096 + b"\n")
-    done = subprocess.run([sys.executable, "-m", "server.cli", "import-log", str(log), "--data", str(tmp_path / "a"), "--max-bytes", "1024"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "masklog.server.cli", "import-log", str(log), "--data", str(tmp_path / "a"), "--max-bytes", "1024"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "over 1024 bytes" in done.stderr
     assert not (tmp_path / "a" / "events.sqlite3").exists()
     with pytest.raises(ExchangeError, match="over 100 bytes"):

@@ -9,10 +9,10 @@ import msgspec
 import numpy as np
 import pytest
 
-from domain.events import MediaAdded, Rle
-from domain.geometry import rle_decode, shape_to_mask
-from domain.shapes import Shape
-from server.media import MediaLibrary
+from masklog.domain.events import MediaAdded, Rle
+from masklog.domain.geometry import rle_decode, shape_to_mask
+from masklog.domain.shapes import Shape
+from masklog.server.media import MediaLibrary
 from tests.inference.synthetic import iou
 from tests.inference.frames.test_dicom import dicom_slice, write_dicom, write_disc_series
 from tests.server.live import Client, LiveServer, seeded_server, upload, write_image

@@ -19,10 +19,10 @@ from pycocotools.coco import COCO
 
 import msgspec
 
-from domain.geometry import rle_encode, shape_to_mask
-from domain.shapes import Shape
-from domain.state import LabelState
-from server.sqlite_store import SQLiteEventStore
+from masklog.domain.geometry import rle_encode, shape_to_mask
+from masklog.domain.shapes import Shape
+from masklog.domain.state import LabelState
+from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.live import HEIGHT, WIDTH, LiveServer, seeded_server, upload
 from tests.server.rest import command, head
 
@@ -168,7 +168,7 @@ def test_event_log_export_streams_the_projects_events(live):
 
 
 def masklog(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "masklog.server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 async def states_by_position(database: Path) -> list[LabelState]:

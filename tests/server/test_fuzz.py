@@ -32,9 +32,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as sync_connect
 
-from domain.geometry import rle_encode
-from server import api
-from server.exchange.routes import routes as exchange_routes
+from masklog.domain.geometry import rle_encode
+from masklog.server import api
+from masklog.server.exchange.routes import routes as exchange_routes
 from tests.inference.frames.test_dicom import write_disc_series
 from tests.server import fuzz_strategies as fs
 from tests.server.live import LiveServer, seeded_server, write_image, write_video

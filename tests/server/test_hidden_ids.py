@@ -18,8 +18,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from domain.events import Rle, SegmentProposed
-from domain.geometry import rle_encode
+from masklog.domain.events import Rle, SegmentProposed
+from masklog.domain.geometry import rle_encode
 from tests.server.live import Client, LiveServer, seeded_server, upload, write_image
 from tests.server.rest import as_model, bbox, command, fresh, new_object, post_command, save_box
 

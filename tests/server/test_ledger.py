@@ -5,14 +5,14 @@ import uuid
 
 import pytest
 
-from domain import events as ev
-from domain.decide import DomainError
-from domain.shapes import BBox
-from domain.state import fold
-from server.hub import Hub, Overflowed
-from server.ledger import Ledger, LedgerError
-from server.sqlite_store import SQLiteEventStore
-from server.store import AppendFailed
+from masklog.domain import events as ev
+from masklog.domain.decide import DomainError
+from masklog.domain.shapes import BBox
+from masklog.domain.state import fold
+from masklog.server.hub import Hub, Overflowed
+from masklog.server.ledger import Ledger, LedgerError
+from masklog.server.sqlite_store import SQLiteEventStore
+from masklog.server.store import AppendFailed
 
 ADMIN = "user:admin"
 

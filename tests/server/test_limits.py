@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from domain.events import TrackCompleted
-from server import cli
-from server.limits import TokenBucket
-from server.settings import Settings
+from masklog.domain.events import TrackCompleted
+from masklog.server import cli
+from masklog.server.limits import TokenBucket
+from masklog.server.settings import Settings
 from tests.server.live import Client, LiveServer, seeded_server
 from tests.server.rest import as_model, command, fresh, head, new_object, post_command, request_track, save_box
 

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from server.settings import Settings
+from masklog.server.settings import Settings
 from tests.inference.frames.test_dicom import dicom_slice, write_dicom
 from tests.server.live import LiveServer, seeded_server, upload, write_video
 from tests.server.rest import fresh

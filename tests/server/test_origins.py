@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.origins import host_allowed, origin_allowed, parse_origin
-from server.settings import Settings
+from masklog.server.origins import host_allowed, origin_allowed, parse_origin
+from masklog.server.settings import Settings
 
 LOCAL = ("127.0.0.1", 8000)  # the address and port a connection arrived on
 

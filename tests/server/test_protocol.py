@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from domain.events import Event, LabelSaved, ObjectCreated, Source
-from domain.limits import MAX_JSON_DEPTH
-from domain.shapes import BBox
-from server import protocol as p
-from server.accounts import Credential, Role, User
-from server.settings import Settings
+from masklog.domain.events import Event, LabelSaved, ObjectCreated, Source
+from masklog.domain.limits import MAX_JSON_DEPTH
+from masklog.domain.shapes import BBox
+from masklog.server import protocol as p
+from masklog.server.accounts import Credential, Role, User
+from masklog.server.settings import Settings
 from tests.domain.builders import ALICE, MemoryLog, project_log
 
 LIMIT = 1024 * 1024

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.limits import MAX_JSON_DEPTH
-from server.requests import ApiError, endpoint, error_response, int_param, json_response, read_bytes, read_form, read_json
+from masklog.domain.limits import MAX_JSON_DEPTH
+from masklog.server.requests import ApiError, endpoint, error_response, int_param, json_response, read_bytes, read_form, read_json
 from tests.server.rest import MULTIPART, multipart
 
 LIMIT = 64

@@ -8,8 +8,8 @@ from uuid import uuid4
 
 import pytest
 
-from server.accounts import Accounts
-from server.sqlite_accounts import SQLiteAccounts
+from masklog.server.accounts import Accounts
+from masklog.server.sqlite_accounts import SQLiteAccounts
 from tests.server.accounts_contract import AccountsContract
 
 

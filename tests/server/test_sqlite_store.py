@@ -9,8 +9,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from server.sqlite_store import SQLiteEventStore
-from server.store import AppendFailed, EventStore, StoreCorrupted, StoreIncompatible
+from masklog.server.sqlite_store import SQLiteEventStore
+from masklog.server.store import AppendFailed, EventStore, StoreCorrupted, StoreIncompatible
 from tests.server.events_factory import batch, label_saved
 from tests.server.store_contract import EventStoreContract, seqs
 
@@ -158,7 +158,7 @@ async def test_open_refuses_a_newer_format_and_a_non_database(tmp_path: Path) ->
 async def test_time_never_runs_backwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with await SQLiteEventStore.open(tmp_path / "log.db") as store:
         [early] = await store.append(batch(1))
-        monkeypatch.setattr("server.sqlite_store.time.time", lambda: early.at - 3600)  # the clock steps back
+        monkeypatch.setattr("masklog.server.sqlite_store.time.time", lambda: early.at - 3600)  # the clock steps back
         [late] = await store.append(batch(1))
         assert late.at == early.at
 

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from uuid import UUID
 
-from server.sqlite_store import SQLiteEventStore
+from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.events_factory import batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import asyncio, random, sys
-from server.sqlite_store import SQLiteEventStore
+from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.events_factory import batch
 
 async def main(path):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from server.accounts import Role
-from server.settings import Settings
-from server.sqlite_accounts import SQLiteAccounts
-from server.sqlite_store import SQLiteEventStore
-from server.storage import STORAGE_BACKENDS, open_accounts, open_store
+from masklog.server.accounts import Role
+from masklog.server.settings import Settings
+from masklog.server.sqlite_accounts import SQLiteAccounts
+from masklog.server.sqlite_store import SQLiteEventStore
+from masklog.server.storage import STORAGE_BACKENDS, open_accounts, open_store
 from tests.server.events_factory import batch
 
 

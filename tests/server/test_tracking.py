@@ -11,12 +11,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from domain.events import Rle
-from domain.geometry import polygon_to_mask, rle_decode, rle_encode, shape_to_mask
-from domain.shapes import Polygon, Shape
-from inference.classical.segmenter import ClassicalSegmenter
-from inference.classical.tracker import ClassicalTracker, TrackerConfig
-from inference.registry import Backends
+from masklog.domain.events import Rle
+from masklog.domain.geometry import polygon_to_mask, rle_decode, rle_encode, shape_to_mask
+from masklog.domain.shapes import Polygon, Shape
+from masklog.inference.classical.segmenter import ClassicalSegmenter
+from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
+from masklog.inference.registry import Backends
 from tests.inference.synthetic import iou
 from tests.server.live import Client, LiveServer, seed, seeded_server, start_server, upload
 from tests.server.rest import command
@@ -305,7 +305,7 @@ def _disc_shapes(clip: Clip, frame: int) -> dict[str, dict[str, Any]]:
 
 
 def _centre(shape: Shape, clip: Clip) -> np.ndarray:
-    from domain.geometry import shape_points
+    from masklog.domain.geometry import shape_points
 
     if isinstance(shape, Polygon) or shape.__struct_config__.tag in ("bitmask", "bbox", "rotated_bbox"):
         mask = polygon_to_mask(shape, clip.height, clip.width) if isinstance(shape, Polygon) else shape_to_mask(shape, clip.height, clip.width)
@@ -457,7 +457,7 @@ async def test_every_derived_id_squatted_by_a_user_leaves_the_models_work_alone(
     """The ids of the model's events (each frame of a track, its end, a prompt's answer) are
     derived from what they answer. A user who sends commands with those ids first is refused,
     and the model's work goes on as if nobody had tried."""
-    from inference.actor import end_event_id, frame_event_id, segment_event_id
+    from masklog.inference.actor import end_event_id, frame_event_id, segment_event_id
 
     disc = await labelled_object(alice, "mask", 0, THREE.bitmask(0, 0))
     track, prompt = str(uuid.uuid4()), str(uuid.uuid4())

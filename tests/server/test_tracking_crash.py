@@ -14,7 +14,7 @@ import httpx
 import websockets.sync.client
 
 from scripts.live_server import add_project, start_process, upload
-from server.accounts import Role
+from masklog.server.accounts import Role
 from tests.server.tracking_clips import LONG_LEAVING as LONG
 
 

@@ -8,13 +8,13 @@ import msgspec
 import pytest
 import torch
 
-from domain.events import Rle
-from domain.geometry import rle_decode
-from inference.classical.tracker import ClassicalTracker
-from inference.registry import Backends
-from inference.sam2.image import Sam2Segmenter
-from inference.sam2.model import load_sam2
-from inference.sam2.video import Sam2Tracker
+from masklog.domain.events import Rle
+from masklog.domain.geometry import rle_decode
+from masklog.inference.classical.tracker import ClassicalTracker
+from masklog.inference.registry import Backends
+from masklog.inference.sam2.image import Sam2Segmenter
+from masklog.inference.sam2.model import load_sam2
+from masklog.inference.sam2.video import Sam2Tracker
 from tests.server.live import Client, LiveServer, seeded_server, upload
 from tests.server.test_tracking import labelled_object, ok, produced, request, wait_end
 from tests.server.tracking_clips import THREE

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from domain.geometry import rle_encode
+from masklog.domain.geometry import rle_encode
 from tests.inference.synthetic import disc_mask, draw_disc, textured_background
 
 

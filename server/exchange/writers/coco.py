@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from domain import coco
-from server.exchange.writer import LabelsToExport, ProjectionWriter
+from masklog.domain import coco
+from masklog.server.exchange.writer import LabelsToExport, ProjectionWriter
 
 
 def write(export: LabelsToExport) -> Iterator[bytes]:

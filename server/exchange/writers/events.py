@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from domain.events import encode
-from server.exchange.writer import LogWriter
-from server.store import EventStore
+from masklog.domain.events import encode
+from masklog.server.exchange.writer import LogWriter
+from masklog.server.store import EventStore
 
 
 async def write(store: EventStore, streams: set[str] | None, seq: int | None) -> AsyncIterator[bytes]:

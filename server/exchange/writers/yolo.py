@@ -6,8 +6,8 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 
-from domain import coco, yolo
-from server.exchange.writer import LabelsToExport, ProjectionWriter
+from masklog.domain import coco, yolo
+from masklog.server.exchange.writer import LabelsToExport, ProjectionWriter
 
 
 def write(export: LabelsToExport) -> Iterator[bytes]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.frames.arrays import ArrayFrames
-from inference.frames.errors import FrameError
-from inference.protocols import FrameSource
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.frames.errors import FrameError
+from masklog.inference.protocols import FrameSource
 
 
 def test_array_frames() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.frames.cache import FrameCache, SharedFrameCache
-from inference.frames.images import ImageListFrames
+from masklog.inference.frames.cache import FrameCache, SharedFrameCache
+from masklog.inference.frames.images import ImageListFrames
 
 
 def frame(side: int, value: int = 0) -> np.ndarray:

@@ -17,9 +17,9 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 
-from inference.frames.dicom import DicomSeriesFrames, probe_dicom_series
-from inference.frames.errors import FrameError
-from inference.protocols import FrameSource
+from masklog.inference.frames.dicom import DicomSeriesFrames, probe_dicom_series
+from masklog.inference.frames.errors import FrameError
+from masklog.inference.protocols import FrameSource
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # normal: (0, 1, 0)

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inference.frames.errors import FrameError
-from inference.frames.images import ImageListFrames
-from inference.protocols import FrameSource
+from masklog.inference.frames.errors import FrameError
+from masklog.inference.frames.images import ImageListFrames
+from masklog.inference.protocols import FrameSource
 
 
 def test_image_list_decodes_rgb_and_bounds_its_cache(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from inference.frames.errors import FrameError
-from inference.frames.video import VideoFrames, VideoInfo, probe_video
-from inference.protocols import FrameSource
+from masklog.inference.frames.errors import FrameError
+from masklog.inference.frames.video import VideoFrames, VideoInfo, probe_video
+from masklog.inference.protocols import FrameSource
 
 DEMO = Path("demo")
 

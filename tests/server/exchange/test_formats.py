@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from domain.coco import Selection
-from server import api, cli
-from server.exchange.formats import DEFAULT_FORMAT, FORMATS
-from server.exchange.jobs import ExchangeError, export_offline
-from server.exchange.routes import routes as exchange_routes
-from server.exchange.writer import LabelsToExport, LogWriter, ProjectionWriter
-from server.openapi import describe
+from masklog.domain.coco import Selection
+from masklog.server import api, cli
+from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS
+from masklog.server.exchange.jobs import ExchangeError, export_offline
+from masklog.server.exchange.routes import routes as exchange_routes
+from masklog.server.exchange.writer import LabelsToExport, LogWriter, ProjectionWriter
+from masklog.server.openapi import describe
 from tests.server.live import seeded_server
 from tests.server.rest import new_object, save_box
 
@@ -40,7 +40,7 @@ def test_docs_list_exactly_the_registrys_formats():
 
 
 def test_cli_and_openapi_offer_the_registrys_formats():
-    done = subprocess.run([sys.executable, "-m", "server.cli", "export", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "masklog.server.cli", "export", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "{" + ",".join(FORMATS) + "}" in done.stdout
     assert all(writer.summary in " ".join(done.stdout.split()) for writer in FORMATS.values())
     [operation] = [ops["get"] for path, ops in describe([*api.routes, *exchange_routes])["paths"].items() if path.endswith("/export")]
