@@ -37,7 +37,8 @@ ONE_OF_EACH: list[ev.Body] = [
     ev.ObjectReclassed(object="o1", class_id="c2"),
     ev.PromptAdded(object="o1", frame=3, points=[ev.Point(x=1, y=2), ev.Point(x=3, y=4, include=False)], box=ev.Box(x0=0, y0=0, x1=5, y1=5), mask=Rle(size=(2, 2), counts="04")),
     ev.SegmentProposed(prompt=TRACK, object="o1", frame=3, mask=Rle(size=(2, 2), counts="04"), score=0.9, model="sam2/hiera_t@2.1"),
-    ev.LabelSaved(object="o1", frame=0, shape=Polygon(parts=[PolygonPart(outer=[0, 0, 4, 0, 4, 4], holes=[[1, 1, 2, 1, 2, 2]])]), source=ev.Source.SAM, model="sam2/hiera_t@2.1", prompt=TRACK, score=0.8),
+    ev.LabelSaved(object="o1", frame=0, shape=Polygon(parts=[PolygonPart(outer=[0, 0, 4, 0, 4, 4], holes=[[1, 1, 2, 1, 2, 2]])]), source=ev.Source.SAM,
+                  model="sam2/hiera_t@2.1", prompt=TRACK, score=0.8),
     ev.LabelDeleted(object="o1", frame=0),
     ev.TrackRequested(media="m1", objects=["o1", "o2"], start=5, direction=ev.Direction.BACKWARD, range=10, interval=2, algorithm=ev.TrackerAlias.SIMPLE, autosave=True),
     ev.TrackFrameProduced(track=TRACK, object="o1", frame=4, shape=RotatedBBox(cx=5, cy=5, w=2, h=3, angle=30), score=0.7, model="classical/flow@1"),
@@ -47,8 +48,10 @@ ONE_OF_EACH: list[ev.Body] = [
     ev.TrackFailed(track=TRACK, reason="backend crashed"),
     ev.TrackedAccepted(track=TRACK, frames=[3, 4]),
     ev.TrackedDiscarded(track=TRACK, objects=["o1"]),
-    ev.Undone(media="m1", target=TRACK, changes=[ev.LabelChange(object="o1", frame=0, before=LABEL, after=None), ev.ObjectChange(object="o1", before=None, after=ev.ObjectInfo(media="m1", class_id="c1", created_by="user:ann"))], conflicts=1),
-    ev.Redone(media="m1", target=TRACK, changes=[ev.ProposalChange(track=TRACK, object="o1", frame=2, before=None, after=ev.Proposal(written_by=TRACK, shape=Polyline(points=[0, 0, 1, 1]), score=0.5, model="m/x@1"))]),
+    ev.Undone(media="m1", target=TRACK, changes=[ev.LabelChange(object="o1", frame=0, before=LABEL, after=None),
+                                                 ev.ObjectChange(object="o1", before=None, after=ev.ObjectInfo(media="m1", class_id="c1", created_by="user:ann"))], conflicts=1),
+    ev.Redone(media="m1", target=TRACK, changes=[ev.ProposalChange(track=TRACK, object="o1", frame=2, before=None,
+                                                                   after=ev.Proposal(written_by=TRACK, shape=Polyline(points=[0, 0, 1, 1]), score=0.5, model="m/x@1"))]),
     ev.LabelSaved(object="o1", frame=1, shape=Skeleton(points=[SkeletonPoint(x=1, y=1), SkeletonPoint(x=2, y=2, visible=False)]), source=ev.Source.IMPORTED),
     ev.LabelSaved(object="o1", frame=2, shape=Keypoint(x=1, y=1), source=ev.Source.MANUAL),
     ev.LabelSaved(object="o1", frame=2, shape=Bitmask(rle=Rle(size=(2, 2), counts="04")), source=ev.Source.MANUAL),
@@ -115,7 +118,10 @@ def test_garbage_is_a_schema_error_never_a_crash(data):
         pass
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["seq", "id", "body", "type", "v", "frame"]), c, max_size=4)))
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["seq", "id", "body", "type", "v", "frame"]), c, max_size=4),
+))
 def test_random_json_is_a_schema_error_never_a_crash(value):
     try:
         ev.decode_event(json.dumps(value))

@@ -28,14 +28,14 @@ import pytest
 import sam2  # noqa: F401
 import torch
 
-# sam2's SAM2Transforms (inside the raw image predictor) uses torch.jit.script, deprecated in torch.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
-
 from masklog.domain.events import Direction
 from masklog.inference.protocols import ClickPoint, Prompt, Segmenter, Tracker, TrackerSession
-from masklog.inference.sam2.model import Sam2LoadError, Sam2Model, load_sam2
 from masklog.inference.sam2.image import Sam2Segmenter
+from masklog.inference.sam2.model import Sam2LoadError, Sam2Model, load_sam2
 from masklog.inference.sam2.video import Sam2Tracker, default_history
+
+# sam2's SAM2Transforms (inside the raw image predictor) uses torch.jit.script, deprecated in torch.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
 # Where the fidelity tests run: "cpu" here and in CI; "cuda" on a GPU machine, where both our code
 # and the raw predictors run under the same bf16 autocast (Sam2Model.running).

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from scripts.live_server import add_project, start_process, upload, write_video
 from masklog.server.accounts import Role
+from scripts.live_server import add_project, start_process, upload, write_video
 
 
 def test_a_server_process_is_set_up_over_rest_then_stopped(tmp_path):

@@ -128,7 +128,8 @@ def command_templates(mask_counts: str) -> list[dict[str, Any]]:
         {"type": "label_saved", "object": MASK_OBJECT, "frame": 1, "shape": {"type": "bitmask", "rle": rle}, "source": "manual"},
         {"type": "label_saved", "object": POLY_OBJECT, "frame": 1, "shape": {"type": "polygon", "parts": [{"outer": [1, 1, 9, 1, 9, 9], "holes": [[2, 2, 3, 2, 3, 3]]}]}, "source": "manual"},
         {"type": "label_saved", "object": LINE_OBJECT, "frame": 1, "shape": {"type": "polyline", "points": [1, 1, 5, 5, 9, 2]}, "source": "manual"},
-        {"type": "label_saved", "object": TARGET, "frame": 1, "shape": {"type": "rotated_bbox", "cx": 5, "cy": 5, "w": 4, "h": 2, "angle": 30}, "source": "sam", "model": "m", "prompt": PROMPT, "score": 0.5},
+        {"type": "label_saved", "object": TARGET, "frame": 1, "shape": {"type": "rotated_bbox", "cx": 5, "cy": 5, "w": 4, "h": 2, "angle": 30},
+         "source": "sam", "model": "m", "prompt": PROMPT, "score": 0.5},
         {"type": "label_saved", "object": TARGET, "frame": 1, "shape": {"type": "skeleton", "points": [{"x": 1, "y": 1, "visible": True}]}, "source": "manual"},
         {"type": "label_saved", "object": TARGET, "frame": 1, "shape": {"type": "keypoint", "x": 1, "y": 1}, "source": "imported"},
         {"type": "label_deleted", "object": TARGET, "frame": 1},
@@ -351,7 +352,8 @@ def request_bodies(mask_counts: str, limit: int) -> dict[str, list[Any]]:
     polygons = {**coco, "annotations": [{"id": 3, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 9, 1, 9, 9]], "area": 32, "bbox": [1, 1, 8, 8], "iscrowd": 0}]}
     return {
         "projects": [{"id": "fz-p", "name": "P"}],
-        "classes": [{"id": "fz-c", "name": "c", "shape": "bbox", "color": "#000000"}, {"id": "fz-s", "name": "s", "shape": "skeleton", "color": "#000000", "skeleton": {"points": ["a", "b"], "edges": [[0, 1]]}}],
+        "classes": [{"id": "fz-c", "name": "c", "shape": "bbox", "color": "#000000"},
+                    {"id": "fz-s", "name": "s", "shape": "skeleton", "color": "#000000", "skeleton": {"points": ["a", "b"], "edges": [[0, 1]]}}],
         "members": [{"role": "viewer"}, {"role": "annotator"}],
         "commands": [{"id": PROMPT, "body": body, "panoptic": False} for body in command_templates(mask_counts)],
         "import": [coco, polygons],

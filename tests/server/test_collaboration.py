@@ -199,7 +199,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_never_slows_the_others
         ring = [float(v) for i in range(1500) for v in (1 + i % 60, 1 + (i * 7) % 45)]
         shape = {"type": "polygon", "parts": [{"outer": ring}]}
         acks = []
-        for burst in range(25):
+        for _ in range(25):
             acks += await asyncio.gather(*[
                 alice.command({"type": "label_saved", "object": "a", "frame": index % 20, "shape": shape, "source": "manual"})
                 for index in range(20)

@@ -397,7 +397,8 @@ def test_an_event_log_over_the_limit_is_refused(tmp_path):
     event = encode(Event(seq=1, id=str(uuid.uuid4()), stream="project:p", actor="user:alice", at=1.0, body=ProjectCreated(project="p", name="P"))) + b"\n"
     log = tmp_path / "log.jsonl"
     log.write_bytes(event + b" " * 4096 + b"\n")
-    done = subprocess.run([sys.executable, "-m", "masklog.server.cli", "import-log", str(log), "--data", str(tmp_path / "a"), "--max-bytes", "1024"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "masklog.server.cli", "import-log", str(log), "--data", str(tmp_path / "a"), "--max-bytes", "1024"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "over 1024 bytes" in done.stderr
     assert not (tmp_path / "a" / "events.sqlite3").exists()
     with pytest.raises(ExchangeError, match="over 100 bytes"):

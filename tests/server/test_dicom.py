@@ -13,8 +13,8 @@ from masklog.domain.events import MediaAdded, Rle
 from masklog.domain.geometry import rle_decode, shape_to_mask
 from masklog.domain.shapes import Shape
 from masklog.server.media import MediaLibrary
-from tests.inference.synthetic import iou
 from tests.inference.frames.test_dicom import dicom_slice, write_dicom, write_disc_series
+from tests.inference.synthetic import iou
 from tests.server.live import Client, LiveServer, seeded_server, upload, write_image
 from tests.server.test_tracking import fresh, ok, produced, request, wait_end
 

@@ -12,12 +12,11 @@ import zipfile
 from pathlib import Path
 
 import cv2
+import msgspec
 import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
-
-import msgspec
 
 from masklog.domain.geometry import rle_encode, shape_to_mask
 from masklog.domain.shapes import Shape
@@ -245,7 +244,7 @@ def test_an_annotator_imports_onto_existing_classes(live):
     with live.http("alice") as alice:
         response = alice.post("/api/media/m1/import", content=json.dumps(coco_document()).encode(), headers={"content-type": "application/json"})
         assert response.status_code == 201, response.text
-        [label] = [l for (o, f), l in labels_of(live, "m1").items() if f == 3 and l["source"] == "imported"]
+        [label] = [value for (_, f), value in labels_of(live, "m1").items() if f == 3 and value["source"] == "imported"]
         assert label["shape"] == {"type": "bbox", "x": 1.0, "y": 1.0, "w": 5.0, "h": 5.0} and label["actor"] == "user:alice"
     with live.http("viewer") as viewer:
         assert viewer.post("/api/media/m1/import", content=json.dumps(coco_document()).encode()).status_code == 403

@@ -278,8 +278,11 @@ def test_every_route_is_fuzzed():
 @settings(FUZZ, max_examples=EXAMPLES * 4)
 @given(request=fs.rest_requests(ROUTES, fs.request_bodies(EMPTY_MASK, REQUEST_LIMIT), REQUEST_LIMIT))
 @example(request=fs.RestRequest("alice", "GET", "/api/media/m1/history", (("after", str(2**63)),), None))
-@example(request=fs.RestRequest("alice", "POST", "/api/media/m1/commands", (), b'{"id": "0f0f0f0f-0000-4000-8000-0000000000fe", "body": ' + '{"a": '.encode() * 3000 + b"1" + b"}" * 3000 + b"}"))
-@example(request=fs.RestRequest("alice", "POST", "/api/media/m1/import", (), json.dumps({**fs.request_bodies(EMPTY_MASK, REQUEST_LIMIT)["import"][0], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"size": [fs.HEIGHT, fs.WIDTH], "counts": [2**63, 1]}, "area": 1, "bbox": [0, 0, 1, 1], "iscrowd": 1}]}).encode()))
+@example(request=fs.RestRequest("alice", "POST", "/api/media/m1/commands", (), b'{"id": "0f0f0f0f-0000-4000-8000-0000000000fe", "body": ' + b'{"a": ' * 3000 + b"1" + b"}" * 3000 + b"}"))
+@example(request=fs.RestRequest("alice", "POST", "/api/media/m1/import", (), json.dumps({
+    **fs.request_bodies(EMPTY_MASK, REQUEST_LIMIT)["import"][0],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"size": [fs.HEIGHT, fs.WIDTH], "counts": [2**63, 1]}, "area": 1, "bbox": [0, 0, 1, 1], "iscrowd": 1}],
+}).encode()))
 def test_rest_requests(server, http, request):
     before = log_head(server)
     client = http[request.user]

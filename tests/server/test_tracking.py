@@ -391,7 +391,7 @@ async def test_sam_mode_preview_save_and_the_same_object_on_another_frame(alice,
     for frame in (0, 9):
         (x, y) = THREE.discs[0].centre(frame)
         prompt = await ok(alice, {"type": "prompt_added", "object": object_id, "frame": frame, "points": [{"x": x, "y": y}]})
-        await alice.wait_for(lambda: any(e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"] for e in alice.events))
+        await alice.wait_for(lambda prompt=prompt: any(e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"] for e in alice.events))
         answer = next(e for e in alice.events if e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"])
         assert answer["cause"] == prompt["id"] and answer["actor"] == "model:classical/grabcut@1"
         preview = rle_decode(msgspec.convert(answer["body"]["mask"], Rle))

@@ -13,8 +13,8 @@ import uuid
 import httpx
 import websockets.sync.client
 
-from scripts.live_server import add_project, start_process, upload
 from masklog.server.accounts import Role
+from scripts.live_server import add_project, start_process, upload
 from tests.server.tracking_clips import LONG_LEAVING as LONG
 
 
