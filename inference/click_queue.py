@@ -32,8 +32,9 @@ class ClickQueue(Generic[T]):
         if prompts is None:
             prompts = self._turns[requester] = OrderedDict()
             # Ahead of whoever was just served (the end of the turn, if still waiting).
-            if self._last_served in self._turns and self._last_served != requester:
-                self._turns.move_to_end(self._last_served)
+            last = self._last_served
+            if last is not None and last in self._turns and last != requester:
+                self._turns.move_to_end(last)
         else:
             prompts.pop(cell, None)  # their own older prompt there: the new one queues after their others
         prompts[cell] = prompt

@@ -24,8 +24,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.live_server import add_project, start_process, upload, write_video
 from masklog.server.accounts import Role
+from scripts.live_server import add_project, start_process, upload, write_video
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

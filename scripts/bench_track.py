@@ -36,17 +36,17 @@ import cv2
 import numpy as np
 import websockets
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `scripts` and `tests`
 
 from masklog.domain.events import Direction
 from masklog.domain.geometry import rle_encode
 from masklog.inference.frames.images import ImageListFrames
 from masklog.inference.protocols import ClickPoint, Prompt
 from masklog.inference.registry import ModelOptions, load_backends
-from scripts.live_server import ServerProcess, add_project, start_process, upload
 from masklog.server.accounts import Role
+from scripts.live_server import ServerProcess, add_project, start_process, upload
 
+ROOT = Path(__file__).resolve().parent.parent
 VOS = ROOT.parent / "shared" / "data" / "vos"
 
 
@@ -130,7 +130,8 @@ async def socket_runs(args: argparse.Namespace, server: ServerProcess, paths: li
         for repeat in range(args.repeats):
             object_id = f"o{repeat}"
             await link.command({"type": "object_created", "object": object_id, "media": "clip", "class_id": "mask"})
-            saved = await link.command({"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}, "source": "manual"})
+            shape = {"type": "bitmask", "rle": {"size": list(rle.size), "counts": rle.counts}}
+            saved = await link.command({"type": "label_saved", "object": object_id, "frame": 0, "shape": shape, "source": "manual"})
             await link.until(lambda e, saved=saved: e["id"] == saved)
             # Alternate with the bare runs so both see the same machine state.
             bare.append(await asyncio.to_thread(bare_track, backends, paths, mask))

@@ -35,14 +35,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from masklog.domain.events import Direction
+from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.frames.images import read_image
+from masklog.inference.points import PointTracker, PointTrackerConfig
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from masklog.domain.events import Direction  # noqa: E402
-from masklog.inference.frames.arrays import ArrayFrames  # noqa: E402
-from masklog.inference.frames.images import read_image  # noqa: E402
-from masklog.inference.points import PointTracker, PointTrackerConfig  # noqa: E402
-
 DEFAULTS = PointTrackerConfig()
 VOS = ROOT.parent / "shared" / "data" / "vos"
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from masklog.domain.audit import GroupBy, cell_history, counts
-from masklog.domain.decide import Command, check_new_id
+from masklog.domain.decide import Command, Scope, check_new_id
 from masklog.domain.events import (
     ClassAdded,
     Color,
@@ -63,7 +63,7 @@ SHAPE_FAMILY_LISTS = {name: sorted(kind.value for kind in kinds) for name, kinds
 
 
 async def _execute(ctx: Context, user: User, command: Command, command_id: str | None = None, panoptic: bool = False) -> tuple[Event, bool]:
-    def authorize(scope):  # type: ignore[no-untyped-def]
+    def authorize(scope: Scope) -> None:
         authorize_command(ctx, user, command, scope)
         ctx.limits.check_quota(ctx.ledger.state, user.actor, command)
 
@@ -361,7 +361,7 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
     media = visible_media(ctx, user, request.path_params["media"])
     body = await read_json(request, CommandRequest, ctx.settings.max_request_bytes)
 
-    def authorize(scope):  # type: ignore[no-untyped-def]
+    def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, body.body, scope, media.media)
         ctx.limits.check_quota(ctx.ledger.state, user.actor, body.body)
 

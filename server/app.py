@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+import masklog.web
 from masklog.inference.actor import InferenceActor
 from masklog.inference.registry import Backends, ModelOptions, load_backends
 from masklog.server import api, redact
@@ -27,7 +28,6 @@ from masklog.server.presence import PresenceBoard
 from masklog.server.settings import Settings
 from masklog.server.storage import open_accounts, open_store
 from masklog.server.ws import media_socket
-import masklog.web
 
 log = logging.getLogger("masklog")
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from masklog.inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
 from masklog.server.settings import Settings, env, model_settings_from, token_lifetime_s
@@ -35,10 +36,22 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
     parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
-    parser.add_argument("--max-running-tracks", type=_positive(int), default=env("MAX_RUNNING_TRACKS"), help=f"tracks one user may have running at once (env MASKLOG_MAX_RUNNING_TRACKS; default {Settings.max_running_tracks})")
-    parser.add_argument("--max-prompt-points", type=_positive(int), default=env("MAX_PROMPT_POINTS"), help=f"clicks in one prompt (env MASKLOG_MAX_PROMPT_POINTS; default {Settings.max_prompt_points})")
-    parser.add_argument("--commands-per-second", type=_positive(float), default=env("COMMANDS_PER_SECOND"), help=f"commands one user may send a second (env MASKLOG_COMMANDS_PER_SECOND; default {Settings.commands_per_second:g})")
-    parser.add_argument("--command-burst", type=_positive(int), default=env("COMMAND_BURST"), help=f"commands one user may send at once above that rate (env MASKLOG_COMMAND_BURST; default {Settings.command_burst})")
+    parser.add_argument(
+        "--max-running-tracks", type=_positive(int), default=env("MAX_RUNNING_TRACKS"),
+        help=f"tracks one user may have running at once (env MASKLOG_MAX_RUNNING_TRACKS; default {Settings.max_running_tracks})",
+    )
+    parser.add_argument(
+        "--max-prompt-points", type=_positive(int), default=env("MAX_PROMPT_POINTS"),
+        help=f"clicks in one prompt (env MASKLOG_MAX_PROMPT_POINTS; default {Settings.max_prompt_points})",
+    )
+    parser.add_argument(
+        "--commands-per-second", type=_positive(float), default=env("COMMANDS_PER_SECOND"),
+        help=f"commands one user may send a second (env MASKLOG_COMMANDS_PER_SECOND; default {Settings.commands_per_second:g})",
+    )
+    parser.add_argument(
+        "--command-burst", type=_positive(int), default=env("COMMAND_BURST"),
+        help=f"commands one user may send at once above that rate (env MASKLOG_COMMAND_BURST; default {Settings.command_burst})",
+    )
     parser.add_argument("--public-origin", action="append", help="an origin clients reach this server under, e.g. https://labels.example.com (repeatable; env MASKLOG_PUBLIC_ORIGINS, comma-separated)")
 
 
@@ -57,10 +70,31 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
-def _limit_settings(args: argparse.Namespace) -> dict[str, int | float]:
+class _LimitSettings(TypedDict, total=False):
+    """The `Settings` fields of the per-user limits."""
+
+    max_running_tracks: int
+    max_prompt_points: int
+    commands_per_second: float
+    command_burst: int
+
+
+_LIMIT_NAMES: tuple[Literal["max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst"], ...] = (
+    "max_running_tracks",
+    "max_prompt_points",
+    "commands_per_second",
+    "command_burst",
+)
+
+
+def _limit_settings(args: argparse.Namespace) -> _LimitSettings:
     """The per-user limits given as flags or MASKLOG_* variables; the rest keep their defaults."""
-    names = ("max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    limits: _LimitSettings = {}
+    for name in _LIMIT_NAMES:
+        value = getattr(args, name)
+        if value is not None:
+            limits[name] = value
+    return limits
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -202,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--data")
     _add_storage_flag(add)
     default_days = float(env("TOKEN_DAYS") or Settings.token_lifetime_days)
-    add.add_argument("--expires", type=float, default=default_days, metavar="DAYS", help=f"the new token stops working after DAYS days; 0: until revoked (env MASKLOG_TOKEN_DAYS; default {default_days:g})")
+    add.add_argument(
+        "--expires", type=float, default=default_days, metavar="DAYS",
+        help=f"the new token stops working after DAYS days; 0: until revoked (env MASKLOG_TOKEN_DAYS; default {default_days:g})",
+    )
     revoke = user_commands.add_parser("revoke", help="revoke a user's tokens (all, or one); works while the server runs")
     revoke.add_argument("name")
     revoke.add_argument("--token", help="only this token (the token itself or its id, from 'masklog user tokens')")

@@ -19,6 +19,7 @@ from masklog.domain.events import ClassAdded, MediaAdded, MediaKind, ProjectCrea
 from masklog.domain.shapes import ShapeKind
 from masklog.server.accounts import Role
 from masklog.server.context import Context
+from masklog.server.media import Probed
 
 PROJECT = "demo"
 USERS = {"admin": Role.ADMIN, "alice": Role.ANNOTATOR, "bob": Role.ANNOTATOR, "viewer": Role.VIEWER}
@@ -50,7 +51,7 @@ def write_demo_video(path: Path, frames: int = 90, size: tuple[int, int] = (640,
     cat = cv2.resize(_photo("chelsea.png"), (180, 120), interpolation=cv2.INTER_AREA)
     cat_mask = np.zeros(cat.shape[:2], np.uint8)
     cv2.ellipse(cat_mask, (90, 60), (86, 56), 0, 0, 360, 255, -1)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError("OpenCV cannot write mp4 here")
     try:
@@ -91,8 +92,8 @@ async def ensure_demo(ctx: Context) -> dict[str, str]:
 
     library = ctx.library
 
-    def make_files() -> list[tuple[str, str, MediaKind, object]]:
-        made = []
+    def make_files() -> list[tuple[str, str, MediaKind, Probed]]:
+        made: list[tuple[str, str, MediaKind, Probed]] = []
         staging = library.staging()
         try:
             video = staging / "pan.mp4"
@@ -107,7 +108,7 @@ async def ensure_demo(ctx: Context) -> dict[str, str]:
     for media_id, name, kind, probed in await asyncio.to_thread(make_files):
         command = MediaAdded(
             project=PROJECT, media=media_id, name=name, kind=kind,
-            width=probed.width, height=probed.height, frames=probed.frames, fps=probed.fps,  # type: ignore[attr-defined]
+            width=probed.width, height=probed.height, frames=probed.frames, fps=probed.fps,
         )
         await ctx.ledger.execute(admin, command, str(uuid.uuid4()))
     return tokens

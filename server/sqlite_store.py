@@ -254,7 +254,7 @@ class SQLiteEventStore:
         self._commits += 1
         advanced = head > self._head
         self._head, self._last_at = head, last_at
-        for pending, outcome in zip(group, outcomes):
+        for pending, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 _fail(pending.future, _append_failed(outcome))
             elif not pending.future.done():

@@ -161,7 +161,8 @@ def _grabcut(image: np.ndarray, trimap: np.ndarray, iterations: int) -> np.ndarr
         bgd = np.zeros((1, 65), np.float64)
         fgd = np.zeros((1, 65), np.float64)
         try:
-            cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+            # OpenCV's stubs require `rect`; None is what OpenCV takes with GC_INIT_WITH_MASK.
+            cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
         except cv2.error:
             labels = trimap  # degenerate colour statistics (e.g. a flat image): keep the seeds
     return np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))

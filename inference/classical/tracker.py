@@ -104,7 +104,7 @@ class ClassicalTrackerSession:
         self._bins = ColourBins(config.bins)
         scale = min(1.0, config.work_side / max(frames.width, frames.height))
         self._work = (max(8, round(frames.width * scale)), max(8, round(frames.height * scale)))  # w, h
-        self._flow = cv2.DISOpticalFlow_create(config.flow_preset)
+        self._flow = cv2.DISOpticalFlow.create(config.flow_preset)
         # Conditioning masks given by the user, full resolution: object -> frame -> mask.
         self._conditioning: dict[str, dict[int, np.ndarray]] = {}
         self._closed = False
@@ -167,10 +167,10 @@ class ClassicalTrackerSession:
         cfg = self._cfg
         conditioning = self._conditioning_at(frame.index)
         proposals: dict[str, _Proposal] = {}
-        for obj, state in list(states.items()):
+        for obj, tracked in list(states.items()):
             if obj in conditioning or motion is None:
                 continue
-            proposal = self._propose(state, frame, motion)
+            proposal = self._propose(tracked, frame, motion)
             if proposal is None:
                 del states[obj]
             else:
@@ -218,7 +218,7 @@ class ClassicalTrackerSession:
             # Presence: how decided the posterior is over the mask, 0 (coin flip) .. 1 (certain),
             # discounted when the pixels stopped looking like the conditioning frame's object.
             decided = float(np.clip(2.0 * post[proposal.mask].mean() - 1.0, 0.0, 1.0))
-            score = decided * float(sigmoid(np.float64(evidence)))
+            score = decided * float(sigmoid(np.asarray(evidence, np.float64)))
             results.append(TrackedMask(obj, frame.index, full, score))
         return results
 
@@ -325,9 +325,14 @@ class ClassicalTrackerSession:
             colour=self._bins.index(lab_stretched(rgb)),
         )
 
+    def _dense_flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Per pixel of `source`, its displacement to `target`."""
+        # OpenCV's stubs require `flow`; None (allocate the output) is what OpenCV takes.
+        return self._flow.calc(source, target, None)  # type: ignore[call-overload]
+
     def _motion(self, previous: _Frame, current: _Frame) -> _Motion:
-        back = self._flow.calc(current.grey, previous.grey, None)  # current pixel -> previous frame
-        forth = self._flow.calc(previous.grey, current.grey, None)
+        back = self._dense_flow(current.grey, previous.grey)  # current pixel -> previous frame
+        forth = self._dense_flow(previous.grey, current.grey)
         map_x = self._grid_x + back[..., 0]
         map_y = self._grid_y + back[..., 1]
         # Going back then forth should land where we started; where it does not, the pixel was

@@ -56,15 +56,15 @@ def probe_dicom_series(paths: Sequence[str | Path], labels: Sequence[str] | None
     at a time: the series is never held in memory. `labels` name the files in errors (their
     paths by default). A slice of more than `max_pixels` pixels (by its header) is refused with
     TooManyPixels before its pixel data is decoded."""
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise FrameError("no DICOM files")
-    names = list(labels) if labels is not None else [str(p) for p in paths]
-    if len(names) != len(paths):
+    names = list(labels) if labels is not None else [str(p) for p in files]
+    if len(names) != len(files):
         raise ValueError("one label per file")
     keys: list[_SliceKey] = []
     first: tuple[tuple[int, int], str] | None = None
-    for path, name in zip(paths, names):
+    for path, name in zip(files, names, strict=True):
         dataset = _read_dicom(path, name)
         size = _check_slice(dataset, name)
         if max_pixels is not None and size[0] * size[1] > max_pixels:
