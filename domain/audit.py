@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from masklog.domain.events import Event, Label, Source
+from masklog.domain.events import Event, Label, Source, kind
 from masklog.domain.state import LabelState
 
 
@@ -76,7 +76,6 @@ def cell_history(events: Iterable[Event], object_id: str, frame: int) -> list[Ce
         state.apply(event)
         value = state.label(object_id, frame)
         if value != current:
-            kind = type(event.body).__struct_config__.tag  # type: ignore[attr-defined]
-            history.append(CellEntry(seq=event.seq, actor=event.actor, kind=kind, value=value, replaced=current))
+            history.append(CellEntry(seq=event.seq, actor=event.actor, kind=kind(event.body), value=value, replaced=current))
             current = value
     return history

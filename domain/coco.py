@@ -59,14 +59,15 @@ from masklog.domain.shapes import (
     Keypoint,
     Polygon,
     PolygonPart,
-    RotatedBBox,
     Rle,
+    RotatedBBox,
     Shape,
     ShapeKind,
     Skeleton,
     SkeletonPoint,
 )
 from masklog.domain.state import LabelState
+
 
 class CocoError(ValueError):
     """A COCO file that cannot be imported; nothing of it was."""
@@ -112,11 +113,11 @@ def frame_items(state: LabelState, media: MediaAdded, selection: Selection) -> d
             if info_track is None or info_track.request.media != media.media:
                 continue
             for (object_id, frame), proposal in cells.items():
-                info = state.objects.get(object_id)
-                if info is None or frame not in wanted or object_id in out.get(frame, {}):
+                live = state.objects.get(object_id)
+                if live is None or frame not in wanted or object_id in out.get(frame, {}):
                     continue
                 provenance = {"source": Source.TRACKED.value, "actor": info_track.actor, "model": proposal.model, "proposal": True, "track": track_id}
-                out.setdefault(frame, {})[object_id] = Item(object_id, info.class_id, proposal.shape, provenance)
+                out.setdefault(frame, {})[object_id] = Item(object_id, live.class_id, proposal.shape, provenance)
     return {frame: sorted(items.values(), key=lambda i: i.object) for frame, items in sorted(out.items())}
 
 
@@ -218,13 +219,13 @@ def export_chunks(
             image = {"id": number, "file_name": file_name(media, frame), "width": media.width, "height": media.height, "masklog": {"media": media.media, "frame": frame}}
             yield (b"," if number > 1 else b"") + encode(image)
     yield b'],"annotations":['
-    image = annotation_number = done = 0
+    image_number = annotation_number = done = 0
     for media, items in selected:
         for frame_labels in items.values():
-            image += 1
+            image_number += 1
             for item in frame_labels:
                 annotation_number += 1
-                entry = annotation(annotation_number, image, category_ids[item.class_id], item, media, selection.polygons)
+                entry = annotation(annotation_number, image_number, category_ids[item.class_id], item, media, selection.polygons)
                 yield (b"," if annotation_number > 1 else b"") + encode(entry)
             done += 1
             if progress is not None:
@@ -339,17 +340,17 @@ def plan_import(state: LabelState, media: MediaAdded, data: bytes | bytearray, n
 
 def _check_limits(plan: ImportPlan) -> None:
     """Hold the commands made from the file to the limits a client's commands meet."""
-    for command in plan.classes:
+    for added in plan.classes:
         try:
-            check_limits(command)
+            check_limits(added)
         except SchemaError as error:
-            raise CocoError(f"category {command.name[:50]!r}: {error}") from None
-    for command in plan.labels:
+            raise CocoError(f"category {added.name[:50]!r}: {error}") from None
+    for saved in plan.labels:
         try:
-            check_limits(command)
-            check_points(command.shape)
+            check_limits(saved)
+            check_points(saved.shape)
         except (SchemaError, DomainError) as error:
-            raise CocoError(f"the label of object {command.object!r} on frame {command.frame}: {error}") from None
+            raise CocoError(f"the label of object {saved.object!r} on frame {saved.frame}: {error}") from None
 
 
 def _image_frames(images: list[_Image], media: MediaAdded) -> dict[int | str, int]:
@@ -411,13 +412,16 @@ def _new_class(project: str, entry: _Category, extra: dict[str, Any], taken: set
         else:
             edges = [(a - 1, b - 1) for a, b in (entry.skeleton or [])]
             skeleton = SkeletonTemplate(points=list(entry.keypoints or ["point"]), edges=edges)
-    color = extra.get("color") if isinstance(extra.get("color"), str) and re.match(r"^#[0-9a-fA-F]{6}$", extra["color"]) else "#ff8800"
+    color = extra.get("color")
+    if not (isinstance(color, str) and re.match(r"^#[0-9a-fA-F]{6}$", color)):
+        color = "#ff8800"
     return ClassAdded(project=project, class_id=class_id, name=entry.name[:200] or class_id, shape=ShapeKind(shape), color=color, skeleton=skeleton)
 
 
 def _instance(entry: _Annotation) -> str | None:
-    if entry.masklog is not None and isinstance(entry.masklog.get("object"), str):
-        return entry.masklog["object"]
+    instance = entry.masklog.get("object") if entry.masklog is not None else None
+    if isinstance(instance, str):
+        return instance
     if entry.track_id is not None:
         return f"track-{entry.track_id}"
     if entry.attributes and entry.attributes.get("track_id") is not None:
@@ -432,10 +436,10 @@ def _shape(entry: _Annotation, cls: ClassAdded, media: MediaAdded) -> Shape:
     shape: Shape | None = None
     if exact is not None:
         try:
-            shape = msgspec.convert(exact, Shape)  # type: ignore[arg-type]
+            shape = msgspec.convert(exact, Shape)
         except msgspec.ValidationError as error:
             raise GeometryError(f"its masklog shape is not valid: {error}") from None
-        if shape.__struct_config__.tag != cls.shape.value:  # type: ignore[attr-defined]
+        if shape.__struct_config__.tag != cls.shape.value:
             shape = None  # the class changed kind: convert from the standard fields
     if shape is None:
         shape = _standard_shape(entry, cls, height, width)

@@ -53,7 +53,7 @@ from masklog.domain.events import (
     project_stream,
 )
 from masklog.domain.geometry import MASK_POLYGON_TOLERANCE, GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
-from masklog.domain.shapes import SAM_KINDS, Bitmask, ShapeKind, kind_of
+from masklog.domain.shapes import SAM_KINDS, Bitmask, Shape, ShapeKind, kind_of
 from masklog.domain.state import LabelState, TrackStatus
 
 
@@ -117,16 +117,44 @@ def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = 
     `panoptic` is the S6 exclude mode: a saved bitmask loses the pixels of the frame's other bitmasks.
     `trackers` are the tracker names a track request may give (the server's registry names).
     """
-    rule = _RULES.get(type(command))
-    if rule is None:
-        raise DomainError(ErrorCode.NOT_ALLOWED, f"'{type(command).__struct_config__.tag}' cannot be sent as a command")
-    if rule is _label_saved:
-        return _label_saved(state, actor, command, panoptic)  # type: ignore[arg-type]
-    if rule is _save_segment:
-        return _save_segment(state, actor, command, panoptic)  # type: ignore[arg-type]
-    if rule is _track_requested:
-        return _track_requested(state, actor, command, trackers)  # type: ignore[arg-type]
-    return rule(state, actor, command)  # type: ignore[operator]
+    match command:
+        case ProjectCreated():
+            return _project_created(state, actor, command)
+        case ClassAdded():
+            return _class_added(state, actor, command)
+        case MediaAdded():
+            return _media_added(state, actor, command)
+        case ObjectCreated():
+            return _object_created(state, actor, command)
+        case ObjectDeleted():
+            return _object_deleted(state, actor, command)
+        case ObjectReclassed():
+            return _object_reclassed(state, actor, command)
+        case PromptAdded():
+            return _prompt_added(state, actor, command)
+        case SegmentProposed():
+            return _segment_proposed(state, actor, command)
+        case LabelSaved():
+            return _label_saved(state, actor, command, panoptic)
+        case LabelDeleted():
+            return _label_deleted(state, actor, command)
+        case TrackRequested():
+            return _track_requested(state, actor, command, trackers)
+        case TrackFrameProduced():
+            return _track_frame_produced(state, actor, command)
+        case TrackCompleted() | TrackCancelled() | TrackFailed():
+            return _track_ended(state, actor, command)
+        case TrackedAccepted() | TrackedDiscarded():
+            return _tracked_reviewed(state, actor, command)
+        case Undone() | Redone():
+            return _refused(state, actor, command)
+        case Undo():
+            return _undo(state, actor, command)
+        case Redo():
+            return _redo(state, actor, command)
+        case SaveSegment():
+            return _save_segment(state, actor, command, panoptic)
+    raise DomainError(ErrorCode.NOT_ALLOWED, f"'{type(command).__struct_config__.tag}' cannot be sent as a command")
 
 
 # ---- lookups that fail with a clear message -----------------------------------------------------
@@ -201,16 +229,16 @@ def _track(state: LabelState, track_id: str, running: bool = False) -> TrackRequ
     return track.request
 
 
-def _geometry(shape: object, media: MediaAdded, cls: ClassAdded) -> None:
+def _geometry(shape: Shape, media: MediaAdded, cls: ClassAdded) -> None:
     skeleton_points = len(cls.skeleton.points) if cls.skeleton is not None else None
     try:
-        validate_shape(shape, media.width, media.height, skeleton_points)  # type: ignore[arg-type]
+        validate_shape(shape, media.width, media.height, skeleton_points)
     except GeometryError as error:
         raise DomainError(ErrorCode.BAD_GEOMETRY, str(error)) from None
 
 
-def _shape_kind(shape: object, cls: ClassAdded) -> None:
-    got = kind_of(shape)  # type: ignore[arg-type]
+def _shape_kind(shape: Shape, cls: ClassAdded) -> None:
+    got = kind_of(shape)
     if got != cls.shape:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"class {cls.class_id!r} takes {cls.shape} labels, not {got}")
 
@@ -545,32 +573,6 @@ def _refused(state: LabelState, actor: str, body: Body) -> Body:
     raise DomainError(ErrorCode.NOT_ALLOWED, "undone/redone events are made by the undo and redo commands")
 
 
-_RULES = {
-    ProjectCreated: _project_created,
-    ClassAdded: _class_added,
-    MediaAdded: _media_added,
-    ObjectCreated: _object_created,
-    ObjectDeleted: _object_deleted,
-    ObjectReclassed: _object_reclassed,
-    PromptAdded: _prompt_added,
-    SegmentProposed: _segment_proposed,
-    LabelSaved: _label_saved,
-    LabelDeleted: _label_deleted,
-    TrackRequested: _track_requested,
-    TrackFrameProduced: _track_frame_produced,
-    TrackCompleted: _track_ended,
-    TrackCancelled: _track_ended,
-    TrackFailed: _track_ended,
-    TrackedAccepted: _tracked_reviewed,
-    TrackedDiscarded: _tracked_reviewed,
-    Undone: _refused,
-    Redone: _refused,
-    Undo: _undo,
-    Redo: _redo,
-    SaveSegment: _save_segment,
-}
-
-
 # ---- where a command lands --------------------------------------------------------------------
 
 
@@ -596,7 +598,7 @@ def scope_of(state: LabelState, command: Command) -> Scope:
     elif isinstance(command, SaveSegment):
         media_id = _object(state, _segment(state, command.prompt).object)[0].media
     else:
-        object_id = command.object  # type: ignore[union-attr]
+        object_id = command.object
         media_id = state.object_media.get(object_id)
         if media_id is None:
             raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")

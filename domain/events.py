@@ -14,7 +14,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import msgspec
 
@@ -36,6 +36,9 @@ from masklog.domain.limits import (
     MAX_TRACK_RANGE,
 )
 from masklog.domain.shapes import Rle, Shape, ShapeKind
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # typing's own from Python 3.13
 
 SCHEMA_VERSION = 1
 
@@ -410,8 +413,17 @@ Body = (
     | Redone
 )
 
-BODY_TYPES: tuple[type, ...] = Body.__args__  # type: ignore[attr-defined]
-BODY_KINDS: dict[str, type] = {t.__struct_config__.tag: t for t in BODY_TYPES}
+
+def struct_tag(cls: type[msgspec.Struct]) -> str:
+    """The tag a tagged struct type is encoded with (the kind of a body, of a shape, of a command)."""
+    tag = cls.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{cls.__name__} has no text tag")
+    return tag
+
+
+BODY_TYPES: tuple[type[msgspec.Struct], ...] = get_args(Body)
+BODY_KINDS: dict[str, type[msgspec.Struct]] = {struct_tag(t): t for t in BODY_TYPES}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,7 +472,7 @@ UPCASTERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
 _new_event_decoder = msgspec.json.Decoder(NewEvent)
-_body_decoder = msgspec.json.Decoder(Body)
+_body_decoder: msgspec.json.Decoder[Body] = msgspec.json.Decoder(Body)
 
 
 def encode(value: Event | NewEvent | msgspec.Struct) -> bytes:
@@ -476,14 +488,15 @@ def decode_events(rows: list[bytes] | list[str]) -> list[Event]:
     if not rows:
         return []
     # One copy of the rows (the join), not three: the brackets ride on the first and last row.
-    if isinstance(rows[0], str):
-        parts: list = ["[" + rows[0], *rows[1:]]  # type: ignore[list-item]
-        parts[-1] = parts[-1] + "]"
-        joined: str | bytes = ",".join(parts)
+    joined: str | bytes
+    if _text_rows(rows):
+        text_parts = ["[" + rows[0], *rows[1:]]
+        text_parts[-1] = text_parts[-1] + "]"
+        joined = ",".join(text_parts)
     else:
-        parts = [b"[" + rows[0], *rows[1:]]  # type: ignore[operator]
-        parts[-1] = parts[-1] + b"]"
-        joined = b",".join(parts)
+        byte_parts = [b"[" + rows[0], *rows[1:]]
+        byte_parts[-1] = byte_parts[-1] + b"]"
+        joined = b",".join(byte_parts)
     try:
         events = _events_decoder.decode(joined)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
@@ -491,6 +504,11 @@ def decode_events(rows: list[bytes] | list[str]) -> list[Event]:
     if any(event.v != SCHEMA_VERSION for event in events):
         return [decode_event(row) for row in rows]
     return events
+
+
+def _text_rows(rows: list[bytes] | list[str]) -> TypeIs[list[str]]:
+    """Whether the rows are text (rows are all text or all bytes)."""
+    return isinstance(rows[0], str)
 
 
 def decode_event(data: bytes | str) -> Event:
@@ -554,7 +572,7 @@ def check_limits(body: msgspec.Struct) -> None:
     try:
         msgspec.convert(msgspec.to_builtins(body), type(body))
     except msgspec.ValidationError as error:
-        raise SchemaError(f"{kind(body) if isinstance(body, BODY_TYPES) else type(body).__name__}: {error}") from None
+        raise SchemaError(f"{struct_tag(type(body)) if isinstance(body, BODY_TYPES) else type(body).__name__}: {error}") from None
 
 
 def _raw_object(data: bytes | str, error: Exception) -> dict[str, Any]:
@@ -575,14 +593,20 @@ class _Mismatch(Exception):
     pass
 
 
-def _without_length_limits(raw: dict[str, Any], type_: type, error: Exception) -> Any:
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _without_length_limits(raw: dict[str, Any], type_: type[_S], error: Exception) -> _S:
     """`raw` as a `type_`, checked like msgspec checks it except for the maximum lengths of
     strings and lists; raises SchemaError with the strict decoder's `error` when anything
     else is wrong. The slow path, for the rare event that holds a value over a length limit."""
     try:
-        return _relaxed(raw, _type_info(type_))
+        value = _relaxed(raw, _type_info(type_))
     except (_Mismatch, TypeError, ValueError, RecursionError):
         raise SchemaError(str(error)) from None
+    if not isinstance(value, type_):  # a struct type's info makes an instance of it
+        raise SchemaError(str(error))
+    return value
 
 
 _TYPE_INFO: dict[type, Any] = {}
@@ -619,7 +643,7 @@ def _relaxed(value: Any, info: Any) -> Any:
             raise _Mismatch
         structs = [t for t in info.types if isinstance(t, mi.StructType)]
         if isinstance(value, dict) and structs:
-            tagged = {t.tag: t for t in structs if t.tag is not None}
+            tagged: dict[object, mi.StructType] = {t.tag: t for t in structs if t.tag is not None}
             chosen = tagged.get(value.get(structs[0].tag_field)) if tagged else structs[0]
             if chosen is None:
                 raise _Mismatch
@@ -671,4 +695,4 @@ def _relaxed(value: Any, info: Any) -> Any:
 
 
 def kind(body: Body) -> str:
-    return type(body).__struct_config__.tag  # type: ignore[attr-defined]
+    return struct_tag(type(body))

@@ -28,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -38,6 +38,7 @@ from pycocotools import mask as coco_mask
 from masklog.domain.limits import MAX_RLE_RUNS
 from masklog.domain.shapes import (
     AREA_KINDS,
+    SHAPE_KIND_OF,
     BBox,
     Bitmask,
     Keypoint,
@@ -50,8 +51,10 @@ from masklog.domain.shapes import (
     ShapeKind,
     Skeleton,
     SkeletonPoint,
-    kind_of,
 )
+
+if TYPE_CHECKING:
+    from cv2.typing import MatLike
 
 __all__ = [
     "GeometryError",
@@ -240,7 +243,7 @@ def _from_coco(encoded: dict[str, Any]) -> Rle:
     return Rle(size=(int(height), int(width)), counts=encoded["counts"].decode("ascii"))
 
 
-def _rle_from_run_lengths(run_lengths: NDArray[np.int64], size: tuple[int, int]) -> Rle:
+def _rle_from_run_lengths(run_lengths: NDArray[np.int64], size: Sequence[int]) -> Rle:
     height, width = size
     counts = np.asarray(run_lengths, dtype=np.uint64)
     encoded = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
@@ -278,7 +281,7 @@ def _checked_size(size: Sequence[int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _same_size(rles: Sequence[Rle], size: tuple[int, int]) -> None:
+def _same_size(rles: Sequence[Rle], size: tuple[int, ...]) -> None:
     for index, rle in enumerate(rles):
         if tuple(rle.size) != size:
             raise GeometryError(f"masks differ in size: RLE {index} is {tuple(rle.size)}, expected {size}")
@@ -409,8 +412,8 @@ def panoptic_exclude(new: Rle, others: Sequence[Rle]) -> Rle:
 # Polygons
 
 
-def _ring_from_contour(contour: NDArray[np.int32], tolerance: float) -> list[float]:
-    points = contour.reshape(-1, 2)
+def _ring_from_contour(contour: MatLike, tolerance: float) -> list[float]:
+    points: NDArray[np.integer[Any] | np.floating[Any]] = contour.reshape(-1, 2)
     if tolerance > 0:
         simplified = cv2.approxPolyDP(contour, tolerance, True).reshape(-1, 2)
         # A ring simplified down to a line would stop being a pixel chain (see validate_shape),
@@ -419,7 +422,9 @@ def _ring_from_contour(contour: NDArray[np.int32], tolerance: float) -> list[flo
             points = simplified
     # Contour points are whole pixels: kept as ints, they print shorter in the log and decode
     # faster than "412.0" (a Polygon's coordinates accept ints; they read back as floats).
-    return points.astype(np.int64).ravel().tolist()
+    whole: NDArray[np.int64] = points.astype(np.int64).ravel()
+    ring: list[float] = whole.tolist()  # ints, which a list of coordinates takes
+    return ring
 
 
 def mask_to_polygon(mask: NDArray[Any], tolerance: float = 0.0) -> Polygon:
@@ -483,7 +488,7 @@ def _polygon_rings(polygon: Polygon) -> tuple[Points, list[tuple[RingRows, list[
         _raise_first_ring_error(polygon)
     assert flat is not None
     ends = np.cumsum(lengths // 2).tolist()
-    rows = [slice(end - length // 2, end) for end, length in zip(ends, lengths.tolist())]
+    rows = [slice(end - length // 2, end) for end, length in zip(ends, lengths.tolist(), strict=True)]
     parts: list[tuple[RingRows, list[RingRows]]] = []
     next_ring = 0
     for part in polygon.parts:
@@ -627,7 +632,7 @@ def _convex_polygon_mask(corners: Points, height: int, width: int) -> Mask:
     highest_x = np.full(row_y.shape, np.inf)
     x, y = corners[:, 0], corners[:, 1]
     orientation = 1.0 if float(x @ np.roll(y, -1) - y @ np.roll(x, -1)) >= 0 else -1.0
-    for start, end in zip(corners, np.roll(corners, -1, axis=0)):
+    for start, end in zip(corners, np.roll(corners, -1, axis=0), strict=True):
         dx, dy = float(end[0] - start[0]), float(end[1] - start[1])
         slack = 1e-6 * math.hypot(dx, dy)  # the tolerance as a distance to the edge's line
         # Inside the edge: orientation * cross(edge, point - start) >= -slack, i.e. coefficient * x >= bound.
@@ -703,8 +708,8 @@ def shape_points(shape: Shape) -> Points:
         case Skeleton(points=points):
             return _point_array([c for point in points for c in (point.x, point.y)], "skeleton points")
         case Polygon():
-            points, parts = _polygon_rings(shape)
-            return np.concatenate([points[outer_rows] for outer_rows, _ in parts]) if parts else np.zeros((0, 2))
+            ring_points, parts = _polygon_rings(shape)
+            return np.concatenate([ring_points[outer_rows] for outer_rows, _ in parts]) if parts else np.zeros((0, 2))
         case BBox(x=x, y=y, w=w, h=h):
             left, top = _finite(x, "bbox x") - 0.5, _finite(y, "bbox y") - 0.5
             right, bottom = left + _finite(w, "bbox w"), top + _finite(h, "bbox h")
@@ -740,7 +745,7 @@ def shape_with_points(shape: Shape, points: NDArray[Any]) -> Shape:
             _expect_count(len(old), len(moved), "skeleton")
             return Skeleton(
                 points=[
-                    SkeletonPoint(x=float(x), y=float(y), visible=point.visible) for point, (x, y) in zip(old, moved)
+                    SkeletonPoint(x=float(x), y=float(y), visible=point.visible) for point, (x, y) in zip(old, moved, strict=True)
                 ]
             )
     raise GeometryError(
@@ -754,10 +759,8 @@ def _expect_count(expected: int, got: int, what: str) -> None:
 
 
 def _kind_name(shape: object) -> str:
-    try:
-        return str(kind_of(shape))  # type: ignore[arg-type]
-    except KeyError:
-        return type(shape).__name__
+    kind = SHAPE_KIND_OF.get(type(shape))
+    return str(kind) if kind is not None else type(shape).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,7 +853,7 @@ def validate_shape(shape: Shape, width: int, height: int, skeleton_points: int |
         case Polygon():
             _validate_polygon(shape, width, height)
         case BBox(x=x, y=y, w=w, h=h):
-            x, y, w, h = (_finite(value, f"bbox {name}") for name, value in zip("xywh", (x, y, w, h)))
+            x, y, w, h = (_finite(value, f"bbox {name}") for name, value in zip("xywh", (x, y, w, h), strict=True))
             _check_positive_size(w, h, "bbox")
             if x < 0 or y < 0 or x + w > width or y + h > height:
                 raise GeometryError(

@@ -224,7 +224,8 @@ class LabelState:
         elif type(change) is ObjectChange:
             self._set_object(change.object, change.after)
         else:
-            self._set_proposal(change.track, change.object, change.frame, change.after)  # type: ignore[union-attr]
+            assert type(change) is ProposalChange
+            self._set_proposal(change.track, change.object, change.frame, change.after)
 
     # ---- apply ----------------------------------------------------------------------------
 
@@ -261,25 +262,30 @@ class LabelState:
             self.actions.pop(stack.pop(0), None)
 
     def _on_project_created(self, event: Event) -> None:
-        body: ProjectCreated = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, ProjectCreated)
         self.projects[body.project] = body
 
     def _on_class_added(self, event: Event) -> None:
-        body: ClassAdded = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, ClassAdded)
         self.classes[body.class_id] = body
 
     def _on_media_added(self, event: Event) -> None:
-        body: MediaAdded = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, MediaAdded)
         self.media[body.media] = body
 
     def _on_object_created(self, event: Event) -> None:
-        body: ObjectCreated = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, ObjectCreated)
         info = ObjectInfo(media=body.media, class_id=body.class_id, created_by=event.actor)
         self._set_object(body.object, info)
         self._record(event, body.media, [ObjectChange(object=body.object, before=None, after=info)])
 
     def _on_object_deleted(self, event: Event) -> None:
-        body: ObjectDeleted = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, ObjectDeleted)
         info = self.objects.get(body.object)
         if info is None:
             return
@@ -292,7 +298,8 @@ class LabelState:
         self._record(event, info.media, changes)
 
     def _on_object_reclassed(self, event: Event) -> None:
-        body: ObjectReclassed = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, ObjectReclassed)
         before = self.objects.get(body.object)
         if before is None:
             return
@@ -301,7 +308,8 @@ class LabelState:
         self._record(event, before.media, [ObjectChange(object=body.object, before=before, after=after)])
 
     def _on_label_saved(self, event: Event) -> None:
-        body: LabelSaved = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, LabelSaved)
         media = self.object_media.get(body.object)
         if media is None:
             return
@@ -320,7 +328,8 @@ class LabelState:
             self._record(event, media, [LabelChange(object=body.object, frame=body.frame, before=before, after=value)])
 
     def _on_label_deleted(self, event: Event) -> None:
-        body: LabelDeleted = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, LabelDeleted)
         before = self.label(body.object, body.frame)
         if before is None:
             return
@@ -329,7 +338,8 @@ class LabelState:
         self._record(event, media, [LabelChange(object=body.object, frame=body.frame, before=before, after=None)])
 
     def _on_segment_proposed(self, event: Event) -> None:
-        body: SegmentProposed = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, SegmentProposed)
         cell = (body.object, body.frame)
         previous = self.segment_cells.get(cell)
         if previous is not None and previous != body.prompt:
@@ -338,7 +348,8 @@ class LabelState:
         self.segments[body.prompt] = body
 
     def _on_track_requested(self, event: Event) -> None:
-        body: TrackRequested = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, TrackRequested)
         conditioning = {}
         for object_id in body.objects:
             label = self.label(object_id, body.start)
@@ -369,7 +380,8 @@ class LabelState:
         ]
 
     def _on_track_frame_produced(self, event: Event) -> None:
-        body: TrackFrameProduced = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, TrackFrameProduced)
         track = self.tracks.get(body.track)
         if track is None:
             return
@@ -400,13 +412,18 @@ class LabelState:
             track.conditioning = {}
 
     def _on_track_completed(self, event: Event) -> None:
-        self._finish_track(event.body.track, TrackStatus.COMPLETED)  # type: ignore[union-attr]
+        body = event.body
+        assert isinstance(body, TrackCompleted)
+        self._finish_track(body.track, TrackStatus.COMPLETED)
 
     def _on_track_cancelled(self, event: Event) -> None:
-        self._finish_track(event.body.track, TrackStatus.CANCELLED)  # type: ignore[union-attr]
+        body = event.body
+        assert isinstance(body, TrackCancelled)
+        self._finish_track(body.track, TrackStatus.CANCELLED)
 
     def _on_track_failed(self, event: Event) -> None:
-        body: TrackFailed = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, TrackFailed)
         self._finish_track(body.track, TrackStatus.FAILED, body.reason)
 
     def selected_proposals(
@@ -428,7 +445,8 @@ class LabelState:
         ]
 
     def _on_tracked_accepted(self, event: Event) -> None:
-        body: TrackedAccepted = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, TrackedAccepted)
         track = self.tracks.get(body.track)
         if track is None:
             return
@@ -455,7 +473,8 @@ class LabelState:
         self._record(event, track.request.media, changes)
 
     def _on_tracked_discarded(self, event: Event) -> None:
-        body: TrackedDiscarded = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, TrackedDiscarded)
         track = self.tracks.get(body.track)
         if track is None:
             return
@@ -471,7 +490,8 @@ class LabelState:
         """Write the compensating changes, then move the action between the user's stacks: an
         undo takes its target off the undo stack and pushes itself on the redo stack, a redo the
         other way round (so a redo can itself be undone)."""
-        body: Undone | Redone = event.body  # type: ignore[assignment]
+        body = event.body
+        assert isinstance(body, (Undone, Redone))
         for change in body.changes:
             self._write(change)
         stacks = self._stacks_for(event.actor, body.media)

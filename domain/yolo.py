@@ -49,7 +49,8 @@ def outline(mask: np.ndarray) -> list[np.ndarray]:
     drawn back with the usual rule — a pixel is in when its centre is — they give the mask's
     pixels again. Traced on the mask at twice the size, so each ring runs a quarter pixel
     inside the pixels' outer edges."""
-    doubled = np.kron(mask.astype(np.uint8), np.ones((2, 2), np.uint8))
+    pixels = mask.astype(np.uint8)
+    doubled = np.kron(pixels, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return [(c.reshape(-1, 2).astype(np.float64) + 0.5) / 2.0 for c in contours if len(c) >= 3]
 
