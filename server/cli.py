@@ -36,22 +36,10 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
     parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
-    parser.add_argument(
-        "--max-running-tracks", type=_positive(int), default=env("MAX_RUNNING_TRACKS"),
-        help=f"tracks one user may have running at once (env MASKLOG_MAX_RUNNING_TRACKS; default {Settings.max_running_tracks})",
-    )
-    parser.add_argument(
-        "--max-prompt-points", type=_positive(int), default=env("MAX_PROMPT_POINTS"),
-        help=f"clicks in one prompt (env MASKLOG_MAX_PROMPT_POINTS; default {Settings.max_prompt_points})",
-    )
-    parser.add_argument(
-        "--commands-per-second", type=_positive(float), default=env("COMMANDS_PER_SECOND"),
-        help=f"commands one user may send a second (env MASKLOG_COMMANDS_PER_SECOND; default {Settings.commands_per_second:g})",
-    )
-    parser.add_argument(
-        "--command-burst", type=_positive(int), default=env("COMMAND_BURST"),
-        help=f"commands one user may send at once above that rate (env MASKLOG_COMMAND_BURST; default {Settings.command_burst})",
-    )
+    for name, kind, what in _USER_LIMITS:
+        variable = f"MASKLOG_{name.upper()}"
+        default = getattr(Settings, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=_positive(kind), default=env(name.upper()), help=f"{what} (env {variable}; default {default:g})")
     parser.add_argument("--public-origin", action="append", help="an origin clients reach this server under, e.g. https://labels.example.com (repeatable; env MASKLOG_PUBLIC_ORIGINS, comma-separated)")
 
 
@@ -79,18 +67,20 @@ class _LimitSettings(TypedDict, total=False):
     command_burst: int
 
 
-_LIMIT_NAMES: tuple[Literal["max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst"], ...] = (
-    "max_running_tracks",
-    "max_prompt_points",
-    "commands_per_second",
-    "command_burst",
+_LimitName = Literal["max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst"]
+# The per-user limits as flags (--max-running-tracks) and variables (MASKLOG_MAX_RUNNING_TRACKS).
+_USER_LIMITS: tuple[tuple[_LimitName, type[int] | type[float], str], ...] = (
+    ("max_running_tracks", int, "tracks one user may have running at once"),
+    ("max_prompt_points", int, "clicks in one prompt"),
+    ("commands_per_second", float, "commands one user may send a second"),
+    ("command_burst", int, "commands one user may send at once above that rate"),
 )
 
 
 def _limit_settings(args: argparse.Namespace) -> _LimitSettings:
     """The per-user limits given as flags or MASKLOG_* variables; the rest keep their defaults."""
     limits: _LimitSettings = {}
-    for name in _LIMIT_NAMES:
+    for name, _, _ in _USER_LIMITS:
         value = getattr(args, name)
         if value is not None:
             limits[name] = value

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from masklog.domain.events import Event
+from masklog.domain.events import Event, NewEvent
 from masklog.server.store import EventStore, StoreClosed, UnstorableEvent
 from tests.server.events_factory import batch, label_saved
 
@@ -214,20 +214,7 @@ class EventStoreContract:
     async def test_a_tailing_reader_sees_every_position_once_in_order(self, store: EventStore) -> None:
         stop = label_saved(stream="control")
         seen: list[Event] = []
-
-        async def tail() -> None:
-            # Subscribe before the first read: a commit in between is then still announced.
-            async with store.subscribe() as heads:
-                last = 0
-                while True:
-                    while page := await store.read(last, limit=7):
-                        seen.extend(page)
-                        last = page[-1].seq
-                    if seen and seen[-1].id == stop.id:
-                        return
-                    await anext(heads)
-
-        reader = asyncio.create_task(tail())
+        reader = asyncio.create_task(_tail(store, stop, seen, page=7))
         await asyncio.sleep(0)
 
         async def writer(task: int) -> list[Event]:
@@ -363,19 +350,7 @@ class EventStoreContract:
         other = await self.open_another(store)
         stop = label_saved(stream="control")
         seen: list[Event] = []
-
-        async def follow() -> None:
-            async with store.subscribe() as heads:
-                last = 0
-                while True:
-                    while page := await store.read(last, limit=5):
-                        seen.extend(page)
-                        last = page[-1].seq
-                    if seen and seen[-1].id == stop.id:
-                        return
-                    await anext(heads)
-
-        follower = asyncio.create_task(follow())
+        follower = asyncio.create_task(_tail(store, stop, seen, page=5))
         await asyncio.sleep(0)
         try:
             written = [e for n in range(8) for e in await other.append(batch(1 + n % 3, first_frame=10 * n))]
@@ -458,3 +433,18 @@ class EventStoreContract:
 
 async def _collect(heads: AsyncIterator[int]) -> list[int]:
     return [head async for head in heads]
+
+
+async def _tail(store: EventStore, stop: NewEvent, seen: list[Event], page: int) -> None:
+    """Follow the log as a reader in another process would: read pages of `page` events into
+    `seen`, and wait for the next announced head, until `stop` is read. It subscribes before the
+    first read, so a commit in between is still announced."""
+    async with store.subscribe() as heads:
+        last = 0
+        while True:
+            while events := await store.read(last, limit=page):
+                seen.extend(events)
+                last = events[-1].seq
+            if seen and seen[-1].id == stop.id:
+                return
+            await anext(heads)
