@@ -18,6 +18,7 @@ import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
 import { AuditTable } from "./audit.js";
+import { Outbox, connectionText } from "./outbox.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -200,7 +201,7 @@ class App {
       toggleSam: (id) => this.toggleSam(id),
     }, $("classes"));
     this.objects = new ObjectsPanel({ model, state, pickObject, objectMenu, gotoObject: (id) => this.gotoObject(id) }, $("objects"), $("objects-count"));
-    this.tracks = new TracksPanel({ model, goto, send }, $("tracks"));
+    this.tracks = new TracksPanel({ model, goto, send, stale: () => this._stale !== false }, $("tracks"));
     this.replay = new Replay({
       model, state, toast,
       labelsAt: (media, seq) => this.api.labelsAt(media, seq),
@@ -344,6 +345,7 @@ class App {
 
   openMedia(mediaId, frame = 0) {
     this.stopPlay();
+    this.outbox?.detach();
     if (this.connection) this.connection.close();
     if (this._drawn) this._ready = deferred();
     this._drawn = false;
@@ -385,6 +387,13 @@ class App {
     connection.addEventListener("events", mine((events) => this.model.apply(events)));
     connection.addEventListener("presence", mine((users) => this.onPresence(users)));
     connection.addEventListener("refused", mine((error) => this.onRefused(error)));
+    // Commands made offline wait in the connection; a reload keeps them (outbox.js).
+    this.outbox = new Outbox({
+      connection, user: this.me.name, storage: sessionStorage,
+      answered: (promise) => this.answered(promise),
+      changed: () => this.connection === connection && this.renderConnection(connection.status),
+    });
+    this.outbox.restore();
     connection.connect();
   }
 
@@ -434,15 +443,17 @@ class App {
 
   renderConnection(status) {
     const el = $("connection");
-    const [text, look] = {
-      open: ["connected", "connected"],
-      connecting: ["connecting…", "reconnecting"],
-      reconnecting: ["reconnecting…", "reconnecting"],
-      closed: ["offline", "offline"],
-    }[status] ?? ["offline", "offline"];
+    const { text, look, title } = connectionText(status, this.connection?.waitingCount() ?? 0);
     el.textContent = text;
     el.dataset.state = look;
+    el.title = title;
     if (status !== "open" && this.roster.length) this.onPresence([]);
+    // Running tracks' progress is only as fresh as the last event: stale while the socket is down.
+    const stale = status !== "open";
+    if (stale !== this._stale) {
+      this._stale = stale;
+      this.invalidate("tracks");
+    }
   }
 
   // ---- model changes and rendering ------------------------------------------------------------
@@ -813,7 +824,12 @@ class App {
   /** Send a command; a refusal shows the server's message. Resolves with the ack. */
   send(body, { id = crypto.randomUUID(), panoptic = false } = {}) {
     if (!this.connection) return Promise.reject(new Error("no media item is open"));
-    const result = this.connection.command(body, { id, panoptic }).then(
+    return this.answered(this.connection.command(body, { id, panoptic }));
+  }
+
+  /** A command's answer: an ack updates the undo counts, a refusal shows the server's message. */
+  answered(promise) {
+    const result = promise.then(
       (ack) => {
         this.state.undo = ack.undo;
         this.state.redo = ack.redo;

@@ -70,7 +70,8 @@ const RETRY_MS = [250, 500, 1000, 2000, 4000];
 /**
  * The socket of one media item. Events: "welcome", "snapshot", "events", "presence",
  * "status" (detail: "connecting" | "open" | "reconnecting" | "closed"), "refused" (an error
- * without a command id, detail: {code, message}).
+ * without a command id, detail: {code, message}), "queue" (detail: how many commands wait for
+ * an answer; sent when that changes).
  */
 export class Connection extends EventTarget {
   constructor(media, token, { lastSeq = () => null, frame = () => 0 } = {}) {
@@ -108,12 +109,33 @@ export class Connection extends EventTarget {
 
   /** Send a command; resolves with its ack, rejects with {code, message}. */
   command(body, { id = crypto.randomUUID(), panoptic = false } = {}) {
-    const message = JSON.stringify({ type: "command", id, body, panoptic });
+    return this.resend(id, JSON.stringify({ type: "command", id, body, panoptic }));
+  }
+
+  /**
+   * Send a command message made earlier (kept over a reload: outbox.js) under its own id; while
+   * the socket is down it waits, in order, for the next welcome. Resolves as `command`.
+   */
+  resend(id, message) {
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, message });
       if (this.status === "open") this.ws.send(message);
       else this._outbox.push(id);
+      this._queueChanged();
     });
+  }
+
+  /** The commands without an answer yet, in the order they were made: [{id, message}]. */
+  waiting() {
+    return [...this._pending].map(([id, pending]) => ({ id, message: pending.message }));
+  }
+
+  waitingCount() {
+    return this._pending.size;
+  }
+
+  _queueChanged() {
+    this.dispatchEvent(new CustomEvent("queue", { detail: this._pending.size }));
   }
 
   presence(frame, cursor = null) {
@@ -146,6 +168,7 @@ export class Connection extends EventTarget {
         const pending = this._pending.get(message.id);
         this._pending.delete(message.id);
         pending?.resolve(message);
+        if (pending) this._queueChanged();
         break;
       }
       case "error": {
@@ -153,6 +176,7 @@ export class Connection extends EventTarget {
         if (pending) {
           this._pending.delete(message.id);
           pending.reject({ code: message.code, message: message.message });
+          this._queueChanged();
         } else emit("refused", { code: message.code, message: message.message });
         break;
       }

@@ -213,7 +213,7 @@ export function expectedFrames(request, frames) {
 }
 
 export class TracksPanel {
-  /** page: {model, goto(frame), send(body)} */
+  /** page: {model, goto(frame), send(body), stale(): true while the socket is down (progress is not live)} */
   constructor(page, root) {
     this.page = page;
     this.root = root;
@@ -292,7 +292,9 @@ export class TracksPanel {
     const { model } = this.page;
     const r = track.request;
     const pending = model.pendingCount(track.id);
-    const key = `${track.status}|${track.produced}|${pending}|${track.reason}`;
+    // While the socket is down a running track's progress is only as of the last event received.
+    const stale = track.status === "running" && Boolean(this.page.stale?.());
+    const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}`;
     if (row.key === key) return;
     row.key = key;
     const objects = r.objects.length === 1 ? r.objects[0] : `${r.objects[0]} +${r.objects.length - 1}`;
@@ -310,9 +312,11 @@ export class TracksPanel {
     else if (track.status === "failed") status = `failed: ${track.reason ?? "unknown reason"}`;
     else if (track.status === "cancelled") status = "cancelled";
     else if (track.status === "completed") status = r.autosave ? `done · ${track.produced} saved` : "completed";
+    if (stale) status = `stale · ${status}`;
     row.status.textContent = status;
     row.status.className = `status ${track.status}`;
-    row.status.title = status;
+    row.status.title = stale ? `${status}: the connection is down, so this progress is as of the last event received` : status;
+    row.row.classList.toggle("stale", stale);
     // Cancel while it runs; review once it has ended (T9). The progress bar stays, at its
     // final value, while the row is shown.
     const running = track.status === "running";
