@@ -31,15 +31,24 @@ def counts(
     *,
     sources: Iterable[Source] | None = None,
     annotator: str | None = None,
+    models: Iterable[str | None] | None = None,
+    classes: Iterable[str] | None = None,
 ) -> dict[str | int, dict[Source, int]]:
     """Count the current labels of a media item by source, grouped by object, frame, annotator
-    or class, optionally filtered by source and annotator."""
+    or class, optionally filtered by source, annotator, model (None in `models`: labels made
+    without one) and class; the filters combine (all must hold)."""
     wanted = set(sources) if sources is not None else None
+    wanted_models = set(models) if models is not None else None
+    wanted_classes = set(classes) if classes is not None else None
     table: dict[str | int, Counter[Source]] = {}
     for (object_id, frame), value in state.media_labels(media).items():
         if wanted is not None and value.source not in wanted:
             continue
         if annotator is not None and value.actor != annotator:
+            continue
+        if wanted_models is not None and value.model not in wanted_models:
+            continue
+        if wanted_classes is not None and state.objects[object_id].class_id not in wanted_classes:
             continue
         if by == GroupBy.OBJECT:
             key: str | int = object_id

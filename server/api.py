@@ -33,6 +33,7 @@ from masklog.domain.events import (
     Name,
     ProjectCreated,
     SkeletonTemplate,
+    Source,
     media_stream,
     project_stream,
 )
@@ -333,9 +334,34 @@ async def get_audit(request: Request, ctx: Context, user: User) -> Response:
         by = GroupBy(request.query_params.get("by", "object"))
     except ValueError:
         raise ApiError(422, "invalid_request", f"by must be one of {', '.join(g.value for g in GroupBy)}") from None
-    annotator = request.query_params.get("annotator")
-    table = counts(ctx.ledger.state, media.media, by, annotator=f"user:{annotator}" if annotator else None)
+    query = request.query_params
+    # Filters (all must hold): annotator (a user name, or an actor such as `model:…`), source,
+    # model (empty: labels made without a model) and class.
+    annotator = query.get("annotator")
+    if annotator and ":" not in annotator:
+        annotator = f"user:{annotator}"
+    sources = None
+    if query.get("source"):
+        try:
+            sources = [Source(query["source"])]
+        except ValueError:
+            raise ApiError(422, "invalid_request", f"source must be one of {', '.join(s.value for s in Source)}") from None
+    model = query.get("model")
+    table = counts(
+        ctx.ledger.state, media.media, by, annotator=annotator or None, sources=sources,
+        models=None if model is None else [model or None], classes=[query["class"]] if query.get("class") else None,
+    )
     return json_response({"by": by.value, "counts": {str(k): v for k, v in table.items()}})
+
+
+@endpoint
+async def get_event(request: Request, ctx: Context, user: User) -> Response:
+    """One event of this media item's stream by its id (the page shows a label's prompt from it)."""
+    media = visible_media(ctx, user, request.path_params["media"])
+    event = await ctx.store.get(request.path_params["id"])
+    if event is None or event.stream != media_stream(media.media):
+        raise ApiError(404, "unknown_id", f"unknown event {request.path_params['id']!r}")
+    return json_response({"event": event})
 
 
 @endpoint
@@ -395,5 +421,6 @@ routes = [
     Route("/api/media/{media}/history", get_history),
     Route("/api/media/{media}/audit", get_audit),
     Route("/api/media/{media}/cells/{object}/{frame}", get_cell_history),
+    Route("/api/media/{media}/events/{id}", get_event),
     Route("/api/media/{media}/commands", post_command, methods=["POST"]),
 ]

@@ -41,6 +41,15 @@ def test_counts_by_object_frame_annotator_and_class():
     assert counts(log.state, "other", GroupBy.OBJECT) == {}
 
 
+def test_counts_filtered_by_model_and_class_combine_with_the_other_filters():
+    log, _, _ = audited_log()
+    assert counts(log.state, "m1", GroupBy.OBJECT, models=["classical/flow@1"]) == {"a": {"tracked": 2}}
+    assert counts(log.state, "m1", GroupBy.OBJECT, models=[None]) == {"b": {"manual": 1, "imported": 1}}
+    assert counts(log.state, "m1", GroupBy.FRAME, classes=["bbox2"]) == {0: {"manual": 1}, 1: {"imported": 1}}
+    assert counts(log.state, "m1", GroupBy.OBJECT, classes=["bbox"], annotator=BOB) == {"a": {"tracked": 2}}
+    assert counts(log.state, "m1", GroupBy.OBJECT, classes=["bbox"], sources=[ev.Source.MANUAL]) == {}
+
+
 def test_cell_history_shows_who_won_and_what_was_lost():
     log = project_log()
     log.do(ALICE, ev.ObjectCreated(object="a", media="m1", class_id="bbox"))

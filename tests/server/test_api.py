@@ -245,6 +245,18 @@ def test_audit_counts(live, alice):
     assert audit(by="class")["counts"] == {"box": {"manual": 3, "tracked": 1}}
     assert audit(annotator="bob")["counts"] == {}
     assert audit(annotator="alice", by="frame")["counts"]["2"] == {"tracked": 1}
+    # Filters combine: source, model (empty: none), class, annotator (a name or an actor).
+    assert audit(source="tracked")["counts"] == {dog: {"tracked": 1}}
+    assert audit(model="classical", by="frame")["counts"] == {"2": {"tracked": 1}}
+    assert audit(model="", by="frame")["counts"] == {"0": {"manual": 2}, "1": {"manual": 1}}
+    assert audit(**{"class": "box", "source": "manual", "annotator": "user:alice"})["counts"] == {walker: {"manual": 2}, dog: {"manual": 1}}
+    assert audit(**{"class": "mask"})["counts"] == {}
+    refused = alice.get("/api/media/m1/audit", params={"source": "guessed"})
+    assert refused.status_code == 422 and "source must be one of" in refused.json()["error"]["message"]
+    # The prompt behind a SAM label is one GET away (the page draws its clicks on the frame).
+    event = alice.get(f"/api/media/m1/events/{prompt}").json()["event"]
+    assert event["body"]["type"] == "prompt_added" and event["body"]["points"][0]["x"] == 3
+    assert alice.get("/api/media/m1/events/6d1f3c52-0000-4000-8000-000000000000").status_code == 404
     # Bob's SAM label is not counted any more, but the cell's history keeps it.
     history = alice.get(f"/api/media/m1/cells/{dog}/0").json()["history"]
     assert [(h["actor"], h["value"]["source"]) for h in history] == [("user:bob", "sam"), ("user:alice", "manual")]

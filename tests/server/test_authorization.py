@@ -36,6 +36,7 @@ ROLES = ("account_admin", "project_admin", "annotator", "viewer", "outsider", "n
 USER = {"account_admin": "admin", "project_admin": "bob", "annotator": "alice", "viewer": "viewer", "outsider": "outsider"}
 BAD_TOKEN = "not-a-token-anyone-has"
 CELL_OBJECT = "cell-obj"
+CELL_EVENT = "6d1f3c52-8a1e-4b7a-9f0e-2c4d5e6f7a8b"  # the object_created of CELL_OBJECT
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def server(tmp_path_factory) -> LiveServer:
     with seeded_server(tmp_path_factory.mktemp("authorization"), max_running_tracks=10_000, command_burst=10_000) as live:
         with live.http("admin") as admin:
             admin.put("/api/projects/p1/members/bob", json={"role": "admin"}).raise_for_status()
-            command(admin, {"type": "object_created", "object": CELL_OBJECT, "media": "m1", "class_id": "box"})
+            post_command(admin, {"type": "object_created", "object": CELL_OBJECT, "media": "m1", "class_id": "box"}, command_id=CELL_EVENT).raise_for_status()
             save_box(admin, CELL_OBJECT, 0)
         yield live
 
@@ -96,6 +97,7 @@ ROUTES: dict[str, Callable[[httpx.Client], httpx.Response]] = {
     "GET /api/media/m1/history": lambda http: http.get("/api/media/m1/history"),
     "GET /api/media/m1/audit": lambda http: http.get("/api/media/m1/audit"),
     "GET /api/media/m1/cells/{object}/0": lambda http: http.get(f"/api/media/m1/cells/{CELL_OBJECT}/0"),
+    "GET /api/media/m1/events/{id}": lambda http: http.get(f"/api/media/m1/events/{CELL_EVENT}"),
     "POST /api/media/m1/commands": lambda http: post_command(
         http, {"type": "object_created", "object": fresh("obj"), "media": "m1", "class_id": "box"}
     ),
@@ -127,6 +129,7 @@ REST_TABLE: dict[str, tuple[int, ...]] = {
     "GET /api/media/m1/history":               (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/audit":                 (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/cells/{object}/0":      (200,   200,     200,     200,   404,     401,   401),
+    "GET /api/media/m1/events/{id}":           (200,   200,     200,     200,   404,     401,   401),
     "POST /api/media/m1/commands":             (201,   201,     201,     403,   404,     401,   401),
     "GET /api/users/{user}/tokens":            (200,   403,     403,     403,   403,     401,   401),
     "DELETE /api/users/{user}/tokens":         (404,   403,     403,     403,   403,     401,   401),

@@ -19,6 +19,8 @@ import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
 import { AuditTable } from "./audit.js";
 import { Outbox, connectionText } from "./outbox.js";
+import { FilterBar, auditParams } from "./audit_filter.js";
+import { PromptOverlay, promptSummary } from "./prompt_overlay.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -220,8 +222,23 @@ class App {
     this.auto = new AutoDialog({ model, state, settings, track }, $("auto-dialog"), $("auto-open"));
     this.auditTable = new AuditTable({
       model, goto, toast,
-      auditCounts: (media, by) => this.api.get(`/api/media/${encodeURIComponent(media)}/audit`, { by }),
+      auditCounts: (media, by) => this.api.get(`/api/media/${encodeURIComponent(media)}/audit`, { by, ...auditParams(state.labelFilter) }),
     }, { by: $("audit-by"), table: $("audit-table"), history: $("history") });
+    // Filters by source, annotator, model and class: the canvas and the audit table (audit_filter.js).
+    this.filterBar = new FilterBar({
+      model, state,
+      changed: () => {
+        this.invalidate("shapes", "info");
+        this.auditTable.render();
+      },
+    }, { bar: $("label-filter"), badge: $("filter-badge") });
+    // A selected label's prompt, drawn on the frame (prompt_overlay.js).
+    this.promptOverlay = new PromptOverlay({
+      model, state, editor,
+      promptEvent: (media, id) => this.api.get(`/api/media/${encodeURIComponent(media)}/events/${encodeURIComponent(id)}`).then((a) => a.event),
+      changed: () => this.invalidate("info"),
+      hidden: (object, label) => !(this.filterBar.predicate()?.(object, label) ?? true),
+    }, $("prompt-overlay"));
     this.keyActions = this.keyboardActions();
 
     editor.addEventListener("prompt", (e) => {
@@ -242,7 +259,10 @@ class App {
       this.state.cursor = [e.detail.x, e.detail.y];
       this.connection?.presence(this.state.frame, this.state.cursor);
     });
-    editor.addEventListener("view", () => this.renderCursors());
+    editor.addEventListener("view", () => {
+      this.renderCursors();
+      this.promptOverlay.render();
+    });
 
     this.model.addEventListener("change", (e) => this.onModelChange(e.detail));
 
@@ -508,8 +528,14 @@ class App {
     if (all || dirty.has("objects")) this.objects.render();
     if (all || dirty.has("timeline")) this.timeline.draw();
     if (all || dirty.has("tracks")) this.tracks.render();
-    if (all || dirty.has("audit")) renderAudit(this.model, $("audit"));
-    if (all || dirty.has("info")) renderLabelInfo(this.model, this.state, $("label-info"));
+    if (all || dirty.has("audit")) {
+      renderAudit(this.model, $("audit"));
+      this.filterBar.render();
+    }
+    if (all || dirty.has("info")) {
+      renderLabelInfo(this.model, this.state, $("label-info"), (label) => promptSummary(this.promptOverlay.known(label.prompt)));
+      this.promptOverlay.render();
+    }
     if (all || dirty.has("frame")) this.renderFrameLabel();
     if (all || dirty.has("shapes") || dirty.has("info")) this.renderSamBar();
   }
@@ -526,8 +552,11 @@ class App {
     const f = state.frame;
     const bySource = state.colourBySource;
     const items = [];
+    // While a filter is on, only the labels that match are drawn (audit_filter.js).
+    const show = this.filterBar.predicate() ?? (() => true);
     if (this.replay.active) {
       for (const entry of this.replay.labelsAt(f)) {
+        if (!show(entry.object, entry.label)) continue;
         items.push({
           id: entry.object, shape: entry.label.shape, color: labelColour(model, entry.object, entry.label.source, bySource),
           selected: state.selected.has(entry.object), dashed: false, text: entry.object,
@@ -538,13 +567,17 @@ class App {
     const labelled = new Set();
     for (const entry of model.labelsAt(f)) {
       labelled.add(entry.object);
+      if (!show(entry.object, entry.label)) continue;
       items.push({
         id: entry.object, shape: entry.label.shape, color: labelColour(model, entry.object, entry.label.source, bySource),
         selected: state.selected.has(entry.object), dashed: false, text: entry.object,
       });
     }
     const proposals = new Map();
-    for (const p of model.proposalsAt(f)) if (!labelled.has(p.object)) proposals.set(p.object, p);
+    for (const p of model.proposalsAt(f)) {
+      const facts = { source: "tracked", actor: model.tracks.get(p.track)?.actor, model: p.proposal.model };
+      if (!labelled.has(p.object) && show(p.object, facts)) proposals.set(p.object, p);
+    }
     for (const p of proposals.values()) {
       items.push({
         id: p.object, shape: p.proposal.shape, color: bySource ? SOURCE_COLOURS.tracked : classColour(model, p.object),

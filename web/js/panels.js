@@ -175,7 +175,8 @@ export class ObjectsPanel {
 
 // ---- the selected label's provenance (C4) ------------------------------------------------------
 
-export function renderLabelInfo(model, state, root) {
+/** `promptText(label)`: how the label's prompt reads (default: its id). */
+export function renderLabelInfo(model, state, root, promptText = null) {
   root.replaceChildren();
   if (state.selected.size !== 1) return;
   const [id] = state.selected;
@@ -191,7 +192,7 @@ export function renderLabelInfo(model, state, root) {
     root.appendChild(head);
     const parts = [];
     if (label.model) parts.push(`model ${label.model}`);
-    if (label.prompt) parts.push(`prompt ${label.prompt.slice(0, 8)}`);
+    if (label.prompt) parts.push(promptText?.(label) ?? `prompt ${label.prompt.slice(0, 8)}`);
     if (label.track) parts.push(`track ${label.track.slice(0, 8)}`);
     if (label.score !== null && label.score !== undefined) parts.push(`score ${Number(label.score).toFixed(2)}`);
     if (parts.length) root.appendChild(el("div", "", parts.join(" · ")));
