@@ -149,6 +149,9 @@ def test_edits_made_offline_wait_are_counted_and_land_once_each(open_page, site,
     wait_pill(alice, "offline · 3 waiting")
     assert alice.get_attribute("[data-testid=connection]", "data-state") == "offline"
     assert alice.evaluate("masklog.connection.waitingCount()") == 3
+    # The page shows the work it holds: this frame's waiting box, dashed and marked.
+    waiting = alice.evaluate(f"masklog.shown().filter(i => i.id === '{object_id}').map(i => ({{dashed: i.dashed, text: i.text, type: i.shape.type}}))")
+    assert waiting == [{"dashed": True, "text": f"{object_id} · waiting", "type": "bbox"}]
     shot(alice, "p9-offline-queue")
     with site.http("alice") as http:
         assert labelled_frames(http, object_id) == [], "nothing reached the server while it was down"
@@ -242,3 +245,24 @@ def test_a_running_tracks_progress_is_stale_while_the_socket_is_down(open_page, 
     alice.wait_for_function(f"masklog.model.tracks.get('{track}').status === 'completed'", timeout=30_000)
     alice.wait_for_function(f"!document.querySelector(\"{row}\").classList.contains('stale')")
     assert not alice.inner_text(f"{row} [data-testid=track-status]").startswith("stale")
+
+
+def test_a_waiting_command_the_server_refuses_is_shown_like_any_refusal(open_page, site):
+    alice = open_page("alice")
+    gone, kept = new_box_object(site), new_box_object(site)
+    alice.wait_for_function(f"masklog.model.objects.has('{gone}') && masklog.model.objects.has('{kept}')")
+    gate = Gate(alice)
+    gate.down(alice)
+    draw_boxes_on(alice, gone, [6])
+    draw_boxes_on(alice, kept, [7])
+    wait_pill(alice, "offline · 2 waiting")
+    with site.http("bob") as http:  # meanwhile bob deletes the first object
+        command(http, {"type": "object_deleted", "object": gone}, "clip")
+    gate.up = True
+    wait_pill(alice, "connected")
+    alice.wait_for_function("masklog.connection.waitingCount() === 0", timeout=20_000)
+    toast = alice.wait_for_selector("[data-testid=toast]:has-text('unknown_id')", timeout=20_000)
+    assert gone in toast.inner_text()
+    alice.wait_for_function(f"masklog.model.label('{kept}', 7) !== null", timeout=20_000)
+    with site.http("alice") as http:
+        assert labelled_frames(http, gone) == [] and labelled_frames(http, kept) == [7]

@@ -18,7 +18,7 @@ import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
 import { AuditTable } from "./audit.js";
-import { Outbox, connectionText } from "./outbox.js";
+import { Outbox, connectionText, waitingLabels } from "./outbox.js";
 import { FilterBar, auditParams } from "./audit_filter.js";
 import { PromptOverlay, promptSummary } from "./prompt_overlay.js";
 
@@ -411,7 +411,11 @@ class App {
     this.outbox = new Outbox({
       connection, user: this.me.name, storage: sessionStorage,
       answered: (promise) => this.answered(promise),
-      changed: () => this.connection === connection && this.renderConnection(connection.status),
+      changed: () => {
+        if (this.connection !== connection) return;
+        this.renderConnection(connection.status);
+        this.invalidate("shapes");
+      },
     });
     this.outbox.restore();
     connection.connect();
@@ -472,7 +476,7 @@ class App {
     const stale = status !== "open";
     if (stale !== this._stale) {
       this._stale = stale;
-      this.invalidate("tracks");
+      this.invalidate("tracks", "shapes");
     }
   }
 
@@ -565,7 +569,16 @@ class App {
       return items;
     }
     const labelled = new Set();
+    // While the socket is down, the labels its waiting commands save (or delete) are shown as
+    // they will be: dashed and marked "waiting" (outbox.js).
+    const connection = this.connection;
+    const waiting = connection && connection.status !== "open" && connection.waitingCount() ? waitingLabels(connection.waiting(), f) : new Map();
+    for (const [object, shape] of waiting) {
+      labelled.add(object);
+      if (shape) items.push({ id: object, shape, color: classColour(model, object), selected: state.selected.has(object), dashed: true, text: `${object} · waiting` });
+    }
     for (const entry of model.labelsAt(f)) {
+      if (waiting.has(entry.object)) continue;
       labelled.add(entry.object);
       if (!show(entry.object, entry.label)) continue;
       items.push({

@@ -30,6 +30,27 @@ export function connectionText(status, waiting = 0) {
   return { text: `offline · ${waiting} waiting`, look: "offline", title };
 }
 
+/**
+ * The labels that waiting commands would save or delete on `frame`: Map object -> shape (null: a
+ * delete), the latest command per object winning, so the page can show the work it holds.
+ * `entries`: [{message}] as Connection.waiting() gives them.
+ */
+export function waitingLabels(entries, frame) {
+  const out = new Map();
+  for (const { message } of entries) {
+    let body;
+    try {
+      body = JSON.parse(message).body;
+    } catch {
+      continue;
+    }
+    if (body?.frame !== frame) continue;
+    if (body.type === "label_saved") out.set(body.object, body.shape);
+    else if (body.type === "label_deleted") out.set(body.object, null);
+  }
+  return out;
+}
+
 /** The text kept in storage for `entries` ({id, message}) of `user`; null when there is nothing to keep. */
 export function encodeQueue(user, entries) {
   if (!entries.length) return null;
