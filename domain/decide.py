@@ -464,7 +464,9 @@ def _track_requested(state: LabelState, actor: str, body: TrackRequested, tracke
             raise DomainError(ErrorCode.INVALID, f"object {object_id!r} has no label on the start frame {body.start} to track from")
     if body.replaces is not None:
         _check_replaced(state, body, body.replaces)
-    return body
+    # Every new track keeps people's labels (issue 14); the flag is in the event so that logs
+    # from before fold as they did.
+    return body if body.keep_people is True else msgspec.structs.replace(body, keep_people=True)
 
 
 def _check_replaced(state: LabelState, body: TrackRequested, replaces: EventId) -> None:
