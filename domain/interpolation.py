@@ -115,7 +115,9 @@ def interpolate(a: Shape, b: Shape, t: float, width: int, height: int) -> Shape 
             return _skeleton(a, b, t)
         case Polyline(), Polyline():
             return _polyline(a, b, t)
-        case (Polygon(), Polygon()) | (Bitmask(), Bitmask()):
+        case Polygon(), Polygon():
+            return _morph(a, b, t, width, height)
+        case Bitmask(), Bitmask():
             return _morph(a, b, t, width, height)
     raise InterpolationError(f"unknown shape type {type(a).__name__}")
 
