@@ -53,8 +53,9 @@ from masklog.domain.events import (
     project_stream,
 )
 from masklog.domain.geometry import MASK_POLYGON_TOLERANCE, GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
+from masklog.domain.interpolation import INTERPOLATION
 from masklog.domain.shapes import SAM_KINDS, Bitmask, Shape, ShapeKind, kind_of
-from masklog.domain.state import LabelState, TrackStatus
+from masklog.domain.state import LabelState, TrackStatus, is_persons
 
 
 class Undo(msgspec.Struct, frozen=True, tag="undo", forbid_unknown_fields=True, kw_only=True):
@@ -445,7 +446,7 @@ def _label_deleted(state: LabelState, actor: str, body: LabelDeleted) -> Body:
 
 
 def _track_requested(state: LabelState, actor: str, body: TrackRequested, trackers: Collection[str] = FIRST_TRACKERS) -> Body:
-    if body.algorithm not in trackers:
+    if body.algorithm not in trackers and body.algorithm != INTERPOLATION:  # interpolation needs no model: every server has it
         raise DomainError(ErrorCode.INVALID, f"unknown tracker {body.algorithm!r}: this server offers {', '.join(sorted(trackers))}")
     media = _media(state, body.media)
     allowed = TRACK_DIRECTIONS[media.kind]
@@ -462,9 +463,28 @@ def _track_requested(state: LabelState, actor: str, body: TrackRequested, tracke
             raise DomainError(ErrorCode.INVALID, f"object {object_id!r} is not on media {media.media!r}")
         if state.label(object_id, body.start) is None:
             raise DomainError(ErrorCode.INVALID, f"object {object_id!r} has no label on the start frame {body.start} to track from")
+    if body.algorithm == INTERPOLATION:
+        _check_second_keyframe(state, body)
     if body.replaces is not None:
         _check_replaced(state, body, body.replaces)
-    return body
+    # Every new track keeps people's labels (issue 14); the flag is in the event so that logs
+    # from before fold as they did.
+    return body if body.keep_people is True else msgspec.structs.replace(body, keep_people=True)
+
+
+def _check_second_keyframe(state: LabelState, body: TrackRequested) -> None:
+    """Interpolation (issue 14) fills the frames between an object's keyframes: each object
+    needs a person's label on a frame of the range after the start frame."""
+    step = Direction(body.direction).step
+    last = min(max(body.start + (body.range - 1) * step, 0), state.media[body.media].frames - 1)
+    for object_id in body.objects:
+        frames = state.labels.get(object_id, {})
+        if not any(0 < (frame - body.start) * step < body.range and is_persons(label) for frame, label in frames.items()):
+            raise DomainError(
+                ErrorCode.INVALID,
+                f"interpolation needs a second keyframe of object {object_id!r} within the range (frames {min(body.start, last)}–{max(body.start, last)}): "
+                "label it by hand further on in the range, or choose a longer range",
+            )
 
 
 def _check_replaced(state: LabelState, body: TrackRequested, replaces: EventId) -> None:

@@ -335,6 +335,11 @@ class TrackRequested(msgspec.Struct, **_struct("track_requested")):
     # A correction re-tracked (T9): this earlier track's unreviewed results for these objects,
     # from `start` onwards in `direction`, are replaced by this track's.
     replaces: EventId | None = None
+    # People's labels are keyframes (True on every request decided since issue 14; unset in
+    # older logs, which fold as they did): a result on a frame that holds a person's label is a
+    # proposal flagged as a conflict, also when autosaving, and accepting keeps the person's
+    # label unless the reviewer overwrites. The trackers condition on the keyframes in range.
+    keep_people: bool | msgspec.UnsetType = msgspec.UNSET  # unset: not written, old logs' bytes stay the same
 
 
 class TrackFrameProduced(msgspec.Struct, **_struct("track_frame_produced")):
@@ -366,6 +371,9 @@ class TrackedAccepted(msgspec.Struct, **_struct("tracked_accepted")):
     track: EventId
     objects: Annotated[list[Id], msgspec.Meta(max_length=MAX_TRACK_OBJECTS)] | None = None
     frames: Annotated[list[Frame], msgspec.Meta(max_length=MAX_TRACK_RANGE)] | None = None
+    # Only for a track that keeps people's labels: True replaces them too (the reviewer chose
+    # to overwrite); False keeps each person's label and sets the conflicting result aside.
+    overwrite: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class TrackedDiscarded(msgspec.Struct, **_struct("tracked_discarded")):

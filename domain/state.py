@@ -51,6 +51,15 @@ from masklog.domain.shapes import Shape
 # How many actions per user and media item can be undone; older ones fall off, as in any editor.
 UNDO_DEPTH = 200
 
+# Labels a person made (drawn, clicked with SAM, imported from their files, or a tracked result a
+# person edited, which is saved as manual): keyframes no tracker result silently replaces.
+PEOPLE_SOURCES: frozenset[Source] = frozenset({Source.MANUAL, Source.SAM, Source.IMPORTED})
+
+
+def is_persons(label: Label | None) -> bool:
+    """Whether `label` is a person's (a keyframe), not a tracker's result."""
+    return label is not None and label.source in PEOPLE_SOURCES
+
 ObjectId = str
 Frame = int
 TrackId = str
@@ -79,6 +88,10 @@ class TrackInfo:
     # conditioned on, also when a resumed track runs again from the start (exact results after
     # a restart). Dropped once the track ends.
     conditioning: dict[ObjectId, Shape] = field(default_factory=dict)
+    # A track that keeps people's labels: each object's people's labels on the other frames of
+    # its range when it was requested, the keyframes it conditions on (and interpolates
+    # between). Captured at request, like `conditioning`, so a resumed track runs the same.
+    keyframes: dict[ObjectId, dict[Frame, Shape]] = field(default_factory=dict)
 
     def stopped(self, object_id: ObjectId) -> bool:
         """Whether the annotation interval has stopped this object: lost on `interval`
@@ -170,6 +183,7 @@ class LabelState:
             stacks={key: UndoStacks(list(s.undo), list(s.redo)) for key, s in self.stacks.items()},
         )
         for info in new.tracks.values():
+            info.keyframes = {oid: dict(frames) for oid, frames in info.keyframes.items()}
             info.last_frame = dict(info.last_frame)
             info.lost_streak = dict(info.lost_streak)
         return new
@@ -355,7 +369,8 @@ class LabelState:
             label = self.label(object_id, body.start)
             if label is not None:
                 conditioning[object_id] = label.shape
-        self.tracks[event.id] = TrackInfo(request=body, actor=event.actor, seq=event.seq, conditioning=conditioning)
+        keyframes = self._keyframes(body) if body.keep_people is True else {}
+        self.tracks[event.id] = TrackInfo(request=body, actor=event.actor, seq=event.seq, conditioning=conditioning, keyframes=keyframes)
         if body.replaces is not None:
             replaced = self.replaced_proposals(body)
             changes: list[Change] = [
@@ -365,6 +380,25 @@ class LabelState:
             for change in changes:
                 self._write(change)
             self._record(event, body.media, changes)
+
+    def _keyframes(self, request: TrackRequested) -> dict[ObjectId, dict[Frame, Shape]]:
+        """People's labels of the request's objects on the frames of its range after the start."""
+        step = Direction(request.direction).step
+        out: dict[ObjectId, dict[Frame, Shape]] = {}
+        for object_id in request.objects:
+            frames = {
+                frame: label.shape
+                for frame, label in sorted(self.labels.get(object_id, {}).items())
+                if 0 < (frame - request.start) * step < request.range and is_persons(label)
+            }
+            if frames:
+                out[object_id] = frames
+        return out
+
+    def conflicts(self, track: TrackId) -> list[tuple[ObjectId, Frame]]:
+        """A track's unreviewed results on cells that hold a person's label: what review shows
+        as conflicts, and what Save keeps the person's label on unless told to overwrite."""
+        return [cell for cell in self.proposals.get(track, {}) if is_persons(self.label(*cell))]
 
     def replaced_proposals(self, request: TrackRequested) -> list[tuple[ObjectId, Frame, Proposal]]:
         """The unreviewed results of `request.replaces` that a re-track from `request.start`
@@ -394,7 +428,7 @@ class LabelState:
             track.lost_streak.pop(body.object, None)
         if body.object not in self.objects:
             return
-        if track.request.autosave:
+        if track.request.autosave and not (track.request.keep_people is True and is_persons(self.label(body.object, body.frame))):
             # Automated labelling (T5) writes labels directly; they are the model's, not undoable.
             self._set_label(body.object, body.frame, _tracked_label(event.id, event.actor, body.track, body.shape, body.model, body.score))
         else:
@@ -410,6 +444,7 @@ class LabelState:
             track.status = status
             track.reason = reason
             track.conditioning = {}
+            track.keyframes = {}
 
     def _on_track_completed(self, event: Event) -> None:
         body = event.body
@@ -454,6 +489,7 @@ class LabelState:
         # below writes cells directly rather than through _write's dispatch.
         track_id, actor, written_by = body.track, event.actor, event.id
         labels, live = self.labels, self.objects
+        keep = track.request.keep_people is True and body.overwrite is not True
         changes: list[Change] = []
         selected = self.selected_proposals(track_id, body.objects, body.frames)
         if body.objects is None and body.frames is None:
@@ -463,7 +499,7 @@ class LabelState:
                 self._set_proposal(track_id, oid, frame, None)
         for oid, frame, proposal in selected:
             changes.append(ProposalChange(track=track_id, object=oid, frame=frame, before=proposal, after=None))
-            if oid in live:
+            if oid in live and not (keep and is_persons(labels.get(oid, {}).get(frame))):
                 value = _tracked_label(written_by, actor, track_id, proposal.shape, proposal.model, proposal.score)
                 frames = labels.get(oid)
                 if frames is None:

@@ -48,10 +48,12 @@ from masklog.domain.events import (
 from masklog.domain.geometry import rle_decode, rle_encode
 from masklog.domain.state import LabelState
 from masklog.inference.click_queue import ClickQueue
+from masklog.inference.interpolation import ACTOR as INTERPOLATION_ACTOR
+from masklog.inference.interpolation import INTERPOLATION, InterpolationJob, keyframes_of
 from masklog.inference.points import PointTracker
 from masklog.inference.protocols import ClickPoint, FrameSource, Prompt
 from masklog.inference.registry import Backends
-from masklog.inference.tracking import PlanError, RawFrame, TrackJob, frames_done, is_running, plan_track
+from masklog.inference.tracking import PlanError, TrackJob, frames_done, is_running, plan_track
 
 log = logging.getLogger("masklog.actor")
 
@@ -94,7 +96,7 @@ class MediaFrames(Protocol):
 class _Track:
     id: str
     requester: str
-    job: TrackJob | None = None
+    job: TrackJob | InterpolationJob | None = None
     frames: FrameSource | None = None
     pending: deque[list[TrackFrameProduced]] = field(default_factory=deque)
     committing: int = 0  # frames handed to the log, not yet committed
@@ -273,8 +275,8 @@ class InferenceActor:
             if track.committing + len(track.pending) + track.converting >= self._window:
                 return
 
-    def _convert(self, track: _Track, job: TrackJob, raw: RawFrame | None, loop: asyncio.AbstractEventLoop) -> None:
-        """On the shapes thread, in frame order."""
+    def _convert(self, track: _Track, job: TrackJob | InterpolationJob, raw: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """On the shapes thread, in frame order (`raw`: what the job's `advance` returned)."""
         try:
             outcome: list[TrackFrameProduced] | None | BaseException = None if raw is None else job.convert(raw)
         except Exception as error:  # reported on the loop, where the track is failed
@@ -307,6 +309,11 @@ class InferenceActor:
         except PlanError as error:
             await self._fail(track, str(error))
             return False
+        if plan.request.algorithm == INTERPOLATION:
+            # Interpolation between keyframes (issue 14): no model, no frames.
+            track.job = InterpolationJob(plan, keyframes_of(state, plan))
+            self._actor_of[track.id] = INTERPOLATION_ACTOR
+            return True
         tracker = self._backends.tracker(plan.request.algorithm)
         if tracker is None:
             # Requested on a server that had this tracker: the track waits in the log for a
@@ -375,6 +382,8 @@ class InferenceActor:
 
     def _model_actor(self, algorithm: str) -> str:
         """The actor that ends a track which never started (its plan failed)."""
+        if algorithm == INTERPOLATION:
+            return INTERPOLATION_ACTOR
         tracker = self._backends.tracker(algorithm) or self._backends.tracker(TrackerAlias.SIMPLE)
         assert tracker is not None  # the baseline tracker is always loaded
         return f"model:{tracker.model}"

@@ -14,6 +14,10 @@ the two aliases the first schema had, which stay valid on every server:
 - 'advanced': the best mask tracker the server has loaded, its backend's first tracker (SAM 2
   when the server runs SAM 2, else classical).
 
+Besides the trackers, every server offers the methods in `MODEL_FREE_METHODS`, which need no
+model and no frames: 'interpolation' (issue 14) fills the frames between an object's keyframes
+(`inference.interpolation`, run by the inference actor in place of a tracker).
+
 Adding a backend: a package under `inference/` with its Segmenter and Tracker, a loader
 function below that imports it (so its dependencies load only on a server configured with
 it), and one entry in `BACKENDS`. Nothing in the event schema names a backend or a tracker.
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from masklog.domain.events import TrackerAlias
+from masklog.domain.interpolation import INTERPOLATION
 from masklog.inference.protocols import Segmenter, Tracker
 
 # Registry names are short and plain: they are written into the log by clients.
@@ -35,6 +40,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 # Always loaded: what 'simple' names, and 'advanced' on a server without a better tracker.
 BASELINE_TRACKER = "classical"
 DEFAULT_BACKEND = "classical"
+# Methods of automated labelling every server has, whatever it loaded: no model, no frames.
+MODEL_FREE_METHODS: tuple[str, ...] = (INTERPOLATION,)
 
 
 @dataclass(frozen=True)
@@ -115,9 +122,9 @@ def backend_of_tracker(name: str) -> Backend:
 
 def offered_trackers(backend_name: str) -> frozenset[str]:
     """The tracker names a server configured with `backend_name` accepts in a track request:
-    the aliases, the baseline tracker and the backend's trackers. Known from the registry
+    the aliases, the baseline tracker, the backend's trackers and the model-free methods. Known from the registry
     alone, without loading anything."""
-    return frozenset({*TrackerAlias, BASELINE_TRACKER, *backend_named(backend_name).trackers})
+    return frozenset({*TrackerAlias, BASELINE_TRACKER, *backend_named(backend_name).trackers, *MODEL_FREE_METHODS})
 
 
 @dataclass(frozen=True)
@@ -147,8 +154,8 @@ class Backends:
         return self.trackers.get(self.resolve(name))
 
     def names(self) -> frozenset[str]:
-        """The tracker names this process can run: its trackers' and the aliases."""
-        return frozenset({*TrackerAlias, *self.trackers})
+        """The tracker names this process can run: its trackers', the aliases and the model-free methods."""
+        return frozenset({*TrackerAlias, *self.trackers, *MODEL_FREE_METHODS})
 
 
 def load_backends(name: str = DEFAULT_BACKEND, options: ModelOptions | None = None) -> Backends:

@@ -153,7 +153,7 @@ def test_trackers_are_named_from_those_the_server_offers(log):
     log.do(ALICE, ev.LabelSaved(object="o-bbox", frame=0, shape=BBox(x=1, y=1, w=5, h=5), source=ev.Source.MANUAL))
 
     def request(name):
-        return ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward", algorithm=name)
+        return ev.TrackRequested(media="m1", objects=["o-bbox"], start=0, direction="forward", algorithm=name, keep_people=True)
 
     # Without a list: the first schema's two names, as before.
     for name in ("simple", "advanced"):

@@ -45,8 +45,8 @@ def test_names_are_plain_and_never_an_alias():
 
 
 def test_what_each_backend_accepts_without_loading_it():
-    assert offered_trackers("classical") == {"simple", "advanced", "classical"}
-    assert offered_trackers("sam2") == {"simple", "advanced", "classical", "sam2"}
+    assert offered_trackers("classical") == {"simple", "advanced", "classical", "interpolation"}
+    assert offered_trackers("sam2") == {"simple", "advanced", "classical", "sam2", "interpolation"}
     assert backend_of_tracker("sam2") is BACKENDS["sam2"]
     with pytest.raises(UnknownBackend, match=r"^unknown backend 'sam3': use 'classical' or 'sam2'$"):
         offered_trackers("sam3")
@@ -70,7 +70,7 @@ def test_advanced_is_the_backends_best_tracker_and_simple_the_baseline():
     backends = Backends(ClassicalSegmenter(), {"classical": baseline, "lighter": better}, advanced="lighter")
     assert backends.tracker("advanced") is better and backends.tracker("lighter") is better
     assert backends.tracker("simple") is baseline
-    assert backends.names() == {"simple", "advanced", "classical", "lighter"}
+    assert backends.names() == {"simple", "advanced", "classical", "lighter", "interpolation"}
     with pytest.raises(ValueError, match="not loaded"):
         Backends(ClassicalSegmenter(), {"lighter": better}, advanced="lighter")  # no baseline
     with pytest.raises(ValueError, match="not loaded"):

@@ -17,6 +17,7 @@ import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
+import { Interpolation } from "./interpolation.js";
 import { AuditTable } from "./audit.js";
 import { Outbox, connectionText, waitingLabels } from "./outbox.js";
 import { FilterBar, auditParams } from "./audit_filter.js";
@@ -188,6 +189,7 @@ class App {
       savePreview: () => this.savePreview(),
     });
     const track = (objects, direction, options) => this.tracking.request(objects, direction, options);
+    this.interpolation = new Interpolation({ model, state, canEdit, track });
     this.sam = new SamSession({
       model, state, settings, editor, send, canEdit, track, toast,
       createObject: (object, classId) => this.createObject(object, classId),
@@ -987,6 +989,7 @@ class App {
     const selected = [...this.state.selected].filter((o) => this.model.objects.has(o));
     const canEdit = this.canEdit();
     const items = this.tracking.menuItems(id, selected);
+    items.push("-", ...this.interpolation.menuItems(id));
     items.push("-");
     items.push({ label: "Go to nearest label", testid: "ctx-goto", disabled: !this.model.labelFrames(id).length, action: () => this.gotoObject(id) });
     if (this.model.label(id, this.state.frame)) {

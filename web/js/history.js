@@ -43,8 +43,9 @@ export function describe(event, count = 1, firstFrame = null) {
       return { what: "deleted label", where: `${b.object} @${b.frame}`, frame: b.frame, object: b.object };
     case "track_requested": {
       const arrow = b.direction === "backward" ? "\u2190" : "\u2192";
+      const interpolate = b.algorithm === "interpolation" ? (b.autosave ? "auto-interpolate" : "interpolate") : null;
       return {
-        what: `${b.autosave ? "auto-label" : b.replaces ? "re-track" : "track"} ${arrow} ${b.range ?? 30} fr`,
+        what: `${interpolate ?? (b.autosave ? "auto-label" : b.replaces ? "re-track" : "track")} ${arrow} ${b.range ?? 30} fr`,
         where: `${b.objects.length === 1 ? b.objects[0] : `${b.objects.length} objects`} @${b.start}`,
         frame: b.start,
         object: b.objects[0],

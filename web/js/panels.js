@@ -300,7 +300,7 @@ export class TracksPanel {
     row.key = key;
     const objects = r.objects.length === 1 ? r.objects[0] : `${r.objects[0]} +${r.objects.length - 1}`;
     const arrow = r.direction === "backward" ? "\u2190" : "\u2192";
-    row.what.textContent = `${arrow} ${objects} · from ${r.start}${r.autosave ? " · auto" : ""} · ${shortActor(track.actor)}`;
+    row.what.textContent = `${arrow} ${objects} · from ${r.start}${r.algorithm === "interpolation" ? " · interpolated" : ""}${r.autosave ? " · auto" : ""} · ${shortActor(track.actor)}`;
     row.what.title = `${r.direction} ${r.range} frames from ${r.start}, ${r.algorithm}${r.interval ? `, interval ${r.interval}` : ""}${r.autosave ? ", saved directly" : ""}${r.replaces ? `, replaces ${r.replaces.slice(0, 8)}` : ""}\ntrack ${track.id}`;
     const total = Math.max(1, r.objects.length * expectedFrames(r, frames));
     const done = track.status === "completed" ? total : Math.min(total, track.produced);
