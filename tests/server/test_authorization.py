@@ -94,6 +94,7 @@ ROUTES: dict[str, Callable[[httpx.Client], httpx.Response]] = {
     "GET /api/media/m1/labels": lambda http: http.get("/api/media/m1/labels"),
     "GET /api/media/m1/snapshot": lambda http: http.get("/api/media/m1/snapshot"),
     "GET /api/media/m1/history": lambda http: http.get("/api/media/m1/history"),
+    "GET /api/media/m1/positions": lambda http: http.get("/api/media/m1/positions"),
     "GET /api/media/m1/audit": lambda http: http.get("/api/media/m1/audit"),
     "GET /api/media/m1/cells/{object}/0": lambda http: http.get(f"/api/media/m1/cells/{CELL_OBJECT}/0"),
     "POST /api/media/m1/commands": lambda http: post_command(
@@ -125,6 +126,7 @@ REST_TABLE: dict[str, tuple[int, ...]] = {
     "GET /api/media/m1/labels":                (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/snapshot":              (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/history":               (200,   200,     200,     200,   404,     401,   401),
+    "GET /api/media/m1/positions":             (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/audit":                 (200,   200,     200,     200,   404,     401,   401),
     "GET /api/media/m1/cells/{object}/0":      (200,   200,     200,     200,   404,     401,   401),
     "POST /api/media/m1/commands":             (201,   201,     201,     403,   404,     401,   401),
