@@ -291,6 +291,9 @@ async def get_frame(request: Request, ctx: Context, user: User) -> Response:
 
 # ---- labels, history, audit -------------------------------------------------------------------------
 
+# The most positions one GET /api/media/{media}/positions answers (the replay's steps).
+POSITIONS_PAGE = 10_000
+
 
 async def _state_for(ctx: Context, media: MediaAdded, seq: int | None) -> LabelState:
     """The live state, or the state as of `seq` replayed from the media's and its project's
@@ -314,7 +317,11 @@ async def get_labels(request: Request, ctx: Context, user: User) -> Response:
 @endpoint
 async def get_snapshot(request: Request, ctx: Context, user: User) -> Response:
     media = visible_media(ctx, user, request.path_params["media"])
-    return json_response(snapshot(ctx.ledger.state, media.media, user.actor))
+    seq = int_param(request, "seq")
+    state = await _state_for(ctx, media, seq)
+    if media.media not in state.media:
+        raise ApiError(404, "unknown_id", f"media {media.media!r} was not added yet at seq {seq}")
+    return json_response(snapshot(state, media.media, user.actor))
 
 
 @endpoint
@@ -325,6 +332,18 @@ async def get_history(request: Request, ctx: Context, user: User) -> Response:
     events = await ctx.store.read(after or 0, stream=media_stream(media.media), limit=limit)
     following = events[-1].seq if len(events) == limit else None
     return json_response({"events": events, "next_after": following})
+
+
+@endpoint
+async def get_positions(request: Request, ctx: Context, user: User) -> Response:
+    """The positions of the media item's own events (its stream), oldest first: the replay's
+    steps. Paged like the history, but seqs only, so up to POSITIONS_PAGE a request."""
+    media = visible_media(ctx, user, request.path_params["media"])
+    after = int_param(request, "after", 0)
+    limit = min(int_param(request, "limit", POSITIONS_PAGE, minimum=1) or POSITIONS_PAGE, POSITIONS_PAGE)
+    events = await ctx.store.read(after or 0, stream=media_stream(media.media), limit=limit)
+    following = events[-1].seq if len(events) == limit else None
+    return json_response({"seqs": [event.seq for event in events], "next_after": following, "head": ctx.ledger.state.seq})
 
 
 @endpoint
@@ -419,6 +438,7 @@ routes = [
     Route("/api/media/{media}/labels", get_labels),
     Route("/api/media/{media}/snapshot", get_snapshot),
     Route("/api/media/{media}/history", get_history),
+    Route("/api/media/{media}/positions", get_positions),
     Route("/api/media/{media}/audit", get_audit),
     Route("/api/media/{media}/cells/{object}/{frame}", get_cell_history),
     Route("/api/media/{media}/events/{id}", get_event),

@@ -328,6 +328,8 @@ QUERY_KEYS = ["after", "limit", "frame", "seq", "by", "annotator", "format", "me
 # The parameters each route reads (any route gets the others too, now and then).
 ROUTE_QUERY_KEYS = {
     "/history": ["after", "limit"],
+    "/positions": ["after", "limit"],
+    "/snapshot": ["seq"],
     "/labels": ["frame", "seq"],
     "/audit": ["by", "annotator"],
     "/export": ["format", "media", "masks", "first", "last", "proposals", "images", "seq"],

@@ -115,9 +115,12 @@ def test_replay_slider_shows_an_earlier_state(open_page, site, shot):
     with site.http("bob") as http:
         command(http, {"type": "label_saved", "object": object_id, "frame": 12, "shape": {"type": "bbox", "x": 100, "y": 100, "w": 50, "h": 40}, "source": "manual"}, "clip")
     wait_label(page, 12, f"e.object === '{object_id}'")
+    # The slider's steps are this media item's events (issue 14 point 8): the step of `before`.
+    page.wait_for_function(f"masklog.app.replay.positions.some(s => s > {before})")
+    step = page.evaluate("(seq) => masklog.app.replay.positions.filter(s => s <= seq).length", before)
     page.locator("[data-testid=replay]").evaluate(
-        "(el, seq) => { el.value = String(seq); el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); }",
-        before,
+        "(el, step) => { el.value = String(step); el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); }",
+        step,
     )
     page.wait_for_selector("[data-testid=replay-banner]", state="visible")
     assert str(before) in page.inner_text("[data-testid=replay-banner]")

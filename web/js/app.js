@@ -11,7 +11,7 @@ import { FrameImages } from "./frames.js";
 import { Timeline } from "./timeline.js";
 import { OntologyPanel, ObjectsPanel, TracksPanel, renderAudit, renderLabelInfo, renderPresence } from "./panels.js";
 import { HistoryPanel } from "./history.js";
-import { Replay } from "./replay.js";
+import { Replay, replayView } from "./replay.js";
 import { SamSession, newObjectId, shapeMask } from "./sam.js";
 import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
@@ -22,6 +22,8 @@ import { AuditTable } from "./audit.js";
 import { Outbox, connectionText, waitingLabels } from "./outbox.js";
 import { FilterBar, auditParams } from "./audit_filter.js";
 import { PromptOverlay, promptSummary } from "./prompt_overlay.js";
+import { KeyboardHelp, addHelpButton } from "./help.js";
+import { Player, frameCounter } from "./playback.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -84,7 +86,6 @@ class App {
     this._raf = 0;
     this._frameToken = 0;
     this._mode = "";
-    this._playing = false;
     this._started = false;
   }
 
@@ -184,6 +185,8 @@ class App {
     const objectMenu = (id, x, y) => this.objectMenu(id, x, y);
     const send = (body, options) => this.send(body, options);
     const canEdit = () => this.canEdit();
+    // What the object list, timeline, classes, counts and label info read: the replayed model while replaying.
+    const view = (this.view = replayView(model, () => this.replay));
     this.tracking = new Tracking({
       model, state, settings, send, canEdit, toast,
       savePreview: () => this.savePreview(),
@@ -197,19 +200,19 @@ class App {
       selectionChanged: () => this.selectionChanged(),
       statusChanged: () => this.renderSamBar(),
     });
-    this.timeline = new Timeline($("timeline"), { model, state, goto, pickObject, objectMenu });
+    this.timeline = new Timeline($("timeline"), { model: view, state, goto, pickObject, objectMenu });
     this.ontology = new OntologyPanel({
-      model, state,
+      model: view, state,
       canSam: (kind) => this.canSam(kind),
       pickClass: (id) => this.pickClass(id),
       toggleSam: (id) => this.toggleSam(id),
     }, $("classes"));
-    this.objects = new ObjectsPanel({ model, state, pickObject, objectMenu, gotoObject: (id) => this.gotoObject(id) }, $("objects"), $("objects-count"));
+    this.objects = new ObjectsPanel({ model: view, state, pickObject, objectMenu, gotoObject: (id) => this.gotoObject(id) }, $("objects"), $("objects-count"));
     this.tracks = new TracksPanel({ model, goto, send, stale: () => this._stale !== false }, $("tracks"));
     this.replay = new Replay({
       model, state, toast,
-      labelsAt: (media, seq) => this.api.labelsAt(media, seq),
-      historySeqs: () => this.history.seqs(),
+      snapshotAt: (media, seq) => this.api.get(`/api/media/${encodeURIComponent(media)}/snapshot`, { seq }),
+      positions: (media, after) => this.api.get(`/api/media/${encodeURIComponent(media)}/positions`, { after }),
       historyRows: () => this.history?.rows ?? [],
       changed: () => this.replayChanged(),
     });
@@ -242,6 +245,19 @@ class App {
       hidden: (object, label) => !(this.filterBar.predicate()?.(object, label) ?? true),
     }, $("prompt-overlay"));
     this.keyActions = this.keyboardActions();
+    this.help = new KeyboardHelp();
+    addHelpButton(this.help, $("logout"));
+    this.player = new Player({
+      state,
+      media: () => this.model.media,
+      goto,
+      changed: (playing) => {
+        $("play").classList.toggle("active", playing);
+        $("play").innerHTML = playing ? PAUSE_SVG : PLAY_SVG;
+        $("play").title = `${playing ? "Pause" : "Play"} (Space)`;
+      },
+    });
+    this.player.attach($("stage"));
 
     editor.addEventListener("prompt", (e) => {
       if (this.state.tool === "sam") this.sam.onPrompt(e.detail);
@@ -303,7 +319,7 @@ class App {
     window.addEventListener("keydown", (e) => this.onKey(e));
     window.addEventListener("resize", () => this.renderCursors());
     this.renderUndo();
-    renderAudit(this.model, $("audit"));
+    renderAudit(view, $("audit"));
   }
 
   // ---- projects, media, the URL ---------------------------------------------------------------
@@ -380,7 +396,7 @@ class App {
     state.media = mediaId;
     state.frame = Math.max(0, frame | 0);
     state.selected.clear();
-    this.replay.live();
+    this.replay.reset();
     this.images = null;
     this.roster = [];
     this._frameToken += 1;
@@ -431,6 +447,7 @@ class App {
     state.redo = this.model.redo;
     state.project = snapshot.media.project;
     this.renderUndo();
+    this.replay.load();
     if (!fresh) {
       this.history.load();
       return;
@@ -514,7 +531,7 @@ class App {
     if (kinds.includes("media_added")) this.refreshProjects();
     this.sam.check();
     if (!kinds.includes("snapshot")) this.history.onEvents(events);
-    this.replay.setHead(this.model.seq);
+    this.replay.onEvents(events);
     this.auditTable.onEvents();
   }
 
@@ -535,11 +552,11 @@ class App {
     if (all || dirty.has("timeline")) this.timeline.draw();
     if (all || dirty.has("tracks")) this.tracks.render();
     if (all || dirty.has("audit")) {
-      renderAudit(this.model, $("audit"));
+      renderAudit(this.view, $("audit"));
       this.filterBar.render();
     }
     if (all || dirty.has("info")) {
-      renderLabelInfo(this.model, this.state, $("label-info"), (label) => promptSummary(this.promptOverlay.known(label.prompt)));
+      renderLabelInfo(this.view, this.state, $("label-info"), (label) => promptSummary(this.promptOverlay.known(label.prompt)));
       this.promptOverlay.render();
     }
     if (all || dirty.has("frame")) this.renderFrameLabel();
@@ -548,8 +565,8 @@ class App {
 
   renderFrameLabel() {
     const frames = this.model.media?.frames ?? 0;
-    $("frame-label").textContent = `frame ${this.state.frame} / ${frames}`;
-    $("frame-label").title = `frame index ${this.state.frame} of ${frames} frames (0–${Math.max(0, frames - 1)})`;
+    $("frame-label").textContent = frameCounter(this.state.frame, frames);
+    $("frame-label").title = `${frames} frame${frames === 1 ? "" : "s"}, numbered from 0 as in the API and the exports`;
   }
 
   /** The current frame's shapes: labels, then unreviewed proposals (dashed) where there is none. */
@@ -564,7 +581,7 @@ class App {
       for (const entry of this.replay.labelsAt(f)) {
         if (!show(entry.object, entry.label)) continue;
         items.push({
-          id: entry.object, shape: entry.label.shape, color: labelColour(model, entry.object, entry.label.source, bySource),
+          id: entry.object, shape: entry.label.shape, color: labelColour(this.view, entry.object, entry.label.source, bySource),
           selected: state.selected.has(entry.object), dashed: false, text: entry.object,
         });
       }
@@ -650,31 +667,11 @@ class App {
   }
 
   togglePlay() {
-    if (this._playing) this.stopPlay();
-    else this.play();
-  }
-
-  async play() {
-    const media = this.model.media;
-    if (!media || media.frames < 2) return;
-    this._playing = true;
-    $("play").classList.add("active");
-    $("play").innerHTML = PAUSE_SVG;
-    if (this.state.frame >= media.frames - 1) await this.goto(0);
-    const delay = 1000 / Math.min(30, media.fps || 10);
-    while (this._playing && this.model.media === media && this.state.frame < media.frames - 1) {
-      const started = performance.now();
-      await this.goto(this.state.frame + 1);
-      const wait = delay - (performance.now() - started);
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    }
-    this.stopPlay();
+    this.player.toggle();
   }
 
   stopPlay() {
-    this._playing = false;
-    $("play").classList.remove("active");
-    $("play").innerHTML = PLAY_SVG;
+    this.player?.stop();
   }
 
   // ---- tools and classes ----------------------------------------------------------------------
@@ -872,6 +869,13 @@ class App {
   /** Send a command; a refusal shows the server's message. Resolves with the ack. */
   send(body, { id = crypto.randomUUID(), panoptic = false } = {}) {
     if (!this.connection) return Promise.reject(new Error("no media item is open"));
+    if (this.state.replaySeq !== null) {
+      // Replay is read-only: nothing is sent until "Back to live".
+      toast("Replay is read-only: go back to live to edit.", { kind: "info" });
+      const refused = Promise.reject(Object.assign(new Error("replay is read-only"), { code: "replaying" }));
+      refused.catch(() => {});
+      return refused;
+    }
     return this.answered(this.connection.command(body, { id, panoptic }));
   }
 
@@ -1043,7 +1047,7 @@ class App {
       this.editor.cancel();
     }
     this.applyTool();
-    this.invalidate("shapes");
+    this.invalidate("shapes", "objects", "timeline", "classes", "audit", "info", "tracks");
   }
 
   // ---- keyboard -------------------------------------------------------------------------------
@@ -1098,6 +1102,8 @@ class App {
         this.editor.fit();
         this.renderCursors();
       },
+      help: () => this.help.toggle(),
+      playPause: (e) => this.player.spaceDown(e),
     };
   }
 

@@ -218,6 +218,9 @@ export class AutoDialog {
       this.objects.appendChild(row);
     }
     this.first.max = this.last.max = String(frames - 1);
+    // Frames are numbered from 0 everywhere in the page (the counter reads "frame 12 of 0–247").
+    for (const input of [this.first, this.last]) input.title = `a frame in 0–${frames - 1} (numbered from 0)`;
+    this.first.closest(".grid2")?.setAttribute("data-frames", `frames 0–${frames - 1}`);
     this.first.value = String(state.frame);
     this.last.value = String(Math.min(frames - 1, state.frame + settings.range - 1));
     this.algorithm.value = settings.algorithm;

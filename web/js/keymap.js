@@ -1,7 +1,8 @@
 // The page's keys, in one table: each binding names its keys, the action the page runs and a
 // line of help. The page's key handler reads it (`handleKey`); a keyboard help can be generated
-// from it (`KEYMAP`, `chordLabel`), and menus and titles show a key with `keyLabel(action)`.
-// Space (hold to pan) and the mouse belong to the editor (editor.js), not to this table.
+// from it (`KEYMAP`, `chordLabel`; help.js does), and menus and titles show a key with
+// `keyLabel(action)`. A binding may name its `group` in the help (help.js has a default for the
+// page's actions). Space held while dragging (pan) and the mouse belong to the editor (editor.js).
 //
 // A chord is modifiers and a key joined by "+", e.g. "Ctrl+Shift+KeyZ". The key is a
 // `KeyboardEvent.code` for letters and digits (the same physical key on every layout) and a
@@ -15,10 +16,11 @@ const MODIFIERS = ["Ctrl", "Shift", "Alt"];
 
 const DIGITS = ["Digit1", "Digit2", "Digit3", "Digit4", "Digit5", "Digit6", "Digit7", "Digit8", "Digit9"];
 
-/** @typedef {{keys: string[], action: string, help: string}} Binding */
+/** @typedef {{keys: string[], action: string, help: string, group?: string}} Binding */
 
 /** @type {readonly Binding[]} */
 export const KEYMAP = Object.freeze([
+  { keys: ["Shift?+?"], action: "help", help: "Show or hide this keyboard help" },
   { keys: ["Ctrl+Alt?+KeyZ"], action: "undo", help: "Undo your last action" },
   { keys: ["Ctrl+Shift+Alt?+KeyZ", "Ctrl+Shift?+Alt?+KeyY"], action: "redo", help: "Redo" },
   { keys: ["Alt?+ArrowLeft"], action: "previousFrame", help: "Previous frame" },
@@ -27,6 +29,7 @@ export const KEYMAP = Object.freeze([
   { keys: ["Shift+Alt?+ArrowRight"], action: "forward10", help: "10 frames on" },
   { keys: ["Shift?+Alt?+Home"], action: "firstFrame", help: "First frame" },
   { keys: ["Shift?+Alt?+End"], action: "lastFrame", help: "Last frame" },
+  { keys: ["Space"], action: "playPause", help: "Play or pause (tap; hold Space and drag to pan)" },
   { keys: ["Shift?+Alt?+Enter"], action: "finish", help: "Finish the shape being drawn, or save the SAM preview" },
   {
     keys: ["Shift?+Alt?+Escape"],
