@@ -64,10 +64,7 @@ def test_a_video_named_png_is_a_video_and_several_images_a_group(server, tmp_pat
 
 
 def test_a_dicom_file_named_png_is_a_slice(server, tmp_path):
-    slices = [
-        write_dicom(tmp_path / f"s{i}", dicom_slice(np.full((48, 64), i * 100, np.int16), position=(0.0, 0.0, float(i)), instance=i + 1))
-        for i in range(2)
-    ]
+    slices = [write_dicom(tmp_path / f"s{i}", dicom_slice(np.full((48, 64), i * 100, np.int16), position=(0.0, 0.0, float(i)), instance=i + 1)) for i in range(2)]
     for kind in (None, "dicom_series"):
         _, answer = post(server, [("scan.png", slices[0]), ("scan2.jpg", slices[1])], kind)
         assert answer["status"] == 201, answer

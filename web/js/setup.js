@@ -26,6 +26,11 @@ export const MEDIA_KINDS = [
   ["dicom_series", "DICOM series"],
 ];
 
+/** A media kind as people read it ("DICOM series", "image group"). */
+export function kindLabel(kind) {
+  return MEDIA_KINDS.find(([value]) => value === kind)?.[1] ?? String(kind).replace("_", " ");
+}
+
 export const EXPORTS = [
   ["coco", { format: "coco" }, "COCO, masks as RLE"],
   ["coco-polygons", { format: "coco", masks: "polygon" }, "COCO, masks as polygons"],
@@ -497,7 +502,7 @@ export class ProjectSetup {
     this.mediaList.replaceChildren(...(project.media.length
       ? project.media.map((m) => h("li", { testid: `setup-media-${m.media}` },
           h("button", { type: "button", class: "link", text: m.name, title: "Open it", onclick: () => this.openMedia(m.media) }),
-          h("span", { class: "muted small-text", text: ` ${m.kind.replace("_", " ")} · ${m.frames} frame${m.frames === 1 ? "" : "s"} · ${m.width}×${m.height} · ${m.media}` })))
+          h("span", { class: "muted small-text", text: ` ${kindLabel(m.kind)} · ${m.frames} frame${m.frames === 1 ? "" : "s"} · ${m.width}×${m.height} · ${m.media}` })))
       : [h("li", { class: "muted", text: "No media yet." })]));
     const admin = this.isProjectAdmin();
     pane.replaceChildren(
@@ -554,7 +559,7 @@ export class ProjectSetup {
         if (xhr.status === 201) {
           const media = data.media;
           row.dataset.state = "done";
-          status.textContent = `added: ${media.kind.replace("_", " ")}, ${media.frames} frame${media.frames === 1 ? "" : "s"}, ${media.width}×${media.height}`;
+          status.textContent = `added: ${kindLabel(media.kind)}, ${media.frames} frame${media.frames === 1 ? "" : "s"}, ${media.width}×${media.height}`;
           row.append(h("button", { type: "button", class: "small", testid: "upload-open", text: "Open", onclick: () => this.openMedia(media.media) }));
           await this.page.reload(project.id);
           if (this.dialog.open && this.tab === "media") this.renderMedia();
