@@ -134,6 +134,14 @@ def open_page(browser, site):  # type: ignore[no-untyped-def]
 
 def test_admin_creates_a_project_classes_and_a_member(open_page, site, shot):
     admin = open_page("admin")
+    # A project id that is taken: the server's 409 and its message, and nothing is made.
+    open_setup(admin, "project")
+    admin.fill("[data-testid=project-name]", "Another P1")
+    admin.fill("[data-testid=project-id]", "p1")
+    admin.click("[data-testid=project-create]")
+    admin.wait_for_selector("[data-testid=setup-error]:not([hidden])")
+    taken = admin.text_content("[data-testid=setup-error]") or ""
+    assert "p1" in taken and "already_exists" in taken, taken
     project_id = fresh("streets")
     create_project(admin, "Street scenes", project_id)
     shot(admin, "p6-project")
@@ -367,9 +375,11 @@ def test_new_user_walk(browser, empty_server, tmp_path):  # type: ignore[no-unty
         add_class(page, "Bed", "polygon", "#4363d8")
         shot("walk-2")
 
-        # 2. Upload the video by dropping it; with no media open yet, it opens when it is in.
-        open_setup(page, "media")
-        drop_files(page, "[data-testid=drop-zone]", [("sam2_bedroom.mp4", video)])
+        # 2. Upload the video by dropping it on the page (the empty stage): the set-up dialog shows
+        # its progress; with no media open yet, it opens when it is in.
+        page.click("[data-testid=setup-close]")
+        drop_files(page, "#empty-stage", [("sam2_bedroom.mp4", video)])
+        page.wait_for_selector("[data-pane=media]:not([hidden]) [data-testid=upload-1]")
         status = wait_upload(page, 1)
         assert "video" in status, status
         page.wait_for_function("masklog.model.media && masklog.model.media.kind === 'video'", timeout=30_000)
@@ -422,3 +432,29 @@ def test_new_user_walk(browser, empty_server, tmp_path):  # type: ignore[no-unty
     for annotation in annotations:
         mask = coco.annToMask(annotation)
         assert mask.shape == (media["height"], media["width"]) and mask.sum() > 0
+
+
+def test_a_file_over_the_upload_limit_shows_the_servers_refusal(browser, tmp_path):  # type: ignore[no-untyped-def]
+    """A server that takes at most 50 kB an upload: the page says the server's 413, not a
+    network failure (the server answers before it has read the body)."""
+    server = start_server(tmp_path / "data", users={"admin": Role.ADMIN}, max_upload_bytes=50_000)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        with server.http("admin") as http:
+            http.post("/api/projects", json={"id": "small", "name": "Small"}).raise_for_status()
+        page = context.new_page()
+        page.goto(f"{server.url}/#token={server.tokens['admin']}")
+        page.wait_for_selector("[data-testid=empty-upload]")  # the project has no media: upload some
+        page.click("[data-testid=empty-upload]")
+        page.wait_for_selector("[data-pane=classes]:not([hidden])")  # no classes yet: those first
+        open_setup(page, "media")
+        video = CLIP.write_video(tmp_path / "big.mp4").read_bytes()
+        assert len(video) > 50_000
+        page.set_input_files("[data-testid=upload-files]", files=[{"name": "big.mp4", "mimeType": "video/mp4", "buffer": video}])
+        refusal = wait_upload(page, 1, "refused")
+        assert "50000" in refusal and "over" in refusal, refusal
+        with server.http("admin") as http:
+            assert http.get("/api/projects/small").json()["media"] == []
+    finally:
+        context.close()
+        server.stop()

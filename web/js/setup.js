@@ -199,6 +199,22 @@ export class ProjectSetup {
     this.uploads = 0;
     this.build();
     openButton.addEventListener("click", () => this.open());
+    // Files dropped anywhere on the page (a new user drags a video onto it) go to the media tab
+    // instead of the browser opening them in place of the page.
+    const carriesFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
+    window.addEventListener("dragover", (e) => {
+      if (carriesFiles(e)) e.preventDefault();
+    });
+    window.addEventListener("drop", (e) => {
+      if (!carriesFiles(e) || e.defaultPrevented || this.dialog.contains(e.target)) return;
+      e.preventDefault();
+      this.open("media");
+      if (!this.project || !this.isProjectAdmin()) {
+        this.refused(new Error(this.project ? "only the project's admins upload media" : "create a project first, then upload its media"));
+        return;
+      }
+      dropUploads(e.dataTransfer).then((uploads) => uploads.forEach((upload) => this.upload(upload)), (error) => this.refused(error));
+    });
   }
 
   get me() {
@@ -247,6 +263,7 @@ export class ProjectSetup {
     const projects = this.page.projects();
     this.project = this.page.currentProject() ?? this.project ?? projects[0]?.id ?? null;
     if (!this.projectView()) this.project = projects[0]?.id ?? null;
+    if (!this.project) tab = "project"; // the other tabs work on a project
     if (!tab) {
       if (!this.project) tab = "project";
       else if (!this.projectView()?.media.length) tab = this.projectView()?.classes.length ? "media" : "classes";
