@@ -61,6 +61,8 @@ from masklog.server.requests import (
 
 # `GET /api/me`'s shape families, as sorted lists of kind names (stable JSON).
 SHAPE_FAMILY_LISTS = {name: sorted(kind.value for kind in kinds) for name, kinds in SHAPE_FAMILIES.items()}
+# Every shape kind a class may have, in the enum's order (the page's class form offers these).
+SHAPE_KINDS = [kind.value for kind in ShapeKind]
 
 
 async def _execute(ctx: Context, user: User, command: Command, command_id: str | None = None, panoptic: bool = False) -> tuple[Event, bool]:
@@ -81,8 +83,8 @@ async def health(request: Request) -> Response:
 
 @endpoint
 async def me(request: Request, ctx: Context, user: User) -> Response:
-    """Who the token is, and the shape families the page needs (so it repeats none of them)."""
-    return json_response({"name": user.name, "role": user.role.value, "actor": user.actor, "shape_families": SHAPE_FAMILY_LISTS})
+    """Who the token is, and the shape kinds and families the page needs (so it repeats none of them)."""
+    return json_response({"name": user.name, "role": user.role.value, "actor": user.actor, "shape_families": SHAPE_FAMILY_LISTS, "shape_kinds": SHAPE_KINDS})
 
 
 def _project_view(state: LabelState, project: ProjectCreated, role: Role) -> dict[str, Any]:
@@ -219,12 +221,13 @@ async def revoke_tokens(request: Request, ctx: Context, user: User) -> Response:
 class MediaForm(msgspec.Struct, forbid_unknown_fields=True):
     id: Id
     name: Name
-    kind: MediaKind
+    kind: MediaKind | None = None  # None: the files' content decides (media.detect_kind)
 
 
 @endpoint
 async def upload_media(request: Request, ctx: Context, user: User) -> Response:
-    """multipart/form-data: `id`, `name`, `kind` and one or more `file` parts (in frame order)."""
+    """multipart/form-data: `id`, `name`, `kind` (optional: without it the files' content decides)
+    and one or more `file` parts (in frame order). File names are never trusted for what a file is."""
     project = visible_project(ctx, user, request.path_params["project"])
     require(ctx.accounts, user, project.project, Role.ADMIN)
     limit = ctx.settings.max_upload_bytes
@@ -250,8 +253,10 @@ async def upload_media(request: Request, ctx: Context, user: User) -> Response:
         probed = await asyncio.to_thread(library.ingest, fields.id, fields.kind, staged)
     finally:
         await asyncio.to_thread(library.discard, staging)
+    kind = probed.kind or fields.kind
+    assert kind is not None  # ingest names the kind it stored
     command = MediaAdded(
-        project=project.project, media=fields.id, name=fields.name, kind=fields.kind,
+        project=project.project, media=fields.id, name=fields.name, kind=kind,
         width=probed.width, height=probed.height, frames=probed.frames, fps=probed.fps,
     )
     try:

@@ -2,11 +2,13 @@
 
 Client file names never touch the file system: a media item's files are stored under its id
 (checked against `ID_PATTERN`) with names the server makes (`video.mp4`, `000000.png`, ...,
-`000000.dcm`, ... for a DICOM series, in slice order); a client's file name must have a suffix of
-the kind, and one that tries to be a path (a `..` part, an absolute path, a drive, control
-characters) is refused outright. What a file is comes from its content, not its name: images by
-their signature (PNG, JPEG, BMP, TIFF, WebP), videos by the container FFmpeg finds (MP4/MOV,
-Matroska/WebM, AVI), DICOM by its file header. Frame sizes are read from headers and checked
+`000000.dcm`, ... for a DICOM series, in slice order); a client's file name that tries to be a
+path (a `..` part, an absolute path, a drive, control characters) is refused outright, and is
+otherwise only shown in messages. What a file is comes from its content, never its name (a PNG
+named `x.mp4` is an image): images by their signature (PNG, JPEG, BMP, TIFF, WebP), videos by the
+container FFmpeg finds (MP4/MOV, Matroska/WebM, AVI), DICOM by its file header; the stored file's
+suffix is the one its content calls for. An upload without a kind gets the kind its content
+says (`detect_kind`). Frame sizes are read from headers and checked
 against the pixel limit before anything is decoded, so a small file that decodes to gigabytes
 (a decompression bomb) is refused cheaply. Frames are decoded through `inference.frames` sources
 kept open for the most recently used media items, all sharing one cache budgeted in bytes.
@@ -35,12 +37,8 @@ from masklog.inference.frames.images import ImageListFrames, read_image
 from masklog.inference.frames.video import VideoFrames
 from masklog.inference.protocols import FrameSource
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-# OpenCV's decoders sniff the content; the suffix only names the stored file.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-# DICOM files are checked by their header (pydicom, which wants the 'DICM' file header); scanners
-# often write them without a suffix, or named by their instance UID ("1.2.840.....123").
-DICOM_SUFFIXES = {"", ".dcm", ".dicom"}
+# The stored file's suffix by what its content is (the client's name is never used for it).
+IMAGE_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WebP": ".webp"}
 
 
 class MediaError(ValueError):
@@ -66,6 +64,7 @@ DEFAULT_CACHE_BYTES = 512 * 1024**2
 # FFmpeg demuxers of the video containers accepted (VIDEO_SUFFIXES); anything else FFmpeg can
 # open (a PNG, a GIF, raw streams) is not a video upload.
 VIDEO_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV", "matroska,webm": "Matroska/WebM", "avi": "AVI"}
+VIDEO_SUFFIXES = {"mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "matroska,webm": ".mkv", "avi": ".avi"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +73,7 @@ class Probed:
     height: int
     frames: int
     fps: float | None
+    kind: MediaKind | None = None  # the kind stored (`ingest` sets it: the one detected when none was given)
 
 
 def check_file_name(name: str) -> None:
@@ -85,19 +85,6 @@ def check_file_name(name: str) -> None:
     path = name.replace("\\", "/")
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or ".." in path.split("/"):
         raise MediaError(f"file name {name!r} is a path; send the file's own name", "invalid_file_name")
-
-
-def _check_dicom_name(name: str) -> None:
-    suffix = Path(name.replace("\\", "/")).suffix.lower()
-    if suffix not in DICOM_SUFFIXES and not re.fullmatch(r"\.[0-9]+", suffix):
-        raise MediaError(f"DICOM file {name!r} has an unsupported type; use .dcm, .dicom, no suffix, or a UID as the name")
-
-
-def _suffix(name: str, allowed: set[str], what: str) -> str:
-    suffix = Path(name.replace("\\", "/")).suffix.lower()
-    if suffix not in allowed:
-        raise MediaError(f"{what} {name!r} has an unsupported type; use one of {', '.join(sorted(allowed))}")
-    return suffix
 
 
 class MediaLibrary:
@@ -134,8 +121,9 @@ class MediaLibrary:
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
-    def ingest(self, media_id: str, kind: MediaKind, staged: list[tuple[str, Path]]) -> Probed:
-        """Check the staged files (client name, path) and move them under the media id.
+    def ingest(self, media_id: str, kind: MediaKind | None, staged: list[tuple[str, Path]]) -> Probed:
+        """Check the staged files (client name, path) and move them under the media id. With no
+        `kind`, the files' content decides it (`detect_kind`); the result's `kind` says which.
 
         Raises MediaError with the reason when the files do not make a media item of `kind`.
         """
@@ -148,11 +136,13 @@ class MediaLibrary:
             raise MediaError("no file was uploaded")
         for name, _ in staged:
             check_file_name(name)
+        if kind is None:
+            kind = detect_kind(staged)
         if kind == MediaKind.VIDEO:
             if len(staged) != 1:
                 raise MediaError(f"a video is one file, not {len(staged)}")
-            name, path = staged[0]
-            stored = path.with_name("video" + _suffix(name, VIDEO_SUFFIXES, "video"))
+            _, path = staged[0]
+            stored = path.with_name("video" + _video_suffix(path))
             path.rename(stored)
             probed = _probe_video(stored, self.max_image_pixels)
             final = [(stored, stored.name)]
@@ -161,18 +151,20 @@ class MediaLibrary:
                 raise MediaError(f"a single image is one file, not {len(staged)}")
             final = []
             for index, (name, path) in enumerate(staged):
-                stored = path.with_name(f"{index:06d}{_suffix(name, IMAGE_SUFFIXES, 'image')}")
+                found = _image_format(path)
+                if found is None:
+                    raise MediaError(f"file {_label(index, name)} is not a supported image (PNG, JPEG, BMP, TIFF or WebP)")
+                stored = path.with_name(f"{index:06d}{IMAGE_SUFFIXES[found]}")
                 path.rename(stored)
                 final.append((stored, stored.name))
             probed = _probe_images([path for path, _ in final], self.max_image_pixels)
         elif kind == MediaKind.DICOM_SERIES:
-            for name, _ in staged:
-                _check_dicom_name(name)
             probed, order = _probe_dicom(staged, self.max_image_pixels)
             # Stored in slice order, so that opening the series needs no header but the first.
             final = [(staged[index][1], f"{position:06d}.dcm") for position, index in enumerate(order)]
         else:
             raise MediaError(f"{kind.value} uploads are not supported yet")
+        probed = Probed(probed.width, probed.height, probed.frames, probed.fps, kind)
         try:
             target.mkdir(parents=True)
         except FileExistsError:  # a concurrent upload of the same id got there first
@@ -232,6 +224,69 @@ def _taken(media_id: str) -> MediaError:
     # Worded as the upload route and the log word a media id that is taken, in any project: an
     # upload must not tell whether another project is storing that id right now.
     return MediaError(f"media {media_id!r} already exists", "already_exists", 409)
+
+
+def _label(index: int, name: str) -> str:
+    return f"{index + 1} ({name})" if name else str(index + 1)
+
+
+def _content(path: Path) -> str | None:
+    """'image', 'dicom' or 'video' by a file's content (signatures, the DICOM header, the
+    container FFmpeg finds), or None."""
+    if _image_format(path) is not None:
+        return "image"
+    with open(path, "rb") as file:
+        head = file.read(132)
+    if head[128:132] == b"DICM":
+        return "dicom"
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return "video" if container.format.name in VIDEO_CONTAINERS and container.streams.video else None
+    except av.error.FFmpegError:
+        return None
+
+
+def detect_kind(staged: list[tuple[str, Path]]) -> MediaKind:
+    """The media kind that staged files (client name, path) make, by their content: one image
+    is an image, several an image group; one video file a video; DICOM files a series."""
+    found = []
+    for index, (name, path) in enumerate(staged):
+        what = _content(path)
+        if what is None:
+            accepted = ", ".join(VIDEO_CONTAINERS.values())
+            raise MediaError(f"file {_label(index, name)} is not a supported image (PNG, JPEG, BMP, TIFF, WebP), video ({accepted}) or DICOM file")
+        found.append(what)
+    kinds = set(found)
+    if len(kinds) > 1:
+        raise MediaError(f"the files are of different kinds ({', '.join(sorted(kinds))}): upload each kind as a media item of its own")
+    [what] = kinds
+    if what == "video":
+        if len(staged) != 1:
+            raise MediaError(f"a video is one file, not {len(staged)}: upload the videos one at a time")
+        return MediaKind.VIDEO
+    if what == "dicom":
+        return MediaKind.DICOM_SERIES
+    return MediaKind.IMAGE if len(staged) == 1 else MediaKind.IMAGE_GROUP
+
+
+def _video_suffix(path: Path) -> str:
+    """The stored video's suffix, from the container its content is (not its name)."""
+    image = _image_format(path)
+    if image is not None:
+        raise MediaError(f"the file is a {image} image, not a video: upload it as an image")
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            found = container.format.name
+    except av.error.FFmpegError as error:
+        raise MediaError(f"not a readable video: {error}") from None
+    if found not in VIDEO_SUFFIXES:
+        accepted = ", ".join(VIDEO_CONTAINERS.values())
+        raise MediaError(f"not a video file: its content is {found!r}, not one of the accepted containers ({accepted})")
+    return VIDEO_SUFFIXES[found]
 
 
 def _probe_video(path: Path, max_pixels: int) -> Probed:

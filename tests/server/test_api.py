@@ -74,6 +74,7 @@ def test_create_project_with_classes_and_members(live, admin):
                 "point": ["keypoint", "polyline", "skeleton"],
                 "sam": ["bbox", "bitmask", "polygon"],
             },
+            "shape_kinds": ["bitmask", "polygon", "bbox", "rotated_bbox", "polyline", "keypoint", "skeleton"],
         }
 
 

@@ -374,8 +374,9 @@ BAD_UPLOADS: dict[str, tuple[str, list[tuple[str, str | bytes]], int, str]] = {
     "a video as an image": ("image", [("photo.png", "video")], 422, "invalid_media"),
     "images of two sizes in a group": ("image_group", [("a.png", "image"), ("b.png", "other size")], 422, "invalid_media"),
     "an image wider than the log can hold": ("image", [("wide.png", "too wide")], 422, "invalid_media"),
-    "unsupported file type": ("image", [("notes.txt", "image")], 422, "invalid_media"),
-    "no file type": ("video", [("clip", "video")], 422, "invalid_media"),
+    # The content decides, not the name (an image named notes.txt is an image): these are refused for what they hold.
+    "text with a text file's name": ("image", [("notes.txt", b"plain text notes\n" * 10)], 422, "invalid_media"),
+    "an image without a file type as a video": ("video", [("clip", "image")], 422, "invalid_media"),
     "two files as one video": ("video", [("a.mp4", "video"), ("b.mp4", "video")], 422, "invalid_media"),
     "two files as one image": ("image", [("a.png", "image"), ("b.png", "image")], 422, "invalid_media"),
     "no file": ("image", [], 422, "invalid_media"),

@@ -89,7 +89,8 @@ async def test_sam_mode_then_tracking_forwards_only(live):
     [
         ("not dicom", "not a readable DICOM series: file 2 (scan.dcm) is not a DICOM file (it lacks the DICOM file header: a 128-byte preamble and 'DICM')"),
         ("mixed sizes", "not a readable DICOM series: file 2 (small.dcm) is 32x32, file 1 (IM0000) is 64x48: all slices of a series must have one size"),
-        ("image suffix", "DICOM file 'photo.png' has an unsupported type; use .dcm, .dicom, no suffix, or a UID as the name"),
+        # Its content, not its name, refuses it (a DICOM file named .png would be taken).
+        ("image", "not a readable DICOM series: file 2 (photo.png) is not a DICOM file (it lacks the DICOM file header: a 128-byte preamble and 'DICM')"),
     ],
 )
 def test_refused_uploads_keep_nothing(live, tmp_path, name, message):

@@ -24,6 +24,7 @@ import { FilterBar, auditParams } from "./audit_filter.js";
 import { PromptOverlay, promptSummary } from "./prompt_overlay.js";
 import { KeyboardHelp, addHelpButton } from "./help.js";
 import { Player, frameCounter } from "./playback.js";
+import { ProjectSetup } from "./setup.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -165,10 +166,7 @@ class App {
     else {
       const first = this.projects.find((p) => p.media.length);
       if (first) this.setHash(first.media[0].media, 0, true);
-      else {
-        $("empty-stage").hidden = false;
-        $("empty-stage").textContent = this.projects.length ? "This project has no media yet." : "You are not a member of any project yet.";
-      }
+      else this.projectSetup.renderEmpty($("empty-stage")); // what to do next: create a project, upload media
     }
     return true;
   }
@@ -258,6 +256,14 @@ class App {
       },
     });
     this.player.attach($("stage"));
+    this.projectSetup = new ProjectSetup({
+      api: () => this.api, me: () => this.me, projects: () => this.projects, toast,
+      currentProject: () => $("project-select").value || this.state.project,
+      currentMedia: () => this.state.media,
+      hasMedia: () => Boolean(this.model.media),
+      reload: (project) => this.reloadProjects(project),
+      openMedia: (media) => this.setHash(media, 0, true),
+    }, $("setup-open"));
 
     editor.addEventListener("prompt", (e) => {
       if (this.state.tool === "sam") this.sam.onPrompt(e.detail);
@@ -289,6 +295,7 @@ class App {
       const project = this.projects.find((p) => p.id === e.target.value);
       this.fillMedia(project);
       if (project?.media.length) this.setHash(project.media[0].media, 0, true);
+      else if (!this.model.media) this.projectSetup.renderEmpty($("empty-stage"));
     });
     $("media-select").addEventListener("change", (e) => {
       e.target.blur(); // arrow keys step frames, not media items
@@ -377,6 +384,20 @@ class App {
     }
     this.fillProjects(this.state.project);
     this.fillMedia(this.projects.find((p) => p.id === this.state.project), this.state.media);
+  }
+
+  /** After the set-up dialog changed projects: the pickers show `project` unless a media item is open. */
+  async reloadProjects(project) {
+    try {
+      this.projects = await this.api.projects();
+    } catch (error) {
+      toast(error.message, { code: error.code });
+      return;
+    }
+    const open = this.projects.find((p) => p.media.some((m) => m.media === this.state.media));
+    this.fillProjects(open?.id ?? project);
+    if (open) $("media-select").value = this.state.media;
+    if (!this.model.media) this.projectSetup.renderEmpty($("empty-stage"));
   }
 
   // ---- opening a media item -------------------------------------------------------------------
@@ -1137,6 +1158,9 @@ window.masklog = {
   },
   get settings() {
     return app.settings;
+  },
+  get setup() {
+    return app.projectSetup;
   },
   /** The shapes on the canvas now ({id, shape, color, selected, dashed, text}). */
   shown: () => app.editor?.items ?? [],
