@@ -446,7 +446,7 @@ def _label_deleted(state: LabelState, actor: str, body: LabelDeleted) -> Body:
 
 def _track_requested(state: LabelState, actor: str, body: TrackRequested, trackers: Collection[str] = FIRST_TRACKERS) -> Body:
     if body.algorithm not in trackers:
-        raise DomainError(ErrorCode.INVALID, f"unknown tracker {body.algorithm!r}: this server offers {', '.join(sorted(trackers))}")
+        raise DomainError(ErrorCode.INVALID, f"tracker {body.algorithm!r} does not run on this server: it offers {', '.join(sorted(trackers))}")
     media = _media(state, body.media)
     allowed = TRACK_DIRECTIONS[media.kind]
     if not allowed:

@@ -14,6 +14,7 @@ import { HistoryPanel } from "./history.js";
 import { Replay } from "./replay.js";
 import { SamSession, newObjectId, shapeMask } from "./sam.js";
 import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
+import { CONFLICT_COLOUR, isConflict } from "./conflicts.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
@@ -148,6 +149,7 @@ class App {
     $("app").hidden = false;
     $("logout").title = `Signed in as ${me.name} (${me.role}): forget the token on this browser`;
     this.setup();
+    api.get("/api/capabilities").then((caps) => this.settings.setCapabilities(caps), () => {}); // the welcome says it too
     try {
       this.projects = await api.projects();
     } catch (error) {
@@ -380,7 +382,10 @@ class App {
       if (this.connection === connection) handler(e.detail);
     };
     connection.addEventListener("status", mine((status) => this.renderConnection(status)));
-    connection.addEventListener("welcome", mine(() => this.applyTool()));
+    connection.addEventListener("welcome", mine((welcome) => {
+      this.settings.setCapabilities(welcome.capabilities); // which trackers run here (issue 14)
+      this.applyTool();
+    }));
     connection.addEventListener("snapshot", mine((snapshot) => this.onSnapshot(snapshot)));
     connection.addEventListener("events", mine((events) => this.model.apply(events)));
     connection.addEventListener("presence", mine((users) => this.onPresence(users)));
@@ -534,6 +539,11 @@ class App {
     }
     const proposals = new Map();
     for (const p of model.proposalsAt(f)) if (!labelled.has(p.object)) proposals.set(p.object, p);
+    // A result on a person's label (a conflict, issue 14): drawn over it in the conflict colour.
+    for (const p of model.proposalsAt(f)) {
+      if (!isConflict(model, p.track, p.object, f)) continue;
+      items.push({ id: p.object, shape: p.proposal.shape, color: CONFLICT_COLOUR, selected: false, dashed: true, text: `${p.object} · conflict: tracked` });
+    }
     for (const p of proposals.values()) {
       items.push({
         id: p.object, shape: p.proposal.shape, color: bySource ? SOURCE_COLOURS.tracked : classColour(model, p.object),
