@@ -76,8 +76,10 @@ def test_a_track_over_a_hand_label_shows_the_conflict_and_save_keeps_it(open_pag
     assert alice.inner_text("[data-testid=track-conflicts]").strip() == "1 conflict"
     alice.click("[data-testid=track-conflicts]")  # goes to the conflict
     alice.wait_for_function("masklog.state.frame === 20")
-    drawn = alice.evaluate("masklog.shown().filter(i => i.text.includes('conflict')).map(i => i.id)")
-    assert drawn == [object_id]
+    # Drawn over Bob's box in the conflict colour (the canvas redraws once the frame is shown).
+    alice.wait_for_function(f"masklog.shown().some(i => i.id === '{object_id}' && i.text.includes('conflict'))", timeout=20_000)
+    drawn = alice.evaluate("masklog.shown().filter(i => i.text.includes('conflict')).map(i => [i.id, i.color, i.dashed])")
+    assert drawn == [[object_id, "#ff5252", True]]
     assert alice.is_visible("[data-testid=review-overwrite]")
     shot(alice, "p1-conflict-review")
 
