@@ -14,7 +14,7 @@ import { HistoryPanel } from "./history.js";
 import { Replay } from "./replay.js";
 import { SamSession, newObjectId, shapeMask } from "./sam.js";
 import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
-import { CONFLICT_COLOUR, isConflict } from "./conflicts.js";
+import { CONFLICT_COLOUR, isPersons } from "./conflicts.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
@@ -541,7 +541,7 @@ class App {
     for (const p of model.proposalsAt(f)) if (!labelled.has(p.object)) proposals.set(p.object, p);
     // A result on a person's label (a conflict, issue 14): drawn over it in the conflict colour.
     for (const p of model.proposalsAt(f)) {
-      if (!isConflict(model, p.track, p.object, f)) continue;
+      if (!isPersons(model.label(p.object, f))) continue; // p is a result on this frame: a conflict if a person's label is here
       items.push({ id: p.object, shape: p.proposal.shape, color: CONFLICT_COLOUR, selected: false, dashed: true, text: `${p.object} · conflict: tracked` });
     }
     for (const p of proposals.values()) {
