@@ -447,7 +447,7 @@ def _label_deleted(state: LabelState, actor: str, body: LabelDeleted) -> Body:
 
 def _track_requested(state: LabelState, actor: str, body: TrackRequested, trackers: Collection[str] = FIRST_TRACKERS) -> Body:
     if body.algorithm not in trackers and body.algorithm != INTERPOLATION:  # interpolation needs no model: every server has it
-        raise DomainError(ErrorCode.INVALID, f"unknown tracker {body.algorithm!r}: this server offers {', '.join(sorted(trackers))}")
+        raise DomainError(ErrorCode.INVALID, f"tracker {body.algorithm!r} does not run on this server: it offers {', '.join(sorted(trackers))}")
     media = _media(state, body.media)
     allowed = TRACK_DIRECTIONS[media.kind]
     if not allowed:

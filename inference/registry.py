@@ -96,6 +96,16 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
+# How the page names a tracker (registry name -> words); a tracker without one is shown by name.
+TRACKER_TITLES: dict[str, str] = {"classical": "Classical (optical flow + colour)", "sam2": "SAM 2"}
+# What a server needs besides `--backend NAME` to run a backend (said when it is not running).
+BACKEND_NEEDS: dict[str, str] = {"sam2": " --sam2-checkpoint PATH (torch installed)"}
+
+
+def tracker_title(name: str) -> str:
+    return TRACKER_TITLES.get(name, name)
+
+
 class UnknownBackend(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"unknown backend {name!r}: use {_either(BACKENDS)}")
@@ -156,6 +166,49 @@ class Backends:
     def names(self) -> frozenset[str]:
         """The tracker names this process can run: its trackers', the aliases and the model-free methods."""
         return frozenset({*TrackerAlias, *self.trackers, *MODEL_FREE_METHODS})
+
+    @property
+    def backend(self) -> str:
+        """The backend this process runs: the one whose tracker 'advanced' names."""
+        for entry in BACKENDS.values():
+            if self.advanced in entry.trackers:
+                return entry.name
+        return DEFAULT_BACKEND
+
+    def offers(self) -> list[TrackerOffer]:
+        """Every tracker, registered or loaded (registry order, then any other loaded one),
+        with whether this process runs it and, when not, why (issue 14: say which tracker
+        runs). Generic over `BACKENDS`: a new entry is listed without changes here."""
+        offers: list[TrackerOffer] = []
+        for name in dict.fromkeys([*tracker_names(), *self.trackers]):
+            tracker = self.trackers.get(name)
+            if tracker is not None:
+                offers.append(TrackerOffer(name, tracker_title(name), _backend_name_of(name), True, None, tracker.model))
+                continue
+            entry = backend_of_tracker(name)
+            why = f"this server runs the {self.backend} backend: start it with --backend {entry.name}{BACKEND_NEEDS.get(entry.name, '')} to use {tracker_title(name)}"
+            offers.append(TrackerOffer(name, tracker_title(name), entry.name, False, why, None))
+        return offers
+
+
+@dataclass(frozen=True)
+class TrackerOffer:
+    """One tracker as the server offers it to clients (REST and the socket's welcome)."""
+
+    name: str  # the registry name a track request gives as `algorithm`
+    label: str
+    backend: str
+    available: bool
+    why: str | None  # None when available; else why not, and how to have it
+    model: str | None  # the provenance id its results record, when available
+
+
+def _backend_name_of(name: str) -> str:
+    """The backend that registers tracker `name`; its own name for a tracker loaded unregistered."""
+    for entry in BACKENDS.values():
+        if name in entry.trackers:
+            return entry.name
+    return name
 
 
 def load_backends(name: str = DEFAULT_BACKEND, options: ModelOptions | None = None) -> Backends:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,6 +56,10 @@ class ObjectPlan:
     object: str
     cls: ClassAdded
     shape: Shape  # the object on the plan's start frame: what tracking is conditioned on
+    # People's labels of the object later in the range (issue 14), in the track's order: on
+    # each, the tracker's own result is still produced (review shows it as a conflict), and
+    # the object is tracked on from the person's shape, not from the tracker's drift.
+    keyframes: tuple[tuple[int, Shape], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,8 @@ def plan_track(state: LabelState, track_id: str) -> TrackPlan:
         if info_object is None or shape is None or info.stopped(object_id):
             dropped.append(object_id)
             continue
-        objects.append(ObjectPlan(object_id, state.classes[info_object.class_id], shape))
+        keyframes = tuple(sorted(info.keyframes.get(object_id, {}).items(), key=lambda item: (item[0] - request.start) * step))
+        objects.append(ObjectPlan(object_id, state.classes[info_object.class_id], shape, keyframes))
     if not objects:
         if done and dropped:
             raise PlanError(f"no object can go on from frame {request.start + done * step}: each was stopped or deleted")
@@ -117,6 +123,23 @@ class RawFrame:
     frame: int
     masks: list[TrackedMask]
     points: list[TrackedPoints]
+    # What each object's results on this frame are made from (its shape on the frame it was
+    # last seeded on): taken with the frame, since `convert` may run a frame behind `advance`,
+    # which re-seeds objects on their keyframes.
+    seeds: dict[str, _Seed] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Seed:
+    """What an object's tracked results are made from: the shape it was seeded with (the start
+    frame's, or its latest keyframe's) and what was measured of it then."""
+
+    shape: Shape
+    # A box label is wider than the object it holds: how much, relative to the mask's own box,
+    # so every tracked box keeps the annotator's margins.
+    margins: tuple[float, float, float, float] | None = None
+    # A rotated box follows the object's mask from where it was seeded (see `_Anchor`).
+    anchor: _Anchor | None = None
 
 
 @dataclass(slots=True)
@@ -124,11 +147,6 @@ class _Running:
     plan: ObjectPlan
     lost_streak: int
     stopped: bool = False
-    # A box label is wider than the object it holds: how much, relative to the mask's own box,
-    # so every tracked box keeps the annotator's margins.
-    margins: tuple[float, float, float, float] | None = None
-    # A rotated box follows the object's mask from where it started (see `_Anchor`).
-    anchor: _Anchor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,18 +170,35 @@ class _Anchor:
         return _Anchor(float(xs.mean()), float(ys.mean()), math.sqrt(len(xs)), float(angle) if elongated else None)
 
 
+@dataclass(slots=True)
+class _Stream:
+    """One tracker session and its frames; `objects`: those whose results it gives now (an
+    object re-seeded on a keyframe moves to a session of its own)."""
+
+    session: Any
+    frames: Iterator[list[Any]]
+    objects: set[str]
+
+
 @dataclass
 class TrackJob:
-    """Works off a plan one frame per `step()`. Use from one thread at a time."""
+    """Works off a plan one frame per `step()`. Use from one thread at a time.
+
+    People's labels later in the range (`ObjectPlan.keyframes`, issue 14) are corrections the
+    tracker conditions on: on a keyframe the object's result is still produced (the tracker's
+    own, which review shows as a conflict with the person's label), and from that frame on the
+    object is tracked from the person's shape by a session of its own, seeded there. The
+    sessions' frames are merged into one step per frame. Keyframes are part of the plan, so a
+    resumed track re-seeds on the same frames and gives the same results."""
 
     plan: TrackPlan
     frames: FrameSource
     masks: Tracker
     points: PointTracker
     _objects: dict[str, _Running] = field(default_factory=dict)
-    _mask_frames: Iterator[list[TrackedMask]] | None = None
-    _point_frames: Iterator[list[TrackedPoints]] | None = None
-    _sessions: list[object] = field(default_factory=list)
+    _seeds: dict[str, _Seed] = field(default_factory=dict)
+    _streams: list[_Stream] = field(default_factory=list)
+    _opened: bool = False
     _offset: int = 0  # frames produced by this job
     _finished: bool = False
 
@@ -186,15 +221,24 @@ class TrackJob:
         """The models' part of `step`: the next frame's masks and points, not yet shapes."""
         if self._finished:
             return None
-        if self._mask_frames is None and self._point_frames is None:
+        if not self._opened:
             self._open()
         if self._offset + 1 >= self.plan.count or all(o.stopped for o in self._objects.values()):
             self.close()
             return None
-        masks = next(self._mask_frames) if self._mask_frames is not None else []
-        points = next(self._point_frames) if self._point_frames is not None else []
+        masks: list[TrackedMask] = []
+        points: list[TrackedPoints] = []
+        for stream in self._streams:
+            for result in next(stream.frames):
+                if result.object in stream.objects:
+                    (points if isinstance(result, TrackedPoints) else masks).append(result)
         self._offset += 1
-        return RawFrame(self.frame, masks, points)
+        raw = RawFrame(self.frame, masks, points, dict(self._seeds))
+        for running in self._objects.values():
+            shape = dict(running.plan.keyframes).get(raw.frame)
+            if shape is not None and not running.stopped and self._offset + 1 < self.plan.count:
+                self._reseed(running.plan, raw.frame, shape)
+        return raw
 
     def convert(self, raw: RawFrame) -> list[TrackFrameProduced]:
         """The shapes part of `step`: each result as the class's shape, or lost. Call in frame
@@ -205,12 +249,12 @@ class TrackJob:
         for result in raw.masks:
             running = self._objects[result.object]
             if not running.stopped:
-                shape = self._shape_from_mask(running, result.mask)
+                shape = self._shape_from_mask(running, raw.seeds[result.object], result.mask)
                 bodies.append(self._produced(running, raw.frame, shape, result.score, self.masks.model))
         for tracked in raw.points:
             running = self._objects[tracked.object]
             if not running.stopped:
-                shape = self._shape_from_points(running, tracked)
+                shape = self._shape_from_points(running, raw.seeds[tracked.object], tracked)
                 bodies.append(self._produced(running, raw.frame, shape, tracked.score, self.points.model))
         # Frames a resumed track already produced: run for the models' memory, not produced.
         return [] if replayed else bodies
@@ -223,48 +267,68 @@ class TrackJob:
 
     def close(self) -> None:
         self._finished = True
-        for session in self._sessions:
-            session.close()  # type: ignore[attr-defined]
-        self._sessions.clear()
-        self._mask_frames = self._point_frames = None
+        for stream in self._streams:
+            stream.session.close()
+        self._streams.clear()
 
     # ---- set-up ---------------------------------------------------------------------------
 
     def _open(self) -> None:
-        plan, height, width = self.plan, self.frames.height, self.frames.width
-        mask_objects = [o for o in plan.objects if o.cls.shape not in POINT_KINDS]
-        point_objects = [o for o in plan.objects if o.cls.shape in POINT_KINDS]
+        plan = self.plan
+        self._opened = True
         for o in plan.objects:
             self._objects[o.object] = _Running(o, 0)
-        if mask_objects:
-            session = self.masks.open(self.frames)
-            self._sessions.append(session)
-            for o in mask_objects:
-                # Boxes hold background too: the object inside is segmented (a box prompt) and
-                # tracked, and the box made again around it on every frame.
-                if isinstance(o.shape, BBox):
-                    box = o.shape
-                    mask = session.add_prompt(plan.start, o.object, Prompt(box=(box.x, box.y, box.x + box.w, box.y + box.h)))
-                    self._objects[o.object].margins = _margins(box, mask)
-                elif isinstance(o.shape, RotatedBBox):
-                    corners = rotated_bbox_corners(o.shape)
-                    x0, y0 = np.clip(corners.min(axis=0), 0, [width - 1, height - 1])
-                    x1, y1 = np.clip(corners.max(axis=0) + 1, 1, [width, height])
-                    mask = session.add_prompt(plan.start, o.object, Prompt(box=(float(x0), float(y0), float(x1), float(y1))))
-                    self._objects[o.object].anchor = _Anchor.of(mask)
-                    if self._objects[o.object].anchor is None:
-                        session.add_mask(plan.start, o.object, shape_to_mask(o.shape, height, width))
-                else:
-                    session.add_mask(plan.start, o.object, shape_to_mask(o.shape, height, width))
-            self._mask_frames = iter(session.propagate(plan.start, plan.request.direction, plan.count))
-            next(self._mask_frames)  # the start frame: the conditioning itself, already labelled
-        if point_objects:
-            point_session = self.points.open(self.frames)
-            self._sessions.append(point_session)
-            for o in point_objects:
-                point_session.add_points(plan.start, o.object, np.asarray(shape_points(o.shape), dtype=np.float64))
-            self._point_frames = iter(point_session.propagate(plan.start, plan.request.direction, plan.count))
-            next(self._point_frames)
+        mask_objects = [o for o in plan.objects if o.cls.shape not in POINT_KINDS]
+        point_objects = [o for o in plan.objects if o.cls.shape in POINT_KINDS]
+        for objects in (mask_objects, point_objects):
+            if objects:
+                self._start(objects, plan.start, [o.shape for o in objects])
+
+    def _start(self, objects: list[ObjectPlan], frame: int, shapes: list[Shape]) -> None:
+        """A session for `objects` (all of one tracker), seeded on `frame` with `shapes`, that
+        propagates to the end of the plan; its first frame (the seeds themselves) is skipped."""
+        points = objects[0].cls.shape in POINT_KINDS
+        session: Any = self.points.open(self.frames) if points else self.masks.open(self.frames)
+        for o, shape in zip(objects, shapes, strict=True):
+            self._seeds[o.object] = self._seed(session, frame, o.object, shape, points)
+        remaining = self.plan.count - (frame - self.plan.start) * self.plan.step
+        stream = _Stream(session, iter(session.propagate(frame, self.plan.request.direction, remaining)), {o.object for o in objects})
+        self._streams.append(stream)
+        next(stream.frames)  # the seeding frame: the conditioning itself, already labelled
+
+    def _seed(self, session: Any, frame: int, object_id: str, shape: Shape, points: bool) -> _Seed:
+        """Condition `session` (a point tracker's if `points`) on `shape` of `object_id` on `frame`."""
+        height, width = self.frames.height, self.frames.width
+        if points:
+            session.add_points(frame, object_id, np.asarray(shape_points(shape), dtype=np.float64))
+            return _Seed(shape)
+        # Boxes hold background too: the object inside is segmented (a box prompt) and
+        # tracked, and the box made again around it on every frame.
+        if isinstance(shape, BBox):
+            mask = session.add_prompt(frame, object_id, Prompt(box=(shape.x, shape.y, shape.x + shape.w, shape.y + shape.h)))
+            return _Seed(shape, margins=_margins(shape, mask))
+        if isinstance(shape, RotatedBBox):
+            corners = rotated_bbox_corners(shape)
+            x0, y0 = np.clip(corners.min(axis=0), 0, [width - 1, height - 1])
+            x1, y1 = np.clip(corners.max(axis=0) + 1, 1, [width, height])
+            mask = session.add_prompt(frame, object_id, Prompt(box=(float(x0), float(y0), float(x1), float(y1))))
+            anchor = _Anchor.of(mask)
+            if anchor is None:
+                session.add_mask(frame, object_id, shape_to_mask(shape, height, width))
+            return _Seed(shape, anchor=anchor)
+        session.add_mask(frame, object_id, shape_to_mask(shape, height, width))
+        return _Seed(shape)
+
+    def _reseed(self, plan: ObjectPlan, frame: int, shape: Shape) -> None:
+        """Track `plan.object` from its keyframe `shape` on `frame`: out of its session (closed
+        once it tracks nobody), into a fresh one seeded there."""
+        for stream in list(self._streams):
+            if plan.object in stream.objects:
+                stream.objects.discard(plan.object)
+                if not stream.objects:
+                    stream.session.close()
+                    self._streams.remove(stream)
+        self._start([plan], frame, [shape])
 
     # ---- results ----------------------------------------------------------------------------
 
@@ -286,15 +350,15 @@ class TrackJob:
             model=model,
         )
 
-    def _shape_from_mask(self, running: _Running, mask: np.ndarray | None) -> Shape | None:
+    def _shape_from_mask(self, running: _Running, seed: _Seed, mask: np.ndarray | None) -> Shape | None:
         if mask is None or not mask.any():
             return None
         kind = running.plan.cls.shape
         try:
-            if kind == ShapeKind.BBOX and running.margins is not None:
-                shape: Shape = _with_margins(mask_to_bbox(mask), running.margins, self.frames.width, self.frames.height)
-            elif kind == ShapeKind.ROTATED_BBOX and running.anchor is not None:
-                moved = _follow(running.plan.shape, running.anchor, _Anchor.of(mask))  # type: ignore[arg-type]
+            if kind == ShapeKind.BBOX and seed.margins is not None:
+                shape: Shape = _with_margins(mask_to_bbox(mask), seed.margins, self.frames.width, self.frames.height)
+            elif kind == ShapeKind.ROTATED_BBOX and seed.anchor is not None:
+                moved = _follow(seed.shape, seed.anchor, _Anchor.of(mask))  # type: ignore[arg-type]
                 if moved is None:
                     return None
                 shape = moved
@@ -306,11 +370,11 @@ class TrackJob:
             return shape  # the RLE of a non-empty mask of the frame: valid as made
         return self._valid(shape, running)
 
-    def _shape_from_points(self, running: _Running, tracked: TrackedPoints) -> Shape | None:
+    def _shape_from_points(self, running: _Running, seed: _Seed, tracked: TrackedPoints) -> Shape | None:
         if tracked.points is None:
             return None
         try:
-            shape = shape_with_points(running.plan.shape, tracked.points)
+            shape = shape_with_points(seed.shape, tracked.points)
         except GeometryError:
             return None
         if isinstance(shape, Skeleton) and tracked.visible is not None:

@@ -43,6 +43,7 @@ from masklog.domain.state import LabelState
 from masklog.inference.frames.errors import FrameError
 from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from masklog.server.authorization import Forbidden, authorize_command, authorize_on_media, require
+from masklog.server.capabilities import capabilities
 from masklog.server.context import Context
 from masklog.server.protocol import CommandRequest, LabelEntry, snapshot
 from masklog.server.replay import state_as_of
@@ -85,6 +86,12 @@ async def health(request: Request) -> Response:
 async def me(request: Request, ctx: Context, user: User) -> Response:
     """Who the token is, and the shape kinds and families the page needs (so it repeats none of them)."""
     return json_response({"name": user.name, "role": user.role.value, "actor": user.actor, "shape_families": SHAPE_FAMILY_LISTS, "shape_kinds": SHAPE_KINDS})
+
+
+@endpoint
+async def get_capabilities(request: Request, ctx: Context, user: User) -> Response:
+    """Which trackers and segmenter this server runs, why the others do not, and the default."""
+    return json_response(capabilities(ctx.backends))
 
 
 def _project_view(state: LabelState, project: ProjectCreated, role: Role) -> dict[str, Any]:
@@ -428,6 +435,7 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
 routes = [
     Route("/api/health", health),
     Route("/api/me", me),
+    Route("/api/capabilities", get_capabilities),
     Route("/api/projects", list_projects, methods=["GET"]),
     Route("/api/projects", create_project, methods=["POST"]),
     Route("/api/projects/{project}", get_project),

@@ -24,6 +24,7 @@ from masklog.domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_TOKE
 from masklog.domain.shapes import Coord
 from masklog.domain.state import LabelState
 from masklog.server.accounts import Credential, Role, User
+from masklog.server.capabilities import Capabilities
 from masklog.server.origins import origin_allowed
 from masklog.server.settings import Settings
 
@@ -101,6 +102,8 @@ class Welcome(msgspec.Struct, **_msg("welcome")):
     role: str
     media: str
     head: int
+    # The trackers and segmenter this server runs (as GET /api/capabilities; issue 14).
+    capabilities: Capabilities | None = None
 
 
 class LabelEntry(msgspec.Struct, frozen=True):
@@ -315,7 +318,8 @@ def read_hello(data: str | bytes | None, max_bytes: int) -> Hello | Close:
 
 
 def greet(
-    hello: Hello, credential: Credential | None, media_id: str, state: LabelState, published: int, role_in: Callable[[User, str], Role | None]
+    hello: Hello, credential: Credential | None, media_id: str, state: LabelState, published: int, role_in: Callable[[User, str], Role | None],
+    capabilities: Capabilities | None = None,
 ) -> Greeting | Close:
     """Answer a hello: `credential` is what its token stands for (None: unknown, revoked or
     expired), `role_in` a user's role in a project (None: not a member), `published` the last position
@@ -332,7 +336,7 @@ def greet(
     if media is None or role is None:
         return Close(CloseCode.UNKNOWN_MEDIA, "unknown media", Error(code="unknown_id", message=f"unknown media {media_id!r}"))
     head = state.seq
-    welcome = Welcome(protocol=PROTOCOL_VERSION, user=user.name, role=role.value, media=media_id, head=head)
+    welcome = Welcome(protocol=PROTOCOL_VERSION, user=user.name, role=role.value, media=media_id, head=head, capabilities=capabilities)
     # A client ahead of anything this server knows (another server's log, a reset) starts over.
     if hello.last_seq is None or hello.last_seq > head:
         return Greeting(credential, welcome, media.project, snapshot(state, media_id, user.actor))

@@ -21,6 +21,7 @@ from masklog.domain.precheck import is_costly, precheck
 from masklog.server import protocol as p
 from masklog.server.accounts import User
 from masklog.server.authorization import Forbidden, authorize_on_media
+from masklog.server.capabilities import capabilities
 from masklog.server.context import Context
 from masklog.server.hub import Overflowed, Subscriber
 from masklog.server.ledger import LedgerError
@@ -117,7 +118,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         return
     credential = await ctx.accounts.credential(hello.token)
     # From here to the subscription, no await: the live queue starts where the greeting ends.
-    greeting = p.greet(hello, credential, media_id, ctx.ledger.state, ctx.ledger.published, ctx.accounts.role_in)
+    greeting = p.greet(hello, credential, media_id, ctx.ledger.state, ctx.ledger.published, ctx.accounts.role_in, capabilities(ctx.backends))
     if isinstance(greeting, p.Close):
         await _refuse(websocket, greeting)
         return

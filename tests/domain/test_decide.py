@@ -158,11 +158,11 @@ def test_trackers_are_named_from_those_the_server_offers(log):
     # Without a list: the first schema's two names, as before.
     for name in ("simple", "advanced"):
         assert decide(log.state, ALICE, request(name)) == request(name)
-    refused(log, ALICE, request("sam2"), ErrorCode.INVALID, r"^unknown tracker 'sam2': this server offers advanced, simple$")
+    refused(log, ALICE, request("sam2"), ErrorCode.INVALID, r"^tracker 'sam2' does not run on this server: it offers advanced, simple$")
     # A server passes the names its backends offer.
     offered = {"simple", "advanced", "classical", "sam2"}
     assert decide(log.state, ALICE, request("sam2"), trackers=offered) == request("sam2")
-    refused(log, ALICE, request("sam3"), ErrorCode.INVALID, "unknown tracker 'sam3': this server offers advanced, classical, sam2, simple", trackers=offered)
+    refused(log, ALICE, request("sam3"), ErrorCode.INVALID, "tracker 'sam3' does not run on this server: it offers advanced, classical, sam2, simple", trackers=offered)
 
 
 def test_undo_redo_rules(log):

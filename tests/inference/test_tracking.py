@@ -172,3 +172,98 @@ def test_a_track_that_cannot_go_on_is_a_plan_error(log):
     log.do(ALICE, ev.ObjectDeleted(object="bitmask"))
     with pytest.raises(PlanError, match="deleted"):
         plan_track(log.state, other.id)
+
+
+# ---- people's labels are keyframes (issue 14) ------------------------------------------------------
+
+
+def test_a_keyframe_re_seeds_the_object_the_results_after_it_follow_the_persons_label(log):
+    """A person's label on frame 5 puts the object on the other disc: frame 5's result is still
+    the tracker's own (a conflict, for review), and from frame 6 on the object follows the
+    person's label, not where the tracker had it."""
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=disc_label(0, 0), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=5, shape=disc_label(1, 5), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=12))
+    plan = plan_track(log.state, track.id)
+    assert plan.objects[0].keyframes == ((5, disc_label(1, 5)),)
+    results = {b.frame: shape_to_mask(b.shape, CLIP.height, CLIP.width) for b in run(TrackJob(plan, FRAMES, ClassicalTracker(), PointTracker()))}
+    assert sorted(results) == list(range(1, 12)), "one result per frame, the keyframe's included"
+    truth = [lambda f, d=d: CLIP.discs[d].mask(f, CLIP.height, CLIP.width) for d in (0, 1)]
+    for frame in range(1, 6):
+        assert iou(results[frame], truth[0](frame)) > 0.6, ("the tracker's own until the keyframe", frame)
+    for frame in range(6, 12):
+        assert iou(results[frame], truth[1](frame)) > 0.6, ("from the person's label on", frame)
+        assert iou(results[frame], truth[0](frame)) < 0.1, frame
+    # The tracker's own result on frame 5 waits in review as a conflict: the person's label stays.
+    for body in run(TrackJob(plan, FRAMES, ClassicalTracker(), PointTracker())):
+        log.do(TRACKER, msgspec.structs.replace(body, track=track.id))
+    assert log.state.conflicts(track.id) == [("bitmask", 5)]
+    assert log.state.label("bitmask", 5).shape == disc_label(1, 5)
+
+
+def test_without_keyframes_nothing_changes_and_an_old_request_has_none(log):
+    """A track from before issue 14 (keep_people unset) has no keyframes: the person's label
+    later in the range is not conditioned on, as before."""
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=0, shape=disc_label(0, 0), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="bitmask", frame=5, shape=disc_label(1, 5), source="manual"))
+    old = ev.TrackRequested(media="m1", objects=["bitmask"], start=0, direction="forward", range=12)
+    event = ev.Event(seq=log.state.seq + 1, id="00000000-0000-4000-8000-000000000001", stream="m1", actor=ALICE, at=1.0, body=old)
+    log.events.append(event)
+    log.state.apply(event)
+    plan = plan_track(log.state, event.id)
+    assert plan.objects[0].keyframes == ()
+    results = run(TrackJob(plan, FRAMES, ClassicalTracker(), PointTracker()))
+    assert all(iou(shape_to_mask(b.shape, CLIP.height, CLIP.width), CLIP.discs[0].mask(b.frame, CLIP.height, CLIP.width)) > 0.6 for b in results)
+
+
+def test_a_keyframe_re_seeds_a_box_with_its_own_margins_and_a_point(log):
+    log.do(ALICE, ev.LabelSaved(object="bbox", frame=0, shape=BBox(x=6, y=14, w=21, h=21), source="manual"))
+    (x, y) = CLIP.discs[1].centre(4)
+    loose = BBox(x=x - 11, y=y - 11, w=22, h=22)  # round the other disc, 4-5 px of margin
+    log.do(ALICE, ev.LabelSaved(object="bbox", frame=4, shape=loose, source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="keypoint", frame=0, shape=Keypoint(x=16, y=24), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="keypoint", frame=4, shape=Keypoint(x=x, y=y), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["bbox", "keypoint"], start=0, direction="forward", range=9))
+    results = run(job_for(log, track))
+    assert sorted((b.object, b.frame) for b in results) == sorted((o, f) for o in ("bbox", "keypoint") for f in range(1, 9))
+    for body in results:
+        if body.frame <= 4:
+            expected = CLIP.discs[0].centre(body.frame)
+        else:
+            expected = CLIP.discs[1].centre(body.frame)
+        if body.object == "bbox":
+            centre = (body.shape.x + body.shape.w / 2, body.shape.y + body.shape.h / 2)
+            if body.frame > 4:
+                assert abs(body.shape.w - loose.w) <= 2.5, ("the keyframe's own margins", body.shape)
+        else:
+            centre = (body.shape.x, body.shape.y)
+        near = 2 if body.frame > 4 else 3.5  # from the keyframe on: on the other disc, closely
+        assert abs(centre[0] - expected[0]) < near and abs(centre[1] - expected[1]) < near, (body.object, body.frame, centre, expected)
+
+
+def _keyframe_log() -> tuple[MemoryLog, ev.Event]:
+    log, _ = _resume_log()
+    log.do(ALICE, ev.LabelSaved(object="staying", frame=6, shape=_square_polygon(40, 30, 5), source="manual"))
+    log.do(ALICE, ev.LabelSaved(object="point", frame=3, shape=Keypoint(x=30.0, y=30.0), source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["leaving", "staying", "point"], start=0, direction="forward", range=12, interval=0))
+    return log, track
+
+
+def test_a_resumed_track_re_seeds_on_the_same_keyframes():
+    """Keyframes are captured with the request: a track resumed after a crash, before or after
+    a keyframe, and with the keyframe edited meanwhile, produces what an uninterrupted one does."""
+    frames = ArrayFrames(RESUME_CLIP.images())
+    log, track = _keyframe_log()
+    whole = run(TrackJob(plan_track(log.state, track.id), frames, ClassicalTracker(), PointTracker()))
+    staying = {b.frame: b.shape for b in whole if b.object == "staying"}
+    assert shape_to_mask(staying[8], 48, 64)[30, 40 + 0], "re-seeded on the person's square on frame 6"
+    for cut in (2, 3, 5, 6, 9):
+        log, track = _keyframe_log()
+        for body in whole:
+            if body.frame <= cut:
+                log.do(TRACKER, msgspec.structs.replace(body, track=track.id))
+        log.do(ALICE, ev.LabelSaved(object="staying", frame=6, shape=_square_polygon(10, 10, 4), source="manual"))
+        plan = plan_track(log.state, track.id)
+        assert plan.skip == cut
+        rest = run(TrackJob(plan, frames, ClassicalTracker(), PointTracker()))
+        assert rest == [msgspec.structs.replace(b, track=track.id) for b in whole if b.frame > cut], f"resumed after frame {cut}"

@@ -75,6 +75,7 @@ PNG = cv2.imencode(".png", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
 ROUTES: dict[str, Callable[[httpx.Client], httpx.Response]] = {
     "GET /api/health": lambda http: http.get("/api/health"),
     "GET /api/me": lambda http: http.get("/api/me"),
+    "GET /api/capabilities": lambda http: http.get("/api/capabilities"),
     "GET /api/projects": lambda http: http.get("/api/projects"),
     "POST /api/projects": lambda http: http.post("/api/projects", json={"id": fresh("proj"), "name": "New"}),
     "GET /api/projects/p1": lambda http: http.get("/api/projects/p1"),
@@ -113,6 +114,7 @@ ROUTES: dict[str, Callable[[httpx.Client], httpx.Response]] = {
 REST_TABLE: dict[str, tuple[int, ...]] = {
     "GET /api/health":                         (200,   200,     200,     200,   200,     200,   200),
     "GET /api/me":                             (200,   200,     200,     200,   200,     401,   401),
+    "GET /api/capabilities":                   (200,   200,     200,     200,   200,     401,   401),
     "GET /api/projects":                       (200,   200,     200,     200,   200,     401,   401),
     "POST /api/projects":                      (201,   403,     403,     403,   403,     401,   401),
     "GET /api/projects/p1":                    (200,   200,     200,     200,   404,     401,   401),

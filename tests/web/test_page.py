@@ -70,7 +70,7 @@ def test_track_forwards_ten_frames_then_save(open_page, site, shot):
     page.wait_for_selector(f"[data-testid='object-{object_id}']")
     page.click("[data-testid=settings-open]")
     page.fill("[data-testid=setting-range]", "11")  # the start frame and 10 more
-    page.uncheck("[data-testid=setting-advanced]")
+    page.select_option("[data-testid=setting-tracker]", "classical")
     page.keyboard.press("Escape")
     page.click(f"[data-testid='object-{object_id}']")
     page.keyboard.press("Shift+T")
@@ -160,7 +160,7 @@ def test_automated_labelling_saves_directly(open_page, site, shot):
     page.fill("[data-testid=auto-first]", "2")
     page.fill("[data-testid=auto-last]", "8")
     page.fill("[data-testid=auto-interval]", "2")
-    page.select_option("[data-testid=auto-algorithm]", "simple")
+    page.select_option("[data-testid=auto-algorithm]", "classical")
     shot(page, "auto-dialog")
     page.click("[data-testid=auto-run]")
     page.wait_for_function(
@@ -168,7 +168,7 @@ def test_automated_labelling_saves_directly(open_page, site, shot):
         timeout=30_000,
     )
     request = page.evaluate(f"[...masklog.model.tracks.values()].find(t => t.request.objects.includes('{object_id}')).request")
-    assert (request["start"], request["range"], request["interval"], request["autosave"], request["algorithm"]) == (2, 7, 2, True, "simple")
+    assert (request["start"], request["range"], request["interval"], request["autosave"], request["algorithm"]) == (2, 7, 2, True, "classical")
     assert page.evaluate(f"masklog.model.labelsAt(5).find(e => e.object === '{object_id}').label.shape.type") == "polygon"
 
 

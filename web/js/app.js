@@ -14,6 +14,7 @@ import { HistoryPanel } from "./history.js";
 import { Replay, replayView } from "./replay.js";
 import { SamSession, newObjectId, shapeMask } from "./sam.js";
 import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
+import { CONFLICT_COLOUR, isPersons } from "./conflicts.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
@@ -154,6 +155,7 @@ class App {
     $("app").hidden = false;
     $("logout").title = `Signed in as ${me.name} (${me.role}): forget the token on this browser`;
     this.setup();
+    api.get("/api/capabilities").then((caps) => this.settings.setCapabilities(caps), () => {}); // the welcome says it too
     try {
       this.projects = await api.projects();
     } catch (error) {
@@ -441,7 +443,10 @@ class App {
       if (this.connection === connection) handler(e.detail);
     };
     connection.addEventListener("status", mine((status) => this.renderConnection(status)));
-    connection.addEventListener("welcome", mine(() => this.applyTool()));
+    connection.addEventListener("welcome", mine((welcome) => {
+      this.settings.setCapabilities(welcome.capabilities); // which trackers run here (issue 14)
+      this.applyTool();
+    }));
     connection.addEventListener("snapshot", mine((snapshot) => this.onSnapshot(snapshot)));
     connection.addEventListener("events", mine((events) => this.model.apply(events)));
     connection.addEventListener("presence", mine((users) => this.onPresence(users)));
@@ -630,6 +635,12 @@ class App {
     for (const p of model.proposalsAt(f)) {
       const facts = { source: "tracked", actor: model.tracks.get(p.track)?.actor, model: p.proposal.model };
       if (!labelled.has(p.object) && show(p.object, facts)) proposals.set(p.object, p);
+    }
+    // A result on a person's label (a conflict, issue 14): drawn over it in the conflict colour.
+    for (const p of model.proposalsAt(f)) {
+      if (!isPersons(model.label(p.object, f))) continue; // p is a result on this frame: a conflict if a person's label is here
+      if (!show(p.object, { source: "tracked", actor: model.tracks.get(p.track)?.actor, model: p.proposal.model })) continue;
+      items.push({ id: p.object, shape: p.proposal.shape, color: CONFLICT_COLOUR, selected: false, dashed: true, text: `${p.object} · conflict: tracked` });
     }
     for (const p of proposals.values()) {
       items.push({

@@ -2,6 +2,7 @@
 // context menu and the automated-labelling dialog.
 
 import { classColour } from "./colours.js";
+import { fillTrackerSelect, resolveTracker } from "./trackers.js";
 
 // ---- toasts ------------------------------------------------------------------------------------
 
@@ -28,7 +29,8 @@ export function toast(message, { code = null, kind = "error", ms = kind === "err
 // ---- settings ----------------------------------------------------------------------------------
 
 const SETTINGS_KEY = "masklog.settings";
-const DEFAULTS = { range: 30, advanced: true, panoptic: false };
+// tracker: the registry name chosen (null: the server's default, the best it runs).
+const DEFAULTS = { range: 30, tracker: null, panoptic: false };
 
 export class Settings extends EventTarget {
   constructor() {
@@ -41,30 +43,46 @@ export class Settings extends EventTarget {
     }
     Object.assign(this, DEFAULTS, stored);
     this.range = clampInt(this.range, 1, 100000, DEFAULTS.range);
-    this.advanced = Boolean(this.advanced);
+    // Settings saved before the server named its trackers: "advanced" off was the classical one.
+    if (stored.advanced === false && !stored.tracker) this.tracker = "simple";
+    delete this.advanced;
+    this.tracker = typeof this.tracker === "string" ? this.tracker : null;
     this.panoptic = Boolean(this.panoptic);
+    this.capabilities = null; // what the server runs (GET /api/capabilities, the welcome)
   }
 
+  /** The tracker a request names: the chosen one if it runs here, else the server's best. */
   get algorithm() {
-    return this.advanced ? "advanced" : "simple";
+    return resolveTracker(this.capabilities, this.tracker) ?? "advanced";
+  }
+
+  /** What the server runs; the dialogs offer only that. */
+  setCapabilities(caps) {
+    if (!caps || JSON.stringify(caps) === JSON.stringify(this.capabilities)) return;
+    this.capabilities = caps;
+    this.dispatchEvent(new CustomEvent("change", { detail: { key: "capabilities", value: caps } }));
   }
 
   set(key, value) {
     this[key] = value;
-    localStorage.setItem(SETTINGS_KEY, JSON.stringify({ range: this.range, advanced: this.advanced, panoptic: this.panoptic }));
+    localStorage.setItem(SETTINGS_KEY, JSON.stringify({ range: this.range, tracker: this.tracker, panoptic: this.panoptic }));
     this.dispatchEvent(new CustomEvent("change", { detail: { key, value } }));
   }
 
   /** Wire the settings dialog: every input saves as it changes. */
   bind(dialog, openButton) {
     const range = dialog.querySelector("#setting-range");
-    const advanced = dialog.querySelector("#setting-advanced");
+    const tracker = dialog.querySelector("#setting-tracker");
+    const why = dialog.querySelector("#setting-tracker-why");
     const panoptic = dialog.querySelector("#setting-panoptic");
     const fill = () => {
       range.value = this.range;
-      advanced.checked = this.advanced;
+      fillTrackerSelect(tracker, this.capabilities, this.tracker, why);
       panoptic.checked = this.panoptic;
     };
+    this.addEventListener("change", (e) => {
+      if (e.detail.key === "capabilities") fill();
+    });
     fill();
     openButton.addEventListener("click", () => {
       fill();
@@ -79,7 +97,7 @@ export class Settings extends EventTarget {
       saveRange();
       range.value = this.range;
     });
-    advanced.addEventListener("change", () => this.set("advanced", advanced.checked));
+    tracker.addEventListener("change", () => this.set("tracker", tracker.value));
     panoptic.addEventListener("change", () => this.set("panoptic", panoptic.checked));
     dialog.addEventListener("close", () => {
       saveRange();
@@ -223,7 +241,7 @@ export class AutoDialog {
     this.first.closest(".grid2")?.setAttribute("data-frames", `frames 0–${frames - 1}`);
     this.first.value = String(state.frame);
     this.last.value = String(Math.min(frames - 1, state.frame + settings.range - 1));
-    this.algorithm.value = settings.algorithm;
+    fillTrackerSelect(this.algorithm, settings.capabilities, this.algorithm.value || settings.algorithm, this.dialog.querySelector("#auto-algorithm-why"), { methods: true });
     this.dialog.showModal();
   }
 

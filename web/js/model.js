@@ -2,6 +2,8 @@
 // order — the same rules as domain/state.py, for what the page shows. Listeners get a "change"
 // event after each batch.
 
+import { isPersons, keepsPeople } from "./conflicts.js";
+
 const cellKey = (object, frame) => `${object}\u0000${frame}`;
 
 export class MediaModel extends EventTarget {
@@ -177,7 +179,8 @@ export class MediaModel extends EventTarget {
     track.produced += 1;
     track.lastFrame = body.frame;
     if (body.shape === null || !this.objects.has(body.object)) return;
-    if (track.request.autosave) {
+    // A person's label is kept: an autosaving track's result there waits in review (issue 14).
+    if (track.request.autosave && !(keepsPeople(track.request) && isPersons(this.label(body.object, body.frame)))) {
       this._setLabel(body.object, body.frame, {
         written_by: event.id, shape: body.shape, source: "tracked", actor: event.actor, model: body.model, prompt: null, track: body.track, score: body.score,
       });
@@ -218,9 +221,11 @@ export class MediaModel extends EventTarget {
 
   _on_tracked_accepted(event, body) {
     const cells = this.proposals.get(body.track);
+    const keep = keepsPeople(this.tracks.get(body.track)?.request) && body.overwrite !== true;
     for (const [key, entry] of this._selected(body)) {
       cells.delete(key);
       if (!this.objects.has(entry.object)) continue;
+      if (keep && isPersons(this.label(entry.object, entry.frame))) continue; // the person's label stays
       const p = entry.proposal;
       this._setLabel(entry.object, entry.frame, {
         written_by: event.id, shape: p.shape, source: "tracked", actor: event.actor, model: p.model, prompt: null, track: body.track, score: p.score,

@@ -3,6 +3,7 @@
 // only touches what changed.
 
 import { SOURCE_COLOURS, SOURCE_NAMES, classColour, userColour } from "./colours.js";
+import { acceptBody, conflictText, conflictsOf, keepsPeople } from "./conflicts.js";
 import { keyLabel } from "./keymap.js";
 import { trackSpan } from "./timeline.js";
 
@@ -269,14 +270,25 @@ export class TracksPanel {
     progress.dataset.testid = "track-progress";
     progress.max = 1;
     progress.value = 0;
-    const buttons = el("div", "line");
+    const buttons = el("div", "line review-buttons");
     const cancel = el("button", "small danger", "Cancel");
     cancel.dataset.testid = "track-cancel";
     cancel.addEventListener("click", () => this.page.send({ type: "track_cancelled", track: track.id }));
     const accept = el("button", "small primary", "Save");
     accept.dataset.testid = "review-accept";
     accept.title = "Save the tracked results as labels";
-    accept.addEventListener("click", () => this.page.send({ type: "tracked_accepted", track: track.id }));
+    accept.addEventListener("click", () => this.page.send(acceptBody(track.id)));
+    // People's labels are keyframes (issue 14): Save keeps them; replacing them is this explicit choice.
+    const overwrite = el("button", "small danger", "Overwrite people's labels");
+    overwrite.dataset.testid = "review-overwrite";
+    overwrite.title = "Save every tracked result, replacing the people's labels on the conflicting frames";
+    overwrite.addEventListener("click", () => this.page.send(acceptBody(track.id, { overwrite: true })));
+    const conflicts = el("button", "small ghost conflicts");
+    conflicts.dataset.testid = "track-conflicts";
+    conflicts.addEventListener("click", () => {
+      const first = conflictsOf(this.page.model, track.id)[0];
+      if (first) this.page.goto(first.frame);
+    });
     const discard = el("button", "small", "Discard");
     discard.dataset.testid = "review-discard";
     discard.title = "Drop the tracked results";
@@ -286,7 +298,7 @@ export class TracksPanel {
     spacer.style.flex = "1";
     row.append(line);
     // Buttons are in the DOM only while they apply (see _update).
-    return { row, what, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, key: "" };
+    return { row, what, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, overwrite, conflicts, key: "" };
   }
 
   _update(row, track, frames) {
@@ -295,7 +307,8 @@ export class TracksPanel {
     const pending = model.pendingCount(track.id);
     // While the socket is down a running track's progress is only as of the last event received.
     const stale = track.status === "running" && Boolean(this.page.stale?.());
-    const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}`;
+    const conflicts = conflictsOf(model, track.id);
+    const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}|${conflicts.map((c) => `${c.object}@${c.frame}`).join(",")}`;
     if (row.key === key) return;
     row.key = key;
     const objects = r.objects.length === 1 ? r.objects[0] : `${r.objects[0]} +${r.objects.length - 1}`;
@@ -325,7 +338,15 @@ export class TracksPanel {
     const review = !running && pending > 0;
     const parts = [row.pending, row.spacer];
     if (running) parts.push(row.cancel);
+    if (conflicts.length) {
+      row.conflicts.textContent = conflictText(conflicts.length);
+      const where = conflicts.slice(0, 8).map((c) => `${c.object} on frame ${c.frame}`).join(", ") + (conflicts.length > 8 ? ", …" : "");
+      row.conflicts.title = `Tracked results on frames with a person's label (${where}): ${keepsPeople(r) ? "Save keeps the person's label" : "this older track's Save replaces it"}. Click: go to the first.`;
+      parts.splice(1, 0, row.conflicts);
+    }
     if (review) parts.push(row.discard, row.accept);
+    if (review && conflicts.length && keepsPeople(r)) parts.push(row.overwrite);
+    row.accept.title = conflicts.length && keepsPeople(r) ? "Save the tracked results as labels, keeping people's labels on the conflicting frames" : "Save the tracked results as labels";
     row.buttons.replaceChildren(...parts);
     row.progress.className = track.status;
     const children = [row.row.firstChild, row.progress];

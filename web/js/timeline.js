@@ -3,6 +3,7 @@
 // tracks as a faint band over their range; the current frame; where the others are. Click or
 // drag to scrub, click an object's name to select it.
 
+import { CONFLICT_COLOUR, conflictsOf } from "./conflicts.js";
 import { SOURCE_COLOURS, classColour, userColour, withAlpha } from "./colours.js";
 
 const GUTTER = 118;
@@ -195,6 +196,20 @@ export class Timeline {
       if (i === undefined) continue;
       g.fillStyle = SOURCE_COLOURS[entry.label.source] ?? "#9aa5b8";
       g.fillRect(this._x(entry.frame, width), top + i * (ROW + 1), markWidth, ROW);
+    }
+    // Conflicts (a result on a person's label, issue 14): a red frame round the cell and a mark on the header.
+    for (const track of model.proposals.keys()) {
+      for (const c of conflictsOf(model, track)) {
+        const x = this._x(c.frame, width);
+        g.fillStyle = CONFLICT_COLOUR;
+        g.fillRect(x, HEADER - 4, markWidth, 4);
+        const i = index.get(c.object);
+        if (i === undefined) continue;
+        g.strokeStyle = CONFLICT_COLOUR;
+        g.lineWidth = 1.5;
+        g.strokeRect(x + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
+        g.lineWidth = 1;
+      }
     }
 
     // The others, on the header (names of people on one frame together).

@@ -5,6 +5,7 @@
 // The functions at the top are pure (node --test tests/web/js/ tests them); `Tracking` gets
 // from the page only what it uses.
 
+import { acceptBody, isConflict } from "./conflicts.js";
 import { keyLabel } from "./keymap.js";
 
 /** +1 for a forward track, -1 for a backward one (as `Direction.step` on the server). */
@@ -89,11 +90,15 @@ export class Tracking {
     const n = selected.length;
     const canEdit = this.page.canEdit();
     const [forward, backward] = [keyLabel("trackForward"), keyLabel("trackBackward")];
+    // Which tracker runs (issue 14): the one the settings chose among those the server runs.
+    const { settings } = this.page;
+    const using = settings.capabilities?.trackers.find((t) => t.name === settings.algorithm)?.label;
+    const by = using ? ` (${using})` : "";
     const items = [
-      { label: "Track forwards", key: n === 1 ? forward : "", testid: "ctx-track-forward", disabled: !canEdit, action: () => this.request([id], "forward") },
-      { label: "Track backwards", key: n === 1 ? backward : "", testid: "ctx-track-backward", disabled: !canEdit, action: () => this.request([id], "backward") },
-      { label: "Track forwards (all selected)", key: n > 1 ? `${n} · ${forward}` : "", testid: "ctx-track-forward-all", disabled: !canEdit, action: () => this.request(selected, "forward") },
-      { label: "Track backwards (all selected)", key: n > 1 ? `${n} · ${backward}` : "", testid: "ctx-track-backward-all", disabled: !canEdit, action: () => this.request(selected, "backward") },
+      { label: `Track forwards${by}`, key: n === 1 ? forward : "", testid: "ctx-track-forward", disabled: !canEdit, action: () => this.request([id], "forward") },
+      { label: `Track backwards${by}`, key: n === 1 ? backward : "", testid: "ctx-track-backward", disabled: !canEdit, action: () => this.request([id], "backward") },
+      { label: `Track forwards (all selected)${by}`, key: n > 1 ? `${n} · ${forward}` : "", testid: "ctx-track-forward-all", disabled: !canEdit, action: () => this.request(selected, "forward") },
+      { label: `Track backwards (all selected)${by}`, key: n > 1 ? `${n} · ${backward}` : "", testid: "ctx-track-backward-all", disabled: !canEdit, action: () => this.request(selected, "backward") },
     ];
     if (this.retrackable(id)) {
       items.push({ label: "Track again from this frame", testid: "ctx-retrack", disabled: !canEdit, action: () => this.retrack(id) });
@@ -110,6 +115,11 @@ export class Tracking {
         action: () => send({ type: "tracked_accepted", track: here.track, objects: [id], frames: later() }) });
       items.push({ label: "Discard tracked results from this frame on", testid: "ctx-discard-rest", disabled: !canEdit,
         action: () => send({ type: "tracked_discarded", track: here.track, objects: [id], frames: later() }) });
+      // A conflict (issue 14): Save keeps the person's label; replacing it is asked for by name.
+      if (isConflict(model, here.track, id, state.frame)) {
+        items.push({ label: "Overwrite the person's label with the tracked result", testid: "ctx-overwrite-frame", disabled: !canEdit,
+          action: () => send(acceptBody(here.track, { objects: [id], frames: [state.frame], overwrite: true })) });
+      }
     }
     return items;
   }
