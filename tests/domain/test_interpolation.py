@@ -189,5 +189,5 @@ def test_interpolation_without_a_second_keyframe_is_refused():
 def test_an_unknown_tracker_is_still_refused():
     log = project_log()
     boxes(log)
-    with pytest.raises(DomainError, match="unknown tracker 'interpolate'"):
+    with pytest.raises(DomainError, match="tracker 'interpolate' does not run on this server"):
         decide(log.state, ALICE, ev.TrackRequested(media="m1", objects=["a"], start=0, direction=ev.Direction.FORWARD, algorithm="interpolate"))

@@ -61,7 +61,7 @@ async def test_rest_and_welcome_say_the_same_and_an_absent_tracker_is_refused(li
         body = {"type": "track_requested", "media": "m1", "objects": [object_id], "start": 0, "direction": "forward", "range": 3, "algorithm": "sam2"}
         reply = await client.command(body)
         assert reply["type"] == "error" and reply["code"] == "invalid"
-        assert reply["message"] == "tracker 'sam2' does not run on this server: it offers advanced, classical, simple"
+        assert reply["message"] == "tracker 'sam2' does not run on this server: it offers advanced, classical, interpolation, simple"
         # The old clients' aliases and the registry name stay accepted.
         for name in ("simple", "advanced", "classical"):
             assert (await client.command({**body, "algorithm": name}))["type"] == "ack"

@@ -197,7 +197,7 @@ async def test_trackers_by_registry_name_and_alias_and_unknown_names_refused(ali
         body = {"type": "track_requested", "media": "three", "objects": [disc], "start": 0, "direction": "forward", "algorithm": name}
         reply = await alice.command(body)
         assert reply["type"] == "error" and reply["code"] == "invalid", reply
-        assert reply["message"] == f"tracker {name!r} does not run on this server: it offers advanced, classical, simple"
+        assert reply["message"] == f"tracker {name!r} does not run on this server: it offers advanced, classical, interpolation, simple"
 
 
 async def test_a_track_naming_a_tracker_this_server_lacks_waits_for_one_that_has_it(tmp_path):

@@ -403,7 +403,7 @@ def test_new_user_walk(browser, empty_server, tmp_path):  # type: ignore[no-unty
         page.keyboard.press("Escape")  # leave SAM mode
         page.click("[data-testid=settings-open]")
         page.fill("[data-testid=setting-range]", "6")
-        page.uncheck("[data-testid=setting-advanced]")
+        page.select_option("[data-testid=setting-tracker]", "classical")
         page.keyboard.press("Escape")
         page.click(f"[data-testid='object-{object_id}']")
         page.keyboard.press("Shift+T")
