@@ -18,6 +18,7 @@ import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
 import { AuditTable } from "./audit.js";
+import { LOCKED_KINDS, ObjectView, objectName } from "./objects.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -27,7 +28,7 @@ const $ = (id) => document.getElementById(id);
 // Events whose effect is not tied to one frame: the shapes on screen are redrawn after them.
 const GLOBAL_KINDS = new Set([
   "snapshot", "object_created", "object_deleted", "object_reclassed", "class_added", "track_requested",
-  "tracked_accepted", "tracked_discarded", "undone", "redone",
+  "tracked_accepted", "tracked_discarded", "undone", "redone", "object_renamed",
 ]);
 
 const KIND_LABELS = {
@@ -71,6 +72,8 @@ class App {
       cursor: null,
     };
     this.samKinds = new Set(); // the shape kinds SAM can make, from the server (GET /api/me)
+    // Hide, lock and solo per object: this browser's view, kept per media item (objects.js).
+    this.view = new ObjectView(localStorage);
     this.projects = [];
     this.roster = [];
     this.images = null;
@@ -190,7 +193,10 @@ class App {
       createObject: (object, classId) => this.createObject(object, classId),
       selectOnly: (id) => this.selectOnly(id),
       selectionChanged: () => this.selectionChanged(),
-      statusChanged: () => this.renderSamBar(),
+      statusChanged: () => {
+        this.renderSamBar();
+        this.invalidate("shapes"); // a refined label is drawn dashed while its preview shows
+      },
     });
     this.timeline = new Timeline($("timeline"), { model, state, goto, pickObject, objectMenu });
     this.ontology = new OntologyPanel({
@@ -199,7 +205,14 @@ class App {
       pickClass: (id) => this.pickClass(id),
       toggleSam: (id) => this.toggleSam(id),
     }, $("classes"));
-    this.objects = new ObjectsPanel({ model, state, pickObject, objectMenu, gotoObject: (id) => this.gotoObject(id) }, $("objects"), $("objects-count"));
+    this.objects = new ObjectsPanel({
+      model, state, pickObject, objectMenu, canEdit,
+      view: this.view,
+      gotoObject: (id) => this.gotoObject(id),
+      toggleView: (kind, id) => this.toggleView(kind, [id]),
+      rename: (command) => this.send(command),
+    }, $("objects"), $("objects-count"));
+    this.view.addEventListener("change", () => this.invalidate("shapes", "objects", "timeline"));
     this.tracks = new TracksPanel({ model, goto, send }, $("tracks"));
     this.replay = new Replay({
       model, state, toast,
@@ -253,6 +266,7 @@ class App {
     });
     $("media-select").addEventListener("change", (e) => {
       e.target.blur(); // arrow keys step frames, not media items
+      e.target.title = e.target.selectedOptions[0]?.textContent ?? "Media item";
       this.setHash(e.target.value, 0, true);
     });
     // Working on the canvas takes the keyboard focus (Enter, Escape, Delete go to the page).
@@ -306,9 +320,12 @@ class App {
       const option = document.createElement("option");
       option.value = media.media;
       option.textContent = `${media.name} · ${media.kind.replace("_", " ")}`;
+      option.title = option.textContent;
       select.appendChild(option);
     }
     if (selected) select.value = selected;
+    // The whole name shows on hover when the picker is too narrow for it.
+    select.title = select.selectedOptions[0]?.textContent ?? "Media item";
   }
 
   parseHash() {
@@ -356,6 +373,7 @@ class App {
     state.media = mediaId;
     state.frame = Math.max(0, frame | 0);
     state.selected.clear();
+    this.view.open(mediaId);
     this.replay.live();
     this.images = null;
     this.roster = [];
@@ -391,6 +409,7 @@ class App {
   onSnapshot(snapshot) {
     const fresh = this.model.media?.media !== snapshot.media.media || !this.images;
     this.model.loadSnapshot(snapshot);
+    this.view.prune(this.model.objects);
     const state = this.state;
     state.undo = this.model.undo;
     state.redo = this.model.redo;
@@ -525,19 +544,25 @@ class App {
       return items;
     }
     const labelled = new Set();
+    const view = this.view;
+    // A SAM preview that refines a label (S7) is drawn in a contrasting colour (sam.js); the
+    // label it would replace is drawn dashed and lighter meanwhile, so the change shows.
+    const refining = this.sam.refine && this.sam.answer && this.sam.frame === f ? this.sam.object : null;
     for (const entry of model.labelsAt(f)) {
       labelled.add(entry.object);
+      if (!view.isShown(entry.object)) continue;
       items.push({
         id: entry.object, shape: entry.label.shape, color: labelColour(model, entry.object, entry.label.source, bySource),
-        selected: state.selected.has(entry.object), dashed: false, text: entry.object,
+        selected: state.selected.has(entry.object), dashed: entry.object === refining, text: objectName(model, entry.object),
+        locked: view.isLocked(entry.object),
       });
     }
     const proposals = new Map();
-    for (const p of model.proposalsAt(f)) if (!labelled.has(p.object)) proposals.set(p.object, p);
+    for (const p of model.proposalsAt(f)) if (!labelled.has(p.object) && view.isShown(p.object)) proposals.set(p.object, p);
     for (const p of proposals.values()) {
       items.push({
         id: p.object, shape: p.proposal.shape, color: bySource ? SOURCE_COLOURS.tracked : classColour(model, p.object),
-        selected: state.selected.has(p.object), dashed: true, text: `${p.object} · tracked`,
+        selected: state.selected.has(p.object), dashed: true, text: `${objectName(model, p.object)} · tracked`, locked: view.isLocked(p.object),
       });
     }
     return items;
@@ -713,7 +738,13 @@ class App {
   renderSamBar() {
     const bar = $("sam-bar");
     const on = this.state.tool === "sam" && this._mode.includes('"sam"');
-    bar.hidden = !on;
+    if (bar.hidden === on) {
+      // The bar is a row above the stage: the stage's size changes now, not on the next resize
+      // callback, so that a click right after lands where the image is drawn.
+      bar.hidden = !on;
+      this.editor?.resize();
+      this.renderCursors();
+    }
     if (!on) return;
     const sam = this.sam;
     const cls = this.activeClassInfo();
@@ -738,8 +769,8 @@ class App {
         break;
       default:
         if (!target) text = "click the object";
-        else if (this.model.label(target, this.state.frame)) text = `click to refine ${target}`;
-        else text = `click to segment ${target} here`;
+        else if (this.model.label(target, this.state.frame)) text = `click to refine ${objectName(this.model, target)}`;
+        else text = `click to segment ${objectName(this.model, target)} here`;
     }
     status.textContent = text;
     const ready = sam.canSave();
@@ -813,6 +844,15 @@ class App {
   /** Send a command; a refusal shows the server's message. Resolves with the ack. */
   send(body, { id = crypto.randomUUID(), panoptic = false } = {}) {
     if (!this.connection) return Promise.reject(new Error("no media item is open"));
+    if (LOCKED_KINDS.has(body.type) && this.view.isLocked(body.object)) {
+      // A locked object's labels cannot be changed from this page (issue 14, point 5).
+      const error = Object.assign(new Error(`${objectName(this.model, body.object)} is locked: unlock it first (${keyLabel("toggleLocked")})`), { code: "locked" });
+      toast(error.message, { code: error.code, kind: "info" });
+      this.invalidate("shapes");
+      const refused = Promise.reject(error);
+      refused.catch(() => {});
+      return refused;
+    }
     const result = this.connection.command(body, { id, panoptic }).then(
       (ack) => {
         this.state.undo = ack.undo;
@@ -931,7 +971,32 @@ class App {
       items.push({ label: "Delete label on this frame", key: keyLabel("deleteLabels"), testid: "ctx-delete-label", disabled: !canEdit, action: () => this.send({ type: "label_deleted", object: id, frame: this.state.frame }) });
     }
     items.push({ label: "Delete object", key: keyLabel("deleteObjects"), testid: "ctx-delete-object", disabled: !canEdit, action: () => this.deleteObjects([id]) });
-    this.menu.show(x, y, `${id} · frame ${this.state.frame}`, items);
+    items.push("-");
+    const view = this.view;
+    items.push({ label: "Rename…", key: keyLabel("renameObject"), testid: "ctx-rename", disabled: !canEdit, action: () => this.objects.startRename(id) });
+    items.push({ label: view.hidden.has(id) ? "Show" : "Hide", key: keyLabel("toggleHidden"), testid: "ctx-hide", action: () => this.toggleView("hidden", selected) });
+    items.push({ label: view.isLocked(id) ? "Unlock" : "Lock", key: keyLabel("toggleLocked"), testid: "ctx-lock", action: () => this.toggleView("locked", selected) });
+    items.push({ label: view.solo.has(id) ? "Unsolo" : "Solo", key: keyLabel("toggleSolo"), testid: "ctx-solo", action: () => this.toggleView("solo", selected) });
+    this.menu.show(x, y, `${objectName(this.model, id)} · ${id} · frame ${this.state.frame}`, items);
+  }
+
+  /** Hide / lock / solo objects in this browser (objects.js); a hidden object leaves the selection. */
+  toggleView(kind, ids = [...this.state.selected]) {
+    ids = ids.filter((id) => this.model.objects.has(id));
+    if (!ids.length) {
+      toast("Select an object first.", { kind: "info" });
+      return false;
+    }
+    this.view.toggle(kind, ids);
+    let pruned = false;
+    for (const id of [...this.state.selected]) {
+      if (!this.view.isShown(id) && kind !== "locked") {
+        this.state.selected.delete(id);
+        pruned = true;
+      }
+    }
+    if (pruned) this.selectionChanged();
+    return true;
   }
 
   // ---- presence -------------------------------------------------------------------------------
@@ -1033,6 +1098,13 @@ class App {
         this.editor.fit();
         this.renderCursors();
       },
+      toggleHidden: () => this.toggleView("hidden"),
+      toggleLocked: () => this.toggleView("locked"),
+      toggleSolo: () => this.toggleView("solo"),
+      renameObject: () => {
+        if (state.selected.size !== 1) return false;
+        return this.objects.startRename([...state.selected][0]);
+      },
     };
   }
 
@@ -1067,6 +1139,12 @@ window.masklog = {
   get settings() {
     return app.settings;
   },
+  /** This browser's hide / lock / solo of objects (objects.js). */
+  get view() {
+    return app.view;
+  },
+  /** The name an object is shown under. */
+  objectName: (id) => objectName(app.model, id),
   /** The shapes on the canvas now ({id, shape, color, selected, dashed, text}). */
   shown: () => app.editor?.items ?? [],
   goto: (frame) => app.goto(frame),
