@@ -1,6 +1,7 @@
 """Object names (issue 14, point 5): set at creation or by `object_renamed`, shared by everyone,
 undoable, kept across a reclass; old logs (no names) fold as before."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,38 @@ def test_the_first_wave_log_folds_with_every_object_unnamed():
     rows = (FIXTURES / "first_wave_log.jsonl").read_bytes().splitlines()
     state = fold(ev.decode_events([r for r in rows if r.strip()]))
     assert state.objects and all(info.name is None for info in state.objects.values())
+
+
+def test_names_go_out_in_a_coco_export_and_come_back_in_an_import():
+    from masklog.domain import coco
+    from masklog.domain.shapes import BBox
+
+    log = project_log()
+    log.do(ALICE, ev.ObjectCreated(object="a", media="m1", class_id="bbox", name="lead car"))
+    log.do(ALICE, ev.ObjectCreated(object="b", media="m1", class_id="bbox"))
+    for oid, x in (("a", 2), ("b", 20)):
+        log.do(ALICE, ev.LabelSaved(object=oid, frame=3, shape=BBox(x=x, y=2, w=5, h=5), source=ev.Source.MANUAL))
+    media = log.state.media["m1"]
+    classes = [c for c in log.state.classes.values() if c.project == "p1"]
+    selection = coco.Selection()
+    data = b"".join(coco.export_chunks(classes, coco.select(log.state, [media], selection), selection, seq=log.state.seq))
+    annotations = {a["masklog"]["object"]: a for a in json.loads(data)["annotations"]}
+    assert annotations["a"]["attributes"] == {"name": "lead car"} and "attributes" not in annotations["b"]
+
+    taken: set[str] = set()
+
+    def new_id(hint: str) -> str:
+        candidate = f"{hint}-copy"
+        taken.add(candidate)
+        return candidate
+
+    plan = coco.plan_import(log.state, media, data, new_id)
+    assert {o.object: o.name for o in plan.objects} == {"a-copy": "lead car", "b-copy": None}
+    digest = coco.import_digest(data)
+    ids = coco.import_event_ids(plan, "m1", digest)
+    assert len(ids) == len(set(ids)) == len(plan.commands) and ids == coco.import_event_ids(plan, "m1", digest)
+    assert all(ev.is_derived_event_id(i) for i in ids)
+    first_origin = plan.origins["a-copy"]
+    rest = coco.without_imported(plan, {first_origin})
+    assert [o.object for o in rest.objects] == ["b-copy"] and [s.object for s in rest.labels] == ["b-copy"]
+    assert set(coco.import_event_ids(rest, "m1", digest)) < set(ids), "the same ids for what is left"
