@@ -38,7 +38,7 @@ const INDEXES = new WeakMap(); // model -> {stamp, index: Map(object id -> place
 
 /** An object's place (0, 1, ...) among its class's objects on this media item, in log order. */
 export function instanceIndex(model, object) {
-  const stamp = `${model.seq}:${model.objects.size}`;
+  const stamp = `${model.media?.media}:${model.seq}:${model.objects.size}`;
   let cached = INDEXES.get(model);
   if (!cached || cached.stamp !== stamp) {
     const counts = new Map();
