@@ -8,7 +8,13 @@ points and polygon vertices move by half a pixel either way.
 Every exported annotation, image and category also carries a `masklog` field — the label's
 exact shape and provenance, the frame it stands for, the class's id and shape kind — that COCO
 readers ignore and that makes masklog's own exports re-import exactly. Files from elsewhere are
-read from their standard fields alone.
+read from their standard fields alone. A named object's annotations carry its name as CVAT
+does with per-annotation attributes, `attributes: {"name": ...}` (and `masklog.name`); an
+import reads it back from either.
+
+An import is idempotent per file: every event it logs has an id derived from the media item,
+a hash of the file's bytes and the annotation that made it (`import_event_ids`), so importing
+the same file again finds its objects in the log and skips them (`without_imported`).
 
 Nothing here does I/O: the export is a generator of JSON chunks (the caller streams them), the
 import returns the commands to run, or raises `CocoError` naming what is wrong.
@@ -17,6 +23,7 @@ import returns the commands to run, or raises `CocoError` naming what is wrong.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +44,7 @@ from masklog.domain.events import (
     SkeletonTemplate,
     Source,
     check_limits,
+    derived_event_id,
 )
 from masklog.domain.geometry import (
     GeometryError,
@@ -51,7 +59,7 @@ from masklog.domain.geometry import (
     shape_to_mask,
     validate_shape,
 )
-from masklog.domain.limits import MAX_JSON_DEPTH, json_depth_over
+from masklog.domain.limits import MAX_JSON_DEPTH, MAX_NAME_CHARS, json_depth_over
 from masklog.domain.precheck import check_points
 from masklog.domain.shapes import (
     BBox,
@@ -96,6 +104,7 @@ class Item:
     class_id: str
     shape: Shape
     provenance: dict[str, Any]
+    name: str | None = None  # the object's name, if it has one
 
 
 def frame_items(state: LabelState, media: MediaAdded, selection: Selection) -> dict[int, list[Item]]:
@@ -106,7 +115,7 @@ def frame_items(state: LabelState, media: MediaAdded, selection: Selection) -> d
         for frame, label in state.labels.get(object_id, {}).items():
             if frame in wanted:
                 provenance = {"source": str(label.source), "actor": label.actor, "model": label.model, "proposal": False}
-                out.setdefault(frame, {})[object_id] = Item(object_id, info.class_id, label.shape, provenance)
+                out.setdefault(frame, {})[object_id] = Item(object_id, info.class_id, label.shape, provenance, info.name)
     if selection.proposals:
         for track_id, cells in state.proposals.items():
             info_track = state.tracks.get(track_id)
@@ -117,7 +126,7 @@ def frame_items(state: LabelState, media: MediaAdded, selection: Selection) -> d
                 if live is None or frame not in wanted or object_id in out.get(frame, {}):
                     continue
                 provenance = {"source": Source.TRACKED.value, "actor": info_track.actor, "model": proposal.model, "proposal": True, "track": track_id}
-                out.setdefault(frame, {})[object_id] = Item(object_id, live.class_id, proposal.shape, provenance)
+                out.setdefault(frame, {})[object_id] = Item(object_id, live.class_id, proposal.shape, provenance, live.name)
     return {frame: sorted(items.values(), key=lambda i: i.object) for frame, items in sorted(out.items())}
 
 
@@ -176,6 +185,9 @@ def annotation(number: int, image: int, category_id: int, item: Item, media: Med
             entry["keypoints"] = [v for (x, y), seen in zip(points.tolist(), visible, strict=True) for v in (x, y, 2 if seen else 1)]
             entry["num_keypoints"] = len(visible)
     entry["masklog"] = {"object": item.object, "shape": msgspec.to_builtins(shape), **item.provenance}
+    if item.name is not None:
+        entry["attributes"] = {"name": item.name}
+        entry["masklog"]["name"] = item.name
     return entry
 
 
@@ -282,6 +294,9 @@ class ImportPlan:
     classes: list[ClassAdded] = field(default_factory=list)
     objects: list[ObjectCreated] = field(default_factory=list)
     labels: list[LabelSaved] = field(default_factory=list)
+    # Object id -> where in the file it comes from ("<position>:<annotation id>" of the
+    # annotation that made it): the same for the same file, whatever ids the objects get.
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def commands(self) -> list[ClassAdded | ObjectCreated | LabelSaved]:
@@ -315,7 +330,7 @@ def plan_import(state: LabelState, media: MediaAdded, data: bytes | bytearray, n
     plan.classes = list({c.class_id: c for c in plan.classes}.values())
     objects: dict[str, str] = {}
     taken: set[tuple[str, int]] = set()
-    for entry in coco.annotations:
+    for position, entry in enumerate(coco.annotations):
         where = f"annotation {entry.id!r}"
         if entry.image_id not in frames:
             raise CocoError(f"{where} names image {entry.image_id!r}, which the file does not have")
@@ -331,11 +346,54 @@ def plan_import(state: LabelState, media: MediaAdded, data: bytes | bytearray, n
         key = f"{cls.class_id}/{instance}" if instance is not None else f"annotation/{entry.id}"
         if key not in objects or (objects[key], frame) in taken:
             objects[key] = new_id(instance if instance is not None else cls.class_id)
-            plan.objects.append(ObjectCreated(object=objects[key], media=media.media, class_id=cls.class_id))
+            plan.objects.append(ObjectCreated(object=objects[key], media=media.media, class_id=cls.class_id, name=_name(entry)))
+            plan.origins[objects[key]] = f"{position}:{entry.id}"
         taken.add((objects[key], frame))
         plan.labels.append(LabelSaved(object=objects[key], frame=frame, shape=shape, source=Source.IMPORTED))
     _check_limits(plan)
     return plan
+
+
+def import_digest(data: bytes | bytearray) -> str:
+    """What identifies an imported file: a hash of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def origin_event_id(media: str, digest: str, origin: str) -> str:
+    """The id of the event that creates the object a file's annotation at `origin` made."""
+    return derived_event_id("coco-import", media, digest, "object", origin)
+
+
+def import_event_ids(plan: ImportPlan, media: str, digest: str) -> list[str]:
+    """The event ids of `plan.commands`, in order, derived from what they come from (the media
+    item, the file's digest, the annotation): an import of the same file logs the same ids."""
+    ids = [derived_event_id("coco-import", media, digest, "class", cls.class_id) for cls in plan.classes]
+    ids += [origin_event_id(media, digest, plan.origins[o.object]) for o in plan.objects]
+    ids += [derived_event_id("coco-import", media, digest, "label", plan.origins[s.object], str(s.frame)) for s in plan.labels]
+    return ids
+
+
+def without_imported(plan: ImportPlan, imported: set[str]) -> ImportPlan:
+    """`plan` less the objects whose origin is in `imported` (an earlier import of the same
+    file made them) and their labels. Classes stay: a class the file needs is matched by id or
+    name, so one an earlier import added is not in the plan any more."""
+    keep = {o.object for o in plan.objects if plan.origins[o.object] not in imported}
+    return ImportPlan(
+        classes=plan.classes,
+        objects=[o for o in plan.objects if o.object in keep],
+        labels=[s for s in plan.labels if s.object in keep],
+        origins={o: origin for o, origin in plan.origins.items() if o in keep},
+    )
+
+
+def _name(entry: _Annotation) -> str | None:
+    """An annotation's object name: masklog's own, else a CVAT-style attribute; trimmed and cut
+    to the length of a name."""
+    for source in (entry.masklog, entry.attributes):
+        value = source.get("name") if source else None
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:MAX_NAME_CHARS].strip()
+    return None
 
 
 def _check_limits(plan: ImportPlan) -> None:

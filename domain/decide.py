@@ -35,6 +35,7 @@ from masklog.domain.events import (
     ObjectCreated,
     ObjectDeleted,
     ObjectReclassed,
+    ObjectRenamed,
     ProjectCreated,
     PromptAdded,
     Redone,
@@ -55,7 +56,7 @@ from masklog.domain.events import (
 from masklog.domain.geometry import MASK_POLYGON_TOLERANCE, GeometryError, panoptic_exclude, rle_area, rle_decode, shape_from_mask, validate_shape
 from masklog.domain.interpolation import INTERPOLATION
 from masklog.domain.shapes import SAM_KINDS, Bitmask, Shape, ShapeKind, kind_of
-from masklog.domain.state import LabelState, TrackStatus, is_persons
+from masklog.domain.state import LabelState, TrackStatus, is_persons, object_name
 
 
 class Undo(msgspec.Struct, frozen=True, tag="undo", forbid_unknown_fields=True, kw_only=True):
@@ -131,6 +132,8 @@ def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = 
             return _object_deleted(state, actor, command)
         case ObjectReclassed():
             return _object_reclassed(state, actor, command)
+        case ObjectRenamed():
+            return _object_renamed(state, actor, command)
         case PromptAdded():
             return _prompt_added(state, actor, command)
         case SegmentProposed():
@@ -297,6 +300,12 @@ def _object_created(state: LabelState, actor: str, body: ObjectCreated) -> Body:
         raise DomainError(ErrorCode.EXISTS, f"object {body.object!r} already exists (ids are never reused)")
     media = _media(state, body.media)
     _class_in(state, body.class_id, media.project)
+    if body.name is not None:
+        name = object_name(body.name)
+        if name is None:
+            raise DomainError(ErrorCode.INVALID, "an object's name needs a visible character (leave the name out for none)")
+        if name != body.name:
+            body = msgspec.structs.replace(body, name=name)
     return body
 
 
@@ -314,6 +323,15 @@ def _object_reclassed(state: LabelState, actor: str, body: ObjectReclassed) -> B
             f"object {body.object!r} has {old.shape} labels; class {new.class_id!r} takes {new.shape}",
         )
     return body
+
+
+def _object_renamed(state: LabelState, actor: str, body: ObjectRenamed) -> Body:
+    """A new name for an object; an empty (or blank) name clears it. The name is stored trimmed."""
+    _object(state, body.object)
+    name = object_name(body.name)
+    if name == state.objects[body.object].name:
+        raise DomainError(ErrorCode.INVALID, f"object {body.object!r} is already {'named ' + repr(name) if name else 'unnamed'}")
+    return body if body.name == (name or "") else msgspec.structs.replace(body, name=name or "")
 
 
 # ---- SAM mode -----------------------------------------------------------------------------------

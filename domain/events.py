@@ -174,12 +174,15 @@ class SkeletonTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     edges: Annotated[list[tuple[SkeletonIndex, SkeletonIndex]], msgspec.Meta(max_length=MAX_SKELETON_EDGES)] = []
 
 
-class ObjectInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """An object instance on one media item; its labels hang off it per frame."""
+class ObjectInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """An object instance on one media item; its labels hang off it per frame. `name` is what
+    people call it (None: unnamed, shown as "<class> #<n>"); left out of the encoding when None,
+    so an unnamed object encodes as it did before names existed."""
 
     media: Id
     class_id: Id
     created_by: Actor
+    name: Name | None = None
 
 
 class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -270,10 +273,11 @@ class MediaAdded(msgspec.Struct, **_struct("media_added")):
     fps: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
 
 
-class ObjectCreated(msgspec.Struct, **_struct("object_created")):
+class ObjectCreated(msgspec.Struct, **_struct("object_created"), omit_defaults=True):
     object: Id
     media: Id
     class_id: Id
+    name: Name | None = None  # optional; left out of the encoding when None (as before names)
 
 
 class ObjectDeleted(msgspec.Struct, **_struct("object_deleted")):
@@ -283,6 +287,17 @@ class ObjectDeleted(msgspec.Struct, **_struct("object_deleted")):
 class ObjectReclassed(msgspec.Struct, **_struct("object_reclassed")):
     object: Id
     class_id: Id
+
+
+# An object's name as a rename sends it: "" (or only blanks) clears the name.
+ObjectNameText = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+
+
+class ObjectRenamed(msgspec.Struct, **_struct("object_renamed")):
+    """An object's name changed (shared by everyone; undoable like a reclass)."""
+
+    object: Id
+    name: ObjectNameText
 
 
 class PromptAdded(msgspec.Struct, **_struct("prompt_added")):
@@ -406,6 +421,7 @@ Body = (
     | ObjectCreated
     | ObjectDeleted
     | ObjectReclassed
+    | ObjectRenamed
     | PromptAdded
     | SegmentProposed
     | LabelSaved

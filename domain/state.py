@@ -31,6 +31,7 @@ from masklog.domain.events import (
     ObjectDeleted,
     ObjectInfo,
     ObjectReclassed,
+    ObjectRenamed,
     ProjectCreated,
     Proposal,
     ProposalChange,
@@ -293,7 +294,7 @@ class LabelState:
     def _on_object_created(self, event: Event) -> None:
         body = event.body
         assert isinstance(body, ObjectCreated)
-        info = ObjectInfo(media=body.media, class_id=body.class_id, created_by=event.actor)
+        info = ObjectInfo(media=body.media, class_id=body.class_id, created_by=event.actor, name=body.name)
         self._set_object(body.object, info)
         self._record(event, body.media, [ObjectChange(object=body.object, before=None, after=info)])
 
@@ -317,7 +318,17 @@ class LabelState:
         before = self.objects.get(body.object)
         if before is None:
             return
-        after = ObjectInfo(media=before.media, class_id=body.class_id, created_by=before.created_by)
+        after = ObjectInfo(media=before.media, class_id=body.class_id, created_by=before.created_by, name=before.name)
+        self._set_object(body.object, after)
+        self._record(event, before.media, [ObjectChange(object=body.object, before=before, after=after)])
+
+    def _on_object_renamed(self, event: Event) -> None:
+        body = event.body
+        assert isinstance(body, ObjectRenamed)
+        before = self.objects.get(body.object)
+        if before is None:
+            return
+        after = ObjectInfo(media=before.media, class_id=before.class_id, created_by=before.created_by, name=object_name(body.name))
         self._set_object(body.object, after)
         self._record(event, before.media, [ObjectChange(object=body.object, before=before, after=after)])
 
@@ -538,6 +549,11 @@ class LabelState:
         self._push(pushed_to, Action(event.id, event.actor, body.media, list(body.changes)))
 
 
+def object_name(text: str) -> str | None:
+    """The name a rename's text gives an object: trimmed; None (unnamed) when nothing is left."""
+    return text.strip() or None
+
+
 def _tracked_label(written_by: str, actor: str, track: TrackId, shape: Shape, model: str, score: float) -> Label:
     """A tracker's result as a label: written at once by an autosaving track (T5), or when a
     user accepts the track's proposal (then `actor` is that user)."""
@@ -551,6 +567,7 @@ _HANDLERS: dict[type, Callable[[LabelState, Event], None]] = {
     ObjectCreated: LabelState._on_object_created,
     ObjectDeleted: LabelState._on_object_deleted,
     ObjectReclassed: LabelState._on_object_reclassed,
+    ObjectRenamed: LabelState._on_object_renamed,
     LabelSaved: LabelState._on_label_saved,
     LabelDeleted: LabelState._on_label_deleted,
     SegmentProposed: LabelState._on_segment_proposed,

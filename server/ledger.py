@@ -63,15 +63,21 @@ def _decide(
 
 
 def _decide_all(
-    state: LabelState, actor: str, commands: list[Command], authorize: Callable[[Scope], None] | None, trackers: Collection[str]
+    state: LabelState,
+    actor: str,
+    commands: list[Command],
+    authorize: Callable[[Scope], None] | None,
+    trackers: Collection[str],
+    ids: list[str] | None = None,
 ) -> list[NewEvent]:
     """Decide `commands` in order, each against a copy of `state` that includes the ones before
-    it; `state` itself is not touched. Raises for the first refused, naming its place."""
+    it; `state` itself is not touched. Raises for the first refused, naming its place. `ids`:
+    the event ids to give them (the server's derived ids), else random ones."""
     trial = state.copy()
     decided: list[NewEvent] = []
     for index, command in enumerate(commands):
         try:
-            new = _decide(trial, actor, command, new_event_id(), authorize=authorize, trackers=trackers)
+            new = _decide(trial, actor, command, ids[index] if ids is not None else new_event_id(), authorize=authorize, trackers=trackers)
         except DomainError as error:
             raise DomainError(error.code, f"item {index + 1} of {len(commands)}: {error.message}") from None
         trial.apply(stored(new, trial.seq + 1, 0.0))
@@ -201,18 +207,21 @@ class Ledger:
         return results  # type: ignore[return-value]
 
     async def execute_all(
-        self, actor: str, commands: list[Command], *, authorize: Callable[[Scope], None] | None = None
+        self, actor: str, commands: list[Command], *, authorize: Callable[[Scope], None] | None = None, ids: list[str] | None = None
     ) -> list[Event]:
         """Apply every command or none (an import): each is decided, once, on a copy of the
         state that includes the ones before it; only if all pass are their events applied to
         the state and appended, in one commit. A refusal raises DomainError (or what `authorize`
-        raises), its message naming the command's place in the list."""
+        raises), its message naming the command's place in the list. `ids`, one per command:
+        the event ids to log them under (ids the server derives, e.g. an import's), else random."""
+        if ids is not None and len(ids) != len(commands):
+            raise ValueError("one id per command")
         async with self._lock:
             # Decided on a copy, on a worker thread: copying a large projection takes a while, and
             # the loop keeps serving meanwhile. Only this lock's holder changes the state, so the
             # state is still the one the copy was taken from and the decided events are applied
             # to it as they are.
-            decided = await asyncio.to_thread(_decide_all, self.state, actor, commands, authorize, self.trackers)
+            decided = await asyncio.to_thread(_decide_all, self.state, actor, commands, authorize, self.trackers, ids)
             if not decided:
                 return []
             commit = self._start_commit([self._apply_new(new) for new in decided])

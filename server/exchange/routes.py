@@ -114,17 +114,30 @@ async def import_coco(request: Request, ctx: Context, user: User) -> Response:
         names = ", ".join(repr(c.name) for c in plan.classes)
         raise Forbidden(f"the file has categories the project lacks ({names}): a project admin must import it, or add those classes first")
 
+    # The same file again is a no-op: the objects an earlier import of it made are in the log
+    # under ids derived from the file, and are skipped with their labels.
+    digest = coco.import_digest(data)
+    imported = set()
+    for origin in plan.origins.values():
+        if await ctx.ledger.store.get(coco.origin_event_id(media.media, digest, origin)) is not None:
+            imported.add(origin)
+    planned_labels = len(plan.labels)
+    plan = coco.without_imported(plan, imported)
+
     # Who may: checked above (annotators for objects and labels, admins for new classes).
     commands: list[Command] = list(plan.commands)
-    events: list[Event] = await ctx.ledger.execute_all(user.actor, commands)
+    events: list[Event] = await ctx.ledger.execute_all(user.actor, commands, ids=coco.import_event_ids(plan, media.media, digest))
     return json_response(
         {
             "classes": [c.class_id for c in plan.classes],
             "objects": len(plan.objects),
             "labels": len(plan.labels),
+            # Annotations of the file: imported now, and skipped as an earlier import of it made them.
+            "created": len(plan.labels),
+            "skipped": planned_labels - len(plan.labels),
             "seq": events[-1].seq if events else ctx.ledger.state.seq,
         },
-        201,
+        201 if events else 200,
     )
 
 

@@ -35,6 +35,9 @@ ONE_OF_EACH: list[ev.Body] = [
     ev.ObjectCreated(object="o1", media="m1", class_id="c1"),
     ev.ObjectDeleted(object="o1"),
     ev.ObjectReclassed(object="o1", class_id="c2"),
+    ev.ObjectCreated(object="o2", media="m1", class_id="c1", name="left car"),
+    ev.ObjectRenamed(object="o2", name="right car"),
+    ev.ObjectRenamed(object="o2", name=""),
     ev.PromptAdded(object="o1", frame=3, points=[ev.Point(x=1, y=2), ev.Point(x=3, y=4, include=False)], box=ev.Box(x0=0, y0=0, x1=5, y1=5), mask=Rle(size=(2, 2), counts="04")),
     ev.SegmentProposed(prompt=TRACK, object="o1", frame=3, mask=Rle(size=(2, 2), counts="04"), score=0.9, model="sam2/hiera_t@2.1"),
     ev.LabelSaved(object="o1", frame=0, shape=Polygon(parts=[PolygonPart(outer=[0, 0, 4, 0, 4, 4], holes=[[1, 1, 2, 1, 2, 2]])]), source=ev.Source.SAM,
@@ -49,7 +52,9 @@ ONE_OF_EACH: list[ev.Body] = [
     ev.TrackedAccepted(track=TRACK, frames=[3, 4]),
     ev.TrackedDiscarded(track=TRACK, objects=["o1"]),
     ev.Undone(media="m1", target=TRACK, changes=[ev.LabelChange(object="o1", frame=0, before=LABEL, after=None),
-                                                 ev.ObjectChange(object="o1", before=None, after=ev.ObjectInfo(media="m1", class_id="c1", created_by="user:ann"))], conflicts=1),
+                                                 ev.ObjectChange(object="o1", before=None, after=ev.ObjectInfo(media="m1", class_id="c1", created_by="user:ann")),
+                                                 ev.ObjectChange(object="o2", before=ev.ObjectInfo(media="m1", class_id="c1", created_by="user:ann"),
+                                                                 after=ev.ObjectInfo(media="m1", class_id="c1", created_by="user:ann", name="car"))], conflicts=1),
     ev.Redone(media="m1", target=TRACK, changes=[ev.ProposalChange(track=TRACK, object="o1", frame=2, before=None,
                                                                    after=ev.Proposal(written_by=TRACK, shape=Polyline(points=[0, 0, 1, 1]), score=0.5, model="m/x@1"))]),
     ev.LabelSaved(object="o1", frame=1, shape=Skeleton(points=[SkeletonPoint(x=1, y=1), SkeletonPoint(x=2, y=2, visible=False)]), source=ev.Source.IMPORTED),
@@ -155,9 +160,13 @@ def canonical(value):
     """A projection as plain JSON values, independent of how its values are typed (an enum member
     and its text are the same) and of dictionary order."""
     if isinstance(value, msgspec.Struct):
-        # An unset field is as if absent: how msgspec writes it, and how an older log has it.
-        fields = (f for f in value.__struct_fields__ if getattr(value, f) is not msgspec.UNSET)
-        return {"type": type(value).__name__, **{f: canonical(getattr(value, f)) for f in fields}}
+        # An unset field is as if absent: how msgspec writes it, and how an older log has it. A
+        # struct that leaves its defaults out of its encoding (ObjectInfo's `name`) is compared
+        # the same way: a field added later, at its default, is not there.
+        omitted = {f for f in value.__struct_fields__ if getattr(value, f) is msgspec.UNSET}
+        if value.__struct_config__.omit_defaults:
+            omitted |= {f.name for f in msgspec.structs.fields(value) if f.default is not msgspec.NODEFAULT and getattr(value, f.name) == f.default}
+        return {"type": type(value).__name__, **{f: canonical(getattr(value, f)) for f in value.__struct_fields__ if f not in omitted}}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"type": type(value).__name__, **{f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, dict):

@@ -15,7 +15,7 @@ USERS = [ALICE, BOB]
 CLASSES = ["bbox", "bitmask", "polygon", "bbox2"]
 
 op_strategy = st.tuples(
-    st.sampled_from(["create", "save", "save", "save", "delete_label", "delete_object", "reclass", "undo", "undo", "redo", "track", "accept", "discard"]),
+    st.sampled_from(["create", "save", "save", "save", "delete_label", "delete_object", "reclass", "rename", "undo", "undo", "redo", "track", "accept", "discard"]),
     st.sampled_from(USERS),
     st.integers(0, 4),  # object
     st.integers(0, FRAMES - 1),  # frame
@@ -51,6 +51,8 @@ def run(log: MemoryLog, op) -> None:
         elif name == "reclass" and oid in state.objects:
             swap = {"bbox": "bbox2", "bbox2": "bbox"}.get(state.objects[oid].class_id, "polygon")
             log.do(user, ev.ObjectReclassed(object=oid, class_id=swap))
+        elif name == "rename" and oid in state.objects:
+            log.do(user, ev.ObjectRenamed(object=oid, name=["", "left", " right "][param % 3]))
         elif name == "undo":
             log.do(user, Undo(media="m1"))
         elif name == "redo":

@@ -122,6 +122,7 @@ def command_templates(mask_counts: str) -> list[dict[str, Any]]:
         {"type": "object_created", "object": "fz-object", "media": "m1", "class_id": "box"},
         {"type": "object_deleted", "object": VICTIM},
         {"type": "object_reclassed", "object": TARGET, "class_id": "box"},
+        {"type": "object_renamed", "object": TARGET, "name": "fuzzed name"},
         {"type": "prompt_added", "object": MASK_OBJECT, "frame": 0, "points": [{"x": 3, "y": 4, "include": True}], "box": {"x0": 1, "y0": 1, "x1": 9, "y1": 9}, "mask": rle},
         {"type": "segment_proposed", "prompt": PROMPT, "object": TARGET, "frame": 0, "mask": rle, "score": 0.9, "model": "m"},
         {"type": "label_saved", "object": TARGET, "frame": 1, "shape": _box(), "source": "manual"},

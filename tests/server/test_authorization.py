@@ -223,6 +223,7 @@ COMMAND_TABLE: dict[str, tuple[str | None, ...]] = {
     "object_created":                      (OK,      OK,      OK,       NO,     HIDDEN),
     "object_deleted":                      (OK,      OK,      OK,       NO,     HIDDEN),
     "object_reclassed":                    (OK,      OK,      OK,       NO,     HIDDEN),
+    "object_renamed":                      (OK,      OK,      OK,       NO,     HIDDEN),
     "prompt_added":                        (OK,      OK,      OK,       NO,     HIDDEN),
     "segment_proposed":                    (NO,      NO,      NO,       NO,     HIDDEN),  # models only
     "label_saved":                         (OK,      OK,      OK,       NO,     HIDDEN),
@@ -322,6 +323,7 @@ BODIES: dict[str, Callable[[Setup], dict[str, Any]]] = {
     "object_created": lambda s: {"type": "object_created", "object": fresh("obj"), "media": "m1", "class_id": "box"},
     "object_deleted": lambda s: {"type": "object_deleted", "object": new_object(s.admin)},
     "object_reclassed": lambda s: {"type": "object_reclassed", "object": new_object(s.admin), "class_id": "poly"},
+    "object_renamed": lambda s: {"type": "object_renamed", "object": new_object(s.admin), "name": "renamed"},
     "prompt_added": lambda s: {"type": "prompt_added", "object": new_object(s.admin), "frame": 0, "points": [{"x": 10, "y": 10, "include": True}]},
     "segment_proposed": lambda s: {
         "type": "segment_proposed", "prompt": str(uuid.uuid4()), "object": new_object(s.admin), "frame": 0, "mask": MASK, "score": 0.9, "model": "sam2",

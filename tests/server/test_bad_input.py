@@ -481,6 +481,7 @@ TEMPLATES = [
     {"type": "label_deleted", "object": TARGET, "frame": 0},
     {"type": "track_requested", "media": "m1", "objects": [TARGET], "start": 0, "direction": "forward", "range": 3},
     {"type": "object_reclassed", "object": TARGET, "class_id": "box"},
+    {"type": "object_renamed", "object": TARGET, "name": "a name"},
     {"type": "undo", "media": "m1"},
     {"type": "save_segment", "prompt": "5f0c3a52-7a0e-4c1e-9d7b-2b8f6c1d9e01"},
     {"type": "track_requested", "media": "m1", "objects": [TARGET], "start": 0, "direction": "forward", "range": 3, "replaces": "5f0c3a52-7a0e-4c1e-9d7b-2b8f6c1d9e01"},

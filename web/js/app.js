@@ -26,6 +26,7 @@ import { PromptOverlay, promptSummary } from "./prompt_overlay.js";
 import { KeyboardHelp, addHelpButton } from "./help.js";
 import { Player, frameCounter } from "./playback.js";
 import { ProjectSetup } from "./setup.js";
+import { LOCKED_KINDS, ObjectView, objectName } from "./objects.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -35,7 +36,7 @@ const $ = (id) => document.getElementById(id);
 // Events whose effect is not tied to one frame: the shapes on screen are redrawn after them.
 const GLOBAL_KINDS = new Set([
   "snapshot", "object_created", "object_deleted", "object_reclassed", "class_added", "track_requested",
-  "tracked_accepted", "tracked_discarded", "undone", "redone",
+  "tracked_accepted", "tracked_discarded", "undone", "redone", "object_renamed",
 ]);
 
 const KIND_LABELS = {
@@ -79,6 +80,8 @@ class App {
       cursor: null,
     };
     this.samKinds = new Set(); // the shape kinds SAM can make, from the server (GET /api/me)
+    // Hide, lock and solo per object: this browser's view, kept per media item (objects.js).
+    this.view = new ObjectView(localStorage);
     this.projects = [];
     this.roster = [];
     this.images = null;
@@ -186,7 +189,7 @@ class App {
     const send = (body, options) => this.send(body, options);
     const canEdit = () => this.canEdit();
     // What the object list, timeline, classes, counts and label info read: the replayed model while replaying.
-    const view = (this.view = replayView(model, () => this.replay));
+    const shown = (this.shown = replayView(model, () => this.replay)); // the model as replayed, or live
     this.tracking = new Tracking({
       model, state, settings, send, canEdit, toast,
       savePreview: () => this.savePreview(),
@@ -198,16 +201,26 @@ class App {
       createObject: (object, classId) => this.createObject(object, classId),
       selectOnly: (id) => this.selectOnly(id),
       selectionChanged: () => this.selectionChanged(),
-      statusChanged: () => this.renderSamBar(),
+      statusChanged: () => {
+        this.renderSamBar();
+        this.invalidate("shapes"); // a refined label is drawn dashed while its preview shows
+      },
     });
-    this.timeline = new Timeline($("timeline"), { model: view, state, goto, pickObject, objectMenu });
+    this.timeline = new Timeline($("timeline"), { model: shown, state, goto, pickObject, objectMenu });
     this.ontology = new OntologyPanel({
-      model: view, state,
+      model: shown, state,
       canSam: (kind) => this.canSam(kind),
       pickClass: (id) => this.pickClass(id),
       toggleSam: (id) => this.toggleSam(id),
     }, $("classes"));
-    this.objects = new ObjectsPanel({ model: view, state, pickObject, objectMenu, gotoObject: (id) => this.gotoObject(id) }, $("objects"), $("objects-count"));
+    this.objects = new ObjectsPanel({
+      model: shown, state, pickObject, objectMenu, canEdit,
+      view: this.view,
+      gotoObject: (id) => this.gotoObject(id),
+      toggleView: (kind, id) => this.toggleView(kind, [id]),
+      rename: (command) => this.send(command),
+    }, $("objects"), $("objects-count"));
+    this.view.addEventListener("change", () => this.invalidate("shapes", "objects", "timeline"));
     this.tracks = new TracksPanel({ model, goto, send, stale: () => this._stale !== false }, $("tracks"));
     this.replay = new Replay({
       model, state, toast,
@@ -301,6 +314,7 @@ class App {
     });
     $("media-select").addEventListener("change", (e) => {
       e.target.blur(); // arrow keys step frames, not media items
+      e.target.title = e.target.selectedOptions[0]?.textContent ?? "Media item";
       this.setHash(e.target.value, 0, true);
     });
     // Working on the canvas takes the keyboard focus (Enter, Escape, Delete go to the page).
@@ -328,7 +342,7 @@ class App {
     window.addEventListener("keydown", (e) => this.onKey(e));
     window.addEventListener("resize", () => this.renderCursors());
     this.renderUndo();
-    renderAudit(view, $("audit"));
+    renderAudit(shown, $("audit"));
   }
 
   // ---- projects, media, the URL ---------------------------------------------------------------
@@ -354,9 +368,12 @@ class App {
       const option = document.createElement("option");
       option.value = media.media;
       option.textContent = `${media.name} · ${media.kind.replace("_", " ")}`;
+      option.title = option.textContent;
       select.appendChild(option);
     }
     if (selected) select.value = selected;
+    // The whole name shows on hover when the picker is too narrow for it.
+    select.title = select.selectedOptions[0]?.textContent ?? "Media item";
   }
 
   parseHash() {
@@ -419,6 +436,7 @@ class App {
     state.media = mediaId;
     state.frame = Math.max(0, frame | 0);
     state.selected.clear();
+    this.view.open(mediaId);
     this.replay.reset();
     this.images = null;
     this.roster = [];
@@ -468,6 +486,7 @@ class App {
   onSnapshot(snapshot) {
     const fresh = this.model.media?.media !== snapshot.media.media || !this.images;
     this.model.loadSnapshot(snapshot);
+    this.view.prune(this.model.objects);
     const state = this.state;
     state.undo = this.model.undo;
     state.redo = this.model.redo;
@@ -578,11 +597,11 @@ class App {
     if (all || dirty.has("timeline")) this.timeline.draw();
     if (all || dirty.has("tracks")) this.tracks.render();
     if (all || dirty.has("audit")) {
-      renderAudit(this.view, $("audit"));
+      renderAudit(this.shown, $("audit"));
       this.filterBar.render();
     }
     if (all || dirty.has("info")) {
-      renderLabelInfo(this.view, this.state, $("label-info"), (label) => promptSummary(this.promptOverlay.known(label.prompt)));
+      renderLabelInfo(this.shown, this.state, $("label-info"), (label) => promptSummary(this.promptOverlay.known(label.prompt)));
       this.promptOverlay.render();
     }
     if (all || dirty.has("frame")) this.renderFrameLabel();
@@ -607,8 +626,8 @@ class App {
       for (const entry of this.replay.labelsAt(f)) {
         if (!show(entry.object, entry.label)) continue;
         items.push({
-          id: entry.object, shape: entry.label.shape, color: labelColour(this.view, entry.object, entry.label.source, bySource),
-          selected: state.selected.has(entry.object), dashed: false, text: entry.object,
+          id: entry.object, shape: entry.label.shape, color: labelColour(this.shown, entry.object, entry.label.source, bySource),
+          selected: state.selected.has(entry.object), dashed: false, text: objectName(this.shown, entry.object),
         });
       }
       return items;
@@ -622,30 +641,35 @@ class App {
       labelled.add(object);
       if (shape) items.push({ id: object, shape, color: classColour(model, object), selected: state.selected.has(object), dashed: true, text: `${object} · waiting` });
     }
+    const view = this.view;
+    // A SAM preview that refines a label (S7) is drawn in a contrasting colour (sam.js); the
+    // label it would replace is drawn dashed and lighter meanwhile, so the change shows.
+    const refining = this.sam.refine && this.sam.answer && this.sam.frame === f ? this.sam.object : null;
     for (const entry of model.labelsAt(f)) {
       if (waiting.has(entry.object)) continue;
       labelled.add(entry.object);
-      if (!show(entry.object, entry.label)) continue;
+      if (!view.isShown(entry.object) || !show(entry.object, entry.label)) continue;
       items.push({
         id: entry.object, shape: entry.label.shape, color: labelColour(model, entry.object, entry.label.source, bySource),
-        selected: state.selected.has(entry.object), dashed: false, text: entry.object,
+        selected: state.selected.has(entry.object), dashed: entry.object === refining, text: objectName(model, entry.object),
+        locked: view.isLocked(entry.object),
       });
     }
     const proposals = new Map();
     for (const p of model.proposalsAt(f)) {
       const facts = { source: "tracked", actor: model.tracks.get(p.track)?.actor, model: p.proposal.model };
-      if (!labelled.has(p.object) && show(p.object, facts)) proposals.set(p.object, p);
+      if (!labelled.has(p.object) && view.isShown(p.object) && show(p.object, facts)) proposals.set(p.object, p);
     }
     // A result on a person's label (a conflict, issue 14): drawn over it in the conflict colour.
     for (const p of model.proposalsAt(f)) {
       if (!isPersons(model.label(p.object, f))) continue; // p is a result on this frame: a conflict if a person's label is here
-      if (!show(p.object, { source: "tracked", actor: model.tracks.get(p.track)?.actor, model: p.proposal.model })) continue;
-      items.push({ id: p.object, shape: p.proposal.shape, color: CONFLICT_COLOUR, selected: false, dashed: true, text: `${p.object} · conflict: tracked` });
+      if (!view.isShown(p.object) || !show(p.object, { source: "tracked", actor: model.tracks.get(p.track)?.actor, model: p.proposal.model })) continue;
+      items.push({ id: p.object, shape: p.proposal.shape, color: CONFLICT_COLOUR, selected: false, dashed: true, text: `${objectName(model, p.object)} · conflict: tracked` });
     }
     for (const p of proposals.values()) {
       items.push({
         id: p.object, shape: p.proposal.shape, color: bySource ? SOURCE_COLOURS.tracked : classColour(model, p.object),
-        selected: state.selected.has(p.object), dashed: true, text: `${p.object} · tracked`,
+        selected: state.selected.has(p.object), dashed: true, text: `${objectName(model, p.object)} · tracked`, locked: view.isLocked(p.object),
       });
     }
     return items;
@@ -801,7 +825,13 @@ class App {
   renderSamBar() {
     const bar = $("sam-bar");
     const on = this.state.tool === "sam" && this._mode.includes('"sam"');
-    bar.hidden = !on;
+    if (bar.hidden === on) {
+      // The bar is a row above the stage: the stage's size changes now, not on the next resize
+      // callback, so that a click right after lands where the image is drawn.
+      bar.hidden = !on;
+      this.editor?.resize();
+      this.renderCursors();
+    }
     if (!on) return;
     const sam = this.sam;
     const cls = this.activeClassInfo();
@@ -826,8 +856,8 @@ class App {
         break;
       default:
         if (!target) text = "click the object";
-        else if (this.model.label(target, this.state.frame)) text = `click to refine ${target}`;
-        else text = `click to segment ${target} here`;
+        else if (this.model.label(target, this.state.frame)) text = `click to refine ${objectName(this.model, target)}`;
+        else text = `click to segment ${objectName(this.model, target)} here`;
     }
     status.textContent = text;
     const ready = sam.canSave();
@@ -901,6 +931,15 @@ class App {
   /** Send a command; a refusal shows the server's message. Resolves with the ack. */
   send(body, { id = crypto.randomUUID(), panoptic = false } = {}) {
     if (!this.connection) return Promise.reject(new Error("no media item is open"));
+    if (LOCKED_KINDS.has(body.type) && this.view.isLocked(body.object)) {
+      // A locked object's labels cannot be changed from this page (issue 14, point 5).
+      const error = Object.assign(new Error(`${objectName(this.model, body.object)} is locked: unlock it first (${keyLabel("toggleLocked")})`), { code: "locked" });
+      toast(error.message, { code: error.code, kind: "info" });
+      this.invalidate("shapes");
+      const refused = Promise.reject(error);
+      refused.catch(() => {});
+      return refused;
+    }
     if (this.state.replaySeq !== null) {
       // Replay is read-only: nothing is sent until "Back to live".
       toast("Replay is read-only: go back to live to edit.", { kind: "info" });
@@ -1032,7 +1071,32 @@ class App {
       items.push({ label: "Delete label on this frame", key: keyLabel("deleteLabels"), testid: "ctx-delete-label", disabled: !canEdit, action: () => this.send({ type: "label_deleted", object: id, frame: this.state.frame }) });
     }
     items.push({ label: "Delete object", key: keyLabel("deleteObjects"), testid: "ctx-delete-object", disabled: !canEdit, action: () => this.deleteObjects([id]) });
-    this.menu.show(x, y, `${id} · frame ${this.state.frame}`, items);
+    items.push("-");
+    const view = this.view;
+    items.push({ label: "Rename…", key: keyLabel("renameObject"), testid: "ctx-rename", disabled: !canEdit, action: () => this.objects.startRename(id) });
+    items.push({ label: view.hidden.has(id) ? "Show" : "Hide", key: keyLabel("toggleHidden"), testid: "ctx-hide", action: () => this.toggleView("hidden", selected) });
+    items.push({ label: view.isLocked(id) ? "Unlock" : "Lock", key: keyLabel("toggleLocked"), testid: "ctx-lock", action: () => this.toggleView("locked", selected) });
+    items.push({ label: view.solo.has(id) ? "Unsolo" : "Solo", key: keyLabel("toggleSolo"), testid: "ctx-solo", action: () => this.toggleView("solo", selected) });
+    this.menu.show(x, y, `${objectName(this.model, id)} · ${id} · frame ${this.state.frame}`, items);
+  }
+
+  /** Hide / lock / solo objects in this browser (objects.js); a hidden object leaves the selection. */
+  toggleView(kind, ids = [...this.state.selected]) {
+    ids = ids.filter((id) => this.model.objects.has(id));
+    if (!ids.length) {
+      toast("Select an object first.", { kind: "info" });
+      return false;
+    }
+    this.view.toggle(kind, ids);
+    let pruned = false;
+    for (const id of [...this.state.selected]) {
+      if (!this.view.isShown(id) && kind !== "locked") {
+        this.state.selected.delete(id);
+        pruned = true;
+      }
+    }
+    if (pruned) this.selectionChanged();
+    return true;
   }
 
   // ---- presence -------------------------------------------------------------------------------
@@ -1136,6 +1200,13 @@ class App {
       },
       help: () => this.help.toggle(),
       playPause: (e) => this.player.spaceDown(e),
+      toggleHidden: () => this.toggleView("hidden"),
+      toggleLocked: () => this.toggleView("locked"),
+      toggleSolo: () => this.toggleView("solo"),
+      renameObject: () => {
+        if (state.selected.size !== 1) return false;
+        return this.objects.startRename([...state.selected][0]);
+      },
     };
   }
 
@@ -1173,6 +1244,12 @@ window.masklog = {
   get setup() {
     return app.projectSetup;
   },
+  /** This browser's hide / lock / solo of objects (objects.js). */
+  get view() {
+    return app.view;
+  },
+  /** The name an object is shown under. */
+  objectName: (id) => objectName(app.model, id),
   /** The shapes on the canvas now ({id, shape, color, selected, dashed, text}). */
   shown: () => app.editor?.items ?? [],
   goto: (frame) => app.goto(frame),

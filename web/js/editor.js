@@ -14,6 +14,7 @@
 // Escape -> cancel(), ...).
 
 import { decodeRleCropped } from "./rle.js";
+import { placeTags } from "./tags.js";
 import {
   bboxFromDrag,
   clampPoint,
@@ -109,7 +110,8 @@ export class Editor extends EventTarget {
     this.image = null;
     this.width = 0;
     this.height = 0;
-    this.items = [];
+    this.items = []; // {id, shape, color, selected, dashed, text, locked}: locked ones get no handles, no drags
+    this.tags = []; // the tags drawn last: {id, text, x, y, w, h} (canvas pixels)
     this.preview = null; // {rle, color}
     this.promptPoints = [];
     this.promptBox = null;
@@ -264,7 +266,12 @@ export class Editor extends EventTarget {
     this._emit("view", { scale: this.view.scale });
   }
 
-  /** Zoom by `factor` around the canvas centre (for toolbar buttons). */
+  /** Take up the canvas's new size now (the page calls it after a layout change of its own). */
+  resize() {
+    this._resize();
+  }
+
+    /** Zoom by `factor` around the canvas centre (for toolbar buttons). */
   zoom(factor) {
     this._zoomAt(this._cssW / 2, this._cssH / 2, factor);
   }
@@ -432,7 +439,7 @@ export class Editor extends EventTarget {
     const tolerance = (HANDLE_RADIUS + 3) / this.view.scale;
     let best = null;
     for (const item of this.items) {
-      if (!item.selected || !item.shape || item.shape.type === "bitmask") continue;
+      if (!item.selected || item.locked || !item.shape || item.shape.type === "bitmask") continue;
       const shape = this._shapeOf(item);
       const handle = nearestHandle(shapeHandles(shape, ROTATE_OFFSET / this.view.scale), pos.x, pos.y, tolerance);
       if (handle) {
@@ -471,7 +478,7 @@ export class Editor extends EventTarget {
         } else {
           const hit = hitTest(this.items.map((it) => ({ id: it.id, shape: this._shapeOf(it) })), pos.x, pos.y, this._tolerance(), this._maskOf);
           const item = hit !== null ? this.items.find((it) => it.id === hit) : null;
-          if (item && item.selected && item.shape.type !== "bitmask") {
+          if (item && item.selected && !item.locked && item.shape.type !== "bitmask") {
             gesture = { ...base, type: "move", id: item.id, shape0: this._shapeOf(item) };
           } else {
             gesture = { ...base, type: "select", hit, view0: { ...this.view } };
@@ -719,7 +726,7 @@ export class Editor extends EventTarget {
       else {
         const hit = hitTest(this.items.map((it) => ({ id: it.id, shape: this._shapeOf(it) })), pos.x, pos.y, this._tolerance(), this._maskOf);
         const item = hit !== null ? this.items.find((it) => it.id === hit) : null;
-        cursor = item ? (item.selected && item.shape.type !== "bitmask" ? "move" : "pointer") : "default";
+        cursor = item ? (item.selected && !item.locked && item.shape.type !== "bitmask" ? "move" : "pointer") : "default";
       }
     }
     if (this.canvas.style.cursor !== cursor) this.canvas.style.cursor = cursor;
@@ -781,7 +788,7 @@ export class Editor extends EventTarget {
 
     toScreen();
     ctx.textBaseline = "bottom";
-    for (const item of this.items) if (item.text) this._drawCaption(item);
+    this._drawCaptions();
     for (const item of this.items) if (item.selected) this._drawHandles(item);
     this._drawPrompt();
     this._drawDraft();
@@ -914,29 +921,39 @@ export class Editor extends EventTarget {
     }
   }
 
-  _drawCaption(item) {
-    const shape = this._shapeOf(item);
-    if (!shape) return;
-    const bounds = shapeBounds(shape, shape.type === "bitmask" ? this._maskInfo(shape.rle) : null);
-    if (!bounds) return;
+  /** The shapes' tags, each just above its shape's top-left corner, moved where they would
+   * cover one another (tags.js); the selected ones are placed first (they keep their place). */
+  _drawCaptions() {
     const ctx = this.ctx;
-    const p = this._pt(bounds.x0, bounds.y0);
-    const q = this._pt(bounds.x1, bounds.y1);
-    if (q.x < 0 || q.y < 0 || p.x > this._cssW || p.y > this._cssH) return; // off screen
     ctx.font = "11px system-ui, sans-serif";
-    const text = String(item.text);
-    const tw = ctx.measureText(text).width;
-    const x = Math.max(0, Math.min(p.x, this._cssW - tw - 6));
-    const y = Math.max(15, p.y - 2);
-    ctx.fillStyle = rgba(item.color || "#ffcc00", 0.85);
-    ctx.fillRect(x, y - 14, tw + 6, 14);
-    ctx.fillStyle = "#000";
-    ctx.fillText(text, x + 3, y - 1.5);
+    const wanted = [];
+    for (const item of this.items) {
+      if (!item.text) continue;
+      const shape = this._shapeOf(item);
+      if (!shape) continue;
+      const bounds = shapeBounds(shape, shape.type === "bitmask" ? this._maskInfo(shape.rle) : null);
+      if (!bounds) continue;
+      const p = this._pt(bounds.x0, bounds.y0);
+      const q = this._pt(bounds.x1, bounds.y1);
+      if (q.x < 0 || q.y < 0 || p.x > this._cssW || p.y > this._cssH) continue; // off screen
+      const text = String(item.text);
+      wanted.push({ item, text, x: p.x, y: p.y - 16, w: ctx.measureText(text).width + 6, h: 14 });
+    }
+    wanted.sort((a, b) => Number(b.item.selected) - Number(a.item.selected));
+    const placed = placeTags(wanted, { width: this._cssW, height: this._cssH });
+    this.tags = placed.map((rect, i) => ({ id: wanted[i].item.id, text: wanted[i].text, x: rect.x, y: rect.y, w: rect.w, h: rect.h }));
+    placed.forEach((rect, i) => {
+      const { item, text } = wanted[i];
+      ctx.fillStyle = rgba(item.color || "#ffcc00", 0.85);
+      ctx.fillRect(rect.x, rect.y, rect.w, rect.h);
+      ctx.fillStyle = "#000";
+      ctx.fillText(text, rect.x + 3, rect.y + rect.h - 1.5);
+    });
   }
 
   _drawHandles(item) {
     const shape = this._shapeOf(item);
-    if (!shape || shape.type === "bitmask") return;
+    if (!shape || item.locked || shape.type === "bitmask") return;
     const ctx = this.ctx;
     const handles = shapeHandles(shape, ROTATE_OFFSET / this.view.scale);
     const small = handles.length > 200;

@@ -25,11 +25,13 @@ export function describe(event, count = 1, firstFrame = null) {
   const short = (id) => (id ? String(id).slice(0, 8) : "");
   switch (b.type) {
     case "object_created":
-      return { what: `created object (${b.class_id})`, where: b.object, object: b.object };
+      return { what: `created object (${b.class_id})${b.name ? ` “${b.name}”` : ""}`, where: b.object, object: b.object };
     case "object_deleted":
       return { what: "deleted object", where: b.object, object: b.object };
     case "object_reclassed":
       return { what: `reclassed to ${b.class_id}`, where: b.object, object: b.object };
+    case "object_renamed":
+      return { what: b.name.trim() ? `renamed “${b.name.trim()}”` : "name cleared", where: b.object, object: b.object };
     case "prompt_added": {
       const n = b.points?.length ?? 0;
       const bits = [n ? `${n} click${n === 1 ? "" : "s"}` : null, b.box ? "box" : null, b.mask ? "mask" : null].filter(Boolean);

@@ -44,6 +44,10 @@ export const KEYMAP = Object.freeze([
   { keys: DIGITS, action: "pickClass", help: "Pick the class with this number" },
   { keys: ["KeyN"], action: "newObject", help: "SAM: the next click starts a new object" },
   { keys: ["KeyF"], action: "fit", help: "Fit the frame to the view" },
+  { keys: ["KeyH"], action: "toggleHidden", help: "Hide or show the selected objects (in this browser)" },
+  { keys: ["KeyL"], action: "toggleLocked", help: "Lock or unlock the selected objects: a locked object cannot be changed from this page" },
+  { keys: ["KeyS"], action: "toggleSolo", help: "Solo the selected objects: only soloed objects are shown (again: all)" },
+  { keys: ["F2"], action: "renameObject", help: "Rename the selected object (in the object list)" },
 ]);
 
 /** A chord's parts: each modifier true (held), false (not held) or null (either), and the key. */

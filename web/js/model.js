@@ -16,7 +16,7 @@ export class MediaModel extends EventTarget {
     this.seq = 0;
     this.media = null;
     this.classes = new Map(); // class id -> ClassAdded
-    this.objects = new Map(); // object id -> {media, class_id, created_by}
+    this.objects = new Map(); // object id -> {media, class_id, created_by, name?}
     this.labels = new Map(); // cellKey -> {object, frame, label}
     this.proposals = new Map(); // track id -> Map(cellKey -> {object, frame, proposal})
     this.tracks = new Map(); // track id -> {id, actor, request, status, produced, reason, lastFrame}
@@ -121,7 +121,9 @@ export class MediaModel extends EventTarget {
   }
 
   _on_object_created(event, body) {
-    this.objects.set(body.object, { media: body.media, class_id: body.class_id, created_by: event.actor });
+    const info = { media: body.media, class_id: body.class_id, created_by: event.actor };
+    if (body.name) info.name = body.name.trim();
+    this.objects.set(body.object, info);
   }
 
   _on_object_deleted(event, body) {
@@ -132,6 +134,14 @@ export class MediaModel extends EventTarget {
   _on_object_reclassed(event, body) {
     const info = this.objects.get(body.object);
     if (info) this.objects.set(body.object, { ...info, class_id: body.class_id });
+  }
+
+  _on_object_renamed(event, body) {
+    const info = this.objects.get(body.object);
+    if (!info) return;
+    const name = String(body.name ?? "").trim();
+    const { name: _old, ...rest } = info;
+    this.objects.set(body.object, name ? { ...rest, name } : rest);
   }
 
   _on_prompt_added(event) {

@@ -6,6 +6,21 @@ import { SOURCE_COLOURS, SOURCE_NAMES, classColour, userColour } from "./colours
 import { acceptBody, conflictText, conflictsOf, keepsPeople } from "./conflicts.js";
 import { keyLabel } from "./keymap.js";
 import { trackSpan } from "./timeline.js";
+import { objectName, renameCommand } from "./objects.js";
+
+// The view buttons of an object row (issue 14, point 5): which ObjectView set each flips, its
+// icons (on, off) and titles (on, off).
+const svg = (body) => `<svg class="icon" viewBox="0 0 16 16" aria-hidden="true">${body}</svg>`;
+const EYE = svg('<path d="M8 3.5C4.4 3.5 1.7 6.2 1 8c.7 1.8 3.4 4.5 7 4.5s6.3-2.7 7-4.5c-.7-1.8-3.4-4.5-7-4.5zm0 7.3A2.8 2.8 0 1 1 8 5.2a2.8 2.8 0 0 1 0 5.6z"/>');
+const EYE_OFF = svg('<path d="M8 3.5C4.4 3.5 1.7 6.2 1 8c.7 1.8 3.4 4.5 7 4.5s6.3-2.7 7-4.5c-.7-1.8-3.4-4.5-7-4.5z" opacity=".35"/><path d="M2.2 1.5l12.3 12.3-1 1L1.2 2.5z"/>');
+const LOCK = svg('<path d="M4.5 7V5a3.5 3.5 0 0 1 7 0v2h1v7h-9V7zm1.6 0h3.8V5a1.9 1.9 0 0 0-3.8 0z"/>');
+const UNLOCK = svg('<path d="M4.5 7V5a3.5 3.5 0 0 1 6.9-.8l-1.5.5A1.9 1.9 0 0 0 6.1 5v2h6.4v7h-9V7z" opacity=".55"/>');
+const SOLO = svg('<circle cx="8" cy="8" r="3"/><path d="M8 1.5a6.5 6.5 0 1 0 0 13 6.5 6.5 0 0 0 0-13zm0 1.5a5 5 0 1 1 0 10A5 5 0 0 1 8 3z"/>');
+const VIEW_BUTTONS = [
+  { kind: "hidden", testid: "hide", on: EYE_OFF, off: EYE, title: ["Hidden here: show it", "Hide it in this browser"], action: "toggleHidden" },
+  { kind: "locked", testid: "lock", on: LOCK, off: UNLOCK, title: ["Locked: unlock it", "Lock it: no edits from this page"], action: "toggleLocked" },
+  { kind: "solo", testid: "solo", on: SOLO, off: SOLO, title: ["Soloed: show the others again", "Solo: show only this object (and other soloed ones)"], action: "toggleSolo" },
+];
 
 const WAND_SVG =
   '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M2.5 13.5l7-7 1 1-7 7z"/>' +
@@ -93,12 +108,16 @@ export class OntologyPanel {
 // ---- objects -----------------------------------------------------------------------------------
 
 export class ObjectsPanel {
-  /** page: {model, state, pickObject(id, additive), gotoObject(id), objectMenu(id, x, y)} */
+  /**
+   * page: {model, state, view (ObjectView), pickObject(id, additive), gotoObject(id),
+   * objectMenu(id, x, y), toggleView(kind, id), rename(command)}
+   */
   constructor(page, root, countEl) {
     this.page = page;
     this.root = root;
     this.countEl = countEl;
-    this.rows = new Map(); // id -> {row, swatch, frames, here}
+    this.rows = new Map(); // id -> {row, swatch, name, frames, here, buttons}
+    this.editing = null; // {id, input} while a name is edited in place
     this.empty = el("div", "muted small-text empty", "No objects yet. Pick a class and draw, or use SAM.");
   }
 
@@ -138,6 +157,26 @@ export class ObjectsPanel {
       const n = counts.get(id) ?? 0;
       const text = `${n} fr`;
       if (row.frames.textContent !== text) row.frames.textContent = text;
+      const name = objectName(model, id);
+      if (row.name.textContent !== name) {
+        row.name.textContent = name;
+        row.name.title = `${name} — object ${id}\nDouble-click or ${keyLabel("renameObject") || "F2"} to rename`;
+      }
+      const view = this.page.view;
+      for (const button of VIEW_BUTTONS) {
+        const on = view[button.kind].has(id);
+        const b = row.buttons[button.kind];
+        if (b.dataset.on !== String(on)) {
+          b.innerHTML = on ? button.on : button.off;
+          b.dataset.on = String(on);
+        }
+        b.classList.toggle("on", on);
+        b.setAttribute("aria-pressed", on ? "true" : "false");
+        const key = keyLabel(button.action);
+        b.title = `${button.title[on ? 0 : 1]}${key ? ` (${key})` : ""}`;
+      }
+      row.row.classList.toggle("hidden-object", !view.isShown(id));
+      row.row.classList.toggle("locked-object", view.isLocked(id));
       row.row.classList.toggle("selected", state.selected.has(id));
       row.here.className = here.has(id) ? "here on" : proposedHere.has(id) ? "here proposal" : "here";
       row.here.title = here.has(id) ? "labelled on this frame" : proposedHere.has(id) ? "tracked proposal on this frame" : "";
@@ -159,18 +198,82 @@ export class ObjectsPanel {
     row.dataset.testid = `object-${id}`;
     row.dataset.object = id;
     const swatch = el("span", "swatch");
-    const oid = el("span", "oid", id);
-    oid.title = id;
+    const name = el("span", "oid", "");
+    name.dataset.testid = `object-name-${id}`;
     const here = el("span", "here");
     const frames = el("span", "frames", "");
-    row.append(swatch, oid, here, frames);
-    row.addEventListener("click", (e) => this.page.pickObject(id, e.shiftKey));
-    row.addEventListener("dblclick", () => this.page.gotoObject(id));
+    frames.title = "Double-click: go to the nearest label";
+    const buttons = {};
+    const tools = el("span", "object-tools");
+    for (const button of VIEW_BUTTONS) {
+      const b = el("button", `small ghost view-${button.testid}`);
+      b.type = "button";
+      b.dataset.testid = `object-${button.testid}-${id}`;
+      b.addEventListener("click", (e) => {
+        e.stopPropagation();
+        this.page.toggleView(button.kind, id);
+      });
+      b.addEventListener("dblclick", (e) => e.stopPropagation());
+      buttons[button.kind] = b;
+      tools.append(b);
+    }
+    row.append(swatch, name, here, frames, tools);
+    // Shift-click selects more objects, not the rows' text.
+    row.addEventListener("mousedown", (e) => {
+      if (e.shiftKey && !(e.target instanceof HTMLInputElement)) e.preventDefault();
+    });
+    row.addEventListener("click", (e) => {
+      if (e.target instanceof HTMLInputElement) return;
+      this.page.pickObject(id, e.shiftKey);
+    });
+    name.addEventListener("dblclick", (e) => {
+      e.stopPropagation();
+      this.startRename(id);
+    });
+    row.addEventListener("dblclick", (e) => {
+      if (!(e.target instanceof HTMLInputElement)) this.page.gotoObject(id);
+    });
     row.addEventListener("contextmenu", (e) => {
       e.preventDefault();
       this.page.objectMenu(id, e.clientX, e.clientY);
     });
-    return { row, swatch, frames, here, colour: null };
+    return { row, swatch, name, frames, here, buttons, colour: null };
+  }
+
+  /** Edit an object's name in place: Enter or leaving the field saves, Escape cancels. */
+  startRename(id) {
+    const row = this.rows.get(id);
+    if (!row || !this.page.canEdit()) return false;
+    if (this.editing) this.editing.input.blur();
+    const { model } = this.page;
+    const input = el("input", "name-input");
+    input.type = "text";
+    input.dataset.testid = "object-name-input";
+    input.maxLength = 200;
+    input.value = model.objects.get(id)?.name ?? "";
+    input.placeholder = objectName(model, id);
+    input.setAttribute("aria-label", `name of object ${id}`);
+    let done = false;
+    const finish = (save) => {
+      if (done) return;
+      done = true;
+      this.editing = null;
+      input.replaceWith(row.name);
+      const command = save ? renameCommand(model, id, input.value) : null;
+      if (command) this.page.rename(command);
+    };
+    input.addEventListener("keydown", (e) => {
+      e.stopPropagation();
+      if (e.key === "Enter") finish(true);
+      else if (e.key === "Escape") finish(false);
+    });
+    input.addEventListener("blur", () => finish(true));
+    input.addEventListener("click", (e) => e.stopPropagation());
+    row.name.replaceWith(input);
+    this.editing = { id, input };
+    input.focus();
+    input.select();
+    return true;
   }
 }
 
@@ -183,7 +286,8 @@ export function renderLabelInfo(model, state, root, promptText = null) {
   const [id] = state.selected;
   if (!model.objects.has(id)) return;
   const head = el("div");
-  const name = el("b", "", id);
+  const name = el("b", "", objectName(model, id));
+  name.title = `object ${id}`;
   head.append(name, document.createTextNode(` · ${model.classOf(id)?.name ?? ""} · frame ${state.frame}: `));
   const label = model.label(id, state.frame);
   if (label) {

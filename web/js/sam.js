@@ -2,7 +2,7 @@
 // sent for them, and the model's answer shown as the preview until it is saved or discarded.
 
 import { encodeRle, runLengths } from "./rle.js";
-import { classColour } from "./colours.js";
+import { classColour, contrastColour } from "./colours.js";
 
 const ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -146,7 +146,10 @@ export class SamSession {
     if (!segment) return;
     this.answer = segment.body;
     const empty = rleEmpty(segment.body.mask);
-    this.page.editor.setPreview(empty ? null : segment.body.mask, classColour(this.page.model, this.object));
+    // A preview that refines a label (S7) is drawn in a colour that stands out from the label's;
+    // the page draws that label dashed meanwhile (app.js shapeItems), so the change shows.
+    const colour = classColour(this.page.model, this.object);
+    this.page.editor.setPreview(empty ? null : segment.body.mask, this.refine ? contrastColour(colour) : colour);
     this._status(empty ? "empty" : "ready");
   }
 

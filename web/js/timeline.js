@@ -1,16 +1,17 @@
-// The timeline under the editor: a row per object (the selected ones first) with a mark on every
-// frame where it has a label, coloured by source; unreviewed tracked proposals lighter, running
-// tracks as a faint band over their range; the current frame; where the others are. Click or
-// drag to scrub, click an object's name to select it.
+// The timeline under the editor: a row per object, every object (in the log's order, as in the
+// object list; the rows scroll with the wheel when they do not fit), with a mark on every frame
+// where it has a label, coloured by source; unreviewed tracked proposals lighter, running tracks
+// as a faint band over their range; the current frame; where the others are. Click or drag to
+// scrub, click an object's name to select it.
 
 import { CONFLICT_COLOUR, conflictsOf } from "./conflicts.js";
 import { SOURCE_COLOURS, classColour, userColour, withAlpha } from "./colours.js";
+import { objectName } from "./objects.js";
 
 const GUTTER = 118;
 const HEADER = 18;
 const ROW = 9;
 const FOOTER = 15; // where the others are
-const MAX_ROWS = 12;
 const RIGHT = 8;
 
 export class Timeline {
@@ -18,7 +19,9 @@ export class Timeline {
   constructor(canvas, page) {
     this.canvas = canvas;
     this.page = page;
-    this.rows = [];
+    this.rows = []; // every object's row: {id, y} (y: its top in the rows' scrolled space)
+    this.scroll = 0; // how far the rows are scrolled (px)
+    this._scrolledTo = null;
     this.others = [];
     this._pending = false;
     this._scrubbing = false;
@@ -34,6 +37,17 @@ export class Timeline {
     };
     canvas.addEventListener("pointerup", up);
     canvas.addEventListener("pointercancel", up);
+    canvas.addEventListener(
+      "wheel",
+      (e) => {
+        const max = this._maxScroll();
+        if (max <= 0) return;
+        e.preventDefault();
+        const dy = e.deltaMode === 1 ? e.deltaY * (ROW + 1) : e.deltaY;
+        this.scrollTo(this.scroll + dy);
+      },
+      { passive: false },
+    );
     canvas.addEventListener("contextmenu", (e) => {
       const row = this._rowAt(e);
       e.preventDefault();
@@ -74,8 +88,36 @@ export class Timeline {
   _rowAt(e) {
     const rect = this.canvas.getBoundingClientRect();
     const y = e.clientY - rect.top - HEADER - 2;
-    if (y < 0) return null;
-    return this.rows[Math.floor(y / (ROW + 1))] ?? null;
+    if (y < 0 || y > this._rowsHeight()) return null;
+    return this.rows[Math.floor((y + this.scroll) / (ROW + 1))] ?? null;
+  }
+
+  /** The height the rows are shown in (between the ticks and the others' strip). */
+  _rowsHeight() {
+    return Math.max(0, (this.canvas.clientHeight || 0) - HEADER - 2 - FOOTER);
+  }
+
+  _maxScroll() {
+    return Math.max(0, this.rows.length * (ROW + 1) - this._rowsHeight());
+  }
+
+  /** Scroll the rows to `px` (clamped). */
+  scrollTo(px) {
+    const next = Math.max(0, Math.min(this._maxScroll(), Math.round(px)));
+    if (next !== this.scroll) {
+      this.scroll = next;
+      this.invalidate();
+    }
+  }
+
+  /** Scroll so that object `id`'s row is in view. */
+  reveal(id) {
+    const i = this.rows.findIndex((row) => row.id === id);
+    if (i < 0) return;
+    const top = i * (ROW + 1);
+    const height = this._rowsHeight();
+    if (top < this.scroll) this.scrollTo(top);
+    else if (top + ROW > this.scroll + height) this.scrollTo(top + ROW + 1 - height);
   }
 
   _down(e) {
@@ -96,15 +138,9 @@ export class Timeline {
     if (frame !== this.page.state.frame) this.page.goto(frame);
   }
 
-  /** Which objects get a row: the selected ones, then in creation order. */
+  /** Which objects get a row: all of them, in creation order (the object list's order). */
   _objects() {
-    const { model, state } = this.page;
-    const ids = [...state.selected].filter((id) => model.objects.has(id));
-    for (const id of model.objects.keys()) {
-      if (ids.length >= MAX_ROWS) break;
-      if (!state.selected.has(id)) ids.push(id);
-    }
-    return ids.slice(0, MAX_ROWS);
+    return [...this.page.model.objects.keys()];
   }
 
   draw() {
@@ -145,12 +181,26 @@ export class Timeline {
       g.fillText(String(f), x + 3, 8);
     }
 
-    // Rows.
+    // Rows: every object, scrolled; drawn clipped to the rows' band.
     const ids = this._objects();
-    this.rows = ids.map((id) => ({ id }));
+    this.rows = ids.map((id, i) => ({ id, y: i * (ROW + 1) }));
+    this.scroll = Math.max(0, Math.min(this.scroll, this._maxScroll()));
+    const only = state.selected.size === 1 ? [...state.selected][0] : null;
+    if (only !== this._scrolledTo) {
+      // A single selection made elsewhere (list, canvas) scrolls its row into view.
+      this._scrolledTo = only;
+      if (only !== null) this.reveal(only);
+    }
     const index = new Map(ids.map((id, i) => [id, i]));
-    const top = HEADER + 2;
-    for (let i = 0; i < ids.length; i++) {
+    const band = this._rowsHeight();
+    const top = HEADER + 2 - this.scroll;
+    const first = Math.max(0, Math.floor(this.scroll / (ROW + 1)));
+    const last = Math.min(ids.length - 1, Math.ceil((this.scroll + band) / (ROW + 1)));
+    g.save();
+    g.beginPath();
+    g.rect(0, HEADER + 1, width, band + 1);
+    g.clip();
+    for (let i = first; i <= last; i++) {
       const y = top + i * (ROW + 1);
       const id = ids[i];
       if (state.selected.has(id)) {
@@ -161,12 +211,7 @@ export class Timeline {
       g.fillRect(6, y + 2, 6, ROW - 4);
       g.fillStyle = state.selected.has(id) ? "#ffffff" : "#9aa5b8";
       g.textAlign = "left";
-      g.fillText(ellipsis(g, id, GUTTER - 22), 17, y + ROW / 2 + 0.5);
-    }
-    const more = model.objects.size - ids.length;
-    if (more > 0) {
-      g.fillStyle = "#6f7a8c";
-      g.fillText(`+${more} more`, 17, top + ids.length * (ROW + 1) + ROW / 2);
+      g.fillText(ellipsis(g, objectName(model, id), GUTTER - 22), 17, y + ROW / 2 + 0.5);
     }
 
     const markWidth = Math.max(1, fw - (fw > 4 ? 1 : 0));
@@ -193,23 +238,34 @@ export class Timeline {
     }
     for (const entry of model.labels.values()) {
       const i = index.get(entry.object);
-      if (i === undefined) continue;
+      if (i === undefined || i < first || i > last) continue;
       g.fillStyle = SOURCE_COLOURS[entry.label.source] ?? "#9aa5b8";
       g.fillRect(this._x(entry.frame, width), top + i * (ROW + 1), markWidth, ROW);
     }
-    // Conflicts (a result on a person's label, issue 14): a red frame round the cell and a mark on the header.
+    // Conflicts (a result on a person's label, issue 14): a red frame round the cell (clipped to
+    // the rows, like them) and a mark on the header (after the clip).
+    const conflictFrames = new Set();
     for (const track of model.proposals.keys()) {
       for (const c of conflictsOf(model, track)) {
-        const x = this._x(c.frame, width);
-        g.fillStyle = CONFLICT_COLOUR;
-        g.fillRect(x, HEADER - 4, markWidth, 4);
+        conflictFrames.add(c.frame);
         const i = index.get(c.object);
         if (i === undefined) continue;
         g.strokeStyle = CONFLICT_COLOUR;
         g.lineWidth = 1.5;
-        g.strokeRect(x + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
+        g.strokeRect(this._x(c.frame, width) + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
         g.lineWidth = 1;
       }
+    }
+    g.restore();
+    g.fillStyle = CONFLICT_COLOUR;
+    for (const frame of conflictFrames) g.fillRect(this._x(frame, width), HEADER - 4, markWidth, 4);
+    // A scroll bar when the rows do not all fit.
+    const max = this._maxScroll();
+    if (max > 0) {
+      const length = Math.max(12, (band * band) / (ids.length * (ROW + 1)));
+      const at = HEADER + 2 + ((band - length) * this.scroll) / max;
+      g.fillStyle = "#3a4352";
+      g.fillRect(GUTTER - 9, at, 3, length);
     }
 
     // The others, on the header (names of people on one frame together).
