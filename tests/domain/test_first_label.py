@@ -111,7 +111,10 @@ def test_the_first_label_round_trips_and_old_events_decode_without_it():
     old = b'{"type": "object_created", "object": "o", "media": "m1", "class_id": "bbox"}'
     assert ev.decode_body(old) == ev.ObjectCreated(object="o", media="m1", class_id="bbox", label=None)
     with pytest.raises(ev.SchemaError):  # the object is the one being created: not named again
-        ev.decode_body(b'{"type": "object_created", "object": "o", "media": "m1", "class_id": "bbox", "label": {"object": "o", "frame": 0, "shape": {"type": "bbox", "x": 1, "y": 1, "w": 2, "h": 2}, "source": "manual"}}')
+        ev.decode_body(
+            b'{"type": "object_created", "object": "o", "media": "m1", "class_id": "bbox", '
+            b'"label": {"object": "o", "frame": 0, "shape": {"type": "bbox", "x": 1, "y": 1, "w": 2, "h": 2}, "source": "manual"}}'
+        )
 
 
 def test_precheck_looks_at_the_first_label():
