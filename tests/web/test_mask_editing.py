@@ -328,3 +328,36 @@ def test_a_sam_preview_on_a_new_object_leaves_no_object_when_the_page_reloads(op
     alice.wait_for_function("masklog.app.sam.status === 'idle'")
     events = history(site)
     assert not [e for e in events if e["body"].get("object") == dropped and e["body"]["type"] in ("object_created", "object_deleted")]
+
+
+def test_the_brush_edits_a_tracked_label(open_page, site, shot):
+    frame = 12
+    object_id = f"tracked-{uuid.uuid4().hex[:6]}"
+    sam_label(site, object_id, frame)
+    with site.http("bob") as http:
+        track = command(
+            http,
+            {"type": "track_requested", "media": "clip", "objects": [object_id], "start": frame, "direction": "forward", "range": 3, "algorithm": "simple", "autosave": True},
+            "clip",
+        )
+    page = open_page("alice", frame=frame + 2)
+    page.wait_for_function("([o, f]) => masklog.model.label(o, f)?.source === 'tracked'", arg=[object_id, frame + 2], timeout=60_000)
+    tracked = label_of(site, object_id, frame + 2)
+    assert tracked["track"] == track["id"]
+    page.click(f"[data-testid='object-{object_id}']")
+    page.keyboard.press("b")
+    a, b = (500, 300), (560, 300)
+    stroke(page, a, b)
+    wait_written(page, object_id, frame + 2, tracked["written_by"])
+    label = label_of(site, object_id, frame + 2)
+    assert (label["source"], label["edited"]) == ("manual", tracked["written_by"])
+    assert np.array_equal(mask_of(label), mask_of(tracked) | capsule(a, b))
+    page.locator("[data-testid=label-edited]").wait_for()
+    assert page.locator("[data-testid=label-edited]").inner_text().startswith("edited from the tracked label by ")
+    # A page opened afterwards never saw the tracked label: it asks the cell's history.
+    late = open_page("bob", frame=frame + 2)
+    late.evaluate("(o) => masklog.select([o])", object_id)
+    late.wait_for_function(
+        "document.querySelector('[data-testid=label-edited]')?.textContent.startsWith('edited from the tracked label by ')", timeout=20_000
+    )
+    shot(late, "p4-edited-tracked")
