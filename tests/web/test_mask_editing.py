@@ -211,6 +211,8 @@ def test_polygon_vertices_are_added_on_an_edge_and_removed_with_alt_click(open_p
     page = open_page("alice", frame=frame)
     page.wait_for_selector(f"[data-testid='object-{object_id}']")
     page.click(f"[data-testid='object-{object_id}']")
+    # Its handles are on the canvas (the editor draws the selection on the next frame).
+    page.wait_for_function("(o) => masklog.shown().some(i => i.id === o && i.selected)", arg=object_id)
 
     def outer() -> list[float]:
         return label_of(site, object_id, frame)["shape"]["parts"][0]["outer"]
