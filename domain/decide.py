@@ -25,6 +25,7 @@ from masklog.domain.events import (
     ClassAdded,
     Direction,
     EventId,
+    FirstLabel,
     Id,
     LabelChange,
     LabelDeleted,
@@ -50,6 +51,7 @@ from masklog.domain.events import (
     TrackFrameProduced,
     TrackRequested,
     Undone,
+    is_event_id,
     media_stream,
     project_stream,
 )
@@ -127,7 +129,7 @@ def decide(state: LabelState, actor: str, command: Command, *, panoptic: bool = 
         case MediaAdded():
             return _media_added(state, actor, command)
         case ObjectCreated():
-            return _object_created(state, actor, command)
+            return _object_created(state, actor, command, panoptic)
         case ObjectDeleted():
             return _object_deleted(state, actor, command)
         case ObjectReclassed():
@@ -186,6 +188,15 @@ def _object(state: LabelState, object_id: str) -> tuple[MediaAdded, ClassAdded]:
     if info is None:
         raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")
     return state.media[info.media], state.classes[info.class_id]
+
+
+def _object_or_pending(state: LabelState, object_id: str) -> tuple[MediaAdded, ClassAdded]:
+    """An object, or one prompted for but not created yet (SAM on a new object): the media
+    item and class a prompt's answer is about."""
+    if object_id not in state.objects and object_id in state.pending_objects:
+        media_id, class_id = state.pending_objects[object_id]
+        return state.media[media_id], state.classes[class_id]
+    return _object(state, object_id)
 
 
 # Ids of another project are answered exactly like missing ones (same code, same text), so a
@@ -294,19 +305,33 @@ def _media_added(state: LabelState, actor: str, body: MediaAdded) -> Body:
 # ---- objects ----------------------------------------------------------------------------------
 
 
-def _object_created(state: LabelState, actor: str, body: ObjectCreated) -> Body:
+def _object_created(state: LabelState, actor: str, body: ObjectCreated, panoptic: bool = False) -> Body:
     check_new_id(body.object, "object")
     if body.object in state.object_media:
         raise DomainError(ErrorCode.EXISTS, f"object {body.object!r} already exists (ids are never reused)")
     media = _media(state, body.media)
-    _class_in(state, body.class_id, media.project)
+    cls = _class_in(state, body.class_id, media.project)
     if body.name is not None:
         name = object_name(body.name)
         if name is None:
             raise DomainError(ErrorCode.INVALID, "an object's name needs a visible character (leave the name out for none)")
         if name != body.name:
             body = msgspec.structs.replace(body, name=name)
+    if body.label is not None:
+        first = _first_label(state, actor, body.object, media, cls, body.label, panoptic)
+        if first is not body.label:
+            body = msgspec.structs.replace(body, label=first)
     return body
+
+
+def _first_label(state: LabelState, actor: str, object_id: str, media: MediaAdded, cls: ClassAdded, first: FirstLabel, panoptic: bool) -> FirstLabel:
+    """The first label of a new object, checked exactly like a `label_saved` on it (frame,
+    shape kind, provenance, geometry, the panoptic rule); returned with its mask trimmed when
+    the panoptic rule applies."""
+    shape = _checked_label(
+        state, actor, object_id, media, cls, first.frame, first.shape, first.source, first.model, first.prompt, panoptic
+    )
+    return first if shape is first.shape else msgspec.structs.replace(first, shape=shape)
 
 
 def _object_deleted(state: LabelState, actor: str, body: ObjectDeleted) -> Body:
@@ -338,7 +363,12 @@ def _object_renamed(state: LabelState, actor: str, body: ObjectRenamed) -> Body:
 
 
 def _prompt_added(state: LabelState, actor: str, body: PromptAdded) -> Body:
-    media, cls = _object(state, body.object)
+    if (body.class_id is None) != (body.media is None):
+        raise DomainError(ErrorCode.INVALID, "a prompt for a new object names both its class and its media item")
+    if body.media is not None and body.class_id is not None:
+        media, cls = _new_object_target(state, body.object, body.media, body.class_id)
+    else:
+        media, cls = _object(state, body.object)
     _frame(media, body.frame)
     if cls.shape not in SAM_KINDS:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels (class {cls.class_id!r})")
@@ -359,6 +389,23 @@ def _prompt_added(state: LabelState, actor: str, body: PromptAdded) -> Body:
     return body
 
 
+def _new_object_target(state: LabelState, object_id: str, media_id: str, class_id: str) -> tuple[MediaAdded, ClassAdded]:
+    """The media item and class of a prompt for a new object: the id must be free (a prompt on
+    an existing object names no class or media), the class one of the media item's project."""
+    check_new_id(object_id, "object")
+    if object_id in state.object_media:
+        raise DomainError(
+            ErrorCode.EXISTS,
+            f"object {object_id!r} already exists (ids are never reused); a prompt on an existing object names no class or media",
+        )
+    media = _media(state, media_id)
+    cls = _class_in(state, class_id, media.project)
+    pending = state.pending_objects.get(object_id)
+    if pending is not None and pending != (media_id, class_id):
+        raise DomainError(ErrorCode.EXISTS, f"new object {object_id!r} was prompted for as class {pending[1]!r} on media {pending[0]!r}")
+    return media, cls
+
+
 def _bitmask_class(cls: ClassAdded) -> ClassAdded:
     return msgspec.structs.replace(cls, shape=ShapeKind.BITMASK, skeleton=None)
 
@@ -366,7 +413,7 @@ def _bitmask_class(cls: ClassAdded) -> ClassAdded:
 def _segment_proposed(state: LabelState, actor: str, body: SegmentProposed) -> Body:
     if actor.startswith("user:"):
         raise DomainError(ErrorCode.NOT_ALLOWED, "proposed segments come from the model, not from users")
-    media, cls = _object(state, body.object)
+    media, cls = _object_or_pending(state, body.object)
     _frame(media, body.frame)
     # "Nothing found" is an answer too: an empty mask of the frame's size is logged, so the
     # requester sees it; it cannot be saved.
@@ -385,51 +432,81 @@ def _segment_proposed(state: LabelState, actor: str, body: SegmentProposed) -> B
 
 def _label_saved(state: LabelState, actor: str, body: LabelSaved, panoptic: bool = False) -> Body:
     media, cls = _object(state, body.object)
-    _frame(media, body.frame)
-    _shape_kind(body.shape, cls)
-    if body.source == Source.SAM and cls.shape not in SAM_KINDS:
+    if body.edited is not None:
+        if body.source != Source.MANUAL:
+            raise DomainError(ErrorCode.INVALID, "only a manual label is a hand edit: 'edited' goes with source 'manual'")
+        if not is_event_id(body.edited):
+            raise DomainError(ErrorCode.INVALID, "'edited' names the event id of the label the edit started from")
+    shape = _checked_label(state, actor, body.object, media, cls, body.frame, body.shape, body.source, body.model, body.prompt, panoptic)
+    return body if shape is body.shape else msgspec.structs.replace(body, shape=shape)
+
+
+def _checked_label(
+    state: LabelState,
+    actor: str,
+    object_id: str,
+    media: MediaAdded,
+    cls: ClassAdded,
+    frame: int,
+    shape: Shape,
+    source: Source,
+    model: str | None,
+    prompt: str | None,
+    panoptic: bool,
+) -> Shape:
+    """The rules of a label on `object_id` (of class `cls` on `media`, existing or being
+    created): the shape to store, which is `shape` itself unless the panoptic rule trims it."""
+    _frame(media, frame)
+    _shape_kind(shape, cls)
+    if source == Source.SAM and cls.shape not in SAM_KINDS:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels")
-    if body.source == Source.TRACKED and actor.startswith("user:"):
+    if source == Source.TRACKED and actor.startswith("user:"):
         raise DomainError(ErrorCode.NOT_ALLOWED, "tracked labels come from a track; accept its results instead")
-    if body.source == Source.SAM:
-        _check_sam_provenance(state, body)
-    _geometry(body.shape, media, cls)
-    if panoptic and isinstance(body.shape, Bitmask):
+    if source == Source.SAM:
+        _check_sam_provenance(state, object_id, frame, model, prompt)
+    _geometry(shape, media, cls)
+    if panoptic and isinstance(shape, Bitmask):
         others = [
             value.shape.rle
-            for oid, value in state.frame_labels(media.media, body.frame).items()
-            if oid != body.object and isinstance(value.shape, Bitmask)
+            for oid, value in state.frame_labels(media.media, frame).items()
+            if oid != object_id and isinstance(value.shape, Bitmask)
         ]
         if others:
-            remaining = panoptic_exclude(body.shape.rle, others)
+            remaining = panoptic_exclude(shape.rle, others)
             if rle_area(remaining) == 0:
                 raise DomainError(ErrorCode.BAD_GEOMETRY, "nothing is left of the mask once other objects' pixels are excluded")
-            body = msgspec.structs.replace(body, shape=Bitmask(rle=remaining))
-    return body
+            return Bitmask(rle=remaining)
+    return shape
 
 
-def _check_sam_provenance(state: LabelState, body: LabelSaved) -> None:
+def _check_sam_provenance(state: LabelState, object_id: str, frame: int, model: str | None, prompt: str | None) -> None:
     """A label that says it came from SAM names the prompt whose answer it is (C4), on the same
     object and frame; the shape may have been edited since."""
-    segment = state.segments.get(body.prompt) if body.prompt is not None else None
-    if segment is None or (segment.object, segment.frame) != (body.object, body.frame):
+    segment = state.segments.get(prompt) if prompt is not None else None
+    if segment is None or (segment.object, segment.frame) != (object_id, frame):
         raise DomainError(
             ErrorCode.INVALID,
             "a SAM label must name the prompt whose proposed segment it is, on the same object and frame "
             "(or send save_segment with the prompt id)",
         )
-    if body.model is not None and body.model != segment.model:
-        raise DomainError(ErrorCode.INVALID, f"the prompt was answered by {segment.model!r}, not {body.model!r}")
+    if model is not None and model != segment.model:
+        raise DomainError(ErrorCode.INVALID, f"the prompt was answered by {segment.model!r}, not {model!r}")
 
 
 def _save_segment(state: LabelState, actor: str, command: SaveSegment, panoptic: bool = False) -> Body:
+    """The label a prompt's answer makes; for a prompt on a new object (one not created yet),
+    the object and that label in one `object_created`: one event, one undo step."""
     segment = _segment(state, command.prompt)
-    media, cls = _object(state, segment.object)
+    media, cls = _object_or_pending(state, segment.object)
     if cls.shape not in SAM_KINDS:
         raise DomainError(ErrorCode.WRONG_SHAPE, f"SAM cannot create {cls.shape} labels (class {cls.class_id!r})")
     if rle_area(segment.mask) == 0:
         raise DomainError(ErrorCode.BAD_GEOMETRY, "the proposed segment is empty: add a click on the object")
     shape = shape_from_mask(cls.shape, rle_decode(segment.mask), MASK_POLYGON_TOLERANCE)
+    if segment.object not in state.objects:
+        first = FirstLabel(frame=segment.frame, shape=shape, source=Source.SAM, model=segment.model, prompt=command.prompt, score=segment.score)
+        created = ObjectCreated(object=segment.object, media=media.media, class_id=cls.class_id, label=first)
+        return _object_created(state, actor, created, panoptic)
     label = LabelSaved(
         object=segment.object,
         frame=segment.frame,
@@ -634,10 +711,14 @@ def scope_of(state: LabelState, command: Command) -> Scope:
     elif isinstance(command, (TrackFrameProduced, TrackCompleted, TrackCancelled, TrackFailed, TrackedAccepted, TrackedDiscarded)):
         media_id = _track(state, command.track).media
     elif isinstance(command, SaveSegment):
-        media_id = _object(state, _segment(state, command.prompt).object)[0].media
+        media_id = _object_or_pending(state, _segment(state, command.prompt).object)[0].media
+    elif isinstance(command, PromptAdded) and command.media is not None:
+        media_id = command.media  # a prompt for a new object
     else:
         object_id = command.object
         media_id = state.object_media.get(object_id)
+        if media_id is None and isinstance(command, SegmentProposed) and object_id in state.pending_objects:
+            media_id = state.pending_objects[object_id][0]
         if media_id is None:
             raise DomainError(ErrorCode.UNKNOWN, f"unknown object {object_id!r}")
     return Scope(_media(state, media_id).project, media_id)

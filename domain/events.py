@@ -196,6 +196,9 @@ class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     prompt: EventId | None = None
     track: EventId | None = None
     score: float | None = None
+    # A hand edit names the label it started from (its `written_by`): "manual, edited from
+    # the SAM label by alice". None for a label drawn from scratch, and in logs before it.
+    edited: EventId | None = None
 
 
 class Proposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -273,11 +276,28 @@ class MediaAdded(msgspec.Struct, **_struct("media_added")):
     fps: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
 
 
+class FirstLabel(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The label an object is created with (`ObjectCreated.label`): a `LabelSaved` body
+    without the object, which is the one being created."""
+
+    frame: Frame
+    shape: Shape
+    source: Source
+    model: Model | None = None
+    prompt: EventId | None = None
+    score: float | None = None
+
+
 class ObjectCreated(msgspec.Struct, **_struct("object_created"), omit_defaults=True):
+    """A new object; with `label`, the object and its first label in one event (one undo
+    step): an object drawn or segmented exists once it has a label. Without it (old logs, the
+    REST clients that create first and label later), an object without labels."""
+
     object: Id
     media: Id
     class_id: Id
     name: Name | None = None  # optional; left out of the encoding when None (as before names)
+    label: FirstLabel | None = None  # likewise
 
 
 class ObjectDeleted(msgspec.Struct, **_struct("object_deleted")):
@@ -308,6 +328,11 @@ class PromptAdded(msgspec.Struct, **_struct("prompt_added")):
     points: Annotated[list[Point], msgspec.Meta(max_length=MAX_PROMPT_POINTS)] = []
     box: Box | None = None
     mask: Rle | None = None
+    # A prompt for an object that does not exist yet: a new object of this class on this media
+    # item (both given, or neither). Saving its segment creates the object with its first label
+    # (`save_segment` -> `object_created` with `label`); an abandoned preview leaves no object.
+    class_id: Id | None = None
+    media: Id | None = None
 
 
 class SegmentProposed(msgspec.Struct, **_struct("segment_proposed")):
@@ -329,6 +354,9 @@ class LabelSaved(msgspec.Struct, **_struct("label_saved")):
     model: Model | None = None
     prompt: EventId | None = None
     score: float | None = None
+    # A hand edit (source manual) of an existing label names that label's `written_by`: the
+    # provenance of "edited from the SAM label". Recorded as given (a stale one is no error).
+    edited: EventId | None = None
 
 
 class LabelDeleted(msgspec.Struct, **_struct("label_deleted")):

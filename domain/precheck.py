@@ -10,7 +10,7 @@ keeps for `decide`'s own check. It does no I/O and changes nothing.
 from __future__ import annotations
 
 from masklog.domain.decide import Command, DomainError, ErrorCode
-from masklog.domain.events import LabelSaved, PromptAdded, SegmentProposed, TrackFrameProduced
+from masklog.domain.events import LabelSaved, ObjectCreated, PromptAdded, SegmentProposed, TrackFrameProduced
 from masklog.domain.geometry import GeometryError, rle_area
 from masklog.domain.limits import MAX_SHAPE_POINTS
 from masklog.domain.shapes import Bitmask, Polygon, Polyline, Rle, Shape
@@ -18,7 +18,7 @@ from masklog.domain.shapes import Bitmask, Polygon, Polyline, Rle, Shape
 
 def precheck(command: Command) -> None:
     """Raise DomainError (`bad_geometry`) for a shape over the point limit; check its RLEs."""
-    shape = getattr(command, "shape", None) if isinstance(command, (LabelSaved, TrackFrameProduced)) else None
+    shape = _shape(command)
     if shape is not None:
         check_points(shape)
     for rle in _rles(command, shape):
@@ -35,10 +35,19 @@ COSTLY_SHAPE_POINTS = 2_000
 
 def is_costly(command: Command) -> bool:
     """Whether `precheck` would take long enough on `command` to block the event loop."""
-    shape = getattr(command, "shape", None) if isinstance(command, (LabelSaved, TrackFrameProduced)) else None
+    shape = _shape(command)
     if sum(len(rle.counts) for rle in _rles(command, shape)) > COSTLY_RLE_CHARS:
         return True
     return shape is not None and _points(shape) > COSTLY_SHAPE_POINTS
+
+
+def _shape(command: Command) -> Shape | None:
+    """The shape a command carries: a label's, a frame result's, a new object's first label's."""
+    if isinstance(command, (LabelSaved, TrackFrameProduced)):
+        return command.shape
+    if isinstance(command, ObjectCreated) and command.label is not None:
+        return command.label.shape
+    return None
 
 
 def _points(shape: Shape) -> int:

@@ -33,6 +33,7 @@ from masklog.domain.events import (
     ObjectReclassed,
     ObjectRenamed,
     ProjectCreated,
+    PromptAdded,
     Proposal,
     ProposalChange,
     Redone,
@@ -133,6 +134,9 @@ class LabelState:
     # object and frame replaces it: saving a prompt's segment reads it from here.
     segments: dict[str, SegmentProposed] = field(default_factory=dict)
     segment_cells: dict[tuple[ObjectId, Frame], str] = field(default_factory=dict)
+    # Objects prompted for but not created yet (SAM on a new object): id -> (media, class).
+    # Saving a segment of theirs creates the object; an abandoned preview leaves only this.
+    pending_objects: dict[ObjectId, tuple[str, str]] = field(default_factory=dict)
     actions: dict[str, Action] = field(default_factory=dict)
     stacks: dict[tuple[str, str], UndoStacks] = field(default_factory=dict)
 
@@ -180,6 +184,7 @@ class LabelState:
             tracks={tid: _copy.copy(info) for tid, info in self.tracks.items()},
             segments=dict(self.segments),
             segment_cells=dict(self.segment_cells),
+            pending_objects=dict(self.pending_objects),
             actions=dict(self.actions),
             stacks={key: UndoStacks(list(s.undo), list(s.redo)) for key, s in self.stacks.items()},
         )
@@ -296,7 +301,25 @@ class LabelState:
         assert isinstance(body, ObjectCreated)
         info = ObjectInfo(media=body.media, class_id=body.class_id, created_by=event.actor, name=body.name)
         self._set_object(body.object, info)
-        self._record(event, body.media, [ObjectChange(object=body.object, before=None, after=info)])
+        if self.pending_objects:
+            self.pending_objects.pop(body.object, None)
+        changes: list[Change] = [ObjectChange(object=body.object, before=None, after=info)]
+        first = body.label
+        if first is not None:
+            # The object and its first label are one action: one undo removes both.
+            value = Label(
+                written_by=event.id,
+                shape=first.shape,
+                source=first.source,
+                actor=event.actor,
+                model=first.model,
+                prompt=first.prompt,
+                score=first.score,
+            )
+            before = self.label(body.object, first.frame)
+            self._set_label(body.object, first.frame, value)
+            changes.append(LabelChange(object=body.object, frame=first.frame, before=before, after=value))
+        self._record(event, body.media, changes)
 
     def _on_object_deleted(self, event: Event) -> None:
         body = event.body
@@ -346,6 +369,7 @@ class LabelState:
             model=body.model,
             prompt=body.prompt,
             score=body.score,
+            edited=body.edited,
         )
         before = self.label(body.object, body.frame)
         self._set_label(body.object, body.frame, value)
@@ -361,6 +385,12 @@ class LabelState:
         self._set_label(body.object, body.frame, None)
         media = self.object_media[body.object]
         self._record(event, media, [LabelChange(object=body.object, frame=body.frame, before=before, after=None)])
+
+    def _on_prompt_added(self, event: Event) -> None:
+        body = event.body
+        assert isinstance(body, PromptAdded)
+        if body.media is not None and body.class_id is not None and body.object not in self.object_media:
+            self.pending_objects[body.object] = (body.media, body.class_id)
 
     def _on_segment_proposed(self, event: Event) -> None:
         body = event.body
@@ -570,6 +600,7 @@ _HANDLERS: dict[type, Callable[[LabelState, Event], None]] = {
     ObjectRenamed: LabelState._on_object_renamed,
     LabelSaved: LabelState._on_label_saved,
     LabelDeleted: LabelState._on_label_deleted,
+    PromptAdded: LabelState._on_prompt_added,
     SegmentProposed: LabelState._on_segment_proposed,
     TrackRequested: LabelState._on_track_requested,
     TrackFrameProduced: LabelState._on_track_frame_produced,

@@ -221,8 +221,12 @@ class InferenceActor:
     async def _answer(self, prompt_event: Event) -> None:
         prompt: PromptAdded = prompt_event.body  # type: ignore[assignment]
         state = self._log.state
-        media_id = state.object_media.get(prompt.object)
-        if media_id is None or prompt.object not in state.objects:
+        info = state.objects.get(prompt.object)
+        if info is not None:
+            media_id = info.media
+        elif prompt.media is not None and prompt.object in state.pending_objects:
+            media_id = prompt.media  # a new object: created when its segment is saved
+        else:
             return
         segmenter = self._backends.segmenter
         try:

@@ -27,6 +27,8 @@ import { KeyboardHelp, addHelpButton } from "./help.js";
 import { Player, frameCounter } from "./playback.js";
 import { ProjectSetup } from "./setup.js";
 import { LOCKED_KINDS, ObjectView, objectName } from "./objects.js";
+import { BrushSession, stepSize } from "./brush.js";
+import { Provenance } from "./provenance.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -69,7 +71,7 @@ class App {
       selected: new Set(),
       activeClass: null,
       samMode: false,
-      tool: "select", // select | sam | draw
+      tool: "select", // select | sam | draw | brush | eraser
       replaySeq: null,
       samStatus: "idle",
       colourBySource: false,
@@ -198,7 +200,6 @@ class App {
     this.interpolation = new Interpolation({ model, state, canEdit, track });
     this.sam = new SamSession({
       model, state, settings, editor, send, canEdit, track, toast,
-      createObject: (object, classId) => this.createObject(object, classId),
       selectOnly: (id) => this.selectOnly(id),
       selectionChanged: () => this.selectionChanged(),
       statusChanged: () => {
@@ -257,6 +258,14 @@ class App {
       changed: () => this.invalidate("info"),
       hidden: (object, label) => !(this.filterBar.predicate()?.(object, label) ?? true),
     }, $("prompt-overlay"));
+    this.brush = new BrushSession({
+      model, state, settings, editor, send, canEdit, toast, newObjectId,
+      selectOnly: (id) => this.selectOnly(id),
+    });
+    this.provenance = new Provenance({
+      model,
+      cellHistory: (media, object, frame) => this.api.get(`/api/media/${encodeURIComponent(media)}/cells/${encodeURIComponent(object)}/${frame}`),
+    });
     this.keyActions = this.keyboardActions();
     this.help = new KeyboardHelp();
     addHelpButton(this.help, $("logout"));
@@ -285,6 +294,9 @@ class App {
     });
     editor.addEventListener("draw", (e) => this.onDraw(e.detail.shape));
     editor.addEventListener("edit", (e) => this.onEdit(e.detail.id, e.detail.shape));
+    editor.addEventListener("brush", (e) => this.onBrush(e.detail));
+    editor.addEventListener("brushsize", (e) => this.setBrushSize(e.detail.step));
+    editor.addEventListener("refused", (e) => toast(e.detail.message, { kind: "info" }));
     editor.addEventListener("pick", (e) => {
       const { id, additive } = e.detail;
       if (id === null) {
@@ -322,6 +334,8 @@ class App {
     window.addEventListener("hashchange", () => this.onHashChange());
 
     $("tool-select").addEventListener("click", () => this.selectTool());
+    $("tool-brush").addEventListener("click", () => this.brushTool("brush"));
+    $("tool-eraser").addEventListener("click", () => this.brushTool("eraser"));
     $("undo").addEventListener("click", () => this.undo());
     $("redo").addEventListener("click", () => this.redo());
     $("frame-first").addEventListener("click", () => this.goto(0));
@@ -430,6 +444,7 @@ class App {
     this.sam.clearPoints();
     this.sam.object = null;
     this.sam.created = false;
+    this.brush.reset();
     this.menu.close();
     this.model.reset();
     const state = this.state;
@@ -575,6 +590,7 @@ class App {
     if (kinds.includes("snapshot") || kinds.includes("class_added")) this.invalidate("classes");
     if (kinds.includes("media_added")) this.refreshProjects();
     this.sam.check();
+    this.brush.sync();
     if (!kinds.includes("snapshot")) this.history.onEvents(events);
     this.replay.onEvents(events);
     this.auditTable.onEvents();
@@ -603,9 +619,23 @@ class App {
     if (all || dirty.has("info")) {
       renderLabelInfo(this.shown, this.state, $("label-info"), (label) => promptSummary(this.promptOverlay.known(label.prompt)));
       this.promptOverlay.render();
+      this.renderEdited();
     }
     if (all || dirty.has("frame")) this.renderFrameLabel();
     if (all || dirty.has("shapes") || dirty.has("info")) this.renderSamBar();
+  }
+
+  /** The label info's line for a hand edit: what it edited (provenance.js). */
+  renderEdited() {
+    const { model, state } = this;
+    if (state.selected.size !== 1 || !model.media) return;
+    const [id] = state.selected;
+    const line = this.provenance.describe(model.media.media, id, state.frame, model.label(id, state.frame), () => this.invalidate("info"));
+    if (!line) return;
+    const div = document.createElement("div");
+    div.dataset.testid = "label-edited";
+    div.textContent = line;
+    $("label-info").appendChild(div);
   }
 
   renderFrameLabel() {
@@ -692,6 +722,7 @@ class App {
     this.state.frame = target;
     if (this.sam.active) this.sam.clearPoints();
     if (this.editor.drawing()) this.editor.cancel();
+    this.brush.reset();
     this.setHash(media.media, target);
     this.renderFrameLabel();
     this.invalidate("objects", "timeline", "info");
@@ -751,7 +782,8 @@ class App {
     if (!cls) return;
     if (classId !== this.state.activeClass) this.sam.end();
     this.state.activeClass = classId;
-    this.state.tool = this.state.samMode && this.canSam(cls.shape) ? "sam" : "draw";
+    const brushing = (this.state.tool === "brush" || this.state.tool === "eraser") && cls.shape === "bitmask";
+    if (!brushing) this.state.tool = this.state.samMode && this.canSam(cls.shape) ? "sam" : "draw";
     this.applyTool();
   }
 
@@ -793,6 +825,10 @@ class App {
     if (this.canEdit() && cls) {
       if (state.tool === "sam" && this.canSam(cls.shape)) mode = { kind: "sam" };
       else if (state.tool === "sam") state.tool = "draw";
+      if (state.tool === "brush" || state.tool === "eraser") {
+        if (cls.shape === "bitmask") mode = { kind: "brush", erase: state.tool === "eraser", size: this.brush.size };
+        else state.tool = "draw";
+      }
       if (state.tool === "draw") {
         mode = { kind: "draw", shape: cls.shape === "bitmask" ? "polygon" : cls.shape, points: cls.skeleton?.points?.length ?? 0 };
       }
@@ -804,6 +840,8 @@ class App {
       this.editor.setMode(mode);
     }
     $("tool-select").classList.toggle("active", mode.kind === "select");
+    $("tool-brush").classList.toggle("active", mode.kind === "brush" && !mode.erase);
+    $("tool-eraser").classList.toggle("active", mode.kind === "brush" && Boolean(mode.erase));
     document.body.classList.toggle("read-only", !this.canEdit());
     $("auto-open").disabled = !this.canEdit();
     const indicator = $("tool-indicator");
@@ -815,6 +853,9 @@ class App {
     } else if (mode.kind === "draw") {
       name.textContent = cls.name;
       indicator.append(`Draw ${KIND_LABELS[cls.shape] ?? cls.shape} · `, name);
+    } else if (mode.kind === "brush") {
+      name.textContent = cls.name;
+      indicator.append(`${mode.erase ? "Eraser" : "Brush"} ${mode.size} px · `, name);
     } else if (!this.canEdit() && this.connection?.role === "viewer") indicator.append("view only");
     else if (this.state.replaySeq !== null) indicator.append("replay (read-only)");
     if (this.model.media) this.ontology.render();
@@ -899,7 +940,8 @@ class App {
         state.activeClass = classId;
         if (state.tool !== "select") {
           const cls = this.model.classes.get(classId);
-          state.tool = state.samMode && this.canSam(cls.shape) ? "sam" : "draw";
+          const brushing = (state.tool === "brush" || state.tool === "eraser") && cls.shape === "bitmask";
+          if (!brushing) state.tool = state.samMode && this.canSam(cls.shape) ? "sam" : "draw";
         }
         this.applyTool();
       }
@@ -968,11 +1010,6 @@ class App {
     return result;
   }
 
-  createObject(object, classId) {
-    this.send({ type: "object_created", object, media: this.model.media.media, class_id: classId });
-    this.selectOnly(object);
-  }
-
   onDraw(shape) {
     if (!this.canEdit()) return;
     const { model, state } = this;
@@ -996,14 +1033,16 @@ class App {
       }
       final = { type: "bitmask", rle };
     }
+    const panoptic = Boolean(this.settings.panoptic && final.type === "bitmask");
     if (!object) {
+      // A new object and its label: one event, one undo step.
       object = newObjectId(cls.class_id);
-      this.createObject(object, cls.class_id);
+      const label = { frame: state.frame, shape: final, source: "manual" };
+      this.send({ type: "object_created", object, media: model.media.media, class_id: cls.class_id, label }, { panoptic });
+      this.selectOnly(object);
+      return;
     }
-    this.send(
-      { type: "label_saved", object, frame: state.frame, shape: final, source: "manual" },
-      { panoptic: Boolean(this.settings.panoptic && final.type === "bitmask") },
-    );
+    this.send({ type: "label_saved", object, frame: state.frame, shape: final, source: "manual" }, { panoptic });
   }
 
   onEdit(id, shape) {
@@ -1011,7 +1050,56 @@ class App {
       this.invalidate("shapes");
       return;
     }
-    this.send({ type: "label_saved", object: id, frame: this.state.frame, shape, source: "manual" }).catch(() => this.invalidate("shapes"));
+    // A hand edit names the label it started from (its provenance: "edited from ...").
+    const body = { type: "label_saved", object: id, frame: this.state.frame, shape, source: "manual" };
+    const edited = this.model.label(id, this.state.frame)?.written_by;
+    if (edited) body.edited = edited;
+    this.send(body).catch(() => this.invalidate("shapes"));
+  }
+
+  // ---- brush and eraser (brush.js) ------------------------------------------------------------
+
+  /** B / E and the toolbar: the brush or the eraser, on a mask class (the selected mask's, the
+   * active one, or the first of the ontology). */
+  brushTool(tool) {
+    if (!this.canEdit()) return;
+    const { model, state } = this;
+    const isMask = (cls) => cls?.shape === "bitmask";
+    let cls = [...state.selected].map((id) => model.classOf(id)).find(isMask) ?? null;
+    if (!cls && isMask(this.activeClassInfo())) cls = this.activeClassInfo();
+    cls ??= [...model.classes.values()].find(isMask) ?? null;
+    if (!cls) {
+      toast("The brush paints masks, and this project has no mask class.", { kind: "info" });
+      return;
+    }
+    if (cls.class_id !== state.activeClass) this.sam.end();
+    else if (state.tool === "sam") this.sam.end();
+    state.activeClass = cls.class_id;
+    state.samMode = false;
+    state.tool = tool;
+    this.applyTool();
+  }
+
+  onBrush(detail) {
+    const brush = this.brush;
+    switch (detail.phase) {
+      case "down":
+        brush.begin(detail.x, detail.y, detail.erase);
+        break;
+      case "move":
+        brush.move(detail.x, detail.y);
+        break;
+      case "up":
+        brush.end();
+        break;
+      default:
+        brush.cancel();
+    }
+  }
+
+  setBrushSize(step) {
+    this.brush.setSize(stepSize(this.brush.size, step));
+    this.applyTool();
   }
 
   deleteLabels() {
@@ -1206,6 +1294,16 @@ class App {
       renameObject: () => {
         if (state.selected.size !== 1) return false;
         return this.objects.startRename([...state.selected][0]);
+      },
+      brush: () => this.brushTool("brush"),
+      eraser: () => this.brushTool("eraser"),
+      brushSmaller: () => {
+        if (state.tool !== "brush" && state.tool !== "eraser") return false;
+        this.setBrushSize(-1);
+      },
+      brushLarger: () => {
+        if (state.tool !== "brush" && state.tool !== "eraser") return false;
+        this.setBrushSize(1);
       },
     };
   }

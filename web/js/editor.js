@@ -7,6 +7,9 @@
 //   "draw"   {shape}                                                (mode draw)
 //   "edit"   {id, shape}                                            (mode select, handle or body drag)
 //   "pick"   {id, additive}                                         (id null on empty space)
+//   "brush"  {phase: down|move|up|cancel, x, y, erase}              (mode brush: a stroke; erase
+//            when the mode is the eraser or Alt is held)
+//   "brushsize" {step: +1|-1}                                       (mode brush: Shift+wheel)
 //   "cursor" {x, y}                                                 (throttled to ~10/s)
 //   "view"   {scale}                                                (after zoom, pan or fit)
 // Coordinates are shape coordinates (domain/shapes.py), see geometry.js. Keys: the editor only
@@ -16,6 +19,7 @@
 import { decodeRleCropped } from "./rle.js";
 import { placeTags } from "./tags.js";
 import {
+  quantize,
   bboxFromDrag,
   clampPoint,
   closesPolygon,
@@ -36,6 +40,7 @@ import {
   shapeToScreen,
   zoomAt,
 } from "./geometry.js";
+import { edgeAt, insertVertex, removeVertex } from "./vertices.js";
 
 const DRAG_THRESHOLD = 4; // screen px before a press becomes a drag
 const HIT_TOLERANCE = 6; // screen px around lines and points
@@ -113,6 +118,7 @@ export class Editor extends EventTarget {
     this.items = []; // {id, shape, color, selected, dashed, text, locked}: locked ones get no handles, no drags
     this.tags = []; // the tags drawn last: {id, text, x, y, w, h} (canvas pixels)
     this.preview = null; // {rle, color}
+    this.overlay = null; // {canvas, hide}: a frame-sized canvas drawn over the shapes (the brush's mask)
     this.promptPoints = [];
     this.promptBox = null;
     this.mode = { kind: "select" };
@@ -215,6 +221,13 @@ export class Editor extends EventTarget {
 
   setPreview(rle, color) {
     this.preview = rle ? { rle, color: color || "#00e0ff" } : null;
+    this._invalidate();
+  }
+
+  /** A frame-sized canvas drawn over the shapes (the brush's working mask); the shape of
+   * object `hide` is not drawn meanwhile. null removes it. */
+  setOverlay(overlay) {
+    this.overlay = overlay && overlay.canvas ? overlay : null;
     this._invalidate();
   }
 
@@ -337,6 +350,7 @@ export class Editor extends EventTarget {
   _abortGesture() {
     const g = this._gesture;
     this._gesture = null;
+    if (g && g.type === "brush") this._emit("brush", { phase: "cancel" });
     this._live = null;
     if (g && g.pointerId !== undefined && this.canvas.hasPointerCapture?.(g.pointerId)) {
       try {
@@ -464,13 +478,35 @@ export class Editor extends EventTarget {
     } else if (e.button === 0) {
       if (kind === "sam") {
         gesture = { ...base, type: "sam" };
+      } else if (kind === "brush") {
+        gesture = { ...base, type: "brush", moved: true };
       } else if (kind === "draw") {
         const shape = this.mode.shape;
         if (shape === "bbox" || shape === "rotated_bbox") gesture = { ...base, type: "box" };
         else gesture = { ...base, type: "click", view0: { ...this.view } };
       } else {
         const handle = this._selectedHandleAt(pos);
-        if (handle) {
+        const edge = handle ? null : this._selectedEdgeAt(pos);
+        if (handle && e.altKey && handle.handle.kind === "vertex") {
+          // Alt+click on a vertex of a polygon or polyline removes it.
+          e.preventDefault();
+          const shape = removeVertex(handle.shape, handle.handle);
+          if (shape) {
+            this._setPending(handle.item.id, shape, handle.shape);
+            this._emit("edit", { id: handle.item.id, shape });
+          } else if (handle.shape.type === "polygon" || handle.shape.type === "polyline") {
+            this._emit("refused", { message: `A ${handle.shape.type} needs at least ${handle.shape.type === "polygon" ? 3 : 2} vertices.` });
+          }
+          this._invalidate();
+          return;
+        } else if (edge) {
+          // A press on an edge of the selected polygon or polyline inserts a vertex there and drags it.
+          gesture = {
+            ...base, type: "handle", id: edge.item.id, shape0: edge.inserted.shape, handle: edge.inserted.handle,
+            grab: { x: edge.inserted.handle.x - pos.x, y: edge.inserted.handle.y - pos.y }, inserted: edge.base,
+          };
+          this._live = { id: edge.item.id, shape: edge.inserted.shape };
+        } else if (handle) {
           gesture = {
             ...base, type: "handle", id: handle.item.id, shape0: handle.shape, handle: handle.handle,
             grab: { x: handle.handle.x - pos.x, y: handle.handle.y - pos.y },
@@ -488,6 +524,7 @@ export class Editor extends EventTarget {
     }
     if (!gesture) return;
     e.preventDefault();
+    if (gesture.type === "brush") this._emit("brush", { phase: "down", x: quantize(pos.x), y: quantize(pos.y), erase: Boolean(this.mode.erase || e.altKey) });
     // Keys (Enter, Escape, ...) go to the page, not to a text field that had the focus.
     if (document.activeElement !== this.canvas) this.canvas.focus({ preventScroll: true });
     this._gesture = gesture;
@@ -504,7 +541,21 @@ export class Editor extends EventTarget {
     this._hover = pos;
     this._emitCursor(pos);
     const g = this._gesture;
+    if (g && g.type === "brush") {
+      const events = typeof e.getCoalescedEvents === "function" ? e.getCoalescedEvents() : [];
+      for (const c of events.length ? events : [e]) {
+        const p = this._screen(c);
+        this._emit("brush", { phase: "move", x: quantize(p.x), y: quantize(p.y) });
+      }
+      this._brushAlt = e.altKey;
+      this._invalidate();
+      return;
+    }
     if (!g) {
+      if (this.mode.kind === "brush") {
+        this._brushAlt = e.altKey;
+        this._invalidate();
+      }
       if (this._draft) this._invalidate();
       if (this.mode.kind === "select") this._updateCursorStyle(pos);
       return;
@@ -551,6 +602,9 @@ export class Editor extends EventTarget {
     }
     const W = this.width, H = this.height;
     switch (g.type) {
+      case "brush":
+        this._emit("brush", { phase: "up", x: quantize(pos.x), y: quantize(pos.y) });
+        break;
       case "pan":
         if (g.moved) this._emit("view", { scale: this.view.scale });
         break;
@@ -598,10 +652,14 @@ export class Editor extends EventTarget {
         break;
       case "handle":
       case "move":
-        if (!g.moved) {
+        if (!g.moved && g.inserted) {
+          // A click on an edge: the vertex it inserted, where it was clicked.
+          this._setPending(g.id, g.shape0, g.inserted);
+          this._emit("edit", { id: g.id, shape: g.shape0 });
+        } else if (!g.moved) {
           this._emit("pick", { id: g.id, additive: e.shiftKey });
         } else if (live && JSON.stringify(live.shape) !== JSON.stringify(g.shape0)) {
-          this._setPending(g.id, live.shape, g.shape0);
+          this._setPending(g.id, live.shape, g.inserted ?? g.shape0);
           this._emit("edit", { id: g.id, shape: live.shape });
         }
         break;
@@ -671,6 +729,12 @@ export class Editor extends EventTarget {
   _onWheel(e) {
     if (!this.width) return;
     e.preventDefault();
+    if (this.mode.kind === "brush" && e.shiftKey) {
+      // Shift+wheel sizes the brush (browsers may turn a shifted wheel into deltaX).
+      const d = e.deltaY || e.deltaX;
+      if (d) this._emit("brushsize", { step: d < 0 ? 1 : -1 });
+      return;
+    }
     const pos = this._screen(e);
     let dy = e.deltaY;
     if (e.deltaMode === 1) dy *= 16;
@@ -719,7 +783,7 @@ export class Editor extends EventTarget {
     if (g && (g.type === "pan" || (g.moved && (g.type === "select" || g.type === "click")))) cursor = "grabbing";
     else if (g && (g.type === "handle" || g.type === "move")) cursor = "grabbing";
     else if (this._space) cursor = "grab";
-    else if (this.mode.kind === "sam" || this.mode.kind === "draw") cursor = "crosshair";
+    else if (this.mode.kind === "sam" || this.mode.kind === "draw" || this.mode.kind === "brush") cursor = "crosshair";
     else if (pos && this.width) {
       const handle = this._selectedHandleAt(pos);
       if (handle) cursor = handle.handle.kind === "rotate" ? "alias" : "move";
@@ -768,9 +832,10 @@ export class Editor extends EventTarget {
     ctx.imageSmoothingEnabled = false;
 
     // Shapes, in the order given (later ones on top).
+    const hidden = this.overlay ? this.overlay.hide : undefined;
     for (const item of this.items) {
       const shape = this._shapeOf(item);
-      if (!shape) continue;
+      if (!shape || (hidden !== undefined && item.id === hidden)) continue;
       if (shape.type === "bitmask") {
         toImage();
         this._drawMask(shape.rle, item.color, item.dashed ? "dashed" : "solid", item.selected ? 1 : 0.75);
@@ -778,6 +843,12 @@ export class Editor extends EventTarget {
         toScreen();
         this._drawVector(shape, item);
       }
+    }
+
+    // The brush's working mask.
+    if (this.overlay) {
+      toImage();
+      ctx.drawImage(this.overlay.canvas, 0, 0, this.width, this.height);
     }
 
     // The SAM preview.
@@ -792,6 +863,40 @@ export class Editor extends EventTarget {
     for (const item of this.items) if (item.selected) this._drawHandles(item);
     this._drawPrompt();
     this._drawDraft();
+    this._drawBrushCursor();
+  }
+
+  /** The brush's footprint around the pointer (mode brush): red for the eraser. */
+  _drawBrushCursor() {
+    if (this.mode.kind !== "brush" || !this._hover || !this._over) return;
+    const ctx = this.ctx;
+    const p = this._pt(this._hover.x, this._hover.y);
+    const r = Math.max(1.5, ((this.mode.size || 1) / 2) * this.view.scale);
+    const erase = this.mode.erase || this._brushAlt;
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, r, 0, 2 * Math.PI);
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = "rgba(0,0,0,0.6)";
+    ctx.stroke();
+    ctx.lineWidth = 1.5;
+    ctx.strokeStyle = erase ? "#ef4444" : "#ffffff";
+    ctx.stroke();
+  }
+
+  /** The selected polygon or polyline edge near `pos` (no vertex there): the shape with a vertex
+   * inserted on it, for the handle gesture that drags that vertex. */
+  _selectedEdgeAt(pos) {
+    const tolerance = HIT_TOLERANCE / this.view.scale;
+    for (const item of this.items) {
+      if (!item.selected || !item.shape || (item.shape.type !== "polygon" && item.shape.type !== "polyline")) continue;
+      const shape = this._shapeOf(item);
+      const edge = edgeAt(shape, pos.x, pos.y, tolerance);
+      if (!edge) continue;
+      const p = clampPoint(edge.x, edge.y, this.width, this.height);
+      const inserted = insertVertex(shape, edge, p.x, p.y);
+      if (inserted) return { item, base: shape, inserted };
+    }
+    return null;
   }
 
   _drawMask(rle, color, style, alpha) {

@@ -6,7 +6,7 @@
 // `helpSections` touches no DOM (node --test tests/web/js/help.test.mjs); `KeyboardHelp` builds
 // the overlay, a <dialog> made on first use.
 
-import { KEYMAP, chordLabel } from "./keymap.js";
+import { KEYMAP, MOUSE_HELP, chordLabel } from "./keymap.js";
 
 /** The groups, in the order the help shows them. */
 export const GROUPS = ["Frames and playback", "Classes and drawing", "Objects and labels", "Tracking", "Undo", "View and help"];
@@ -32,6 +32,10 @@ const GROUP_OF = {
   toggleLocked: "Objects and labels",
   toggleSolo: "Objects and labels",
   renameObject: "Objects and labels",
+  brush: "Classes and drawing",
+  eraser: "Classes and drawing",
+  brushSmaller: "Classes and drawing",
+  brushLarger: "Classes and drawing",
   trackForward: "Tracking",
   trackBackward: "Tracking",
   undo: "Undo",
@@ -47,6 +51,7 @@ export const MOUSE_ROWS = Object.freeze([
   { keys: ["Click", "Shift+click"], help: "Select an object, add it to the selection" },
   { keys: ["SAM: left / right click, drag"], help: "Include point / exclude point / box prompt" },
   { keys: ["Right click on an object"], help: "The object's menu (tracking, review, delete)" },
+  ...MOUSE_HELP, // the editing tools' gestures, listed with them in keymap.js
 ]);
 
 /** The group a binding is listed under. */

@@ -25,6 +25,9 @@ export function describe(event, count = 1, firstFrame = null) {
   const short = (id) => (id ? String(id).slice(0, 8) : "");
   switch (b.type) {
     case "object_created":
+      if (b.label) {
+        return { what: `created object (${b.class_id})${b.name ? ` “${b.name}”` : ""} with its label`, where: `${b.object} @${b.label.frame}`, source: b.label.source, frame: b.label.frame, object: b.object };
+      }
       return { what: `created object (${b.class_id})${b.name ? ` “${b.name}”` : ""}`, where: b.object, object: b.object };
     case "object_deleted":
       return { what: "deleted object", where: b.object, object: b.object };
@@ -40,7 +43,7 @@ export function describe(event, count = 1, firstFrame = null) {
     case "segment_proposed":
       return { what: `SAM preview (${Number(b.score).toFixed(2)})`, where: `${b.object} @${b.frame}`, frame: b.frame, object: b.object };
     case "label_saved":
-      return { what: "saved label", where: `${b.object} @${b.frame}`, source: b.source, frame: b.frame, object: b.object };
+      return { what: b.edited ? "edited label" : "saved label", where: `${b.object} @${b.frame}`, source: b.source, frame: b.frame, object: b.object };
     case "label_deleted":
       return { what: "deleted label", where: `${b.object} @${b.frame}`, frame: b.frame, object: b.object };
     case "track_requested": {

@@ -48,6 +48,19 @@ export const KEYMAP = Object.freeze([
   { keys: ["KeyL"], action: "toggleLocked", help: "Lock or unlock the selected objects: a locked object cannot be changed from this page" },
   { keys: ["KeyS"], action: "toggleSolo", help: "Solo the selected objects: only soloed objects are shown (again: all)" },
   { keys: ["F2"], action: "renameObject", help: "Rename the selected object (in the object list)" },
+  { keys: ["KeyB"], action: "brush", help: "Brush: paint the selected mask (a new object when none is selected); hold Alt to erase" },
+  { keys: ["KeyE"], action: "eraser", help: "Eraser: erase from the selected mask" },
+  { keys: ["[", "BracketLeft"], action: "brushSmaller", help: "Smaller brush (also Shift+wheel)" },
+  { keys: ["]", "BracketRight"], action: "brushLarger", help: "Larger brush (also Shift+wheel)" },
+]);
+
+/** What the mouse does on the canvas (editor.js), for a keyboard help next to the keys. */
+export const MOUSE_HELP = Object.freeze([
+  { keys: ["Drag"], help: "Brush or eraser: one stroke, saved as one undo step when the button is released" },
+  { keys: ["Alt+drag"], help: "Brush: erase instead of painting" },
+  { keys: ["Shift+wheel"], help: "Brush or eraser: size" },
+  { keys: ["Click an edge"], help: "Selected polygon or polyline: insert a vertex there (hold and drag to place it)" },
+  { keys: ["Alt+click a vertex"], help: "Selected polygon or polyline: remove that vertex" },
 ]);
 
 /** A chord's parts: each modifier true (held), false (not held) or null (either), and the key. */

@@ -124,6 +124,14 @@ export class MediaModel extends EventTarget {
     const info = { media: body.media, class_id: body.class_id, created_by: event.actor };
     if (body.name) info.name = body.name.trim();
     this.objects.set(body.object, info);
+    const first = body.label;
+    if (first) {
+      // An object created with its first label (one event, one undo step).
+      this._setLabel(body.object, first.frame, {
+        written_by: event.id, shape: first.shape, source: first.source, actor: event.actor, model: first.model ?? null,
+        prompt: first.prompt ?? null, track: null, score: first.score ?? null, edited: null,
+      });
+    }
   }
 
   _on_object_deleted(event, body) {
@@ -163,6 +171,7 @@ export class MediaModel extends EventTarget {
       prompt: body.prompt ?? null,
       track: null,
       score: body.score ?? null,
+      edited: body.edited ?? null,
     });
   }
 

@@ -55,7 +55,7 @@ export function shapeMask(shape, width, height) {
 export class SamSession {
   /**
    * page: {model, state, settings, editor, canEdit(), send(body, options), toast(message, options),
-   * track(objects, direction), createObject(object, classId), selectOnly(id), selectionChanged(),
+   * track(objects, direction), selectOnly(id), selectionChanged(),
    * statusChanged() (the SAM bar shows `status`)}
    */
   constructor(page) {
@@ -105,8 +105,9 @@ export class SamSession {
       if (object !== this.object) this.created = false;
     }
     if (!object) {
+      // A new object: its prompts name its class and media item, and only saving the preview
+      // creates it (with its label, one undo step). An abandoned preview leaves no object.
       object = newObjectId(cls.class_id);
-      page.createObject(object, cls.class_id);
       this.created = true;
       this.seen = false;
       this.objectClass = cls.class_id;
@@ -125,6 +126,10 @@ export class SamSession {
     const body = { type: "prompt_added", object, frame: state.frame, points: this.points.map((p) => ({ ...p })) };
     if (this.box) body.box = this.box;
     if (this.refine) body.mask = this.refine;
+    if (this.created && !model.objects.has(object)) {
+      body.class_id = this.objectClass;
+      body.media = model.media.media;
+    }
     const id = crypto.randomUUID();
     this.prompt = id;
     this.answer = null;
@@ -176,11 +181,30 @@ export class SamSession {
     }
     this.created = false;
     if (this.prompt === prompt) this.clearPoints();
+    // A new object arrives with the save's event, which may follow its ack.
+    await this.whenObject(object);
     if (track) await page.track([object], "forward").catch(() => {});
     return true;
   }
 
-  /** Escape: drop the clicks and the preview; a just-created object with no labels goes too. */
+  /** Resolves (true) once the model has `object`, or (false) after `ms` without it. */
+  whenObject(object, ms = 10_000) {
+    const model = this.page.model;
+    if (model.objects.has(object)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (found) => {
+        model.removeEventListener("change", on);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      const on = () => model.objects.has(object) && done(true);
+      const timer = setTimeout(() => done(false), ms);
+      model.addEventListener("change", on);
+    });
+  }
+
+  /** Escape: drop the clicks and the preview. A new object only exists once its preview is saved,
+   * so nothing else goes (an object without labels, as older pages made, is deleted). */
   discard() {
     const page = this.page;
     const object = this.object;

@@ -27,13 +27,13 @@ test("the page's own keys sit in the known groups, in their order", () => {
 test("a key added later appears without editing the help: in its own group or in 'More keys'", () => {
   const keymap = [
     ...KEYMAP,
-    { keys: ["KeyB"], action: "brush", help: "Brush" },
+    { keys: ["KeyQ"], action: "paintBucket", help: "Fill" },
     { keys: ["KeyH"], action: "hide", help: "Hide the selected objects", group: "Objects and labels" },
     { keys: ["KeyX"], action: "something", help: "A new thing", group: "A new group" },
   ];
   const sections = helpSections(keymap);
   const find = (action) => sections.find((s) => s.rows.some((r) => r.action === action)).group;
-  assert.equal(find("brush"), OTHER_GROUP);
+  assert.equal(find("paintBucket"), OTHER_GROUP);
   assert.equal(find("hide"), "Objects and labels");
   assert.equal(find("something"), "A new group");
   assert.equal(sections[sections.length - 1].group, OTHER_GROUP, "'More keys' comes last");
