@@ -86,7 +86,7 @@ def test_undo_of_the_creation_leaves_an_object_someone_else_labelled_since(log):
 def test_the_first_label_is_checked_like_a_saved_label(log):
     refused(log, ALICE, created("x", "bbox", BOX, frame=FRAMES), ErrorCode.FRAME_OUT_OF_RANGE, "out of range")
     refused(log, ALICE, created("x", "polygon", BOX), ErrorCode.WRONG_SHAPE, "takes polygon labels")
-    refused(log, ALICE, created("x", "bbox", BBox(x=60, y=3, w=10, h=8)), ErrorCode.BAD_GEOMETRY, "")
+    refused(log, ALICE, created("x", "bbox", BBox(x=60, y=3, w=10, h=8)), ErrorCode.BAD_GEOMETRY, "sticks out of the 64x48 frame")
     refused(log, ALICE, created("x", "bbox", BOX, source=ev.Source.TRACKED), ErrorCode.NOT_ALLOWED, "tracked labels")
     refused(log, ALICE, created("x", "bitmask", rect_mask(1, 1, 4, 4), source=ev.Source.SAM, prompt=str(uuid.uuid4())), ErrorCode.INVALID, "SAM label")
     # The object rules still come first.
