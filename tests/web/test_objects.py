@@ -227,6 +227,9 @@ def test_p11_sam_bar_refine_preview_shift_click_and_media_picker(open_page, site
     canvas = page.locator("[data-testid=stage]").bounding_box()
     for t in page.evaluate("masklog.editor.tags"):
         assert not rects_overlap(bar_rect, {"x": canvas["x"] + t["x"], "y": canvas["y"] + t["y"], "w": t["w"], "h": t["h"]})
+    # With the tool's text in the toolbar, the pickers give up room: Sign out stays on screen.
+    logout = page.locator("[data-testid=logout]").bounding_box()
+    assert logout["x"] + logout["width"] <= page.viewport_size["width"], logout
     shot(page, "p11-sam-bar")
 
     # A refine preview (S7) is drawn in a colour of its own; the label it refines dashed meanwhile.
