@@ -11,7 +11,7 @@ from tests.web.conftest import CLIP
 
 KEYMAP_JS = """async () => {
   const { KEYMAP, chordLabel } = await import('/js/keymap.js');
-  return KEYMAP.map(b => ({ action: b.action, keys: b.keys.map(chordLabel), help: b.help }));
+  return KEYMAP.map(b => ({ action: b.action, keys: [...new Set(b.keys.map(chordLabel))], help: b.help }));
 }"""
 
 HELP_ROWS_JS = """() => [...document.querySelectorAll('[data-testid=keyboard-help] [data-testid=help-row]')].map(tr => ({

@@ -6,7 +6,7 @@
 // `helpSections` touches no DOM (node --test tests/web/js/help.test.mjs); `KeyboardHelp` builds
 // the overlay, a <dialog> made on first use.
 
-import { KEYMAP, MOUSE_HELP, chordLabel } from "./keymap.js";
+import { KEYMAP, MOUSE_HELP, chordLabels } from "./keymap.js";
 
 /** The groups, in the order the help shows them. */
 export const GROUPS = ["Frames and playback", "Classes and drawing", "Objects and labels", "Tracking", "Undo", "View and help"];
@@ -69,7 +69,7 @@ export function helpSections(keymap = KEYMAP) {
   for (const binding of keymap) {
     const group = groupOf(binding);
     if (!byGroup.has(group)) byGroup.set(group, []);
-    byGroup.get(group).push({ action: binding.action, keys: binding.keys.map(chordLabel), help: binding.help ?? binding.action });
+    byGroup.get(group).push({ action: binding.action, keys: chordLabels(binding.keys), help: binding.help ?? binding.action });
   }
   const rank = (group) => {
     if (group === OTHER_GROUP) return GROUPS.length + 1;

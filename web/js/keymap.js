@@ -110,13 +110,19 @@ export function handleKey(event, actions, keymap = KEYMAP) {
   return true;
 }
 
-const KEY_NAMES = { ArrowLeft: "\u2190", ArrowRight: "\u2192", Delete: "Del", Escape: "Esc" };
+const KEY_NAMES = { ArrowLeft: "\u2190", ArrowRight: "\u2192", Delete: "Del", Escape: "Esc", BracketLeft: "[", BracketRight: "]" };
 
 /** How a chord is written for people: "Shift+Alt?+Delete" -> "Shift+Del", "Ctrl+KeyZ" -> "Ctrl+Z". */
 export function chordLabel(chord) {
   const { ctrl, shift, alt, key } = parseChord(chord);
   const name = /^(Key|Digit)./.test(key) ? key.replace(/^(Key|Digit)/, "") : (KEY_NAMES[key] ?? key);
   return [ctrl && "Ctrl", shift && "Shift", alt && "Alt", name].filter(Boolean).join("+");
+}
+
+/** A binding's chords written for people, each once (a key bound by its character and by its
+ * code, as "[" and "BracketLeft" for layouts that type something else there, reads "[" once). */
+export function chordLabels(chords) {
+  return [...new Set(chords.map(chordLabel))];
 }
 
 /** The first chord of `action`, written for people ("" if no key runs it). */
@@ -127,5 +133,5 @@ export function keyLabel(action, keymap = KEYMAP) {
 
 /** The table as rows for a keyboard help: every chord of a binding written out, and its help. */
 export function helpRows(keymap = KEYMAP) {
-  return keymap.map((b) => ({ action: b.action, keys: b.keys.map(chordLabel), help: b.help }));
+  return keymap.map((b) => ({ action: b.action, keys: chordLabels(b.keys), help: b.help }));
 }

@@ -12,7 +12,7 @@ test("the help lists every binding of the keymap once, with all its keys and its
   assert.deepEqual(rows.map((r) => r.action).sort(), KEYMAP.map((b) => b.action).sort());
   for (const binding of KEYMAP) {
     const row = rows.find((r) => r.action === binding.action);
-    assert.deepEqual(row.keys, binding.keys.map(chordLabel));
+    assert.deepEqual(row.keys, [...new Set(binding.keys.map(chordLabel))]); // each written once
     assert.equal(row.help, binding.help);
   }
 });
@@ -22,6 +22,11 @@ test("the page's own keys sit in the known groups, in their order", () => {
   assert.ok(sections.every((s) => s.group !== OTHER_GROUP), "every page action has a group");
   const known = sections.map((s) => s.group);
   assert.deepEqual(known, GROUPS.filter((g) => known.includes(g)));
+});
+
+test("a key bound by its character and its code is written once", () => {
+  const rows = helpSections().flatMap((s) => s.rows);
+  assert.deepEqual(rows.find((r) => r.action === "brushSmaller").keys, ["["]);
 });
 
 test("a key added later appears without editing the help: in its own group or in 'More keys'", () => {
