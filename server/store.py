@@ -59,6 +59,15 @@ class UnstorableEvent(StoreError, ValueError):
         self.reason = reason
 
 
+class Snapshot(msgspec.Struct, frozen=True):
+    """A projection's encoded state as of a position (see `EventStore.save_snapshot`)."""
+
+    stream: str
+    seq: int  # the position the state is as of (its last event's seq, or the head when taken)
+    version: int  # the projection schema version it was encoded with
+    data: bytes
+
+
 class EventStore(Protocol):
     """The log. Positions (`seq`) are gap-free and strictly increasing, and commit order is
     position order, so a reader that reads after the last position it saw misses nothing.
@@ -113,6 +122,22 @@ class EventStore(Protocol):
 
     async def close(self) -> None:
         """Finish the appends already queued, then release everything. Idempotent."""
+        ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep a projection's snapshot; idempotent for the same (stream, seq, version)."""
+        ...
+
+    async def load_snapshot(self, stream: str, version: int, at_or_before: int | None = None) -> Snapshot | None:
+        """The newest valid snapshot of `stream` in `version` (at or before a position), or None."""
+        ...
+
+    async def object_media(self, object_id: str) -> str | None:
+        """The media item an object id was claimed on, or None."""
+        ...
+
+    async def read_streams(self, prefix: str, after: int = 0, upto: int | None = None) -> list[Event]:
+        """The events of every stream whose name starts with `prefix`, in position order."""
         ...
 
 
