@@ -74,10 +74,14 @@ def segment_event_id(prompt: str) -> str:
 
 
 class Log(Protocol):
-    """What the actor needs of the server's ledger."""
+    """What the actor needs of the server's ledger: the running tracks, {track: (media,
+    requester)}, and a media item's live state (the ledger keeps media items with running tracks
+    loaded)."""
 
     @property
-    def state(self) -> LabelState: ...
+    def running(self) -> dict[str, tuple[str, str]]: ...
+
+    async def state_of(self, media: str) -> LabelState: ...
 
     async def execute_batch(self, actor: str, commands: list[tuple[Command, str]], *, cause: str | None = None) -> list[Event | DomainError]: ...
 
@@ -96,6 +100,7 @@ class MediaFrames(Protocol):
 class _Track:
     id: str
     requester: str
+    media: str
     job: TrackJob | InterpolationJob | None = None
     frames: FrameSource | None = None
     pending: deque[list[TrackFrameProduced]] = field(default_factory=deque)
@@ -128,10 +133,9 @@ class InferenceActor:
 
     def start(self) -> None:
         """Take up every track the log has running (after a restart), then follow new events."""
-        running = sorted((info.seq, track_id, info.actor) for track_id, info in self._log.state.tracks.items() if is_running(self._log.state, track_id))
-        for _, track_id, requester in running:
+        for track_id, (media, requester) in list(self._log.running.items()):  # in the order requested
             log.info("resuming track %s", track_id)
-            self._enqueue(track_id, requester)
+            self._enqueue(track_id, requester, media)
         self._worker = asyncio.create_task(self._work(), name="masklog-inference")
 
     async def stop(self) -> None:
@@ -153,7 +157,7 @@ class InferenceActor:
         """Called with every committed event, in log order; must be quick."""
         body = event.body
         if isinstance(body, TrackRequested):
-            self._enqueue(event.id, event.actor)
+            self._enqueue(event.id, event.actor, body.media)
         elif isinstance(body, (TrackCancelled, TrackCompleted, TrackFailed)):
             track = self._tracks.get(body.track)
             if track is not None:
@@ -170,10 +174,10 @@ class InferenceActor:
 
     # ---- scheduling ---------------------------------------------------------------------------
 
-    def _enqueue(self, track_id: str, requester: str) -> None:
+    def _enqueue(self, track_id: str, requester: str, media: str) -> None:
         if track_id in self._tracks:
             return
-        self._tracks[track_id] = _Track(track_id, requester)
+        self._tracks[track_id] = _Track(track_id, requester, media)
         self._turns.setdefault(requester, deque()).append(track_id)
         self._wake.set()
 
@@ -220,7 +224,7 @@ class InferenceActor:
 
     async def _answer(self, prompt_event: Event) -> None:
         prompt: PromptAdded = prompt_event.body  # type: ignore[assignment]
-        state = self._log.state
+        state = await self._log.state_of(prompt_event.stream.removeprefix("media:"))  # the prompt's media item
         info = state.objects.get(prompt.object)
         if info is not None:
             media_id = info.media
@@ -304,7 +308,7 @@ class InferenceActor:
         self._wake.set()
 
     async def _open(self, track: _Track) -> bool:
-        state = self._log.state
+        state = await self._log.state_of(track.media)
         if not is_running(state, track.id):
             track.stopped = True
             return False
@@ -361,7 +365,7 @@ class InferenceActor:
                             log.info("track %s: %s stops: %s", track.id, body.object, result.message)  # type: ignore[union-attr]
                             track.job.stop_object(body.object)  # type: ignore[union-attr]
             if track.exhausted and not track.stopped and not track.pending:
-                frames = frames_done(self._log.state, track.id)
+                frames = frames_done(await self._log.state_of(track.media), track.id)
                 await self._end(track, TrackCompleted(track=track.id, frames=frames))
         finally:
             track.appender = None
@@ -374,7 +378,7 @@ class InferenceActor:
 
     async def _end(self, track: _Track, body: TrackCompleted | TrackFailed) -> None:
         track.stopped = True
-        actor = self._actor_of.get(track.id) or self._model_actor(self._log.state.tracks[track.id].request.algorithm)
+        actor = self._actor_of.get(track.id) or self._model_actor((await self._log.state_of(track.media)).tracks[track.id].request.algorithm)
         try:
             [result] = await self._log.execute_batch(actor, [(body, end_event_id(track.id))], cause=track.id)
         except Exception:

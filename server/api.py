@@ -69,7 +69,7 @@ SHAPE_KINDS = [kind.value for kind in ShapeKind]
 async def _execute(ctx: Context, user: User, command: Command, command_id: str | None = None, panoptic: bool = False) -> tuple[Event, bool]:
     def authorize(scope: Scope) -> None:
         authorize_command(ctx, user, command, scope)
-        ctx.limits.check_quota(ctx.ledger.state, user.actor, command)
+        ctx.limits.check_quota(ctx.ledger.running, user.actor, command)
 
     ctx.limits.admit(user.actor, command)
     return await ctx.ledger.execute(user.actor, command, command_id or str(uuid.uuid4()), authorize=authorize, panoptic=panoptic)
@@ -106,7 +106,7 @@ def _project_view(state: LabelState, project: ProjectCreated, role: Role) -> dic
 
 @endpoint
 async def list_projects(request: Request, ctx: Context, user: User) -> Response:
-    state = ctx.ledger.state
+    state = ctx.ledger.base
     visible = ctx.accounts.projects_of(user)
     views = [
         _project_view(state, project, ctx.accounts.role_in(user, pid))  # type: ignore[arg-type]
@@ -133,7 +133,7 @@ async def create_project(request: Request, ctx: Context, user: User) -> Response
 async def get_project(request: Request, ctx: Context, user: User) -> Response:
     project = visible_project(ctx, user, request.path_params["project"])
     role = ctx.accounts.role_in(user, project.project)
-    return json_response(_project_view(ctx.ledger.state, project, role))  # type: ignore[arg-type]
+    return json_response(_project_view(ctx.ledger.base, project, role))  # type: ignore[arg-type]
 
 
 class NewClass(msgspec.Struct, forbid_unknown_fields=True):
@@ -248,7 +248,7 @@ async def upload_media(request: Request, ctx: Context, user: User) -> Response:
         except msgspec.ValidationError as error:
             raise ApiError(422, "invalid_request", str(error)) from None
         check_new_id(fields.id, "media")  # now, before the files are stored under it
-        if fields.id in ctx.ledger.state.media:
+        if fields.id in ctx.ledger.base.media:
             raise ApiError(409, "already_exists", f"media {fields.id!r} already exists")
         files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
         staged = []
@@ -308,9 +308,9 @@ POSITIONS_PAGE = 10_000
 
 
 async def _state_for(ctx: Context, media: MediaAdded, seq: int | None) -> LabelState:
-    """The live state, or the state as of `seq` replayed from the media's and its project's
-    streams (nothing else affects a media item's labels)."""
-    return await state_as_of(ctx.store, ctx.ledger.state, {media_stream(media.media), project_stream(media.project)}, seq)
+    """The media item's live state (loaded if it is not), or its state as of `seq`, replayed
+    from its nearest snapshot (nothing but its stream and its project's affects its labels)."""
+    return await state_as_of(ctx.store, ctx.ledger, media, seq)
 
 
 @endpoint
@@ -323,17 +323,19 @@ async def get_labels(request: Request, ctx: Context, user: User) -> Response:
         raise ApiError(404, "frame_out_of_range", f"frame {frame} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
     labels = state.media_labels(media.media) if media.media in state.media else {}
     entries = [LabelEntry(oid, f, label) for (oid, f), label in sorted(labels.items()) if frame is None or f == frame]
-    return json_response({"seq": seq if seq is not None and seq < ctx.ledger.state.seq else ctx.ledger.state.seq, "labels": entries})
+    head = ctx.ledger.head
+    return json_response({"seq": seq if seq is not None and seq < head else head, "labels": entries})
 
 
 @endpoint
 async def get_snapshot(request: Request, ctx: Context, user: User) -> Response:
     media = visible_media(ctx, user, request.path_params["media"])
     seq = int_param(request, "seq")
+    head = ctx.ledger.head
     state = await _state_for(ctx, media, seq)
     if media.media not in state.media:
         raise ApiError(404, "unknown_id", f"media {media.media!r} was not added yet at seq {seq}")
-    return json_response(snapshot(state, media.media, user.actor))
+    return json_response(snapshot(state, media.media, user.actor, head if seq is None or seq >= head else state.seq))
 
 
 @endpoint
@@ -355,7 +357,7 @@ async def get_positions(request: Request, ctx: Context, user: User) -> Response:
     limit = min(int_param(request, "limit", POSITIONS_PAGE, minimum=1) or POSITIONS_PAGE, POSITIONS_PAGE)
     events = await ctx.store.read(after or 0, stream=media_stream(media.media), limit=limit)
     following = events[-1].seq if len(events) == limit else None
-    return json_response({"seqs": [event.seq for event in events], "next_after": following, "head": ctx.ledger.state.seq})
+    return json_response({"seqs": [event.seq for event in events], "next_after": following, "head": ctx.ledger.head})
 
 
 @endpoint
@@ -379,7 +381,7 @@ async def get_audit(request: Request, ctx: Context, user: User) -> Response:
             raise ApiError(422, "invalid_request", f"source must be one of {', '.join(s.value for s in Source)}") from None
     model = query.get("model")
     table = counts(
-        ctx.ledger.state, media.media, by, annotator=annotator or None, sources=sources,
+        await ctx.ledger.state_of(media.media), media.media, by, annotator=annotator or None, sources=sources,
         models=None if model is None else [model or None], classes=[query["class"]] if query.get("class") else None,
     )
     return json_response({"by": by.value, "counts": {str(k): v for k, v in table.items()}})
@@ -399,7 +401,7 @@ async def get_event(request: Request, ctx: Context, user: User) -> Response:
 async def get_cell_history(request: Request, ctx: Context, user: User) -> Response:
     media = visible_media(ctx, user, request.path_params["media"])
     object_id = request.path_params["object"]
-    if ctx.ledger.state.object_media.get(object_id) != media.media:
+    if (await ctx.ledger.state_of(media.media)).object_media.get(object_id) != media.media:
         raise ApiError(404, "unknown_id", f"unknown object {object_id!r}")
     frame = frame_param(request, "frame", media)
     events: list[Event] = []
@@ -420,7 +422,7 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
 
     def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, body.body, scope, media.media)
-        ctx.limits.check_quota(ctx.ledger.state, user.actor, body.body)
+        ctx.limits.check_quota(ctx.ledger.running, user.actor, body.body)
 
     ctx.limits.admit(user.actor, body.body)
     command_id = str(body.id)

@@ -54,8 +54,18 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         raise
     try:
         hub = Hub()
-        ledger = Ledger(store, hub, trackers=backends.names())
-        await ledger.load()
+        ledger = Ledger(
+            store, hub, trackers=backends.names(), budget_bytes=settings.projection_budget_mb * 1024**2, snapshot_every=settings.snapshot_every
+        )
+        report = await ledger.load()
+        log.info(
+            "masklog: loaded the base (%s, then %d events) and %d media items with running tracks%s in %.2f s",
+            f"snapshot at {report.base_seq}" if report.base_seq is not None else "no snapshot: folded from 0",
+            report.tail_events,
+            len(report.media),
+            f" ({', '.join(report.media[:10])}{', ...' if len(report.media) > 10 else ''})" if report.media else "",
+            report.seconds,
+        )
         library = MediaLibrary(
             settings.media_dir, settings.frame_cache, settings.open_media,
             frame_cache_bytes=settings.frame_cache_bytes, max_image_pixels=settings.max_image_pixels,
@@ -75,6 +85,7 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             if settings.run_models:
                 hub.unlisten(actor.on_event)
             await actor.stop()
+            await ledger.close()
     finally:
         await accounts.close()
         await store.close()
@@ -99,7 +110,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_context(settings, backends) as ctx:
             app.state.ctx = ctx
-            log.info("masklog: %d events loaded from %s; models: %s", ctx.ledger.state.seq, settings.database, ctx.backends.segmenter.model)
+            log.info("masklog: log at %d in %s; models: %s", ctx.ledger.head, settings.database, ctx.backends.segmenter.model)
             yield
 
     routes = [*api.routes, *exchange_routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]

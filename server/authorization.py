@@ -73,7 +73,9 @@ def authorize_command(ctx: Context, user: User, command: Command, scope: Scope) 
         return
     role = require(ctx.accounts, user, scope.project, Role.ANNOTATOR)
     if isinstance(command, TrackCancelled):
-        track = ctx.ledger.state.tracks.get(command.track)
+        # Authorized while the command is decided: its media item's state is loaded.
+        state = ctx.ledger.loaded(scope.media) if scope.media is not None else None
+        track = state.tracks.get(command.track) if state is not None else None
         if track is not None and track.actor != user.actor and role != Role.ADMIN:
             raise Forbidden("only the requester or a project admin can cancel a track")
 

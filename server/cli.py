@@ -65,15 +65,20 @@ class _LimitSettings(TypedDict, total=False):
     max_prompt_points: int
     commands_per_second: float
     command_burst: int
+    projection_budget_mb: int
+    snapshot_every: int
 
 
-_LimitName = Literal["max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst"]
-# The per-user limits as flags (--max-running-tracks) and variables (MASKLOG_MAX_RUNNING_TRACKS).
+_LimitName = Literal["max_running_tracks", "max_prompt_points", "commands_per_second", "command_burst", "projection_budget_mb", "snapshot_every"]
+# The per-user limits and the memory settings as flags (--max-running-tracks) and variables
+# (MASKLOG_MAX_RUNNING_TRACKS).
 _USER_LIMITS: tuple[tuple[_LimitName, type[int] | type[float], str], ...] = (
     ("max_running_tracks", int, "tracks one user may have running at once"),
     ("max_prompt_points", int, "clicks in one prompt"),
     ("commands_per_second", float, "commands one user may send a second"),
     ("command_burst", int, "commands one user may send at once above that rate"),
+    ("projection_budget_mb", int, "MB of memory for the loaded media items' states; the least recently used ones unload past it"),
+    ("snapshot_every", int, "a media item's state is snapshotted every this many of its events"),
 )
 
 

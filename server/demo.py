@@ -81,7 +81,7 @@ async def ensure_demo(ctx: Context) -> dict[str, str]:
     """Create the demo project unless it exists; returns fresh tokens for the demo users (tokens
     are stored hashed, so each run hands out new ones; earlier ones stay valid)."""
     tokens = {name: await ctx.accounts.add_user(name, role) for name, role in USERS.items()}
-    if PROJECT in ctx.ledger.state.projects:
+    if PROJECT in ctx.ledger.base.projects:
         return tokens
     admin = "user:admin"
     await ctx.ledger.execute(admin, ProjectCreated(project=PROJECT, name="Demo project"), str(uuid.uuid4()))

@@ -2,8 +2,8 @@
 concurrently running tracks (issue 12). The settings are in `server.settings.Settings`.
 
 The rate and the prompt size are checked at the edge (the socket and the REST command routes)
-before a command reaches the ledger; the running tracks are counted from the projection inside
-the ledger's lock (as part of authorizing a command), so two requests sent at once cannot both
+before a command reaches the ledger; the running tracks are counted from the ledger's index of
+running tracks inside its lock (as part of authorizing a command), so two requests sent at once cannot both
 take the last slot. A refused command appends nothing. The server's own actors (the model
 actors) write through the ledger directly and are never limited.
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from masklog.domain.decide import Command
 from masklog.domain.events import PromptAdded, TrackRequested
-from masklog.domain.state import LabelState, TrackStatus
 from masklog.server.settings import Settings
 
 LIMIT_EXCEEDED = "limit_exceeded"
@@ -68,8 +67,9 @@ class TokenBucket:
         return (1.0 - bucket.tokens) / self.rate
 
 
-def running_tracks_of(state: LabelState, actor: str) -> int:
-    return sum(1 for info in state.tracks.values() if info.actor == actor and info.status == TrackStatus.RUNNING)
+def running_tracks_of(running: Mapping[str, tuple[str, str]], actor: str) -> int:
+    """How many of the running tracks ({track: (media, requester)}, `Ledger.running`) `actor` requested."""
+    return sum(1 for _, requester in running.values() if requester == actor)
 
 
 class Limits:
@@ -98,15 +98,15 @@ class Limits:
                 422,
             )
 
-    def check_quota(self, state: LabelState, actor: str, command: Command) -> None:
+    def check_quota(self, running: Mapping[str, tuple[str, str]], actor: str, command: Command) -> None:
         """Inside the ledger's lock, once the command is authorized: what it would start must fit
         in what the user already has running."""
         if isinstance(command, TrackRequested):
-            running = running_tracks_of(state, actor)
-            if running >= self.max_running_tracks:
+            count = running_tracks_of(running, actor)
+            if count >= self.max_running_tracks:
                 raise LimitExceeded(
                     LIMIT_EXCEEDED,
-                    f"you have {running} tracks running, the most one user may have at once is {self.max_running_tracks}: "
+                    f"you have {count} tracks running, the most one user may have at once is {self.max_running_tracks}: "
                     "wait for one to end or cancel one",
                     429,
                 )

@@ -211,12 +211,14 @@ def encode(message: ServerMessage) -> bytes:
     return _encoder.encode(message)
 
 
-def snapshot(state: LabelState, media_id: str, actor: str) -> Snapshot:
+def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = None) -> Snapshot:
+    """The media item's part of `state`, as of `seq` (default `state.seq`: a media item's own
+    state is as of the ledger's head, which its last event may be before)."""
     media = state.media[media_id]
     objects = state.objects_of(media_id)
     stacks = state.stacks_of(actor, media_id)
     return Snapshot(
-        seq=state.seq,
+        seq=state.seq if seq is None else seq,
         media=media,
         classes=[cls for cls in state.classes.values() if cls.project == media.project],
         objects=objects,
@@ -319,14 +321,14 @@ def read_hello(data: str | bytes | None, max_bytes: int) -> Hello | Close:
 
 def greet(
     hello: Hello, credential: Credential | None, media_id: str, state: LabelState, published: int, role_in: Callable[[User, str], Role | None],
-    capabilities: Capabilities | None = None,
+    capabilities: Capabilities | None = None, head: int | None = None,
 ) -> Greeting | Close:
     """Answer a hello: `credential` is what its token stands for (None: unknown, revoked or
     expired), `role_in` a user's role in a project (None: not a member), `published` the last position
     the hub has handed out. The caller subscribes to the socket's streams with no await between
     this and the subscription, so the live queue starts exactly where the snapshot (the state, at
-    `state.seq`) or the catch-up (the log, up to `published`) ends. The state may run ahead of
-    the log by commands whose commit is under way (see Ledger)."""
+    `head`, default `state.seq`) or the catch-up (the log, up to `published`) ends. The state may
+    run ahead of the log by commands whose commit is under way (see Ledger)."""
     if credential is None:
         return Close(CloseCode.UNAUTHORIZED, "unauthorized", Error(code="unauthorized", message="unknown or missing token"))
     media = state.media.get(media_id)
@@ -335,11 +337,11 @@ def greet(
     # Another project's media item looks exactly like a missing one.
     if media is None or role is None:
         return Close(CloseCode.UNKNOWN_MEDIA, "unknown media", Error(code="unknown_id", message=f"unknown media {media_id!r}"))
-    head = state.seq
+    head = state.seq if head is None else head
     welcome = Welcome(protocol=PROTOCOL_VERSION, user=user.name, role=role.value, media=media_id, head=head, capabilities=capabilities)
     # A client ahead of anything this server knows (another server's log, a reset) starts over.
     if hello.last_seq is None or hello.last_seq > head:
-        return Greeting(credential, welcome, media.project, snapshot(state, media_id, user.actor))
+        return Greeting(credential, welcome, media.project, snapshot(state, media_id, user.actor, head))
     return Greeting(credential, welcome, media.project, CatchUp(after=hello.last_seq, until=published))
 
 

@@ -102,7 +102,7 @@ def _token(request: Request) -> str | None:
 
 
 def visible_media(ctx: Context, user: User, media_id: str) -> MediaAdded:
-    media = ctx.ledger.state.media.get(media_id)
+    media = ctx.ledger.base.media.get(media_id)
     if media is None or ctx.accounts.role_in(user, media.project) is None:
         # Another project's media looks exactly like a missing one.
         raise ApiError(404, "unknown_id", f"unknown media {media_id!r}")
@@ -110,7 +110,7 @@ def visible_media(ctx: Context, user: User, media_id: str) -> MediaAdded:
 
 
 def visible_project(ctx: Context, user: User, project_id: str) -> ProjectCreated:
-    project = ctx.ledger.state.projects.get(project_id)
+    project = ctx.ledger.base.projects.get(project_id)
     if project is None or ctx.accounts.role_in(user, project_id) is None:
         raise ApiError(404, "unknown_id", f"unknown project {project_id!r}")
     return project

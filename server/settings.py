@@ -66,6 +66,14 @@ class Settings:
     access_check_s: float = 1.0
     # Lifetime of a new token (`masklog user add --expires DAYS`); 0: until revoked.
     token_lifetime_days: float = 30.0
+    # Memory for the media items' states (server.projections): the states of media items in use
+    # (an open socket, a running track, a recent read) are kept loaded; past this estimate the
+    # least recently used others are unloaded (snapshotted first) and load again when next used.
+    # 1 GB holds a working set of about half a million events' worth of media items.
+    projection_budget_mb: int = 1024
+    # A media item's state is snapshotted every this many of its events (and when it unloads),
+    # so loading or replaying it folds at most about this many events after its snapshot.
+    snapshot_every: int = 2000
     # Whether this process runs the inference actor (answers prompts, works off tracks). Off,
     # requests wait in the log for a process that does.
     run_models: bool = True

@@ -117,8 +117,15 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         await _refuse(websocket, hello)
         return
     credential = await ctx.accounts.credential(hello.token)
+    # The media item's state, loaded for a caller who may see it (greet refuses the others
+    # from the base alone).
+    media = ctx.ledger.base.media.get(media_id)
+    visible = credential is not None and media is not None and ctx.accounts.role_in(credential.user, media.project) is not None
+    state = await ctx.ledger.state_of(media_id) if visible else ctx.ledger.base
     # From here to the subscription, no await: the live queue starts where the greeting ends.
-    greeting = p.greet(hello, credential, media_id, ctx.ledger.state, ctx.ledger.published, ctx.accounts.role_in, capabilities(ctx.backends))
+    greeting = p.greet(
+        hello, credential, media_id, state, ctx.ledger.published, ctx.accounts.role_in, capabilities(ctx.backends), head=ctx.ledger.head
+    )
     if isinstance(greeting, p.Close):
         await _refuse(websocket, greeting)
         return
@@ -126,6 +133,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
     subscriber = ctx.hub.subscribe([media_stream(media_id), project_stream(project)], ctx.settings.client_queue)
     session = ctx.sessions.add(greeting.credential, project, lambda: ctx.hub.unsubscribe(subscriber))
     delivery = p.Delivery(greeting.delivered)
+    ctx.ledger.pin(media_id)  # kept loaded while the socket is open
     try:
         await _send(websocket, greeting.welcome)
         if isinstance(greeting.then, p.Snapshot):
@@ -150,6 +158,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
     finally:
         ctx.sessions.remove(session)
         ctx.hub.unsubscribe(subscriber)
+        ctx.ledger.unpin(media_id)
 
 
 async def _catch_up(ctx: Context, websocket: WebSocket, delivery: p.Delivery, media_id: str, project: str, until: int) -> None:
@@ -264,7 +273,7 @@ async def _read_loop(ctx: Context, websocket: WebSocket, user: User, media_id: s
 async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str, message: p.CommandMessage) -> None:
     def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, message.body, scope, media_id)
-        ctx.limits.check_quota(ctx.ledger.state, user.actor, message.body)
+        ctx.limits.check_quota(ctx.ledger.running, user.actor, message.body)
 
     command_id = str(message.id)  # canonical text form
     try:
@@ -283,6 +292,6 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
     except LedgerError as error:
         await _reply(websocket, p.Error(code="internal_error", message=str(error), id=command_id))
         return
-    stacks = ctx.ledger.state.stacks_of(user.actor, media_id)
+    stacks = (await ctx.ledger.state_of(media_id)).stacks_of(user.actor, media_id)
     await _reply(websocket, p.Ack(id=command_id, seq=event.seq, duplicate=duplicate, undo=len(stacks.undo), redo=len(stacks.redo)))
 

@@ -12,6 +12,7 @@ checked and turned into commands first, then they are decided and appended toget
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
@@ -27,7 +28,7 @@ from masklog.server.authorization import Forbidden, require
 from masklog.server.context import Context
 from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS
 from masklog.server.exchange.writer import LabelsToExport, LogWriter, project_streams
-from masklog.server.replay import state_as_of
+from masklog.server.replay import replay_project
 from masklog.server.requests import ApiError, endpoint, int_param, json_response, read_bytes, read_form, refuse_declared_over, visible_media, visible_project
 
 
@@ -46,8 +47,7 @@ def _export_query(request: Request, ctx: Context, user: User) -> _ExportQuery:
     kind = params.get("format", DEFAULT_FORMAT)
     if kind not in FORMATS:
         raise ApiError(422, "invalid_request", f"format must be one of {', '.join(FORMATS)}, not {kind!r}")
-    state = ctx.ledger.state
-    in_project = [m for m in state.media.values() if m.project == project.project]
+    in_project = [m for m in ctx.ledger.base.media.values() if m.project == project.project]
     wanted = params.get("media")
     if wanted:
         names = [n for n in wanted.split(",") if n]
@@ -76,10 +76,16 @@ async def export_project(request: Request, ctx: Context, user: User) -> Response
     project = request.path_params["project"]
     writer = FORMATS[wanted.format]
     headers = {"Content-Disposition": f'attachment; filename="{project}-{writer.file_suffix}"'}
-    streams = project_streams(ctx.ledger.state, project)
     if isinstance(writer, LogWriter):
+        streams = project_streams(ctx.ledger.base, project)
         return StreamingResponse(writer.write(ctx.store, streams, wanted.seq), media_type=writer.media_type, headers=headers)
-    state = await state_as_of(ctx.store, ctx.ledger.state, streams, wanted.seq)
+    # Media item by media item: each is loaded (or replayed from its nearest snapshot) in turn
+    # and only its entries are kept for the export.
+    ids = [m.media for m in wanted.media]
+    if wanted.seq is None or wanted.seq >= ctx.ledger.head:
+        state = await ctx.ledger.combined(ids)
+    else:
+        state = await replay_project(ctx.store, project, ids, wanted.seq)
     # The media list as of `seq`: items added later did not exist then.
     media = [m for m in wanted.media if m.media in state.media]
     # Generators handed to StreamingResponse run on a worker thread: the writer takes its
@@ -94,22 +100,19 @@ async def import_coco(request: Request, ctx: Context, user: User) -> Response:
     media = visible_media(ctx, user, request.path_params["media"])
     role = require(ctx.accounts, user, media.project, Role.ANNOTATOR)
     data = await _read_file(request, ctx)
-    state = ctx.ledger.state
-    planned: set[str] = set()
-
-    def new_id(hint: str) -> str:
-        base = hint if hint and ID_PATTERN.match(hint) else "imported"
-        candidate, number = base, 1
-        while candidate in state.object_media or candidate in planned:
-            number += 1
-            candidate = f"{base[:56]}-{number}"
-        planned.add(candidate)
-        return candidate
-
-    try:
-        plan = await asyncio.to_thread(coco.plan_import, state, media, data, new_id)
-    except coco.CocoError as error:
-        raise ApiError(422, "invalid_import", str(error)) from None
+    state = await ctx.ledger.state_of(media.media)
+    # Object ids are global: ids taken on other media items (which the media item's state does
+    # not hold) are found once planned, and the import planned again around them.
+    taken: set[str] = set()
+    for _ in range(8):
+        try:
+            plan = await asyncio.to_thread(coco.plan_import, state, media, data, _id_maker(state.object_media, taken))
+        except coco.CocoError as error:
+            raise ApiError(422, "invalid_import", str(error)) from None
+        elsewhere = {o for o, m in (await ctx.ledger.claims([c.object for c in plan.objects])).items() if m != media.media}
+        if not elsewhere:
+            break
+        taken |= elsewhere
     if plan.classes and RANK[role] < RANK[Role.ADMIN]:
         names = ", ".join(repr(c.name) for c in plan.classes)
         raise Forbidden(f"the file has categories the project lacks ({names}): a project admin must import it, or add those classes first")
@@ -135,10 +138,27 @@ async def import_coco(request: Request, ctx: Context, user: User) -> Response:
             # Annotations of the file: imported now, and skipped as an earlier import of it made them.
             "created": len(plan.labels),
             "skipped": planned_labels - len(plan.labels),
-            "seq": events[-1].seq if events else ctx.ledger.state.seq,
+            "seq": events[-1].seq if events else ctx.ledger.head,
         },
         201 if events else 200,
     )
+
+
+def _id_maker(used: Collection[str], taken: set[str]) -> Callable[[str], str]:
+    """New object ids for an import: the file's own where they are free (not on this media item,
+    `used`, nor elsewhere, `taken`), numbered otherwise."""
+    planned: set[str] = set()
+
+    def new_id(hint: str) -> str:
+        base = hint if hint and ID_PATTERN.match(hint) else "imported"
+        candidate, number = base, 1
+        while candidate in used or candidate in planned or candidate in taken:
+            number += 1
+            candidate = f"{base[:56]}-{number}"
+        planned.add(candidate)
+        return candidate
+
+    return new_id
 
 
 async def _read_file(request: Request, ctx: Context) -> bytes | bytearray:

@@ -109,7 +109,11 @@ class _Ledger:
         self.actors: set[str] = set()
 
     @property
-    def state(self):  # type: ignore[no-untyped-def]
+    def running(self):  # type: ignore[no-untyped-def]
+        tracks = self.log.state.tracks.items()
+        return {tid: (info.request.media, info.actor) for tid, info in tracks if info.status == "running"}
+
+    async def state_of(self, media):  # type: ignore[no-untyped-def]
         return self.log.state
 
     async def execute_batch(self, actor, commands, *, cause=None):  # type: ignore[no-untyped-def]

@@ -80,7 +80,7 @@ def library(live: LiveServer):  # type: ignore[no-untyped-def]
 
 
 def head_of(live: LiveServer) -> int:
-    return live.server.config.app.state.ctx.ledger.state.seq
+    return live.server.config.app.state.ctx.ledger.head
 
 
 def assert_refused(live: LiveServer, http: httpx.Client, response: httpx.Response, media_id: str, code: str, before: int) -> dict:
