@@ -259,9 +259,10 @@ class Ledger:
     def unpin(self, media: str) -> None:
         self.projections.unpin(media)
 
-    def evict(self, media: str) -> bool:
-        """Drop a media item's state now, if nothing uses it (tests, and the budget)."""
-        return self.projections.evict(media)
+    def evict(self, media: str, *, force: bool = False) -> bool:
+        """Drop a media item's state now, if nothing uses it (`force`, for tests: unless events
+        of it are in flight); see `Projections.evict`."""
+        return self.projections.evict(media, force=force)
 
     async def close(self) -> None:
         """At shutdown: wait for the commits under way, then snapshot what changed."""
@@ -461,7 +462,7 @@ class Ledger:
             yield
         finally:
             for m in held:
-                self.projections.unpin(m)
+                self.projections.unpin(m, evict=False)
 
     async def _decide_routed(
         self,

@@ -254,23 +254,29 @@ class Projections:
     def pin(self, media: str) -> None:
         self._pins[media] = self._pins.get(media, 0) + 1
 
-    def unpin(self, media: str) -> None:
+    def unpin(self, media: str, *, evict: bool = True) -> None:
+        """Release a pin; `evict`: unload what is over the budget now (the ledger's own pins
+        while it decides pass False: the state must stay until the decided event is applied,
+        and the commit's end checks the budget)."""
         count = self._pins.get(media, 0) - 1
         if count > 0:
             self._pins[media] = count
         else:
             self._pins.pop(media, None)
-            self._evict_over_budget()
+            if evict:
+                self._evict_over_budget()
 
     def evictable(self, media: str) -> bool:
         return not self._pins.get(media) and not self._pending.get(media) and media not in self._running_media()
 
-    def evict(self, media: str) -> bool:
+    def evict(self, media: str, *, force: bool = False) -> bool:
         """Drop a media item's state now (it reloads on its next use), writing a snapshot of it
         first if it changed since its last one; False when it is in use (pinned, a commit under
-        way, a running track) or not loaded."""
+        way, a running track) or not loaded. `force` (tests) evicts a pinned one or one with a
+        running track too: pins and tracks only keep states loaded for speed, every user
+        reloads on demand; one with events in flight never (the log lacks them yet)."""
         entry = self._loaded.get(media)
-        if entry is None or not self.evictable(media):
+        if entry is None or self._pending.get(media) or not (force or self.evictable(media)):
             return False
         del self._loaded[media]
         self.evictions += 1
@@ -356,6 +362,7 @@ class Projections:
                 self._pending[media] = count
             else:
                 self._pending.pop(media, None)
+        self._evict_over_budget()
 
     def committed(self, seq: int) -> None:
         """Every event up to `seq` is in the log: snapshots held back for it may be written."""
