@@ -103,7 +103,7 @@ async def session(live: LiveServer, evict: bool) -> dict[str, Any]:
             seen["replies"].append(reply)
             if reply["type"] == "ack":
                 for watcher in (alice, bob) if client.media == "m1" else (other,):
-                    await watcher.wait_for(lambda w=watcher: w.last_seq is not None and w.last_seq >= reply["seq"])
+                    await watcher.wait_for(lambda w=watcher, seq=reply["seq"]: w.last_seq is not None and w.last_seq >= seq)
             if evict:
                 seen["evicted"] += len(evict_everything(live))
             with live.http("alice") as http:
