@@ -59,6 +59,19 @@ class UnstorableEvent(StoreError, ValueError):
         self.reason = reason
 
 
+class Snapshot(msgspec.Struct, frozen=True):
+    """A projection's state saved at a position of the log, so it need not be folded from 0.
+
+    `stream` names what it is the state of (`media:<id>`, or `base` for the project-level
+    state), `seq` the position it is as of, `version` the projection schema version it was
+    encoded with (`domain.snapshots.PROJECTION_VERSION`), `data` the encoded state."""
+
+    stream: str
+    seq: int
+    version: int
+    data: bytes
+
+
 class EventStore(Protocol):
     """The log. Positions (`seq`) are gap-free and strictly increasing, and commit order is
     position order, so a reader that reads after the last position it saw misses nothing.
@@ -109,6 +122,38 @@ class EventStore(Protocol):
         not write an event itself needs to follow the log. This store's own commits are
         announced at once, others' within a short delay (SQLite polls; PostgreSQL would
         LISTEN). See `Subscription`."""
+        ...
+
+    async def read_streams(self, prefix: str, after: int = 0, upto: int | None = None) -> list[Event]:
+        """Events of every stream whose name starts with `prefix` (e.g. "project:"), with
+        `after < seq <= upto` (no upper bound when None), in position order. Meant for the few
+        small streams a process always holds, not for media streams."""
+        ...
+
+    # -- snapshots and the object index ------------------------------------------------------
+    # Snapshots are a cache of projections: losing or refusing one costs a fold, never a
+    # wrong state. A store that had none would still be correct (load_snapshot -> None).
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a snapshot with a checksum of its data, written off the event loop and durable
+        like an append. Idempotent for the same (stream, seq, version). Older snapshots of the
+        same stream and version are thinned out (see the backend's retention rule), always
+        keeping the newest few and one at growing intervals before them, so a replay of any
+        position finds one not far before it."""
+        ...
+
+    async def load_snapshot(self, stream: str, version: int, at_or_before: int | None = None) -> Snapshot | None:
+        """The newest valid snapshot of `stream` encoded with `version` whose seq is at or before
+        `at_or_before` (any, when None); None when there is none. A snapshot whose data fails
+        its checksum (damaged, truncated) is skipped with a logged warning and the next older
+        one is tried: never returned. Snapshots of other versions are ignored."""
+        ...
+
+    async def object_media(self, object_id: str) -> str | None:
+        """The media item an object id was claimed on, by any media item's events: its
+        `object_created`, or before that a `prompt_added` for a new object (which reserves the
+        id). None for an id never claimed. The index is written in the same transaction as the
+        events that claim, so it never lags the log."""
         ...
 
     async def close(self) -> None:
