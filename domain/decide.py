@@ -309,6 +309,11 @@ def _object_created(state: LabelState, actor: str, body: ObjectCreated, panoptic
     check_new_id(body.object, "object")
     if body.object in state.object_media:
         raise DomainError(ErrorCode.EXISTS, f"object {body.object!r} already exists (ids are never reused)")
+    # A SAM prompt for a new object reserves its id on its media item (the store's object index
+    # claims it there): creating it on another one would make that item's projection differ.
+    pending = state.pending_objects.get(body.object)
+    if pending is not None and pending[0] != body.media:
+        raise DomainError(ErrorCode.EXISTS, f"object id {body.object!r} is reserved by a prompt on media {pending[0]!r}")
     media = _media(state, body.media)
     cls = _class_in(state, body.class_id, media.project)
     if body.name is not None:

@@ -60,11 +60,15 @@ class UnstorableEvent(StoreError, ValueError):
 
 
 class Snapshot(msgspec.Struct, frozen=True):
-    """A projection's encoded state as of a position (see `EventStore.save_snapshot`)."""
+    """A projection's state saved at a position of the log, so it need not be folded from 0.
+
+    `stream` names what it is the state of (`media:<id>`, or `base` for the project-level
+    state), `seq` the position it is as of, `version` the projection schema version it was
+    encoded with (`domain.snapshots.PROJECTION_VERSION`), `data` the encoded state."""
 
     stream: str
-    seq: int  # the position the state is as of (its last event's seq, or the head when taken)
-    version: int  # the projection schema version it was encoded with
+    seq: int
+    version: int
     data: bytes
 
 
@@ -120,24 +124,40 @@ class EventStore(Protocol):
         LISTEN). See `Subscription`."""
         ...
 
-    async def close(self) -> None:
-        """Finish the appends already queued, then release everything. Idempotent."""
+    async def read_streams(self, prefix: str, after: int = 0, upto: int | None = None) -> list[Event]:
+        """Events of every stream whose name starts with `prefix` (e.g. "project:"), with
+        `after < seq <= upto` (no upper bound when None), in position order. Meant for the few
+        small streams a process always holds, not for media streams."""
         ...
 
+    # -- snapshots and the object index ------------------------------------------------------
+    # Snapshots are a cache of projections: losing or refusing one costs a fold, never a
+    # wrong state. A store that had none would still be correct (load_snapshot -> None).
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Keep a projection's snapshot; idempotent for the same (stream, seq, version)."""
+        """Store a snapshot with a checksum of its data, written off the event loop and durable
+        like an append. Idempotent for the same (stream, seq, version). Older snapshots of the
+        same stream and version are thinned out (see the backend's retention rule), always
+        keeping the newest few and one at growing intervals before them, so a replay of any
+        position finds one not far before it."""
         ...
 
     async def load_snapshot(self, stream: str, version: int, at_or_before: int | None = None) -> Snapshot | None:
-        """The newest valid snapshot of `stream` in `version` (at or before a position), or None."""
+        """The newest valid snapshot of `stream` encoded with `version` whose seq is at or before
+        `at_or_before` (any, when None); None when there is none. A snapshot whose data fails
+        its checksum (damaged, truncated) is skipped with a logged warning and the next older
+        one is tried: never returned. Snapshots of other versions are ignored."""
         ...
 
     async def object_media(self, object_id: str) -> str | None:
-        """The media item an object id was claimed on, or None."""
+        """The media item an object id was claimed on, by any media item's events: its
+        `object_created`, or before that a `prompt_added` for a new object (which reserves the
+        id). None for an id never claimed. The index is written in the same transaction as the
+        events that claim, so it never lags the log."""
         ...
 
-    async def read_streams(self, prefix: str, after: int = 0, upto: int | None = None) -> list[Event]:
-        """The events of every stream whose name starts with `prefix`, in position order."""
+    async def close(self) -> None:
+        """Finish the appends already queued, then release everything. Idempotent."""
         ...
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from masklog.domain.events import LabelSaved, NewEvent, Source
-from masklog.domain.shapes import BBox
+from masklog.domain.events import ClassAdded, LabelSaved, NewEvent, ObjectCreated, Point, PromptAdded, Source
+from masklog.domain.shapes import BBox, ShapeKind
 
 
 def label_saved(
@@ -22,3 +22,18 @@ def label_saved(
 
 def batch(size: int, *, stream: str = "m1", first_frame: int = 0) -> list[NewEvent]:
     return [label_saved(stream=stream, frame=first_frame + i) for i in range(size)]
+
+
+def object_created(object: str, media: str, *, class_id: str = "c1", actor: str = "user:ann") -> NewEvent:
+    return NewEvent(id=str(uuid4()), stream=f"media:{media}", actor=actor, body=ObjectCreated(object=object, media=media, class_id=class_id))
+
+
+def prompt_added(object: str, media: str, *, new: bool = True, actor: str = "user:ann") -> NewEvent:
+    """A SAM prompt; `new`: for a new object (naming class and media), which reserves the id."""
+    body = PromptAdded(object=object, frame=0, points=[Point(x=1, y=1)], class_id="c1" if new else None, media=media if new else None)
+    return NewEvent(id=str(uuid4()), stream=f"media:{media}", actor=actor, body=body)
+
+
+def project_event(project: str, class_id: str) -> NewEvent:
+    body = ClassAdded(project=project, class_id=class_id, name=class_id, shape=ShapeKind.BBOX, color="#112233")
+    return NewEvent(id=str(uuid4()), stream=f"project:{project}", actor="user:ann", body=body)

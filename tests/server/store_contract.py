@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from masklog.domain.events import Event, NewEvent
-from masklog.server.store import EventStore, StoreClosed, UnstorableEvent
-from tests.server.events_factory import batch, label_saved
+from masklog.server.store import EventStore, Snapshot, StoreClosed, UnstorableEvent
+from tests.server.events_factory import batch, label_saved, object_created, project_event, prompt_added
 
 
 def frames(events: list[Event]) -> list[int]:
@@ -47,6 +47,16 @@ class EventStoreContract:
     async def open_another(self, store: EventStore) -> EventStore:
         """A second store on the same storage as `store`, with connections of its own, as
         another process opens it; the suite closes it."""
+        raise NotImplementedError
+
+    async def corrupt_snapshot(self, store: EventStore, stream: str, seq: int, version: int, data: bytes) -> None:
+        """Overwrite the stored data of a snapshot behind the store's back (its checksum stays):
+        what a damaged or half-written row looks like."""
+        raise NotImplementedError
+
+    async def forget_object_index(self, store: EventStore) -> EventStore:
+        """Close `store` and turn its storage into what a build before the object index left
+        (events only), then open it again: the index must be rebuilt from the events."""
         raise NotImplementedError
 
     @pytest.fixture
@@ -387,6 +397,211 @@ class EventStoreContract:
             await store.append(batch(1))
         with pytest.raises(StoreClosed):
             await store.read()
+
+    # -- streams by prefix ----------------------------------------------------------------------
+
+    async def test_read_streams_by_prefix_in_position_order(self, store: EventStore) -> None:
+        await store.append([project_event("p1", "a"), label_saved(stream="media:m1", frame=1), project_event("p2", "b")])
+        await store.append([label_saved(stream="projects", frame=2), project_event("p1", "c"), label_saved(stream="project", frame=3)])
+        await store.append([label_saved(stream="project;x", frame=4), project_event("p10", "d")])
+        found = await store.read_streams("project:")
+        assert [(e.seq, e.stream) for e in found] == [(1, "project:p1"), (3, "project:p2"), (5, "project:p1"), (8, "project:p10")]
+        assert seqs(await store.read_streams("project:", after=1, upto=5)) == [3, 5]
+        assert seqs(await store.read_streams("project:", upto=0)) == []
+        assert seqs(await store.read_streams("project:p1")) == [1, 5, 8]
+        assert seqs(await store.read_streams("media:")) == [2]
+        assert seqs(await store.read_streams("")) == list(range(1, 9))
+        assert await store.read_streams("nothing:") == []
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    async def test_snapshot_save_and_load(self, store: EventStore) -> None:
+        assert await store.load_snapshot("media:m1", 1) is None
+        snapshot = Snapshot(stream="media:m1", seq=7, version=1, data=b"\x00state\xff" * 100)
+        await store.save_snapshot(snapshot)
+        assert await store.load_snapshot("media:m1", 1) == snapshot
+        assert await store.load_snapshot("media:m1", 1, at_or_before=7) == snapshot
+        assert await store.load_snapshot("media:m1", 1, at_or_before=6) is None
+        assert await store.load_snapshot("media:m2", 1) is None
+        assert await store.load_snapshot("media:m", 1) is None
+        # Large data (hashed off the event loop) and empty data round-trip too.
+        big = Snapshot(stream="base", seq=3, version=1, data=bytes(range(256)) * 8000)
+        empty = Snapshot(stream="media:empty", seq=0, version=1, data=b"")
+        await store.save_snapshot(big)
+        await store.save_snapshot(empty)
+        assert await store.load_snapshot("base", 1) == big
+        assert await store.load_snapshot("media:empty", 1) == empty
+
+    async def test_load_gives_the_newest_at_or_before_a_position(self, store: EventStore) -> None:
+        for seq in (30, 10, 20):  # saved out of order
+            await store.save_snapshot(Snapshot(stream="media:m1", seq=seq, version=1, data=f"at {seq}".encode()))
+        assert (await store.load_snapshot("media:m1", 1)).seq == 30  # type: ignore[union-attr]
+        for bound, expected in [(9, None), (10, 10), (19, 10), (20, 20), (29, 20), (30, 30), (10**12, 30)]:
+            found = await store.load_snapshot("media:m1", 1, at_or_before=bound)
+            assert (found and found.seq) == expected
+            assert found is None or found.data == f"at {expected}".encode()
+
+    async def test_other_versions_are_ignored(self, store: EventStore) -> None:
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=10, version=1, data=b"v1"))
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=20, version=2, data=b"v2"))
+        assert (await store.load_snapshot("media:m1", 1)).data == b"v1"  # type: ignore[union-attr]
+        assert (await store.load_snapshot("media:m1", 2)).data == b"v2"  # type: ignore[union-attr]
+        assert await store.load_snapshot("media:m1", 2, at_or_before=15) is None
+        assert await store.load_snapshot("media:m1", 3) is None
+
+    async def test_saving_the_same_snapshot_again_is_harmless(self, store: EventStore) -> None:
+        snapshot = Snapshot(stream="media:m1", seq=5, version=1, data=b"same")
+        await store.save_snapshot(snapshot)
+        await store.save_snapshot(snapshot)
+        await asyncio.gather(*(store.save_snapshot(snapshot) for _ in range(5)))
+        assert await store.load_snapshot("media:m1", 1) == snapshot
+        assert await store.load_snapshot("media:m1", 1, at_or_before=4) is None
+
+    async def test_snapshots_survive_reopen(self) -> None:
+        store = await self.open_store()
+        try:
+            snapshot = Snapshot(stream="media:m1", seq=5, version=1, data=b"kept")
+            await store.save_snapshot(snapshot)
+            store = await self.reopen_store(store)
+            assert await store.load_snapshot("media:m1", 1) == snapshot
+        finally:
+            await store.close()
+
+    @pytest.mark.parametrize("damage", ["flipped", "truncated", "emptied", "extended"])
+    async def test_a_damaged_snapshot_is_skipped_for_the_next_older_valid_one(
+        self, store: EventStore, damage: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        data = {seq: bytes([seq]) * 1000 for seq in (10, 20, 30)}
+        for seq, value in data.items():
+            await store.save_snapshot(Snapshot(stream="media:m1", seq=seq, version=1, data=value))
+        good = data[30]
+        bad = {
+            "flipped": good[:500] + bytes([good[500] ^ 1]) + good[501:],
+            "truncated": good[:700],
+            "emptied": b"",
+            "extended": good + b"\x00",
+        }[damage]
+        await self.corrupt_snapshot(store, "media:m1", 30, 1, bad)
+        caplog.set_level("WARNING")
+        found = await store.load_snapshot("media:m1", 1)
+        assert found is not None and (found.seq, found.data) == (20, data[20])
+        assert any("media:m1" in r.getMessage() and "checksum" in r.getMessage() for r in caplog.records)
+        assert (await store.load_snapshot("media:m1", 1, at_or_before=25)).seq == 20  # type: ignore[union-attr]
+        await self.corrupt_snapshot(store, "media:m1", 20, 1, data[10])  # another snapshot's valid bytes
+        await self.corrupt_snapshot(store, "media:m1", 10, 1, data[10][:1])
+        assert await store.load_snapshot("media:m1", 1) is None  # none valid: never trusted
+        # Saving it again repairs it.
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=30, version=1, data=good))
+        assert (await store.load_snapshot("media:m1", 1)).data == good  # type: ignore[union-attr]
+
+    async def test_retention_keeps_a_snapshot_not_far_before_every_position(self, store: EventStore) -> None:
+        rng = random.Random(15)
+        position, saved, interval = 0, [], 40
+        for _ in range(400):
+            position += rng.randint(interval // 2, interval * 3 // 2)
+            saved.append(position)
+            await store.save_snapshot(Snapshot(stream="media:m1", seq=position, version=1, data=str(position).encode()))
+        await store.save_snapshot(Snapshot(stream="media:other", seq=1, version=1, data=b"x"))
+        kept = []
+        bound: int | None = None
+        while (found := await store.load_snapshot("media:m1", 1, at_or_before=bound)) is not None:
+            assert found.data == str(found.seq).encode()
+            kept.append(found.seq)
+            bound = found.seq - 1
+        kept.reverse()
+        newest = saved[-1]
+        assert kept[-3:] == saved[-3:]  # the newest few
+        assert kept[0] == saved[0]  # and the oldest
+        assert len(kept) <= 60, f"{len(kept)} of {len(saved)} snapshots kept"
+        for target in range(saved[0], newest + 1):
+            found = await store.load_snapshot("media:m1", 1, at_or_before=target) if target % 97 == 0 else None
+            nearest = max(seq for seq in kept if seq <= target)
+            if found is not None:
+                assert found.seq == nearest
+            assert target - nearest <= (newest - target) / 2 + 2 * interval, (target, nearest, newest)
+        assert await store.load_snapshot("media:other", 1) is not None  # other streams untouched
+
+    async def test_bad_snapshot_arguments(self, store: EventStore) -> None:
+        for bad in [
+            Snapshot(stream="", seq=1, version=1, data=b""),
+            Snapshot(stream="s", seq=-1, version=1, data=b""),
+            Snapshot(stream="s", seq=1, version=1, data="text"),  # type: ignore[arg-type]
+            Snapshot(stream="s", seq=True, version=1, data=b""),
+            ("s", 1, 1, b""),
+        ]:
+            with pytest.raises(ValueError):
+                await store.save_snapshot(bad)  # type: ignore[arg-type]
+        assert await store.load_snapshot("s", 1) is None
+
+    async def test_closed_store_refuses_snapshots(self) -> None:
+        store = await self.open_store()
+        await store.close()
+        with pytest.raises(StoreClosed):
+            await store.save_snapshot(Snapshot(stream="s", seq=1, version=1, data=b""))
+        with pytest.raises(StoreClosed):
+            await store.load_snapshot("s", 1)
+        with pytest.raises(StoreClosed):
+            await store.object_media("o1")
+
+    # -- the object index -----------------------------------------------------------------------
+
+    async def test_object_index_claims(self, store: EventStore) -> None:
+        assert await store.object_media("o1") is None
+        await store.append([object_created("o1", "m1"), label_saved(stream="media:m1", object="o1")])
+        assert await store.object_media("o1") == "m1"
+        assert await store.object_media("o2") is None
+        # A prompt for a new object reserves its id; a prompt on an existing object claims nothing.
+        await store.append([prompt_added("o2", "m2"), prompt_added("o3", "m2", new=False)])
+        assert await store.object_media("o2") == "m2"
+        assert await store.object_media("o3") is None
+        # Creating the reserved object keeps it where it is; a later prompt naming another media
+        # item does not move a claim; an object_created does (as the fold's object_media).
+        await store.append([object_created("o2", "m2")])
+        await store.append([prompt_added("o1", "m9"), prompt_added("o2", "m9")])
+        assert (await store.object_media("o1"), await store.object_media("o2")) == ("m1", "m2")
+        await store.append([prompt_added("o4", "m4"), object_created("o4", "m5")])
+        assert await store.object_media("o4") == "m5"
+
+    async def test_object_index_follows_idempotent_and_failed_appends(self, store: EventStore) -> None:
+        first = object_created("o1", "m1")
+        await store.append([first])
+        # The same event id again (a retried command) stores nothing, so claims nothing.
+        retried = msgspec.structs.replace(first, body=msgspec.structs.replace(first.body, media="m2"))
+        await store.append([retried])
+        assert await store.object_media("o1") == "m1"
+        # A batch that fails stores no claim.
+        with pytest.raises(UnstorableEvent):
+            await store.append([object_created("o5", "m1"), label_saved(frame=-1)])
+        assert await store.object_media("o5") is None
+
+    async def test_object_index_survives_reopen_and_another_writer(self) -> None:
+        store = await self.open_store()
+        try:
+            await store.append([object_created("o1", "m1"), prompt_added("o2", "m2")])
+            store = await self.reopen_store(store)
+            assert (await store.object_media("o1"), await store.object_media("o2")) == ("m1", "m2")
+            other = await self.open_another(store)
+            try:
+                await other.append([object_created("o3", "m3")])
+                assert await store.object_media("o3") == "m3"
+            finally:
+                await other.close()
+        finally:
+            await store.close()
+
+    async def test_object_index_is_rebuilt_for_an_older_storage(self) -> None:
+        store = await self.open_store()
+        try:
+            await store.append([object_created("o1", "m1"), prompt_added("o2", "m2"), prompt_added("o3", "m3", new=False)])
+            await store.append([prompt_added("o4", "m4"), object_created("o4", "m5"), object_created("o6", "m6")])
+            await store.append([prompt_added("o6", "m7"), label_saved(stream="media:m1", object="o1")])
+            store = await self.forget_object_index(store)
+            expected = {"o1": "m1", "o2": "m2", "o3": None, "o4": "m5", "o6": "m6", "o7": None}
+            assert {oid: await store.object_media(oid) for oid in expected} == expected
+            await store.append([object_created("o7", "m1")])
+            assert await store.object_media("o7") == "m1"
+        finally:
+            await store.close()
 
     # -- against a model ----------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ import sqlite3
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 
-from masklog.server.sqlite_store import SQLiteEventStore
+from masklog.server.sqlite_store import SQLiteEventStore, snapshots_to_drop
 from masklog.server.store import AppendFailed, EventStore, StoreCorrupted, StoreIncompatible
-from tests.server.events_factory import batch, label_saved
+from tests.server.events_factory import batch, label_saved, object_created, prompt_added
 from tests.server.store_contract import EventStoreContract, seqs
 
 
@@ -31,6 +32,30 @@ class TestSQLiteEventStore(EventStoreContract):
     async def open_another(self, store: EventStore) -> EventStore:
         assert isinstance(store, SQLiteEventStore)
         return await SQLiteEventStore.open(store.path, check="none")
+
+    async def corrupt_snapshot(self, store: EventStore, stream: str, seq: int, version: int, data: bytes) -> None:
+        assert isinstance(store, SQLiteEventStore)
+        with sqlite3.connect(store.path) as conn:
+            changed = conn.execute(
+                "UPDATE snapshots SET data = ? WHERE stream = ? AND seq = ? AND version = ?", (data, stream, seq, version)
+            ).rowcount
+        conn.close()
+        assert changed == 1
+
+    async def forget_object_index(self, store: EventStore) -> EventStore:
+        assert isinstance(store, SQLiteEventStore)
+        await store.close()
+        make_format_1(Path(store.path))
+        return await SQLiteEventStore.open(store.path)
+
+
+def make_format_1(path: Path) -> None:
+    """What a build of store format 1 left: the events table only."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE objects")
+        conn.execute("DROP TABLE snapshots")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
 
 
 def poison(path: Path) -> None:
@@ -166,3 +191,49 @@ async def test_time_never_runs_backwards(tmp_path: Path, monkeypatch: pytest.Mon
 async def test_memory_databases_are_refused() -> None:
     with pytest.raises(ValueError):
         await SQLiteEventStore.open(":memory:")
+
+
+async def test_a_batch_sqlite_refuses_claims_no_object_id(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        pass
+    poison(path)
+    async with await SQLiteEventStore.open(path) as store:
+        bad = msgspec.structs.replace(object_created("o1", "m1"), stream="poison")
+        results = await asyncio.gather(store.append([bad]), store.append([object_created("o2", "m2")]), return_exceptions=True)
+        assert isinstance(results[0], AppendFailed) and not isinstance(results[1], Exception)
+        assert (await store.object_media("o1"), await store.object_media("o2")) == (None, "m2")
+
+
+async def test_a_format_1_file_is_upgraded_once_and_its_index_filled(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with await SQLiteEventStore.open(path) as store:
+        await store.append([object_created("o1", "m1"), prompt_added("o2", "m2")])
+    make_format_1(path)
+    # Two stores opening the old file at once: the upgrade happens once, under the write lock.
+    first, second = await asyncio.gather(SQLiteEventStore.open(path), SQLiteEventStore.open(path, check="none"))
+    try:
+        assert (await second.object_media("o1"), await first.object_media("o2")) == ("m1", "m2")
+        await first.append([object_created("o3", "m3")])
+        assert await second.object_media("o3") == "m3"
+    finally:
+        await first.close()
+        await second.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM objects").fetchone()[0] == 3
+    conn.close()
+
+
+def test_retention_rule_keeps_the_newest_and_the_oldest_and_thins_geometrically() -> None:
+    assert snapshots_to_drop([]) == [] and snapshots_to_drop([5, 6, 7]) == []
+    seqs = list(range(1, 1001))
+    for _ in range(3):  # applying the rule again to what it kept drops nothing more at once
+        drop = set(snapshots_to_drop(seqs))
+        seqs = [s for s in seqs if s not in drop]
+    assert seqs[0] == 1 and seqs[-3:] == [998, 999, 1000]
+    assert len(seqs) < 40
+    for position in range(1, 1001):
+        nearest = max(s for s in seqs if s <= position)
+        assert position - nearest <= (1000 - position) / 2 + 1
+    assert max(b - a for a, b in zip(seqs, seqs[1:], strict=False)) > 100  # old ones are far apart

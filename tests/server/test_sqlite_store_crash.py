@@ -43,7 +43,8 @@ asyncio.run(main(sys.argv[1]))
 
 
 def run_and_kill(path: Path, acks_before_kill: int, stderr_path: Path) -> list[tuple[int, UUID]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The parent's import path too: `masklog` must be this checkout's, not an installed one.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     with open(stderr_path, "wb") as stderr:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr
