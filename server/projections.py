@@ -59,9 +59,10 @@ MEDIA_PREFIX = "media:"
 PROJECT_PREFIX = "project:"
 
 # Size estimates (bytes of memory) for the budget: a loaded state takes about this many times
-# its encoded snapshot, and about this much per event folded since. Measured on the generator of
-# scripts/bench_store.py (labels, tracks, undo stacks): a full fold of 1M events holds ~2 GB.
-MEMORY_PER_SNAPSHOT_BYTE = 6
+# its encoded snapshot, and about this much per event folded since. Measured (tracemalloc) on
+# the generator of scripts/bench_store.py: a decoded media state takes 2.7 times its snapshot;
+# a full fold of 1M events holds about 2 GB (2 KB an event).
+MEMORY_PER_SNAPSHOT_BYTE = 3
 MEMORY_PER_EVENT = 2000
 
 
