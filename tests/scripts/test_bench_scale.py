@@ -52,7 +52,7 @@ def test_every_figure_is_measured_for_each_size_and_the_logs_are_reused(tmp_path
 def test_a_server_over_the_memory_limit_is_killed_and_the_figures_say_so(tmp_path):
     result = run(*TINY[:1], "20000", *TINY[2:], "--cache", str(tmp_path), "--max-rss-mb", "20")
     figures = result["sizes"]["20000"]
-    assert figures["outcome"] == "killed: rss over 20 MB"
+    assert figures["outcome"] == "killed: rss over 20 MB" and figures["killed_after_s"] >= 0
     for key in ["ready_s", "rss_mb_ready", "open_media_ms", "replay_ms_p95", "rss_mb_10_open", "restart_ready_s"]:
         assert figures[key] == "killed: rss over 20 MB"
     assert isinstance(figures["store_open_s"], float)
