@@ -15,8 +15,10 @@ each, their events spread over the whole log, and the other items sharing the re
 in through the store's own `append` in batches of 10,000 (so every table and index the store keeps
 is filled as in real use), in a child process per size. The built data folder is cached under
 `--cache` (default: a temporary folder, removed at the end) in a folder named after the
-parameters and a hash of scripts/loggen.py and server/sqlite_store.py, so a re-run reuses it and a
-change of either builds afresh (the store may keep new tables); `--rebuild` forces it. `build` says how long building took (null: reused)
+parameters, a hash of scripts/loggen.py and the store's file format, so a re-run reuses it and a
+change of either builds afresh; `--rebuild` forces it. A built log is served once before it is
+measured (`first_serve_s`: that start reads the whole log once and leaves the server's snapshots
+in it, as any log a server wrote has them). `build` says how long building took (null: reused)
 and `disk` how big the files are and what room is left.
 
 Measures, per size, in a FRESH server process (`python -m masklog.server.cli serve --no-models` on
@@ -89,11 +91,13 @@ def log(message: str) -> None:
 
 
 def code_hash() -> str:
-    """What the built file depends on: the generator and the store's tables (not the event
-    types: a log must read the same whatever later events are added)."""
+    """What the built file depends on: the generator and the store's file format (its tables;
+    not the store's code, nor the event types: a log must read the same whatever is added later)."""
+    from masklog.server.sqlite_store import STORE_FORMAT
+
     h = hashlib.sha256()
-    for path in ["scripts/loggen.py", "server/sqlite_store.py"]:
-        h.update((ROOT / path).read_bytes())
+    h.update((ROOT / "scripts/loggen.py").read_bytes())
+    h.update(f"format {STORE_FORMAT}; served once".encode())
     return h.hexdigest()[:12]
 
 
@@ -135,6 +139,16 @@ def ensure_built(folder: Path, size: int, args: argparse.Namespace) -> dict[str,
     if finished.returncode != 0:
         raise RuntimeError(f"building {size} events failed: {finished.stderr[-2000:]}")
     info = json.loads(finished.stdout)
+    # A log a server wrote has been served: the server left its snapshots in it as it ran (the
+    # base every so many events, and at shutdown). A bulk-written one has not, so it is served
+    # once here; its first start reads the whole log once (`first_serve_s`), as an upgraded
+    # server's first start on an old file does. `ready_s` measures the starts after that.
+    with serving(partial / "data", args.max_rss_mb, partial / "first-serve.log") as server:
+        try:
+            info["first_serve_s"] = round(server.wait_ready(args.ready_timeout), 3)
+            server.stop()
+        except Stopped as error:
+            info["first_serve_s"] = str(error)
     (partial / "build.json").write_text(json.dumps(info))
     partial.rename(folder)  # only a finished build is ever reused
     log(f"built {info['events']:,} events in {info['build_s']} s")

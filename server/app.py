@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from masklog.server.openapi import openapi
 from masklog.server.presence import PresenceBoard
 from masklog.server.settings import Settings
 from masklog.server.storage import open_accounts, open_store
+from masklog.server.store import EventStore, StoreClosed, StoreCorrupted
 from masklog.server.ws import media_socket
 
 log = logging.getLogger("masklog")
@@ -46,7 +48,9 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
     settings.data.mkdir(parents=True, exist_ok=True)
     if backends is None:
         backends = await asyncio.to_thread(load_configured_backends, settings)
-    store = await open_store(settings)
+    # The checks that read the whole log run once the server serves (`_verify_store`), so that
+    # start-up does not grow with the history.
+    store = await open_store(settings, verify_on_open=False)
     try:
         accounts = await open_accounts(settings)
     except BaseException:
@@ -76,12 +80,14 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             actor.start()
         ctx = Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor, Limits(settings))
         checker = asyncio.create_task(_check_access(ctx))
+        verifier = asyncio.create_task(_verify_store(store, ledger))
         try:
             yield ctx
         finally:
-            checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checker
+            for task in (checker, verifier):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if settings.run_models:
                 hub.unlisten(actor.on_event)
             await actor.stop()
@@ -89,6 +95,21 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
     finally:
         await accounts.close()
         await store.close()
+
+
+async def _verify_store(store: EventStore, ledger: Ledger) -> None:
+    """The log's integrity check, in the background once the server serves. A damaged log is
+    not written any more: the ledger refuses every command, saying why; reads go on."""
+    started = time.perf_counter()
+    try:
+        await store.verify()
+    except StoreCorrupted as error:
+        log.critical("masklog: the event log failed its integrity check; refusing all changes: %s", error)
+        ledger.refuse_writes(f"the event log failed its integrity check ({error}); an administrator must repair it")
+    except StoreClosed:
+        pass
+    else:
+        log.info("masklog: the event log passed its integrity check in %.1f s", time.perf_counter() - started)
 
 
 async def _check_access(ctx: Context) -> None:

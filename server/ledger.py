@@ -196,6 +196,8 @@ class Ledger:
         self._appends: set[asyncio.Future[list[Event]]] = set()
         self._committed: dict[int, Event] = {}
         self._published = 0
+        # Why the log may not be written any more (it failed its integrity check), or None.
+        self.refusing: str | None = None
 
     async def load(self) -> LoadReport:
         """Load the base projection and the media items with running tracks (at start-up);
@@ -207,6 +209,15 @@ class Ledger:
         return report
 
     # ---- what readers see --------------------------------------------------------------------------
+
+    def refuse_writes(self, reason: str) -> None:
+        """Refuse every command from now on (the log failed its integrity check while this
+        process served): nothing more is written to a log that may be damaged."""
+        self.refusing = reason
+
+    def _check_writable(self) -> None:
+        if self.refusing is not None:
+            raise LedgerError(f"the server refuses changes: {self.refusing}")
 
     @property
     def base(self) -> LabelState:
@@ -291,6 +302,7 @@ class Ledger:
         `authorize` sees where the command lands before anything is decided and raises to refuse.
         Raises DomainError for a refused command; nothing is appended then.
         """
+        self._check_writable()
         if is_derived_event_id(command_id):
             raise DomainError(ErrorCode.INVALID_ID, "command ids of UUID version 8 are reserved for the events the server derives; use a random (version 4) UUID")
         async with self._lock:
@@ -318,6 +330,7 @@ class Ledger:
         the log: re-running never duplicates) or the DomainError that refused it. Raises
         LedgerError when the log refuses the append.
         """
+        self._check_writable()
         results: list[Event | DomainError | None] = [None] * len(commands)
         waits: dict[int, asyncio.Task[list[Event]]] = {}
         commit: asyncio.Task[list[Event]] | None = None
@@ -362,6 +375,7 @@ class Ledger:
         the event ids to log them under (ids the server derives, e.g. an import's), else random."""
         if ids is not None and len(ids) != len(commands):
             raise ValueError("one id per command")
+        self._check_writable()
         async with self._lock:
             involved: set[str] = set()
             for command in commands:

@@ -23,6 +23,7 @@ from masklog.domain.limits import INT64_MAX, MAX_JSON_DEPTH, json_depth_over
 from masklog.server.accounts import AccountError, User
 from masklog.server.authorization import Forbidden
 from masklog.server.context import Context
+from masklog.server.ledger import LedgerError
 from masklog.server.limits import LimitExceeded, retry_after_header
 from masklog.server.media import MediaError
 
@@ -85,6 +86,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(422, "invalid_request", str(error))
         except LimitExceeded as error:
             return json_response({"error": {"code": error.code, "message": error.message}}, error.status, retry_after_header(error))
+        except LedgerError as error:  # the log refused the append, or refuses changes altogether
+            return error_response(503, "unavailable", str(error))
 
     return run
 

@@ -510,6 +510,15 @@ class SQLiteEventStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    async def verify(self, check: Check = "quick") -> None:
+        """SQLite's quick (or full) integrity check and the gap-free check, as `open` runs them,
+        on a connection of their own off the event loop: the store keeps serving meanwhile.
+        Raises StoreCorrupted."""
+        self._check_open()
+        if check not in ("quick", "full"):
+            raise ValueError(f"check must be quick or full, not {check!r}")
+        await asyncio.to_thread(_verify, self.path, check)
+
     def _check_open(self) -> None:
         if self._closing:
             raise StoreClosed(f"{self.path} is closed")
@@ -561,18 +570,41 @@ def _open_writer(path: str, synchronous: Synchronous, check: Check) -> sqlite3.C
         if version > STORE_FORMAT:
             raise StoreIncompatible(f"{path} has store format {version}; this build reads up to {STORE_FORMAT}")
         if check != "none":
-            problems = [row[0].decode() for row in conn.execute(f"PRAGMA {check}_check")]
-            if problems != ["ok"]:
-                raise StoreCorrupted(f"{path}: {'; '.join(problems[:5])}")
+            _check_integrity(conn, path, check)
         _migrate(conn, path)
         if check != "none":
-            count, last = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
-            if count != last:
-                raise StoreCorrupted(f"{path}: {count} events but the last position is {last}: positions have gaps")
+            _check_gap_free(conn, path)
         return conn
     except BaseException:
         conn.close()
         raise
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str, check: Check) -> None:
+    problems = [row[0].decode() for row in conn.execute(f"PRAGMA {check}_check")]
+    if problems != ["ok"]:
+        raise StoreCorrupted(f"{path}: {'; '.join(problems[:5])}")
+
+
+def _check_gap_free(conn: sqlite3.Connection, path: str) -> None:
+    count, last = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+    if count != last:
+        raise StoreCorrupted(f"{path}: {count} events but the last position is {last}: positions have gaps")
+
+
+def _verify(path: str, check: Check) -> None:
+    """The checks `open` can run, on a read-only connection of their own (they read the whole
+    file: minutes on a very large log, so a server runs them after it is serving)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.text_factory = bytes
+        conn.execute("PRAGMA busy_timeout = 5000")
+        _check_integrity(conn, path, check)
+        _check_gap_free(conn, path)
+    except sqlite3.DatabaseError as error:
+        raise StoreCorrupted(f"{path}: {error}") from error
+    finally:
+        conn.close()
 
 
 def _migrate(conn: sqlite3.Connection, path: str) -> None:

@@ -18,14 +18,15 @@ from masklog.server.store import EventStore
 
 @dataclass(frozen=True, slots=True)
 class StorageBackend:
-    open_store: Callable[[Settings], Awaitable[EventStore]]
+    # (settings, verify_on_open): False leaves the whole-log checks to `EventStore.verify`.
+    open_store: Callable[[Settings, bool], Awaitable[EventStore]]
     open_accounts: Callable[[Settings], Awaitable[Accounts]]
 
 
-async def _sqlite_store(settings: Settings) -> EventStore:
+async def _sqlite_store(settings: Settings, verify_on_open: bool) -> EventStore:
     from masklog.server.sqlite_store import SQLiteEventStore
 
-    return await SQLiteEventStore.open(settings.database)
+    return await SQLiteEventStore.open(settings.database, check="quick" if verify_on_open else "none")
 
 
 async def _sqlite_accounts(settings: Settings) -> Accounts:
@@ -48,9 +49,11 @@ def storage_backend(settings: Settings) -> StorageBackend:
         raise ValueError(f"unknown storage {settings.storage!r}: use one of {known}") from None
 
 
-async def open_store(settings: Settings) -> EventStore:
-    """The event log of `settings.data` on the configured backend."""
-    return await storage_backend(settings).open_store(settings)
+async def open_store(settings: Settings, *, verify_on_open: bool = True) -> EventStore:
+    """The event log of `settings.data` on the configured backend. `verify_on_open=False` skips
+    the integrity checks that read the whole log (a server runs `verify` once it serves, so its
+    start-up does not grow with the history)."""
+    return await storage_backend(settings).open_store(settings, verify_on_open)
 
 
 async def open_accounts(settings: Settings) -> Accounts:

@@ -156,6 +156,11 @@ class EventStore(Protocol):
         events that claim, so it never lags the log."""
         ...
 
+    async def verify(self) -> None:
+        """Check the stored log's integrity (it may read all of it: a server runs it in the
+        background once it is serving). Raises StoreCorrupted."""
+        ...
+
     async def close(self) -> None:
         """Finish the appends already queued, then release everything. Idempotent."""
         ...
