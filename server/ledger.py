@@ -246,19 +246,6 @@ class Ledger:
         async with self._lock:
             return await self.projections.load(media)
 
-    async def combined(self, media: Iterable[str]) -> LabelState:
-        """The base with these media items' live states merged in, all as of one position (an
-        export): loaded one after the other under the lock, so nothing changes meanwhile; each
-        may be evicted again once merged. The merged entries are shared with the live states:
-        take what is needed before the next await."""
-        async with self._lock:
-            combined = media_view(self.base)
-            combined.seq = self.head
-            for item in media:
-                if item in self.base.media:
-                    merge_media(combined, await self.projections.load(item))
-            return combined
-
     def loaded(self, media: str) -> LabelState | None:
         """A media item's state if it is loaded, without loading it."""
         return self.projections.loaded(media)

@@ -81,11 +81,12 @@ async def export_project(request: Request, ctx: Context, user: User) -> Response
         return StreamingResponse(writer.write(ctx.store, streams, wanted.seq), media_type=writer.media_type, headers=headers)
     # Media item by media item: each is loaded (or replayed from its nearest snapshot) in turn
     # and only its entries are kept for the export.
+    # "Now" is the last position published (everything up to it is committed): replayed like any
+    # other position, from each item's nearest snapshot, without holding the ledger's lock (a
+    # project of thousands of items would stop every write meanwhile).
     ids = [m.media for m in wanted.media]
-    if wanted.seq is None or wanted.seq >= ctx.ledger.head:
-        state = await ctx.ledger.combined(ids)
-    else:
-        state = await replay_project(ctx.store, project, ids, wanted.seq)
+    published = ctx.ledger.published
+    state = await replay_project(ctx.store, project, ids, published if wanted.seq is None or wanted.seq >= published else wanted.seq)
     # The media list as of `seq`: items added later did not exist then.
     media = [m for m in wanted.media if m.media in state.media]
     # Generators handed to StreamingResponse run on a worker thread: the writer takes its
