@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from masklog.domain import events as ev
-from masklog.domain.decide import DomainError, Redo, SaveSegment, Undo, decide, scope_of
+from masklog.domain.decide import DomainError, SaveSegment, decide, scope_of
 from masklog.domain.snapshots import (
     SnapshotError,
     decode_media_state,
@@ -24,7 +24,7 @@ from masklog.domain.snapshots import (
 )
 from masklog.domain.state import LabelState, fold
 from tests.domain.builders import ALICE, FRAMES, TRACKER, MemoryLog, project_log, rect_mask
-from tests.domain.test_state import CLASSES, op_strategy, shape_for
+from tests.domain.test_state import edit, op_strategy
 
 MEDIA = ["m1", "m2", "m3"]
 SAM = "model:sam2/tiny@1"
@@ -85,24 +85,8 @@ def run(log: StreamLog, op, media_index: int, extra: str | None) -> None:
             log.do(user, SaveSegment(prompt=list(state.segments)[param % len(state.segments)]))
         elif extra == "class":
             log.do(ALICE, ev.ClassAdded(project="p1", class_id=f"extra{len(log.events)}", name="extra", shape=ev.ShapeKind.BBOX, color="#123456"))
-        elif name == "create":
-            log.do(user, ev.ObjectCreated(object=oid, media=media, class_id=CLASSES[param % len(CLASSES)]))
-        elif name == "save" and oid in state.objects:
-            cls = state.objects[oid].class_id
-            log.do(user, ev.LabelSaved(object=oid, frame=frame, shape=shape_for(cls, param), source=ev.Source.MANUAL), panoptic=param % 3 == 0)
-        elif name == "delete_label":
-            log.do(user, ev.LabelDeleted(object=oid, frame=frame))
-        elif name == "delete_object":
-            log.do(user, ev.ObjectDeleted(object=oid))
-        elif name == "reclass" and oid in state.objects:
-            swap = {"bbox": "bbox2", "bbox2": "bbox"}.get(state.objects[oid].class_id, "polygon")
-            log.do(user, ev.ObjectReclassed(object=oid, class_id=swap))
-        elif name == "rename" and oid in state.objects:
-            log.do(user, ev.ObjectRenamed(object=oid, name=["", "left", " right "][param % 3]))
-        elif name == "undo":
-            log.do(user, Undo(media=media))
-        elif name == "redo":
-            log.do(user, Redo(media=media))
+        elif edit(log, name, user, oid, frame, param, media):
+            pass
         elif name == "track" and oid in state.objects and state.labels.get(oid):
             frame = sorted(state.labels[oid])[param % len(state.labels[oid])]  # start on a label
             target = state.objects[oid].media

@@ -33,30 +33,45 @@ def shape_for(class_id: str, param: int):
     return Polygon(parts=[PolygonPart(outer=[x, y, x + 5, y, x + 5, y + 6, x, y + 6])])
 
 
+def edit(log: MemoryLog, name: str, user: str, oid: str, frame: int, param: int, media: str) -> bool:
+    """The ops that edit objects and labels by hand (and undo/redo) on `media`: done (or refused)
+    if `name` is one of them. Shared with tests.domain.test_snapshots, which spreads them over
+    several media items."""
+    state = log.state
+    if name == "create":
+        log.do(user, ev.ObjectCreated(object=oid, media=media, class_id=CLASSES[param % len(CLASSES)]))
+    elif name == "save":
+        if oid in state.objects:
+            cls = state.objects[oid].class_id
+            log.do(user, ev.LabelSaved(object=oid, frame=frame, shape=shape_for(cls, param), source=ev.Source.MANUAL), panoptic=param % 3 == 0)
+    elif name == "delete_label":
+        log.do(user, ev.LabelDeleted(object=oid, frame=frame))
+    elif name == "delete_object":
+        log.do(user, ev.ObjectDeleted(object=oid))
+    elif name == "reclass":
+        if oid in state.objects:
+            swap = {"bbox": "bbox2", "bbox2": "bbox"}.get(state.objects[oid].class_id, "polygon")
+            log.do(user, ev.ObjectReclassed(object=oid, class_id=swap))
+    elif name == "rename":
+        if oid in state.objects:
+            log.do(user, ev.ObjectRenamed(object=oid, name=["", "left", " right "][param % 3]))
+    elif name == "undo":
+        log.do(user, Undo(media=media))
+    elif name == "redo":
+        log.do(user, Redo(media=media))
+    else:
+        return False
+    return True
+
+
 def run(log: MemoryLog, op) -> None:
     name, user, obj, frame, param = op
     oid = f"o{obj}"
     state = log.state
     before = len(log.events)
     try:
-        if name == "create":
-            log.do(user, ev.ObjectCreated(object=oid, media="m1", class_id=CLASSES[param % len(CLASSES)]))
-        elif name == "save" and oid in state.objects:
-            cls = state.objects[oid].class_id
-            log.do(user, ev.LabelSaved(object=oid, frame=frame, shape=shape_for(cls, param), source=ev.Source.MANUAL), panoptic=param % 3 == 0)
-        elif name == "delete_label":
-            log.do(user, ev.LabelDeleted(object=oid, frame=frame))
-        elif name == "delete_object":
-            log.do(user, ev.ObjectDeleted(object=oid))
-        elif name == "reclass" and oid in state.objects:
-            swap = {"bbox": "bbox2", "bbox2": "bbox"}.get(state.objects[oid].class_id, "polygon")
-            log.do(user, ev.ObjectReclassed(object=oid, class_id=swap))
-        elif name == "rename" and oid in state.objects:
-            log.do(user, ev.ObjectRenamed(object=oid, name=["", "left", " right "][param % 3]))
-        elif name == "undo":
-            log.do(user, Undo(media="m1"))
-        elif name == "redo":
-            log.do(user, Redo(media="m1"))
+        if edit(log, name, user, oid, frame, param, "m1"):
+            pass
         elif name == "track" and oid in state.objects and state.label(oid, frame) is not None:
             start_label = state.label(oid, frame)
             request = log.do(user, ev.TrackRequested(media="m1", objects=[oid], start=frame, direction=ev.Direction.FORWARD, range=4, autosave=param % 4 == 0))
