@@ -17,8 +17,9 @@ is filled as in real use), in a child process per size. The built data folder is
 `--cache` (default: a temporary folder, removed at the end) in a folder named after the
 parameters, a hash of scripts/loggen.py and the store's file format, so a re-run reuses it and a
 change of either builds afresh; `--rebuild` forces it. A built log is served once before it is
-measured (`first_serve_s`: that start reads the whole log once and leaves the server's snapshots
-in it, as any log a server wrote has them). `build` says how long building took (null: reused)
+measured (`first_serve_s`: that start reads the whole log once and leaves the server's base
+snapshot), then `masklog snapshots` writes the media items' snapshots a server writes as it goes
+(`snapshots_s`), so the log is as one a server wrote. `build` says how long building took (null: reused)
 and `disk` how big the files are and what room is left.
 
 Measures, per size, in a FRESH server process (`python -m masklog.server.cli serve --no-models` on
@@ -97,7 +98,7 @@ def code_hash() -> str:
 
     h = hashlib.sha256()
     h.update((ROOT / "scripts/loggen.py").read_bytes())
-    h.update(f"format {STORE_FORMAT}; served once".encode())
+    h.update(f"format {STORE_FORMAT}; served once; media snapshots".encode())
     return h.hexdigest()[:12]
 
 
@@ -149,6 +150,13 @@ def ensure_built(folder: Path, size: int, args: argparse.Namespace) -> dict[str,
             server.stop()
         except Stopped as error:
             info["first_serve_s"] = str(error)
+    # And the media snapshots a server writes as it goes (every snapshot_every events of an item
+    # it has loaded): `masklog snapshots` writes them for a log that never had them.
+    started = time.perf_counter()
+    written = subprocess.run([sys.executable, "-m", "masklog.server.cli", "snapshots", "--data", str(partial / "data")], capture_output=True, text=True, cwd=ROOT)
+    if written.returncode != 0:
+        raise RuntimeError(f"masklog snapshots failed: {written.stderr[-2000:]}")
+    info["snapshots_s"] = round(time.perf_counter() - started, 1)
     (partial / "build.json").write_text(json.dumps(info))
     partial.rename(folder)  # only a finished build is ever reused
     log(f"built {info['events']:,} events in {info['build_s']} s")

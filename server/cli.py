@@ -193,6 +193,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshots(args: argparse.Namespace) -> int:
+    from masklog.server.snapshot_job import write_snapshots
+
+    def show(media: str, events: int) -> None:
+        print(f"\rsnapshots: {media} ({events} media events so far)", end="", file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(write_snapshots(_data_dir(args.data), args.every, show))
+    except ValueError as error:
+        print(f"masklog: {error}", file=sys.stderr)
+        return 2
+    print(f"\nwrote {report.snapshots} snapshots of {report.media} media items ({report.events} events)", file=sys.stderr)
+    return 0
+
+
 def _import_log(args: argparse.Namespace) -> int:
     from masklog.server.exchange.jobs import ExchangeError, import_log
 
@@ -275,7 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     import_log.add_argument("--data")
     import_log.add_argument("--max-bytes", type=int, help=f"refuse a log larger than this (default {Settings.max_import_bytes}, Settings.max_import_bytes)")
 
+    snapshots = commands.add_parser("snapshots", help="write the media items' snapshots a server would have written (for a log it never served that way)")
+    snapshots.add_argument("--data")
+    snapshots.add_argument("--every", type=int, default=Settings.snapshot_every, help=f"a snapshot every this many events of a media item (default {Settings.snapshot_every})")
+
     args = parser.parse_args(argv)
+    if args.command == "snapshots":
+        return _snapshots(args)
     if args.command == "export":
         return _export(args)
     if args.command == "import-log":
