@@ -378,7 +378,6 @@ def verify_s(data: Path) -> float:
         "from masklog.server.settings import Settings\n"
         "from masklog.server.storage import open_store\n"
         "async def main():\n"
-        "    started = time.perf_counter()\n"
         f"    store = await open_store(Settings(data=__import__('pathlib').Path({str(data)!r})), verify_on_open=False)\n"
         "    started = time.perf_counter()\n"
         "    await store.verify()\n"
