@@ -165,13 +165,6 @@ export class HistoryPanel {
     this.page.replayMark();
   }
 
-  /** Seqs of the events shown, oldest first (replay steps through them). */
-  seqs() {
-    const out = [];
-    for (let i = this.rows.length - 1; i >= 0; i--) out.push(this.rows[i].seq);
-    return out;
-  }
-
   _add(events) {
     if (!events.length) return;
     const empty = this.root.querySelector(".empty");

@@ -47,10 +47,6 @@ export class Api {
     return this.get(`/api/projects/${encodeURIComponent(id)}`);
   }
 
-  labelsAt(media, seq) {
-    return this.get(`/api/media/${encodeURIComponent(media)}/labels`, { seq });
-  }
-
   history(media, after = 0, limit = 200) {
     return this.get(`/api/media/${encodeURIComponent(media)}/history`, { after, limit });
   }
