@@ -2,6 +2,7 @@
 // context menu and the automated-labelling dialog.
 
 import { classColour } from "./colours.js";
+import { objectName } from "./objects.js";
 import { fillTrackerSelect, resolveTracker } from "./trackers.js";
 
 // ---- toasts ------------------------------------------------------------------------------------
@@ -228,7 +229,8 @@ export class AutoDialog {
       const dot = document.createElement("i");
       dot.style.background = classColour(model, id);
       const name = document.createElement("span");
-      name.textContent = id;
+      name.textContent = objectName(model, id);
+      name.title = `object ${id}`;
       const count = document.createElement("span");
       count.className = "muted";
       count.textContent = model.label(id, state.frame) ? "labelled here" : `${model.labelFrames(id).length} fr`;

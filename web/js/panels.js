@@ -415,7 +415,8 @@ export class TracksPanel {
     const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}|${conflicts.map((c) => `${c.object}@${c.frame}`).join(",")}`;
     if (row.key === key) return;
     row.key = key;
-    const objects = r.objects.length === 1 ? r.objects[0] : `${r.objects[0]} +${r.objects.length - 1}`;
+    const first = objectName(model, r.objects[0]);
+    const objects = r.objects.length === 1 ? first : `${first} +${r.objects.length - 1}`;
     const arrow = r.direction === "backward" ? "\u2190" : "\u2192";
     row.what.textContent = `${arrow} ${objects} · from ${r.start}${r.algorithm === "interpolation" ? " · interpolated" : ""}${r.autosave ? " · auto" : ""} · ${shortActor(track.actor)}`;
     row.what.title = `${r.direction} ${r.range} frames from ${r.start}, ${r.algorithm}${r.interval ? `, interval ${r.interval}` : ""}${r.autosave ? ", saved directly" : ""}${r.replaces ? `, replaces ${r.replaces.slice(0, 8)}` : ""}\ntrack ${track.id}`;
@@ -444,7 +445,7 @@ export class TracksPanel {
     if (running) parts.push(row.cancel);
     if (conflicts.length) {
       row.conflicts.textContent = conflictText(conflicts.length);
-      const where = conflicts.slice(0, 8).map((c) => `${c.object} on frame ${c.frame}`).join(", ") + (conflicts.length > 8 ? ", …" : "");
+      const where = conflicts.slice(0, 8).map((c) => `${objectName(model, c.object)} on frame ${c.frame}`).join(", ") + (conflicts.length > 8 ? ", …" : "");
       row.conflicts.title = `Tracked results on frames with a person's label (${where}): ${keepsPeople(r) ? "Save keeps the person's label" : "this older track's Save replaces it"}. Click: go to the first.`;
       parts.splice(1, 0, row.conflicts);
     }
