@@ -15,7 +15,7 @@ from masklog.domain import coco
 from masklog.domain.events import Event, MediaAdded, NewEvent, SchemaError, decode_event
 from masklog.server.exchange.formats import FORMATS
 from masklog.server.exchange.writer import LabelsToExport, LogWriter, Progress, project_streams
-from masklog.server.replay import replay
+from masklog.server.replay import project_as_of, replay_project
 
 
 class ExchangeError(Exception):
@@ -50,23 +50,22 @@ async def export_offline(
             async for chunk in writer.write(store, None, seq):
                 out.write(chunk)
             return
-        if seq is None:
-            from masklog.server.ledger import rebuild
-
-            state = await rebuild(store)
-        else:
-            state = await replay(store, None, seq)
-        if project is None or project not in state.projects:
+        # The project-level state (small), then the project's media items one after the
+        # other, each from its nearest snapshot: never a fold of the whole log.
+        position = seq if seq is not None else await store.head()
+        base = await project_as_of(store, project, position) if project is not None else None
+        if base is None or project not in base.projects:
             raise ExchangeError(f"unknown project {project!r}" if project else f"name a project (--project) for {kind} exports")
-        in_project = [m for m in state.media.values() if m.project == project]
+        in_project = [m for m in base.media.values() if m.project == project]
         unknown = [m for m in media_ids if m not in {item.media for item in in_project}]
         if unknown:
             raise ExchangeError(f"unknown media {unknown[0]!r} in project {project!r}")
         media = [m for m in in_project if not media_ids or m.media in media_ids]
         if isinstance(writer, LogWriter):
-            async for chunk in writer.write(store, project_streams(state, project), seq):
+            async for chunk in writer.write(store, project_streams(base, project), seq):
                 out.write(chunk)
             return
+        state = await replay_project(store, project, [m.media for m in media], position)
 
         @functools.cache  # opened only if a writer reads frames
         def library() -> MediaLibrary:

@@ -73,6 +73,9 @@ def test_a_rename_is_seen_by_everyone_and_exported(live, tmp_path):
     with live.http("alice") as alice, live.http("bob") as bob:
         command(alice, {"type": "object_created", "object": "named-1", "media": "m1", "class_id": "box", "name": "left cyclist"})
         command(alice, {"type": "label_saved", "object": "named-1", "frame": 7, "shape": {"type": "bbox", "x": 3, "y": 3, "w": 9, "h": 9}, "source": "manual"})
+        # And an unnamed one, whose annotations must carry no name.
+        command(alice, {"type": "object_created", "object": "x-unnamed-1", "media": "m1", "class_id": "box"})
+        command(alice, {"type": "label_saved", "object": "x-unnamed-1", "frame": 8, "shape": {"type": "bbox", "x": 20, "y": 3, "w": 9, "h": 9}, "source": "manual"})
         assert objects(bob)["named-1"]["name"] == "left cyclist"
         command(bob, {"type": "object_renamed", "object": "named-1", "name": "right cyclist"})
         assert objects(alice)["named-1"]["name"] == "right cyclist"
