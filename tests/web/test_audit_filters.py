@@ -27,14 +27,14 @@ def drawn(page: Any) -> set[str]:
 def audit_rows(page: Any) -> dict[str, str]:
     """The audit table's rows: first cell -> last cell (the total)."""
     return dict(page.evaluate(
-        "[...document.querySelectorAll('#audit-table tr')].slice(1).map(r => [r.cells[0].innerText, r.cells[r.cells.length - 1].innerText])"
+        "[...document.querySelectorAll('#audit-table tr')].slice(1).map(r => [r.cells[0].dataset.key ?? r.cells[0].innerText, r.cells[r.cells.length - 1].innerText])"
     ))
 
 
 def wait_audit(page: Any, rows: dict[str, str]) -> None:
     page.wait_for_function(
         """(want) => {
-          const rows = [...document.querySelectorAll('#audit-table tr')].slice(1).map(r => [r.cells[0].innerText, r.cells[r.cells.length - 1].innerText]);
+          const rows = [...document.querySelectorAll('#audit-table tr')].slice(1).map(r => [r.cells[0].dataset.key ?? r.cells[0].innerText, r.cells[r.cells.length - 1].innerText]);
           return JSON.stringify(Object.fromEntries(rows.filter(r => r.length === 2 && r[0] !== 'no labels'))) === JSON.stringify(want);
         }""",
         arg=dict(sorted(rows.items())),
@@ -83,6 +83,9 @@ def test_filters_narrow_the_canvas_and_the_audit_table_and_a_prompt_is_drawn_on_
     assert alice.is_hidden("[data-testid=filter-badge]")
     alice.select_option("[data-testid=audit-by]", "object")
     wait_audit(alice, {sam: "1", box: "3", poly: "1"})
+    # Objects are listed by the names people see (the id in the title), as in the object list.
+    shown_names = alice.evaluate("[...document.querySelectorAll('#audit-table tr')].slice(1).map(r => [r.cells[0].dataset.key, r.cells[0].innerText])")
+    assert {key: text for key, text in shown_names} == {key: alice.evaluate("(id) => masklog.objectName(id)", key) for key in (sam, box, poly)}
 
     # Annotator: only bob's labels are drawn and counted.
     choose(alice, "annotator", "user:bob")

@@ -3,6 +3,7 @@
 // change refreshes it (at most every 800 ms).
 
 import { SOURCE_COLOURS } from "./colours.js";
+import { objectName } from "./objects.js";
 
 export class AuditTable {
   /**
@@ -51,7 +52,11 @@ export class AuditTable {
     for (const key of keys) {
       const row = t.insertRow();
       const counts = answer.counts[key];
-      row.insertCell().textContent = key;
+      const first = row.insertCell();
+      first.dataset.key = key;
+      // Objects by the name people gave them (or "class #n"); the id stays in the title.
+      first.textContent = by === "object" ? objectName(model, key) : key;
+      if (by === "object") first.title = `object ${key}`;
       let total = 0;
       for (const source of sources) {
         const n = counts[source] ?? 0;
