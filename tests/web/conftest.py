@@ -4,7 +4,9 @@ missing, except in CI (MASKLOG_REQUIRE_BROWSER=1), where that is a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,18 +63,23 @@ def browser(chromium):  # type: ignore[no-untyped-def]
         browser.close()
 
 
-@pytest.fixture
-def open_page(browser, site):  # type: ignore[no-untyped-def]
-    """open_page(user, media) -> a page logged in as `user` on `media`, the editor ready. Any
-    JavaScript error on a page fails the test."""
+@contextlib.contextmanager
+def page_opener(browser, site, *, allowed_console: re.Pattern[str] | None = None):  # type: ignore[no-untyped-def]
+    """open_(user, media, frame) -> a page logged in as `user` on `media`, the editor ready. Any
+    JavaScript error on a page fails the test, and so does a console error unless it matches
+    `allowed_console` (tests that ask the server for refusals on purpose)."""
     contexts, errors = [], []
 
+    def on_console(user: str, message) -> None:  # type: ignore[no-untyped-def]
+        if message.type == "error" and not (allowed_console and allowed_console.match(message.text)):
+            errors.append(f"{user}: console {message.text}")
+
     def open_(user: str, media: str = "clip", frame: int = 0):  # type: ignore[no-untyped-def]
-        context = browser.new_context(viewport={"width": 1280, "height": 720})
+        context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(f"{user}: {error}"))
-        page.on("console", lambda message: errors.append(f"{user}: console {message.text}") if message.type == "error" else None)
+        page.on("console", lambda message: on_console(user, message))
         page.goto(f"{site.url}/#token={site.tokens[user]}&media={media}&frame={frame}")
         page.wait_for_function("window.masklog && window.masklog.ready", timeout=20_000)
         page.evaluate("window.masklog.ready")
@@ -82,6 +89,13 @@ def open_page(browser, site):  # type: ignore[no-untyped-def]
     for context in contexts:
         context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def open_page(browser, site):  # type: ignore[no-untyped-def]
+    """open_page(user, media, frame): see `page_opener`."""
+    with page_opener(browser, site) as open_:
+        yield open_
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from masklog.server.accounts import Role
 from tests.conftest import SHARED_DATA
 from tests.server.live import LiveServer, start_server
 from tests.server.rest import command
-from tests.web.conftest import CLIP
+from tests.web.conftest import CLIP, page_opener
 
 
 def fresh(prefix: str) -> str:
@@ -108,25 +108,10 @@ REFUSAL = re.compile(r"^Failed to load resource: the server responded with a sta
 
 @pytest.fixture
 def open_page(browser, site):  # type: ignore[no-untyped-def]
-    """conftest's open_page (a page signed in as `user` on `media`, any JavaScript error fails the
-    test) that lets the server's refusals through: they are what some of these tests check."""
-    contexts, errors = [], []
-
-    def open_(user: str, media: str = "clip"):  # type: ignore[no-untyped-def]
-        context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(f"{user}: {error}"))
-        page.on("console", lambda m: errors.append(f"{user}: console {m.text}") if m.type == "error" and not REFUSAL.match(m.text) else None)
-        page.goto(f"{site.url}/#token={site.tokens[user]}&media={media}&frame=0")
-        page.wait_for_function("window.masklog && window.masklog.ready", timeout=20_000)
-        page.evaluate("window.masklog.ready")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert not errors, errors
+    """conftest's open_page that lets the server's refusals through: they are what some of these
+    tests check."""
+    with page_opener(browser, site, allowed_console=REFUSAL) as open_:
+        yield open_
 
 
 # ---- point 6 on the seeded site -------------------------------------------------------------------
