@@ -12,19 +12,15 @@ point, checks the file, and restarts it (which continues the same log) for a few
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from masklog.domain.snapshots import PROJECTION_VERSION, decode_media_state, media_part, media_view
 from masklog.domain.state import fold
 from masklog.server.sqlite_store import SQLiteEventStore
+from tests.server.killed_child import acks_until_killed
 
-ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ["m1", "m2", "m3"]
 
 CHILD = """
@@ -88,25 +84,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 def run_and_kill(path: Path, seed: int, acks_before_kill: int, stderr_path: Path) -> int:
     """Run the child until it acknowledged `acks_before_kill` appends, kill -9 it; the last
     acknowledged head."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    with open(stderr_path, "wb") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), str(seed)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr
-        )
-    assert child.stdout is not None
-    lines: list[bytes] = []
-    try:
-        while len(lines) < acks_before_kill:
-            line = child.stdout.readline()
-            if not line:
-                raise AssertionError(f"child exited early: {stderr_path.read_text()[-3000:]}")
-            lines.append(line)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    lines += child.stdout.read().splitlines(keepends=True)
-    child.stdout.close()
-    return max(int(line) for line in lines if line.endswith(b"\n"))
+    return max(int(line) for line in acks_until_killed(CHILD, [str(path), str(seed)], acks_before_kill, stderr_path))
 
 
 def snapshot_rows(path: Path) -> list[tuple[str, int, int, bytes, bytes]]:

@@ -7,19 +7,14 @@ point, then checks the file with plain sqlite3 and reopens it with the store.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from uuid import UUID
 
 from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.events_factory import batch
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.server.killed_child import acks_until_killed
 
 CHILD = """
 import asyncio, random, sys
@@ -43,31 +38,10 @@ asyncio.run(main(sys.argv[1]))
 
 
 def run_and_kill(path: Path, acks_before_kill: int, stderr_path: Path) -> list[tuple[int, UUID]]:
-    # The parent's import path too: `masklog` must be this checkout's, not an installed one.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    with open(stderr_path, "wb") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr
-        )
-    assert child.stdout is not None
-    lines: list[bytes] = []
-    try:
-        while len(lines) < acks_before_kill:
-            line = child.stdout.readline()
-            if not line:
-                raise AssertionError(f"child exited early: {stderr_path.read_text()[-2000:]}")
-            lines.append(line)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    # Acks already in the pipe were given before the kill; a torn last line was not.
-    lines += child.stdout.read().splitlines(keepends=True)
-    child.stdout.close()
     acked = []
-    for line in lines:
-        if line.endswith(b"\n"):
-            seq, id = line.split()
-            acked.append((int(seq), id.decode()))
+    for line in acks_until_killed(CHILD, [str(path)], acks_before_kill, stderr_path):
+        seq, id = line.split()
+        acked.append((int(seq), id.decode()))
     return acked
 
 
