@@ -685,7 +685,7 @@ def _revert_top(state: LabelState, actor: str, media: str, which: str) -> tuple[
     if not stack:
         code = ErrorCode.NOTHING_TO_UNDO if which == "undo" else ErrorCode.NOTHING_TO_REDO
         raise DomainError(code, f"nothing of yours to {which} on this media")
-    changes, conflicts = _compensate(state, state.actions[stack[-1]].changes)
+    changes, conflicts = _compensate(state, state.action_changes(stack[-1]))
     return stack[-1], changes, conflicts
 
 

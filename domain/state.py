@@ -16,6 +16,8 @@ import copy as _copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from masklog.domain.events import (
     Change,
     ClassAdded,
@@ -49,6 +51,8 @@ from masklog.domain.events import (
     Undone,
 )
 from masklog.domain.shapes import Shape
+
+_changes_decoder = msgspec.msgpack.Decoder(list[Change])
 
 # How many actions per user and media item can be undone; older ones fall off, as in any editor.
 UNDO_DEPTH = 200
@@ -102,14 +106,32 @@ class TrackInfo:
         return interval > 0 and self.lost_streak.get(object_id, 0) >= interval
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Action:
-    """One undoable user action: the cells it changed, in order."""
+    """One undoable user action: the cells it changed, in order.
+
+    An action loaded from a snapshot keeps its changes `encoded` (MessagePack) until something
+    asks for them (`LabelState.action_changes`): most are never undone, and decoding a media
+    item's 200 actions per user is most of what loading it would cost."""
 
     id: str
     actor: str
     media: str
     changes: list[Change]
+    encoded: bytes | None = None
+
+    def decoded_changes(self) -> list[Change]:
+        if self.encoded is not None:
+            self.changes = _changes_decoder.decode(self.encoded)
+            self.encoded = None
+        return self.changes
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Action):
+            return NotImplemented
+        return (self.id, self.actor, self.media) == (other.id, other.actor, other.media) and self.decoded_changes() == other.decoded_changes()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq would be
 
 
 @dataclass(slots=True)
@@ -169,6 +191,10 @@ class LabelState:
 
     def stacks_of(self, actor: str, media: str) -> UndoStacks:
         return self.stacks.get((actor, media)) or UndoStacks()
+
+    def action_changes(self, action_id: str) -> list[Change]:
+        """The cell changes of an action on an undo or redo stack (decoded on first use)."""
+        return self.actions[action_id].decoded_changes()
 
     def copy(self) -> LabelState:
         """An independent copy (values are frozen structs, so only containers are copied)."""

@@ -47,8 +47,13 @@ from masklog.domain.events import (
     TrackRequested,
     media_stream,
 )
-from masklog.domain.snapshots import PROJECTION_VERSION, SnapshotError, decode_media_state, encode_media_state, media_view
+from masklog.domain.snapshots import (
+    EncodedSnapshot,
+    encode_media_snapshot,
+    media_view,
+)
 from masklog.domain.state import LabelState
+from masklog.server.snapshot_io import load_media_snapshot, stored_snapshot
 from masklog.server.store import EventStore, Snapshot
 
 log = logging.getLogger("masklog.projections")
@@ -228,26 +233,18 @@ class Projections:
         if state is not None:
             return state
         stream = media_stream(media)
-        snapshot = await self.store.load_snapshot(stream, PROJECTION_VERSION)
-        state = None
-        if snapshot is not None:
-            try:
-                state = await asyncio.to_thread(decode_media_state, snapshot.data, self.base)
-            except SnapshotError as error:
-                log.warning("snapshot of %s at %d does not decode (%s): folding its stream from 0", stream, snapshot.seq, error)
-                snapshot = None
-        if state is None:
-            state = media_view(self.base)
+        loaded = await load_media_snapshot(self.store, media, self.base)
+        state = loaded.state if loaded is not None else media_view(self.base)
         folded = 0
         async for batch in self.store.iter_batches(state.seq, stream=stream):
             # Off the loop: the state is nobody else's yet, and media events read nothing of
             # the base's dicts.
             await asyncio.to_thread(_fold, batch, state)
             folded += len(batch)
-        entry = _Loaded(state, len(snapshot.data) if snapshot is not None else 0, folded)
+        entry = _Loaded(state, loaded.size if loaded is not None else 0, folded)
         self._loaded[media] = entry
         self.loads += 1
-        log.debug("loaded %s: snapshot at %s + %d events", stream, snapshot.seq if snapshot else None, folded)
+        log.debug("loaded %s: snapshot at %s + %d events", stream, loaded.seq if loaded else None, folded)
         if folded >= self.snapshot_every:
             self._snapshot_media(media, entry)
         self._evict_over_budget(keep=media)
@@ -285,7 +282,7 @@ class Projections:
         if entry.since_snapshot:
             # Every event of it is committed (nothing in flight), and nobody changes it any more.
             state = entry.state
-            self._spawn(self._write(media_stream(media), state.seq, PROJECTION_VERSION, lambda: encode_media_state(state)))
+            self._spawn(self._write_media(media, state.seq, lambda: encode_media_snapshot(state)))
         return True
 
     def _running_media(self) -> set[str]:
@@ -383,12 +380,12 @@ class Projections:
         state = entry.state.copy()
         entry.since_snapshot = 0
 
-        def encode() -> bytes:
-            data = encode_media_state(state)
-            entry.snapshot_bytes = len(data)
-            return data
+        def encode() -> EncodedSnapshot:
+            encoded = encode_media_snapshot(state)
+            entry.snapshot_bytes = encoded.size
+            return encoded
 
-        self._when_committed(state.seq, lambda: self._spawn(self._write(media_stream(media), state.seq, PROJECTION_VERSION, encode)))
+        self._when_committed(state.seq, lambda: self._spawn(self._write_media(media, state.seq, encode)))
 
     def _write_base(self, seq: int) -> None:
         """Snapshot the base as of `seq` (the position of the last event applied)."""
@@ -412,6 +409,15 @@ class Projections:
         try:
             data = await asyncio.to_thread(encode)
             await self.store.save_snapshot(Snapshot(stream=stream, seq=seq, version=version, data=data))
+            self.snapshots_written += 1
+        except Exception:  # a snapshot is an optimisation: the log still has everything
+            log.exception("writing the snapshot of %s at %d failed", stream, seq)
+
+    async def _write_media(self, media: str, seq: int, encode: Callable[[], EncodedSnapshot]) -> None:
+        stream = media_stream(media)
+        try:
+            encoded = await asyncio.to_thread(encode)
+            await self.store.save_snapshot(stored_snapshot(stream, seq, encoded))
             self.snapshots_written += 1
         except Exception:  # a snapshot is an optimisation: the log still has everything
             log.exception("writing the snapshot of %s at %d failed", stream, seq)

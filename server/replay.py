@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 from masklog.domain.events import Event, MediaAdded, media_stream, project_stream
-from masklog.domain.snapshots import PROJECTION_VERSION, SnapshotError, decode_media_state, media_view
+from masklog.domain.snapshots import Window, media_view
 from masklog.domain.state import LabelState
+from masklog.server.snapshot_io import load_media_snapshot
 from masklog.server.store import EventStore
 
 log = logging.getLogger("masklog.replay")
@@ -41,20 +42,14 @@ async def project_as_of(store: EventStore, project: str, seq: int) -> LabelState
     return state
 
 
-async def media_as_of(store: EventStore, base: LabelState, media: str, seq: int) -> LabelState:
+async def media_as_of(store: EventStore, base: LabelState, media: str, seq: int, window: Window | None = None) -> LabelState:
     """Media item `media`'s state after position `seq`, sharing `base`'s project-level dicts
     (the project's state as of `seq`): its newest snapshot at or before `seq` and its stream's
-    events after that, up to `seq`."""
+    events after that, up to `seq`. With `window` (inclusive frames), only those frames' labels
+    are real: a state to read, never to decide on (see `decode_media_snapshot`)."""
     stream = media_stream(media)
-    state: LabelState | None = None
-    snapshot = await store.load_snapshot(stream, PROJECTION_VERSION, at_or_before=seq)
-    if snapshot is not None:
-        try:
-            state = decode_media_state(snapshot.data, base)
-        except SnapshotError as error:
-            log.warning("snapshot of %s at %d does not decode (%s): replaying its stream from 0", stream, snapshot.seq, error)
-    if state is None:
-        state = media_view(base)
+    loaded = await load_media_snapshot(store, media, base, at_or_before=seq, window=window)
+    state = loaded.state if loaded is not None else media_view(base)
     async for batch in store.iter_batches(state.seq, stream=stream):
         for event in batch:
             if event.seq > seq:
@@ -63,20 +58,21 @@ async def media_as_of(store: EventStore, base: LabelState, media: str, seq: int)
     return state
 
 
-async def replay_media(store: EventStore, media: MediaAdded, seq: int) -> LabelState:
+async def replay_media(store: EventStore, media: MediaAdded, seq: int, window: Window | None = None) -> LabelState:
     """A media item's state as of `seq`, its `seq` the last position of its own or its project's
-    stream up to `seq` (as a fold of the two streams would have it)."""
+    stream up to `seq` (as a fold of the two streams would have it); `window` as for `media_as_of`."""
     base = await project_as_of(store, media.project, seq)
-    state = await media_as_of(store, base, media.media, seq)
+    state = await media_as_of(store, base, media.media, seq, window)
     state.seq = max(state.seq, base.seq)
     return state
 
 
-async def state_as_of(store: EventStore, live: Live, media: MediaAdded, seq: int | None) -> LabelState:
-    """A media item's live state, or its state as of `seq`."""
+async def state_as_of(store: EventStore, live: Live, media: MediaAdded, seq: int | None, window: Window | None = None) -> LabelState:
+    """A media item's live state, or its state as of `seq` (with `window`, only those frames'
+    labels need be real: read it, never decide on it)."""
     if seq is None or seq >= live.head:
         return await live.state_of(media.media)
-    return await replay_media(store, media, seq)
+    return await replay_media(store, media, seq, window)
 
 
 async def replay_project(store: EventStore, project: str, media: Iterable[str], seq: int) -> LabelState:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from masklog.domain.events import media_stream
-from masklog.domain.snapshots import PROJECTION_VERSION, encode_media_state, media_view
+from masklog.domain.snapshots import encode_media_snapshot, media_view
 from masklog.domain.state import LabelState, fold
 from masklog.server.settings import Settings
+from masklog.server.snapshot_io import stored_snapshot
 from masklog.server.storage import open_store
-from masklog.server.store import EventStore, Snapshot
+from masklog.server.store import EventStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +53,14 @@ async def snapshot_all(store: EventStore, every: int, progress: Callable[[str, i
                 state.apply(event)
                 since += 1
                 if since == every:
-                    await store.save_snapshot(Snapshot(stream=stream, seq=state.seq, version=PROJECTION_VERSION, data=encode_media_state(state)))
+                    await store.save_snapshot(stored_snapshot(stream, state.seq, encode_media_snapshot(state)))
                     written += 1
                     since = 0
             events += len(batch)
         if since:
-            await store.save_snapshot(Snapshot(stream=stream, seq=state.seq, version=PROJECTION_VERSION, data=encode_media_state(state)))
+            await store.save_snapshot(stored_snapshot(stream, state.seq, encode_media_snapshot(state)))
             written += 1
         if progress is not None:
             progress(media, events)
     return SnapshotReport(len(base.media), written, events)
+

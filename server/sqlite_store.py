@@ -32,6 +32,9 @@ Besides the log the file holds two derived tables (format 2):
 - `snapshots` (stream, seq, version, checksum, data): projection snapshots, a cache. The
   checksum (sha256 of data) is checked on every load; a damaged row is skipped, never trusted.
   Retention (`snapshots_to_drop`) runs in the transaction of each save.
+- (format 3) `snapshot_parts` (key, data): the parts snapshots share, stored once by key (their
+  sha256, checked on every load), and `snapshot_refs` (which snapshot uses which part). A part
+  goes when retention drops the last snapshot that refers to it, in the same transaction.
 """
 
 from __future__ import annotations
@@ -84,8 +87,9 @@ log = logging.getLogger(__name__)
 # Bumped when the table layout changes; a file from a newer build is refused, not guessed at.
 # 1: events. 2: + objects (the object index) and snapshots; a format-1 file is upgraded on open
 # (tables created, index filled from the events). A build that only knows format 1 refuses a
-# format-2 file: it would append events without keeping the index up to date.
-STORE_FORMAT = 2
+# format-2 file: it would append events without keeping the index up to date. 3: + snapshot
+# parts and their references (tables created on open; a format-2 file's snapshots stay readable).
+STORE_FORMAT = 3
 
 # A group stops growing at this many events, so one transaction (and the memory and latency it
 # holds) stays bounded however many callers pile up; a single larger batch still goes alone.
@@ -116,6 +120,19 @@ _SCHEMA = [
     data BLOB NOT NULL,
     PRIMARY KEY (stream, seq, version)
 ) STRICT""",
+    # Parts of snapshots, by key = sha256(data), and which snapshot refers to which.
+    """CREATE TABLE IF NOT EXISTS snapshot_parts (
+    key BLOB PRIMARY KEY,
+    data BLOB NOT NULL
+) STRICT""",
+    """CREATE TABLE IF NOT EXISTS snapshot_refs (
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (stream, seq, version, key)
+) STRICT, WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS snapshot_refs_key ON snapshot_refs (key)",
 ]
 
 # Filling the object index of a format-1 file from its events: created objects first (they win),
@@ -455,14 +472,14 @@ class SQLiteEventStore:
         self._check_open()
         _check_snapshot(snapshot)
         loop = asyncio.get_running_loop()
-        if len(snapshot.data) > _HASH_INLINE_BYTES:
-            checksum = await asyncio.to_thread(snapshot_checksum, snapshot.data)
+        if len(snapshot.data) + sum(len(part) for part in snapshot.parts) > _HASH_INLINE_BYTES:
+            checksum, keys = await asyncio.to_thread(_digests, snapshot)
         else:
-            checksum = snapshot_checksum(snapshot.data)
+            checksum, keys = _digests(snapshot)
         self._check_open()
         try:
             # On the writer's thread and connection: serialised with the group commits.
-            await loop.run_in_executor(self._executor, _save_snapshot, self._writer, snapshot, checksum)
+            await loop.run_in_executor(self._executor, _save_snapshot, self._writer, snapshot, checksum, keys)
         except sqlite3.Error as error:
             raise _append_failed(error) from error
 
@@ -492,6 +509,29 @@ class SQLiteEventStore:
                 self.path, stream, seq, version,
             )
             bound = seq - 1
+
+    async def load_parts(self, keys: Sequence[bytes]) -> list[bytes] | None:
+        self._check_open()
+        if isinstance(keys, (bytes, str)) or not all(isinstance(key, bytes) for key in keys):
+            raise ValueError("keys must be a sequence of bytes")
+        found: dict[bytes, bytes] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start : start + _LOOKUP_CHUNK]
+            rows = await self._query(
+                f"SELECT key, data FROM snapshot_parts WHERE key IN ({','.join('?' * len(chunk))})", tuple(chunk)
+            )
+            found.update((key, data) for key, data in rows if isinstance(key, bytes) and isinstance(data, bytes))
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            log.warning("%s: %d snapshot part(s) missing (e.g. %s)", self.path, len(missing), missing[0].hex()[:12])
+            return None
+        size = sum(len(data) for data in found.values())
+        damaged = await asyncio.to_thread(_damaged, found) if size > _HASH_INLINE_BYTES else _damaged(found)
+        if damaged:
+            log.warning("%s: snapshot part %s fails its digest; not used", self.path, damaged[0].hex()[:12])
+            return None
+        return [found[key] for key in keys]
 
     async def object_media(self, object_id: str) -> str | None:
         self._check_open()
@@ -705,14 +745,40 @@ def _claim_objects(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
         conn.executemany(_CLAIM, claimed)
 
 
-def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes) -> None:
-    """Store one snapshot and thin out older ones of its stream and version, in one transaction."""
+def _digests(snapshot: Snapshot) -> tuple[bytes, list[bytes]]:
+    return snapshot_checksum(snapshot.data), [snapshot_checksum(part) for part in snapshot.parts]
+
+
+def _damaged(parts: dict[bytes, bytes]) -> list[bytes]:
+    return [key for key, data in parts.items() if snapshot_checksum(data) != key]
+
+
+def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes, keys: list[bytes]) -> None:
+    """Store one snapshot with its parts and thin out older ones of its stream and version, in
+    one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
             "INSERT OR REPLACE INTO snapshots (stream, seq, version, checksum, data) VALUES (?, ?, ?, ?, ?)",
             (snapshot.stream, snapshot.seq, snapshot.version, checksum, snapshot.data),
         )
+        if keys:
+            present = {
+                row[0]
+                for start in range(0, len(keys), _LOOKUP_CHUNK)
+                for row in conn.execute(
+                    f"SELECT key FROM snapshot_parts WHERE key IN ({','.join('?' * len(keys[start : start + _LOOKUP_CHUNK]))})",
+                    keys[start : start + _LOOKUP_CHUNK],
+                )
+            }
+            conn.executemany(
+                "INSERT OR IGNORE INTO snapshot_parts (key, data) VALUES (?, ?)",
+                [(key, part) for key, part in zip(keys, snapshot.parts, strict=True) if key not in present],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO snapshot_refs (stream, seq, version, key) VALUES (?, ?, ?, ?)",
+                [(snapshot.stream, snapshot.seq, snapshot.version, key) for key in dict.fromkeys(keys)],
+            )
         seqs = [
             row[0]
             for row in conn.execute(
@@ -721,9 +787,20 @@ def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes
         ]
         drop = snapshots_to_drop(seqs)
         if drop:
+            dropped = [(snapshot.stream, snapshot.version, seq) for seq in drop]
+            conn.executemany("DELETE FROM snapshots WHERE stream = ? AND version = ? AND seq = ?", dropped)
+            released = {
+                row[0]
+                for seq in drop
+                for row in conn.execute(
+                    "SELECT key FROM snapshot_refs WHERE stream = ? AND version = ? AND seq = ?", (snapshot.stream, snapshot.version, seq)
+                )
+            }
+            conn.executemany("DELETE FROM snapshot_refs WHERE stream = ? AND version = ? AND seq = ?", dropped)
+            # Parts no snapshot refers to any more go with the last one that did.
             conn.executemany(
-                "DELETE FROM snapshots WHERE stream = ? AND version = ? AND seq = ?",
-                [(snapshot.stream, snapshot.version, seq) for seq in drop],
+                "DELETE FROM snapshot_parts WHERE key = ? AND NOT EXISTS (SELECT 1 FROM snapshot_refs WHERE key = ?)",
+                [(key, key) for key in released],
             )
         conn.execute("COMMIT")
     except BaseException:
@@ -797,6 +874,8 @@ def _check_snapshot(snapshot: Snapshot) -> None:
             raise ValueError(f"a snapshot's {name} must be an int from 0 to 2**63-1, not {value!r}")
     if not isinstance(snapshot.data, bytes):
         raise ValueError("a snapshot's data must be bytes")
+    if not isinstance(snapshot.parts, tuple) or not all(isinstance(part, bytes) for part in snapshot.parts):
+        raise ValueError("a snapshot's parts must be a tuple of bytes")
 
 
 def _discard(future: asyncio.Future[Any]) -> None:

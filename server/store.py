@@ -64,12 +64,17 @@ class Snapshot(msgspec.Struct, frozen=True):
 
     `stream` names what it is the state of (`media:<id>`, or `base` for the project-level
     state), `seq` the position it is as of, `version` the projection schema version it was
-    encoded with (`domain.snapshots.PROJECTION_VERSION`), `data` the encoded state."""
+    encoded with (`domain.snapshots.PROJECTION_VERSION`), `data` the encoded state (for a media
+    item, its manifest). `parts`: blobs the data refers to by their sha256 (`part_key`), which
+    the store keeps once however many snapshots share them and hands out by key (`load_parts`),
+    so a reader fetches only the parts it needs. `load_snapshot` returns the data only (`parts`
+    empty)."""
 
     stream: str
     seq: int
     version: int
     data: bytes
+    parts: tuple[bytes, ...] = ()
 
 
 class EventStore(Protocol):
@@ -135,8 +140,10 @@ class EventStore(Protocol):
     # wrong state. A store that had none would still be correct (load_snapshot -> None).
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Store a snapshot with a checksum of its data, written off the event loop and durable
-        like an append. Idempotent for the same (stream, seq, version). Older snapshots of the
+        """Store a snapshot with a checksum of its data, and its parts by their sha256 (a part
+        already stored, by this or another snapshot, is not stored again), written off the event
+        loop and durable like an append. Idempotent for the same (stream, seq, version). A part
+        is kept as long as a snapshot refers to it. Older snapshots of the
         same stream and version are thinned out (see the backend's retention rule), always
         keeping the newest few and one at growing intervals before them, so a replay of any
         position finds one not far before it."""
@@ -147,6 +154,13 @@ class EventStore(Protocol):
         `at_or_before` (any, when None); None when there is none. A snapshot whose data fails
         its checksum (damaged, truncated) is skipped with a logged warning and the next older
         one is tried: never returned. Snapshots of other versions are ignored."""
+        ...
+
+    async def load_parts(self, keys: Sequence[bytes]) -> list[bytes] | None:
+        """The snapshot parts named by `keys` (sha256 digests), in that order; None when one is
+        missing (a part is kept while a snapshot refers to it) or fails its digest (damaged):
+        never a part that does not match its key. The caller then uses an older snapshot or
+        the events."""
         ...
 
     async def object_media(self, object_id: str) -> str | None:

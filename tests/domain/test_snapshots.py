@@ -8,12 +8,14 @@ taken earlier plus the stream's events after it gives the same state again."""
 from __future__ import annotations
 
 import uuid
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from masklog.domain import events as ev
+from masklog.domain import snapshots
 from masklog.domain.decide import DomainError, SaveSegment, decide, scope_of
 from masklog.domain.snapshots import (
     SnapshotError,
@@ -154,6 +156,80 @@ def test_media_folds_and_snapshots_equal_the_full_fold_at_every_position(made, o
             fold((e for e in log.events if taken_at < e.seq <= position and e.stream == f"media:{media}"), state)
             assert state == view, (media, taken_at, position)
     assert full == log.state
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(creates, multi_ops, st.randoms(use_true_random=False))
+def test_a_windowed_snapshot_plus_the_tail_gives_the_windows_labels_and_every_cells_head(made, ops, rng):
+    """What a replay reads: a snapshot decoded for a window of frames only (its parts for those
+    frames, no undo actions), then the stream's later events folded on it, has exactly the full
+    fold's labels on the window's frames, and every other cell with its source, actor and model."""
+    with patch.object(snapshots, "CHUNK_FRAMES", 4):  # FRAMES = 12: three blocks
+        log = setup()
+        for obj, media_index, param in made:
+            run(log, ("create", ALICE, obj, 0, param), media_index, None)
+            run(log, ("save", ALICE, obj, param % FRAMES, param), media_index, None)
+        for op, media_index, extra in ops:
+            run(log, op, media_index, extra)
+        base = fold(e for e in log.events if is_project_event(e))
+        for media in MEDIA:
+            events = [e for e in log.events if e.stream == f"media:{media}"]
+            cut = rng.randint(0, len(events))
+            encoded = snapshots.encode_media_snapshot(fold(events[:cut], media_view(base)))
+            first = rng.randint(0, FRAMES - 1)
+            window = (first, rng.randint(first, FRAMES - 1))
+            manifest = snapshots.read_manifest(encoded.manifest)
+            needed = manifest.parts_for(window)
+            assert len(needed) <= window[1] // 4 - window[0] // 4 + 1  # the window's blocks only
+            state = snapshots.decode_media_snapshot(manifest, {key: encoded.parts[key] for key in needed}, base, window)
+            fold(events[cut:], state)
+            full = fold(events, media_view(base))
+            assert state.labels.keys() == full.labels.keys()
+            for oid, frames in full.labels.items():
+                assert list(state.labels[oid]) == list(frames)
+                for frame, label in frames.items():
+                    got = state.labels[oid][frame]
+                    if window[0] <= frame <= window[1]:
+                        assert got == label, (media, oid, frame)
+                    else:
+                        assert (got.source, got.actor, got.model) == (label.source, label.actor, label.model)
+            assert (state.objects, state.proposals) == (full.objects, full.proposals)
+            # A track requested in the tail copies the shapes it conditions on from the labels:
+            # outside the window, placeholders. What a replay shows of a track is the rest.
+            shown = lambda t: (t.request, t.actor, t.seq, t.status, t.produced, t.reason, t.last_frame, t.lost_streak)  # noqa: E731
+            assert {k: shown(t) for k, t in state.tracks.items()} == {k: shown(t) for k, t in full.tracks.items()}
+            assert {k: (len(v.undo), len(v.redo)) for k, v in state.stacks.items()} == {k: (len(v.undo), len(v.redo)) for k, v in full.stacks.items()}
+
+
+def test_unchanged_label_blocks_are_the_same_parts():
+    """Two snapshots of a media item share the parts of the frames nobody changed between them."""
+    with patch.object(snapshots, "CHUNK_FRAMES", 4):
+        log = setup()
+        for i in range(3):
+            run(log, ("create", ALICE, i, 0, i), 0, None)
+        for frame in range(FRAMES):
+            run(log, ("save", ALICE, frame % 3, frame, frame), 0, None)
+        base = fold(e for e in log.events if is_project_event(e))
+        before = snapshots.encode_media_snapshot(fold((e for e in log.events if e.stream == "media:m1"), media_view(base)))
+        run(log, ("save", ALICE, 0, 9, 99), 0, None)  # block 2 (frames 8-11) changes
+        after = snapshots.encode_media_snapshot(fold((e for e in log.events if e.stream == "media:m1"), media_view(base)))
+        blocks = lambda e: dict(snapshots.read_manifest(e.manifest).value.blocks)  # noqa: E731
+        assert blocks(before)[0] == blocks(after)[0] and blocks(before)[1] == blocks(after)[1]
+        assert blocks(before)[2] != blocks(after)[2]
+
+
+def test_actions_stay_encoded_until_an_undo_needs_them():
+    log = setup()
+    for i in range(6):
+        run(log, ("create" if i < 2 else "save", ALICE, i % 2, i % FRAMES, i), 0, None)
+    base = fold(e for e in log.events if is_project_event(e))
+    view = fold((e for e in log.events if e.stream == "media:m1"), media_view(base))
+    decoded = decode_media_state(encode_media_state(view), base)
+    top = decoded.stacks_of(ALICE, "m1").undo[-1]
+    assert all(action.encoded is not None for action in decoded.actions.values())
+    assert decoded.action_changes(top) == view.action_changes(top)
+    assert decoded.actions[top].encoded is None
+    assert decoded == view
 
 
 def test_codec_keeps_order_and_types_of_a_long_history():

@@ -10,6 +10,7 @@ that backend unchanged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -52,6 +53,14 @@ class EventStoreContract:
     async def corrupt_snapshot(self, store: EventStore, stream: str, seq: int, version: int, data: bytes) -> None:
         """Overwrite the stored data of a snapshot behind the store's back (its checksum stays):
         what a damaged or half-written row looks like."""
+        raise NotImplementedError
+
+    async def corrupt_part(self, store: EventStore, key: bytes, data: bytes | None) -> None:
+        """Overwrite a stored snapshot part behind the store's back (None: delete it)."""
+        raise NotImplementedError
+
+    async def part_count(self, store: EventStore) -> int:
+        """How many snapshot parts the storage holds (to see them shared and released)."""
         raise NotImplementedError
 
     async def forget_object_index(self, store: EventStore) -> EventStore:
@@ -521,17 +530,72 @@ class EventStoreContract:
             assert target - nearest <= (newest - target) / 2 + 2 * interval, (target, nearest, newest)
         assert await store.load_snapshot("media:other", 1) is not None  # other streams untouched
 
+    # -- snapshot parts --------------------------------------------------------------------------
+
+    async def test_parts_are_stored_once_by_key_and_loaded_by_key(self, store: EventStore) -> None:
+        shared, first, second = b"shared" * 1000, b"first", b"second" * 50_000  # one large: hashed off the loop
+        key = {part: hashlib.sha256(part).digest() for part in (shared, first, second)}
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=10, version=1, data=b"m10", parts=(shared, first)))
+        await store.save_snapshot(Snapshot(stream="media:m2", seq=11, version=1, data=b"m11", parts=(shared, second, second)))
+        assert await self.part_count(store) == 3
+        loaded = await store.load_snapshot("media:m1", 1)
+        assert loaded == Snapshot(stream="media:m1", seq=10, version=1, data=b"m10")  # the data only
+        assert await store.load_parts([key[second], key[shared], key[first], key[shared]]) == [second, shared, first, shared]
+        assert await store.load_parts([]) == []
+        assert await store.load_parts([hashlib.sha256(b"never stored").digest()]) is None
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=10, version=1, data=b"m10", parts=(shared, first)))  # again
+        assert await self.part_count(store) == 3
+
+    async def test_a_part_goes_with_the_last_snapshot_that_refers_to_it(self, store: EventStore) -> None:
+        keep = b"in every snapshot"
+        for seq in range(1, 200):
+            await store.save_snapshot(Snapshot(stream="media:m1", seq=seq, version=1, data=b"%d" % seq, parts=(keep, b"only %d" % seq)))
+        kept: list[int] = []
+        bound: int | None = None
+        while (found := await store.load_snapshot("media:m1", 1, at_or_before=bound)) is not None:
+            kept.append(found.seq)
+            bound = found.seq - 1
+        assert 3 <= len(kept) < 199  # retention dropped some
+        assert await self.part_count(store) == 1 + len(kept)
+        for seq in kept:
+            parts = await store.load_parts([hashlib.sha256(keep).digest(), hashlib.sha256(b"only %d" % seq).digest()])
+            assert parts == [keep, b"only %d" % seq]
+        dropped = [seq for seq in range(1, 200) if seq not in kept]
+        for seq in dropped[:: max(1, len(dropped) // 10)]:
+            assert await store.load_parts([hashlib.sha256(b"only %d" % seq).digest()]) is None
+
+    @pytest.mark.parametrize("damage", ["flipped", "missing", "another part's bytes"])
+    async def test_a_damaged_or_missing_part_is_never_handed_out(
+        self, store: EventStore, damage: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        good, other = b"labels of frames 0-63" * 100, b"other"
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=5, version=1, data=b"m", parts=(good, other)))
+        key = hashlib.sha256(good).digest()
+        bad = {"flipped": good[:-1] + b"X", "missing": None, "another part's bytes": other}[damage]
+        await self.corrupt_part(store, key, bad)
+        caplog.set_level("WARNING")
+        assert await store.load_parts([hashlib.sha256(other).digest(), key]) is None
+        assert any("part" in r.getMessage() for r in caplog.records)
+        assert await store.load_parts([hashlib.sha256(other).digest()]) == [other]
+        # Saving a snapshot with the same part again does not repair it (it is stored once, by
+        # key): a reader falls back to the events, which is always right.
+
     async def test_bad_snapshot_arguments(self, store: EventStore) -> None:
         for bad in [
             Snapshot(stream="", seq=1, version=1, data=b""),
             Snapshot(stream="s", seq=-1, version=1, data=b""),
             Snapshot(stream="s", seq=1, version=1, data="text"),  # type: ignore[arg-type]
             Snapshot(stream="s", seq=True, version=1, data=b""),
+            Snapshot(stream="s", seq=1, version=1, data=b"", parts=["a list"]),  # type: ignore[arg-type]
+            Snapshot(stream="s", seq=1, version=1, data=b"", parts=("text",)),  # type: ignore[arg-type]
             ("s", 1, 1, b""),
         ]:
             with pytest.raises(ValueError):
                 await store.save_snapshot(bad)  # type: ignore[arg-type]
         assert await store.load_snapshot("s", 1) is None
+        for keys in [b"one key", "text", [b"ok", "text"]]:
+            with pytest.raises(ValueError):
+                await store.load_parts(keys)  # type: ignore[arg-type]
 
     async def test_closed_store_refuses_snapshots(self) -> None:
         store = await self.open_store()
@@ -540,6 +604,8 @@ class EventStoreContract:
             await store.save_snapshot(Snapshot(stream="s", seq=1, version=1, data=b""))
         with pytest.raises(StoreClosed):
             await store.load_snapshot("s", 1)
+        with pytest.raises(StoreClosed):
+            await store.load_parts([b"k"])
         with pytest.raises(StoreClosed):
             await store.object_media("o1")
 

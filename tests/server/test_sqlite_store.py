@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 import msgspec
 import pytest
 
-from masklog.server.sqlite_store import SQLiteEventStore, snapshots_to_drop
+from masklog.server.sqlite_store import STORE_FORMAT, SQLiteEventStore, snapshots_to_drop
 from masklog.server.store import AppendFailed, EventStore, StoreCorrupted, StoreIncompatible
 from tests.server.events_factory import batch, label_saved, object_created, prompt_added
 from tests.server.store_contract import EventStoreContract, seqs
@@ -41,6 +41,23 @@ class TestSQLiteEventStore(EventStoreContract):
             ).rowcount
         conn.close()
         assert changed == 1
+
+    async def corrupt_part(self, store: EventStore, key: bytes, data: bytes | None) -> None:
+        assert isinstance(store, SQLiteEventStore)
+        with sqlite3.connect(store.path) as conn:
+            if data is None:
+                changed = conn.execute("DELETE FROM snapshot_parts WHERE key = ?", (key,)).rowcount
+            else:
+                changed = conn.execute("UPDATE snapshot_parts SET data = ? WHERE key = ?", (data, key)).rowcount
+        conn.close()
+        assert changed == 1
+
+    async def part_count(self, store: EventStore) -> int:
+        assert isinstance(store, SQLiteEventStore)
+        with sqlite3.connect(store.path) as conn:
+            count: int = conn.execute("SELECT count(*) FROM snapshot_parts").fetchone()[0]
+        conn.close()
+        return count
 
     async def forget_object_index(self, store: EventStore) -> EventStore:
         assert isinstance(store, SQLiteEventStore)
@@ -220,7 +237,7 @@ async def test_a_format_1_file_is_upgraded_once_and_its_index_filled(tmp_path: P
         await first.close()
         await second.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == STORE_FORMAT
         assert conn.execute("SELECT count(*) FROM objects").fetchone()[0] == 3
     conn.close()
 
