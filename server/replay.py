@@ -72,8 +72,10 @@ async def replay_media(store: EventStore, media: MediaAdded, seq: int) -> LabelS
     return state
 
 
-async def state_as_of(store: EventStore, live: Live, media: MediaAdded, seq: int | None) -> LabelState:
-    """A media item's live state, or its state as of `seq`."""
+async def state_as_of(store: EventStore, live: Live, media: MediaAdded, seq: int | None, *, window: tuple[int, int] | None = None) -> LabelState:
+    """A media item's live state, or its state as of `seq`. `window` (inclusive frames) says
+    that the caller reads label shapes only in those frames (and only provenance elsewhere);
+    it is not used yet: every label is whole."""
     if seq is None or seq >= live.head:
         return await live.state_of(media.media)
     return await replay_media(store, media, seq)
