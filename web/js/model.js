@@ -126,7 +126,9 @@ export class MediaModel extends EventTarget {
    */
   mergeWindow(answer) {
     const { seq, from, to, labels } = answer;
-    if (this.allFrames) return false;
+    // Older than the snapshot: its cells would not replace the snapshot's heads (never happens
+    // within one snapshot's life, the server's position only grows).
+    if (this.allFrames || seq < this.baseSeq) return false;
     const frames = new Set();
     for (let f = from; f <= to; f++) if ((this.frameSeq.get(f) ?? -1) < seq) frames.add(f);
     if (!frames.size) return false;
