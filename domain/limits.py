@@ -29,6 +29,7 @@ MAX_TOKEN_CHARS = 200  # an access token in the socket's hello
 INT64_MAX = 2**63 - 1  # log positions and anything else SQLite keeps as an integer
 MAX_FRAME = 10_000_000  # frame indexes and frame counts
 MAX_SIDE = 65_535  # a frame's width or height
+MAX_LABEL_WINDOW = 512  # frames of a labels window (socket hello, REST `from`..`to`): full labels of at most this many frames at once
 
 # Geometry.
 MAX_SHAPE_POINTS = 10_000  # vertices of one polygon (all parts and holes) or polyline

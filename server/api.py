@@ -37,6 +37,7 @@ from masklog.domain.events import (
     media_stream,
     project_stream,
 )
+from masklog.domain.limits import INT64_MAX
 from masklog.domain.precheck import is_costly, precheck
 from masklog.domain.shapes import SHAPE_FAMILIES, ShapeKind
 from masklog.domain.state import LabelState
@@ -45,7 +46,7 @@ from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Role, Unknown
 from masklog.server.authorization import Forbidden, authorize_command, authorize_on_media, require
 from masklog.server.capabilities import capabilities
 from masklog.server.context import Context
-from masklog.server.protocol import CommandRequest, LabelEntry, snapshot
+from masklog.server.protocol import CommandRequest, LabelEntry, clamp_window, snapshot, window_error, window_labels
 from masklog.server.replay import state_as_of
 from masklog.server.requests import (
     ApiError,
@@ -307,35 +308,61 @@ async def get_frame(request: Request, ctx: Context, user: User) -> Response:
 POSITIONS_PAGE = 10_000
 
 
-async def _state_for(ctx: Context, media: MediaAdded, seq: int | None) -> LabelState:
+async def _state_for(ctx: Context, media: MediaAdded, seq: int | None, window: tuple[int, int] | None = None) -> LabelState:
     """The media item's live state (loaded if it is not), or its state as of `seq`, replayed
-    from its nearest snapshot (nothing but its stream and its project's affects its labels)."""
-    return await state_as_of(ctx.store, ctx.ledger, media, seq)
+    from its nearest snapshot (nothing but its stream and its project's affects its labels).
+    With a `window`, only the labels of its frames need their shapes: read no shape outside it."""
+    return await state_as_of(ctx.store, ctx.ledger, media, seq, window=window)
+
+
+def _window_param(request: Request, media: MediaAdded) -> tuple[int, int] | None:
+    """`from` and `to` (inclusive frames, both or neither), checked and cut to the media item's
+    frames; None when neither is given."""
+    first = int_param(request, "from", minimum=-INT64_MAX)
+    last = int_param(request, "to", minimum=-INT64_MAX)
+    if first is None and last is None:
+        return None
+    if first is None or last is None:
+        raise ApiError(400, "bad_window", "a labels window needs both from and to (inclusive frames)")
+    problem = window_error(first, last)
+    if problem is not None:
+        raise ApiError(400, "bad_window", problem)
+    return clamp_window((first, last), media.frames)
 
 
 @endpoint
 async def get_labels(request: Request, ctx: Context, user: User) -> Response:
+    """The labels of the media item, of one frame (`frame`) or a window (`from`..`to`), now or as of `seq`."""
     media = visible_media(ctx, user, request.path_params["media"])
     frame = int_param(request, "frame")
     seq = int_param(request, "seq")
-    state = await _state_for(ctx, media, seq)
+    window = _window_param(request, media)
+    if frame is not None and window is not None:
+        raise ApiError(400, "bad_window", "give either frame or from and to, not both")
     if frame is not None and frame >= media.frames:
         raise ApiError(404, "frame_out_of_range", f"frame {frame} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
-    labels = state.media_labels(media.media) if media.media in state.media else {}
-    entries = [LabelEntry(oid, f, label) for (oid, f), label in sorted(labels.items()) if frame is None or f == frame]
+    state = await _state_for(ctx, media, seq, window if frame is None else (frame, frame))
+    labels = sorted(state.media_labels(media.media).items()) if media.media in state.media else []
     head = ctx.ledger.head
-    return json_response({"seq": seq if seq is not None and seq < head else head, "labels": entries})
+    answer_seq = seq if seq is not None and seq < head else head
+    if window is not None:
+        first, last = window
+        return json_response({"seq": answer_seq, "from": first, "to": last, "labels": window_labels(labels, window)})
+    entries = [LabelEntry(oid, f, label) for (oid, f), label in labels if frame is None or f == frame]
+    return json_response({"seq": answer_seq, "labels": entries})
 
 
 @endpoint
 async def get_snapshot(request: Request, ctx: Context, user: User) -> Response:
+    """What the socket's snapshot holds, now or as of `seq`; with `from`..`to`, full labels of those frames only."""
     media = visible_media(ctx, user, request.path_params["media"])
     seq = int_param(request, "seq")
+    window = _window_param(request, media)
     head = ctx.ledger.head
-    state = await _state_for(ctx, media, seq)
+    state = await _state_for(ctx, media, seq, window)
     if media.media not in state.media:
         raise ApiError(404, "unknown_id", f"media {media.media!r} was not added yet at seq {seq}")
-    return json_response(snapshot(state, media.media, user.actor, head if seq is None or seq >= head else state.seq))
+    return json_response(snapshot(state, media.media, user.actor, head if seq is None or seq >= head else state.seq, window))
 
 
 @endpoint

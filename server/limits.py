@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from masklog.domain.decide import Command
 from masklog.domain.events import PromptAdded, TrackRequested
+
+# The most frames one labels window covers (socket hello `labels_window`, REST `from`..`to`): a
+# protocol constant, kept with the others in domain/limits.py and re-exported with the edge's limits.
+from masklog.domain.limits import MAX_LABEL_WINDOW as MAX_LABEL_WINDOW
 from masklog.server.settings import Settings
 
 LIMIT_EXCEEDED = "limit_exceeded"

@@ -33,6 +33,12 @@ RESPONSES: dict[tuple[str, str], type] = {
     ("/api/media/{media}/snapshot", "GET"): Snapshot,
 }
 PUBLIC = {"/api/health", "/api/openapi.json"}
+# The query parameters of reading routes (integers; `from`/`to` an inclusive window of frames,
+# at most MAX_LABEL_WINDOW of them, cut to the media item's frames).
+QUERY_PARAMETERS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("/api/media/{media}/labels", "GET"): ("frame", "seq", "from", "to"),
+    ("/api/media/{media}/snapshot", "GET"): ("seq", "from", "to"),
+}
 
 
 def describe(routes: list[Route]) -> dict[str, Any]:
@@ -60,6 +66,9 @@ def describe(routes: list[Route]) -> dict[str, Any]:
             }
             if path not in PUBLIC:
                 operation["security"] = [{"bearer": []}]
+            operation["parameters"] += [
+                {"name": name, "in": "query", "required": False, "schema": {"type": "integer"}} for name in QUERY_PARAMETERS.get((path, method), ())
+            ]
             body = REQUEST_BODIES.get((path, method))
             if body is not None:
                 operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}

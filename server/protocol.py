@@ -20,7 +20,7 @@ import msgspec
 
 from masklog.domain.decide import Command
 from masklog.domain.events import ClassAdded, Event, Label, MediaAdded, ObjectInfo, Proposal, TrackRequested
-from masklog.domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_TOKEN_CHARS, json_depth_over
+from masklog.domain.limits import INT64_MAX, MAX_FRAME, MAX_JSON_DEPTH, MAX_LABEL_WINDOW, MAX_TOKEN_CHARS, json_depth_over
 from masklog.domain.shapes import Coord
 from masklog.domain.state import LabelState
 from masklog.server.accounts import Credential, Role, User
@@ -66,6 +66,10 @@ class Hello(msgspec.Struct, **_msg("hello")):
     token: Annotated[str, msgspec.Meta(max_length=MAX_TOKEN_CHARS)]
     last_seq: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
     frame: Annotated[int, msgspec.Meta(ge=0, le=MAX_FRAME)] = 0
+    # Inclusive first and last frame whose full labels the snapshot carries (the rest come as
+    # `heads`); None: all labels. Checked by `window_error` (code `bad_window`), not the schema,
+    # so a bad one is refused with the same code as on REST.
+    labels_window: tuple[int, int] | None = None
 
 
 # A command as a client sends it, one definition for both ways in: as it is, the body of
@@ -128,8 +132,24 @@ class TrackEntry(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
-class Snapshot(msgspec.Struct, **_msg("snapshot")):
-    """The media item's labels as of `seq`; the events after it follow as `events` messages."""
+class Heads(msgspec.Struct, frozen=True):
+    """The label cells outside a snapshot's window, without their shapes: what the timeline,
+    counts, audit filter and conflicts need. `cells` is flat, 5 ints a cell, sorted by (object,
+    frame): object index, frame, source index, actor index, model index (-1: no model); the
+    indexes point into the tables, which hold the values in the order first seen."""
+
+    objects: list[str]
+    sources: list[str]
+    actors: list[str]
+    models: list[str]
+    cells: list[int]
+
+
+# omit_defaults: without a window, the message is byte for byte what it was before windows.
+class Snapshot(msgspec.Struct, omit_defaults=True, **_msg("snapshot")):
+    """The media item's labels as of `seq`; the events after it follow as `events` messages.
+    With a `window` (inclusive frames), `labels` holds only that window's labels and `heads`
+    every other label cell without its shape."""
 
     seq: int
     media: MediaAdded
@@ -140,6 +160,8 @@ class Snapshot(msgspec.Struct, **_msg("snapshot")):
     tracks: list[TrackEntry]
     undo: int
     redo: int
+    window: tuple[int, int] | None = None
+    heads: Heads | None = None
 
 
 class Events(msgspec.Struct, **_msg("events")):
@@ -211,18 +233,63 @@ def encode(message: ServerMessage) -> bytes:
     return _encoder.encode(message)
 
 
-def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = None) -> Snapshot:
+def window_error(first: int, last: int) -> str | None:
+    """Why a labels window (inclusive frames) is refused, or None when it is fine. Frames past
+    the media item's end are not an error (`clamp_window`)."""
+    if first < 0 or last < 0:
+        return f"a labels window's frames are 0 or more, not {first}..{last}"
+    if first > last:
+        return f"a labels window's first frame comes before its last, not {first}..{last}"
+    if last - first + 1 > MAX_LABEL_WINDOW:
+        return f"a labels window covers at most {MAX_LABEL_WINDOW} frames, {first}..{last} is {last - first + 1}"
+    return None
+
+
+def clamp_window(window: tuple[int, int], frames: int) -> tuple[int, int]:
+    """A valid window cut to the media item's frames 0..frames-1 (past the end: its last frame)."""
+    end = max(frames - 1, 0)
+    first, last = window
+    return min(first, end), min(last, end)
+
+
+def window_labels(cells: list[tuple[tuple[str, int], Label]], window: tuple[int, int]) -> list[LabelEntry]:
+    """The full labels of the cells (sorted by (object, frame)) in the window's frames."""
+    first, last = window
+    return [LabelEntry(oid, frame, label) for (oid, frame), label in cells if first <= frame <= last]
+
+
+def heads_outside(cells: list[tuple[tuple[str, int], Label]], window: tuple[int, int]) -> Heads:
+    """The cells outside the window as heads. Only their provenance is read: outside the window a
+    state may hold placeholder labels whose shapes are not the real ones."""
+    first, last = window
+    tables: tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {}, {})
+    objects, sources, actors, models = tables
+    flat: list[int] = []
+    for (oid, frame), label in cells:
+        if first <= frame <= last:
+            continue
+        model = -1 if label.model is None else models.setdefault(label.model, len(models))
+        flat += (objects.setdefault(oid, len(objects)), frame, sources.setdefault(label.source.value, len(sources)),
+                 actors.setdefault(label.actor, len(actors)), model)  # fmt: skip
+    return Heads(objects=list(objects), sources=list(sources), actors=list(actors), models=list(models), cells=flat)
+
+
+def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = None, window: tuple[int, int] | None = None) -> Snapshot:
     """The media item's part of `state`, as of `seq` (default `state.seq`: a media item's own
-    state is as of the ledger's head, which its last event may be before)."""
+    state is as of the ledger's head, which its last event may be before). With a `window` (a
+    valid one, see `window_error`; clamped to the media item's frames), full labels only for its
+    frames and heads for the others."""
     media = state.media[media_id]
     objects = state.objects_of(media_id)
     stacks = state.stacks_of(actor, media_id)
+    cells = sorted(state.media_labels(media_id).items())
+    window = None if window is None else clamp_window(window, media.frames)
     return Snapshot(
         seq=state.seq if seq is None else seq,
         media=media,
         classes=[cls for cls in state.classes.values() if cls.project == media.project],
         objects=objects,
-        labels=[LabelEntry(oid, frame, label) for (oid, frame), label in sorted(state.media_labels(media_id).items())],
+        labels=[LabelEntry(oid, frame, label) for (oid, frame), label in cells] if window is None else window_labels(cells, window),
         proposals=[
             ProposalEntry(track, oid, frame, proposal)
             for track, info in state.tracks.items()
@@ -236,6 +303,8 @@ def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = Non
         ],
         undo=len(stacks.undo),
         redo=len(stacks.redo),
+        window=window,
+        heads=None if window is None else heads_outside(cells, window),
     )
 
 
@@ -316,6 +385,10 @@ def read_hello(data: str | bytes | None, max_bytes: int) -> Hello | Close:
         return Close(CloseCode.BAD_HELLO, "bad hello", Error(code=error.code, message=error.message))
     if not isinstance(message, Hello):
         return Close(CloseCode.BAD_HELLO, "hello expected", Error(code="hello_expected", message="the first message must be a hello"))
+    if message.labels_window is not None:
+        problem = window_error(*message.labels_window)
+        if problem is not None:
+            return Close(CloseCode.BAD_HELLO, "bad hello", Error(code="bad_window", message=problem))
     return message
 
 
@@ -341,7 +414,7 @@ def greet(
     welcome = Welcome(protocol=PROTOCOL_VERSION, user=user.name, role=role.value, media=media_id, head=head, capabilities=capabilities)
     # A client ahead of anything this server knows (another server's log, a reset) starts over.
     if hello.last_seq is None or hello.last_seq > head:
-        return Greeting(credential, welcome, media.project, snapshot(state, media_id, user.actor, head))
+        return Greeting(credential, welcome, media.project, snapshot(state, media_id, user.actor, head, hello.labels_window))
     return Greeting(credential, welcome, media.project, CatchUp(after=hello.last_seq, until=published))
 
 

@@ -67,9 +67,10 @@ async def replay_media(store: EventStore, media: MediaAdded, seq: int, window: W
     return state
 
 
-async def state_as_of(store: EventStore, live: Live, media: MediaAdded, seq: int | None, window: Window | None = None) -> LabelState:
-    """A media item's live state, or its state as of `seq` (with `window`, only those frames'
-    labels need be real: read it, never decide on it)."""
+async def state_as_of(store: EventStore, live: Live, media: MediaAdded, seq: int | None, *, window: Window | None = None) -> LabelState:
+    """A media item's live state, or its state as of `seq`. `window` (inclusive frames): the
+    caller reads label shapes only in those frames (and only source, actor and model elsewhere),
+    so a replay decodes only those frames' labels; never decide on such a state."""
     if seq is None or seq >= live.head:
         return await live.state_of(media.media)
     return await replay_media(store, media, seq, window)

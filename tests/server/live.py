@@ -64,10 +64,15 @@ class Client:
             return self.events[-1]["seq"]
         return self.snapshot["seq"] if self.snapshot else self.resumed_from
 
-    async def connect(self, last_seq: int | None = None, frame: int = 0, token: str | None = None) -> dict[str, Any]:
+    async def connect(
+        self, last_seq: int | None = None, frame: int = 0, token: str | None = None, window: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
         self.resumed_from = last_seq
         self.ws = await websockets.connect(self.live.ws_url(self.media), max_size=None)
-        await self.ws.send(json.dumps({"type": "hello", "token": token or self.live.tokens[self.user], "last_seq": last_seq, "frame": frame}))
+        hello: dict[str, Any] = {"type": "hello", "token": token or self.live.tokens[self.user], "last_seq": last_seq, "frame": frame}
+        if window is not None:
+            hello["labels_window"] = list(window)
+        await self.ws.send(json.dumps(hello))
         welcome = json.loads(await self.ws.recv())
         if welcome["type"] == "welcome":
             self._reader = asyncio.create_task(self._read())

@@ -5,7 +5,7 @@
 // `setup`), never the page itself.
 
 import { Api, Connection } from "./net.js";
-import { MediaModel } from "./model.js";
+import { LABEL_BLOCK, MediaModel, ensureLabels, isHead, labelsWindow } from "./model.js";
 import { Editor } from "./editor.js";
 import { FrameImages } from "./frames.js";
 import { Timeline } from "./timeline.js";
@@ -38,7 +38,7 @@ const $ = (id) => document.getElementById(id);
 // Events whose effect is not tied to one frame: the shapes on screen are redrawn after them.
 const GLOBAL_KINDS = new Set([
   "snapshot", "object_created", "object_deleted", "object_reclassed", "class_added", "track_requested",
-  "tracked_accepted", "tracked_discarded", "undone", "redone", "object_renamed",
+  "tracked_accepted", "tracked_discarded", "undone", "redone", "object_renamed", "labels_loaded",
 ]);
 
 const KIND_LABELS = {
@@ -225,7 +225,8 @@ class App {
     this.tracks = new TracksPanel({ model, goto, send, stale: () => this._stale !== false }, $("tracks"));
     this.replay = new Replay({
       model, state, toast,
-      snapshotAt: (media, seq) => this.api.get(`/api/media/${encodeURIComponent(media)}/snapshot`, { seq }),
+      snapshotAt: (media, seq, window) => this.api.get(`/api/media/${encodeURIComponent(media)}/snapshot`, { seq, from: window?.[0], to: window?.[1] }),
+      fetchWindow: (media, seq, from, to) => this.fetchWindow(media, seq, from, to),
       positions: (media, after) => this.api.get(`/api/media/${encodeURIComponent(media)}/positions`, { after }),
       historyRows: () => this.history?.rows ?? [],
       changed: () => this.replayChanged(),
@@ -470,6 +471,8 @@ class App {
     const connection = new Connection(mediaId, this.api.token, {
       lastSeq: () => this.model.seq || null,
       frame: () => this.state.frame,
+      // Full labels only around the frame the page opens on; the rest as heads (issue 15).
+      labelsWindow: () => labelsWindow(this.state.frame),
     });
     this.connection = connection;
     const mine = (handler) => (e) => {
@@ -510,6 +513,7 @@ class App {
     this.replay.load();
     if (!fresh) {
       this.history.load();
+      this.ensureLabels(state.frame);
       return;
     }
     const media = this.model.media;
@@ -525,7 +529,24 @@ class App {
     this.applyTool();
     this.history.load();
     this.invalidate("all");
+    this.ensureLabels(state.frame);
     this.loadFrame(state.frame, 1);
+  }
+
+  /** GET …/labels?from&to[&seq]: the full labels of a window of frames (model.mergeWindow). */
+  fetchWindow(media, seq, from, to) {
+    return this.api.get(`/api/media/${encodeURIComponent(media)}/labels`, { seq, from, to });
+  }
+
+  /** Fetch the full labels of `frame` if only heads of them are here (the live or the replayed model). */
+  ensureLabels(frame) {
+    if (this.replay.active) {
+      this.replay.ensureLabels(frame);
+      return;
+    }
+    const pending = ensureLabels(this.model, frame, (media, seq, from, to) => this.fetchWindow(media, seq, from, to));
+    // A merge is a model change: onModelChange redraws.
+    pending?.catch((error) => toast(`labels of frame ${frame}: ${error.message}`, { code: error.code }));
   }
 
   onRefused(error) {
@@ -654,7 +675,7 @@ class App {
     const show = this.filterBar.predicate() ?? (() => true);
     if (this.replay.active) {
       for (const entry of this.replay.labelsAt(f)) {
-        if (!show(entry.object, entry.label)) continue;
+        if (isHead(entry.label) || !show(entry.object, entry.label)) continue; // a head has no shape yet
         items.push({
           id: entry.object, shape: entry.label.shape, color: labelColour(this.shown, entry.object, entry.label.source, bySource),
           selected: state.selected.has(entry.object), dashed: false, text: objectName(this.shown, entry.object),
@@ -678,6 +699,7 @@ class App {
     for (const entry of model.labelsAt(f)) {
       if (waiting.has(entry.object)) continue;
       labelled.add(entry.object);
+      if (isHead(entry.label)) continue; // its shape is being loaded (ensureLabels)
       if (!view.isShown(entry.object) || !show(entry.object, entry.label)) continue;
       items.push({
         id: entry.object, shape: entry.label.shape, color: labelColour(model, entry.object, entry.label.source, bySource),
@@ -727,6 +749,9 @@ class App {
     this.renderFrameLabel();
     this.invalidate("objects", "timeline", "info");
     this.connection?.presence(target, null);
+    this.ensureLabels(target);
+    // Playing: the next block's labels come before playback reaches them.
+    if (this.player?.playing) this.ensureLabels(target + (direction < 0 ? -LABEL_BLOCK : LABEL_BLOCK));
     return this.loadFrame(target, direction);
   }
 
@@ -1232,6 +1257,7 @@ class App {
     }
     this.applyTool();
     this.invalidate("shapes", "objects", "timeline", "classes", "audit", "info", "tracks");
+    this.ensureLabels(this.state.frame); // back to live: frames seen while replaying may not be loaded here
   }
 
   // ---- keyboard -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 // gets from the page only what it uses.
 
 import { decodeRle, encodeRle } from "./rle.js";
+import { isHead } from "./model.js";
 
 export const MIN_BRUSH = 1;
 export const MAX_BRUSH = 256;
@@ -164,6 +165,12 @@ export class BrushSession {
     const { width, height, media } = page.model.media;
     const frame = page.state.frame;
     const label = target.exists ? page.model.label(target.object, frame) : null;
+    const pendingHere = this.pending && this.pending.object === target.object && this.pending.frame === frame;
+    if (isHead(label) && !pendingHere) {
+      // Painting on it would start from an empty mask and overwrite the real one.
+      page.toast("This frame's labels are still loading: try again in a moment.", { kind: "info" });
+      return false;
+    }
     let base = null;
     let edited = label?.written_by ?? null;
     let mask = null;

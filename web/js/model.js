@@ -1,10 +1,34 @@
 // The page's projection of one media item: a snapshot, then every event after it, applied in
 // order — the same rules as domain/state.py, for what the page shows. Listeners get a "change"
 // event after each batch.
+//
+// Label windows (issue 15): the socket's snapshot may hold full labels only for a window of frames
+// and a "head" ({source, actor, model}, no shape) for every other label cell; the page loads the
+// full labels of other frames as it goes there (GET …/labels?from&to, `mergeWindow`). To merge
+// exactly, the model knows as of which position each frame's labels were loaded (`frameSeq`) and
+// each cell written by an event (`cellSeq`): events are absolute writes, so one applies to a cell
+// only if it is after what the cell is known as of, and a window answer replaces the cells of its
+// frames except those an event wrote after the answer's position.
 
 import { isPersons, keepsPeople } from "./conflicts.js";
 
 const cellKey = (object, frame) => `${object}\u0000${frame}`;
+
+/** Frames are loaded in aligned blocks of this many (the hello's window and each fetch). */
+export const LABEL_BLOCK = 64;
+/** A window is the block holding the frame and the next one (at most MAX_LABEL_WINDOW = 512 on the server). */
+export const LABEL_WINDOW_BLOCKS = 2;
+
+/** The inclusive window of frames loaded around `frame`: its block and the next one. */
+export function labelsWindow(frame) {
+  const first = Math.floor(Math.max(0, frame) / LABEL_BLOCK) * LABEL_BLOCK;
+  return [first, first + LABEL_BLOCK * LABEL_WINDOW_BLOCKS - 1];
+}
+
+/** Whether a label (as in model.label) is a head: provenance only, its shape not loaded yet. */
+export function isHead(label) {
+  return label != null && label.shape === undefined;
+}
 
 export class MediaModel extends EventTarget {
   constructor() {
@@ -24,6 +48,14 @@ export class MediaModel extends EventTarget {
     this.prompts = new Map(); // prompt id -> event
     this.undo = 0;
     this.redo = 0;
+    this.baseSeq = 0; // the snapshot's position: what cells no event wrote are known as of
+    this.allFrames = true; // the snapshot held every label (no window)
+    this.frameSeq = new Map(); // frame -> position its full labels were loaded as of
+    this.cellSeq = new Map(); // cellKey -> position of the event that last wrote it (deletions too)
+    this.deletedAt = new Map(); // object id -> position it was deleted at
+    this.epoch = (this.epoch ?? 0) + 1; // window answers asked for before a reset are dropped
+    this.fetching = new Map(); // window fetches in flight: `${seq}:${from}` -> promise
+    this._writeSeq = 0; // the event being applied
   }
 
   loadSnapshot(snapshot) {
@@ -33,11 +65,30 @@ export class MediaModel extends EventTarget {
     for (const cls of snapshot.classes) this.classes.set(cls.class_id, cls);
     for (const [id, info] of Object.entries(snapshot.objects)) this.objects.set(id, info);
     for (const entry of snapshot.labels) this.labels.set(cellKey(entry.object, entry.frame), entry);
+    this.baseSeq = snapshot.seq;
+    if (snapshot.window) {
+      this.allFrames = false;
+      const [first, last] = snapshot.window;
+      for (let f = first; f <= last; f++) this.frameSeq.set(f, snapshot.seq);
+      this._loadHeads(snapshot.heads);
+    }
     for (const track of snapshot.tracks) this.tracks.set(track.id, { ...track, lastFrame: null });
     for (const entry of snapshot.proposals) this._proposalsOf(entry.track).set(cellKey(entry.object, entry.frame), entry);
     this.undo = snapshot.undo;
     this.redo = snapshot.redo;
     this._changed(["snapshot"]);
+  }
+
+  /** Heads: 5 ints a cell (object, frame, source, actor, model indexes; -1 no model). */
+  _loadHeads(heads) {
+    if (!heads) return;
+    const { objects, sources, actors, models, cells } = heads;
+    for (let i = 0; i + 4 < cells.length; i += 5) {
+      const object = objects[cells[i]];
+      const frame = cells[i + 1];
+      const label = { source: sources[cells[i + 2]], actor: actors[cells[i + 3]], model: cells[i + 4] < 0 ? null : models[cells[i + 4]] };
+      this.labels.set(cellKey(object, frame), { object, frame, label });
+    }
   }
 
   apply(events) {
@@ -46,10 +97,52 @@ export class MediaModel extends EventTarget {
       if (event.seq <= this.seq) continue;
       this.seq = event.seq;
       const handler = this[`_on_${event.body.type}`];
-      if (handler) handler.call(this, event, event.body);
+      this._writeSeq = event.seq;
+      try {
+        if (handler) handler.call(this, event, event.body);
+      } finally {
+        this._writeSeq = 0;
+      }
       kinds.add(event.body.type);
     }
     if (kinds.size) this._changed([...kinds], events);
+  }
+
+  /** Whether the full labels of `frame` are here (else only heads, and a fetch is due). */
+  isLoaded(frame) {
+    return this.allFrames || this.frameSeq.has(frame);
+  }
+
+  /** The position the cell's value is known as of. */
+  _knownAt(key, frame) {
+    return Math.max(this.cellSeq.get(key) ?? this.baseSeq, this.frameSeq.get(frame) ?? 0);
+  }
+
+  /**
+   * Merge a window answer (GET …/labels?from&to[&seq]: {seq, from, to, labels}, the full labels
+   * of frames from..to as of position `seq`). Frames loaded as of `seq` or later are left as they
+   * are; in the others, each cell takes the answer's value (or goes, if the answer has none) unless
+   * an event wrote it after `seq`. Returns whether anything was merged.
+   */
+  mergeWindow(answer) {
+    const { seq, from, to, labels } = answer;
+    // Older than the snapshot: its cells would not replace the snapshot's heads (never happens
+    // within one snapshot's life, the server's position only grows).
+    if (this.allFrames || seq < this.baseSeq) return false;
+    const frames = new Set();
+    for (let f = from; f <= to; f++) if ((this.frameSeq.get(f) ?? -1) < seq) frames.add(f);
+    if (!frames.size) return false;
+    const older = (key) => (this.cellSeq.get(key) ?? this.baseSeq) <= seq;
+    for (const [key, entry] of this.labels) if (frames.has(entry.frame) && older(key)) this.labels.delete(key);
+    for (const entry of labels) {
+      const key = cellKey(entry.object, entry.frame);
+      if (!frames.has(entry.frame) || !older(key)) continue;
+      if ((this.deletedAt.get(entry.object) ?? -1) > seq) continue; // deleted since
+      this.labels.set(key, entry);
+    }
+    for (const f of frames) this.frameSeq.set(f, seq);
+    this._changed(["labels_loaded"]);
+    return true;
   }
 
   _changed(kinds, events = []) {
@@ -112,6 +205,12 @@ export class MediaModel extends EventTarget {
 
   _setLabel(object, frame, label) {
     const key = cellKey(object, frame);
+    const seq = this._writeSeq;
+    if (seq) {
+      // A window answer loaded after this event holds the cell as it is now.
+      if (seq <= this._knownAt(key, frame)) return;
+      this.cellSeq.set(key, seq);
+    }
     if (label === null) this.labels.delete(key);
     else this.labels.set(key, { object, frame, label });
   }
@@ -136,6 +235,7 @@ export class MediaModel extends EventTarget {
 
   _on_object_deleted(event, body) {
     this.objects.delete(body.object);
+    this.deletedAt.set(body.object, event.seq);
     for (const [key, entry] of this.labels) if (entry.object === body.object) this.labels.delete(key);
   }
 
@@ -279,4 +379,28 @@ export class MediaModel extends EventTarget {
   _on_redone(event, body) {
     this._revert(event, body);
   }
+}
+
+/**
+ * Make sure `model` gets the full labels of `frame`: fetch the window around it (`labelsWindow`)
+ * unless it is loaded or already being fetched, and merge the answer. `fetchWindow(media, seq,
+ * from, to)` answers as GET /api/media/{media}/labels?from&to[&seq] (`seq` null: now). Returns
+ * null when nothing is to be fetched, else a promise of whether the answer was merged (an answer
+ * for a model reset meanwhile is dropped).
+ */
+export function ensureLabels(model, frame, fetchWindow, seq = null) {
+  const media = model.media;
+  if (!media || frame < 0 || frame >= media.frames || model.isLoaded(frame)) return null;
+  const [from, to] = labelsWindow(frame);
+  const key = `${seq}:${from}`;
+  const fetching = model.fetching;
+  let pending = fetching.get(key);
+  if (pending) return pending;
+  const epoch = model.epoch;
+  pending = Promise.resolve()
+    .then(() => fetchWindow(media.media, seq, from, Math.min(to, media.frames - 1)))
+    .then((answer) => model.epoch === epoch && model.mergeWindow(answer))
+    .finally(() => fetching.delete(key));
+  fetching.set(key, pending);
+  return pending;
 }

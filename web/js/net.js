@@ -70,12 +70,13 @@ const RETRY_MS = [250, 500, 1000, 2000, 4000];
  * an answer; sent when that changes).
  */
 export class Connection extends EventTarget {
-  constructor(media, token, { lastSeq = () => null, frame = () => 0 } = {}) {
+  constructor(media, token, { lastSeq = () => null, frame = () => 0, labelsWindow = () => null } = {}) {
     super();
     this.media = media;
     this.token = token;
     this.lastSeq = lastSeq;
     this.frame = frame;
+    this.labelsWindow = labelsWindow; // [first, last] frames whose full labels a snapshot carries (null: all)
     this.status = "closed";
     this.user = null;
     this.role = null;
@@ -92,7 +93,12 @@ export class Connection extends EventTarget {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/api/media/${encodeURIComponent(this.media)}/ws`);
     this.ws = ws;
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", token: this.token, last_seq: this.lastSeq(), frame: this.frame() }));
+    ws.onopen = () => {
+      const hello = { type: "hello", token: this.token, last_seq: this.lastSeq(), frame: this.frame() };
+      const window = this.labelsWindow();
+      if (window) hello.labels_window = window;
+      ws.send(JSON.stringify(hello));
+    };
     ws.onmessage = (message) => this._receive(JSON.parse(message.data));
     ws.onclose = (close) => this._closed(close);
   }

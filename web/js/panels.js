@@ -7,6 +7,7 @@ import { acceptBody, conflictText, conflictsOf, keepsPeople } from "./conflicts.
 import { keyLabel } from "./keymap.js";
 import { trackSpan } from "./timeline.js";
 import { objectName, renameCommand } from "./objects.js";
+import { isHead } from "./model.js";
 
 // The view buttons of an object row (issue 14, point 5): which ObjectView set each flips, its
 // icons (on, off) and titles (on, off).
@@ -297,6 +298,7 @@ export function renderLabelInfo(model, state, root, promptText = null) {
     root.appendChild(head);
     const parts = [];
     if (label.model) parts.push(`model ${label.model}`);
+    if (isHead(label)) parts.push("loading…"); // only its provenance is here yet (issue 15)
     if (label.prompt) parts.push(promptText?.(label) ?? `prompt ${label.prompt.slice(0, 8)}`);
     if (label.track) parts.push(`track ${label.track.slice(0, 8)}`);
     if (label.score !== null && label.score !== undefined) parts.push(`score ${Number(label.score).toFixed(2)}`);

@@ -37,7 +37,7 @@ export class Provenance {
 
   _onChange({ kinds, events }) {
     const { model } = this.page;
-    const many = kinds.some((k) => k === "snapshot" || k === "tracked_accepted" || k === "track_frame_produced" || k === "undone" || k === "redone");
+    const many = kinds.some((k) => k === "snapshot" || k === "labels_loaded" || k === "tracked_accepted" || k === "track_frame_produced" || k === "undone" || k === "redone");
     if (many) {
       for (const entry of model.labels.values()) this._remember(entry.label);
       return;

@@ -11,7 +11,7 @@
 // live. They come from GET /api/media/{m}/positions, at most 10 000 a request, then grow with the
 // live events of the item's stream.
 
-import { MediaModel } from "./model.js";
+import { MediaModel, ensureLabels, labelsWindow } from "./model.js";
 
 /** Index of the last position <= seq, plus one: how many of `positions` (sorted) are <= seq. */
 export function countUpTo(positions, seq) {
@@ -48,9 +48,9 @@ export function replayView(live, replay) {
 
 export class Replay {
   /**
-   * page: {model, state, toast(message, options), snapshotAt(media, seq) and positions(media,
-   * after) (the REST answers), historyRows() (the history panel's rows), changed() (replay
-   * started, moved or ended)}
+   * page: {model, state, toast(message, options), snapshotAt(media, seq, window), fetchWindow(media,
+   * seq, from, to) and positions(media, after) (the REST answers), historyRows() (the history
+   * panel's rows), changed() (replay started, moved or ended)}
    */
   constructor(page) {
     this.page = page;
@@ -179,7 +179,8 @@ export class Replay {
     this._render();
     let snapshot;
     try {
-      snapshot = await page.snapshotAt(media.media, seq);
+      // Full labels around the frame shown, heads for the rest (issue 15); ensureLabels fetches more.
+      snapshot = await page.snapshotAt(media.media, seq, labelsWindow(page.state.frame));
     } catch (error) {
       if (request === this.request) page.toast(error.message, { code: error.code });
       return;
@@ -192,6 +193,7 @@ export class Replay {
     this.banner.hidden = false;
     this.mark();
     page.changed();
+    this.ensureLabels(page.state.frame); // moved on while the snapshot came
   }
 
   live() {
@@ -215,6 +217,18 @@ export class Replay {
 
   labelsAt(frame) {
     return this.model.labelsAt(frame);
+  }
+
+  /** Fetch the full labels of `frame` as of the replayed position into the replayed model. */
+  ensureLabels(frame) {
+    const seq = this.page.state.replaySeq;
+    if (seq === null) return;
+    const pending = ensureLabels(this.model, frame, this.page.fetchWindow, seq);
+    pending
+      ?.then((merged) => {
+        if (merged && this.active) this.page.changed();
+      })
+      .catch((error) => this.page.toast(`labels of frame ${frame}: ${error.message}`, { code: error.code }));
   }
 
   /** Mark the history row replay stands on, and fade the later ones. */

@@ -2,6 +2,7 @@
 // sent for them, and the model's answer shown as the preview until it is saved or discarded.
 
 import { encodeRle, runLengths } from "./rle.js";
+import { isHead } from "./model.js";
 import { classColour, contrastColour } from "./colours.js";
 
 const ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -115,6 +116,11 @@ export class SamSession {
     if (this.object !== object || this.frame !== state.frame) {
       // S7: an existing label of this object on this frame is refined.
       const label = model.label(object, state.frame);
+      if (isHead(label)) {
+        // The label to refine is not loaded yet (issue 15): no prompt on a shape not known.
+        page.toast("This frame's labels are still loading: try again in a moment.", { kind: "info" });
+        return;
+      }
       this.refine = label ? shapeMask(label.shape, model.media.width, model.media.height) : null;
     }
     this.object = object;
