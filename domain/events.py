@@ -174,7 +174,7 @@ class SkeletonTemplate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     edges: Annotated[list[tuple[SkeletonIndex, SkeletonIndex]], msgspec.Meta(max_length=MAX_SKELETON_EDGES)] = []
 
 
-class ObjectInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+class ObjectInfo(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """An object instance on one media item; its labels hang off it per frame. `name` is what
     people call it (None: unnamed, shown as "<class> #<n>"); left out of the encoding when None,
     so an unnamed object encodes as it did before names existed."""
@@ -185,7 +185,7 @@ class ObjectInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     name: Name | None = None
 
 
-class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class Label(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, kw_only=True):
     """The value of one (object, frame) cell, with its provenance (C4)."""
 
     written_by: EventId  # the event that wrote this value; first, so equality checks it first
@@ -201,7 +201,7 @@ class Label(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     edited: EventId | None = None
 
 
-class Proposal(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class Proposal(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True, kw_only=True):
     """A tracked result awaiting review (T9)."""
 
     written_by: EventId

@@ -26,10 +26,12 @@ Measures, per size, in a FRESH server process (`python -m masklog.server.cli ser
 the data folder; models are not what is measured):
 - `ready_s`: from starting the process until GET /api/health answers;
 - `rss_mb_ready`: the server's resident memory then (VmRSS of /proc/<pid>/status);
-- `open_media_ms`: a websockets client connects to `hot`'s socket, says hello (no last_seq) and
-  waits for the snapshot message: the first open of that item after the start (cold);
-- `replay_ms` / `replay_ms_p95`: GET /api/media/hot/snapshot?seq=S (what the page's replay slider
-  asks) at `--replays` random positions of `hot`'s own events (median and 95th percentile);
+- `open_media_ms`: a websockets client connects to `hot`'s socket, says hello (no last_seq, the
+  labels window the page asks for on frame 0: frames 0-63) and waits for the snapshot message
+  (and decodes it, with msgspec as every answer here): the first open of that item after the start (cold);
+- `replay_ms` / `replay_ms_p95`: GET /api/media/hot/snapshot?seq=S&from=F&to=F+15 (what the
+  page's replay slider asks, F the 16-frame block of a random frame) at `--replays`
+  random positions of `hot`'s own events (median and 95th percentile), answer decoded;
 - `rss_mb_10_open`: the RSS once sockets on 10 items (`hot` and the probes; the same working set
   whatever the log's length) are open and have their snapshots;
 - `peak_rss_mb`: the highest RSS seen (`killed_after_s`: when the watchdog killed it);
@@ -72,6 +74,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+import msgspec  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from masklog.server.accounts import Role  # noqa: E402
@@ -81,6 +84,10 @@ from scripts.live_server import ROOT, add_users, free_port  # noqa: E402
 
 APPEND_BATCH = 10_000
 USER = "bench"
+# The frames whose labels the page asks for on frame 0 (web/js/model.js: LABEL_BLOCK), and the
+# size of a replay's window (REPLAY_BLOCK).
+WINDOW = (0, 63)
+REPLAY_BLOCK = 16
 METRICS = ["ready_s", "rss_mb_ready", "open_media_ms", "replay_ms", "replay_ms_p95", "rss_mb_10_open", "peak_rss_mb", "restart_ready_s", "restart_rss_mb_ready", "verify_s"]
 RATIOS = ["ready_s", "rss_mb_ready", "open_media_ms", "replay_ms_p95", "rss_mb_10_open", "restart_ready_s"]
 
@@ -280,9 +287,9 @@ def open_socket(sockets: contextlib.ExitStack, server: Server, media: str, token
     started = time.perf_counter()
     url = f"ws://127.0.0.1:{server.port}/api/media/{media}/ws"
     ws = sockets.enter_context(connect(url, max_size=None, open_timeout=600, ping_interval=None, proxy=None))
-    ws.send(json.dumps({"type": "hello", "token": token}))
+    ws.send(json.dumps({"type": "hello", "token": token, "labels_window": list(WINDOW)}))
     while True:
-        message = json.loads(ws.recv(timeout=600))
+        message = msgspec.json.decode(ws.recv(timeout=600))
         if message["type"] == "snapshot":
             return (time.perf_counter() - started) * 1000
         if message["type"] == "error":
@@ -324,11 +331,16 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
                 with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=600, trust_env=False) as http:
                     seqs = positions(http, loggen.HOT)
                     result["hot_events"] = len(seqs)
-                    picked = random.Random(15).sample(seqs, min(args.replays, len(seqs)))
+                    rng = random.Random(15)
+                    picked = rng.sample(seqs, min(args.replays, len(seqs)))
+                    frames = http.get(f"/api/media/{loggen.HOT}").json()["frames"]
                     times = []
                     for seq in picked:
+                        first = rng.randrange(frames) // REPLAY_BLOCK * REPLAY_BLOCK
                         started = time.perf_counter()
-                        http.get(f"/api/media/{loggen.HOT}/snapshot", params={"seq": seq}).raise_for_status()
+                        answer = http.get(f"/api/media/{loggen.HOT}/snapshot", params={"seq": seq, "from": first, "to": first + REPLAY_BLOCK - 1})
+                        answer.raise_for_status()
+                        msgspec.json.decode(answer.content)
                         times.append((time.perf_counter() - started) * 1000)
                         server.check()
                 result["replay_ms"] = round(statistics.median(times), 1)

@@ -46,7 +46,7 @@ from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Role, Unknown
 from masklog.server.authorization import Forbidden, authorize_command, authorize_on_media, require
 from masklog.server.capabilities import capabilities
 from masklog.server.context import Context
-from masklog.server.protocol import CommandRequest, LabelEntry, clamp_window, snapshot, window_error, window_labels
+from masklog.server.protocol import CommandRequest, clamp_window, snapshot, window_error, window_labels
 from masklog.server.replay import state_as_of
 from masklog.server.requests import (
     ApiError,
@@ -342,13 +342,13 @@ async def get_labels(request: Request, ctx: Context, user: User) -> Response:
     if frame is not None and frame >= media.frames:
         raise ApiError(404, "frame_out_of_range", f"frame {frame} is out of range: media {media.media!r} has frames 0..{media.frames - 1}")
     state = await _state_for(ctx, media, seq, window if frame is None else (frame, frame))
-    labels = sorted(state.media_labels(media.media).items()) if media.media in state.media else []
+    objects = state.objects_of(media.media) if media.media in state.media else {}
     head = ctx.ledger.head
     answer_seq = seq if seq is not None and seq < head else head
     if window is not None:
         first, last = window
-        return json_response({"seq": answer_seq, "from": first, "to": last, "labels": window_labels(labels, window)})
-    entries = [LabelEntry(oid, f, label) for (oid, f), label in labels if frame is None or f == frame]
+        return json_response({"seq": answer_seq, "from": first, "to": last, "labels": window_labels(state, objects, window)})
+    entries = window_labels(state, objects, (frame, frame) if frame is not None else (0, media.frames - 1))
     return json_response({"seq": answer_seq, "labels": entries})
 
 

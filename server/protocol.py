@@ -252,26 +252,55 @@ def clamp_window(window: tuple[int, int], frames: int) -> tuple[int, int]:
     return min(first, end), min(last, end)
 
 
-def window_labels(cells: list[tuple[tuple[str, int], Label]], window: tuple[int, int]) -> list[LabelEntry]:
-    """The full labels of the cells (sorted by (object, frame)) in the window's frames."""
+def window_labels(state: LabelState, objects: dict[str, ObjectInfo], window: tuple[int, int]) -> list[LabelEntry]:
+    """The full labels of these objects on the window's frames, in (object, frame) order."""
     first, last = window
-    return [LabelEntry(oid, frame, label) for (oid, frame), label in cells if first <= frame <= last]
+    entries: list[LabelEntry] = []
+    for oid in sorted(objects):
+        frames = state.labels.get(oid)
+        if frames:
+            entries += [LabelEntry(oid, frame, frames[frame]) for frame in sorted(f for f in frames if first <= f <= last)]
+    return entries
 
 
-def heads_outside(cells: list[tuple[tuple[str, int], Label]], window: tuple[int, int]) -> Heads:
-    """The cells outside the window as heads. Only their provenance is read: outside the window a
-    state may hold placeholder labels whose shapes are not the real ones."""
+def window_parts(state: LabelState, objects: dict[str, ObjectInfo], window: tuple[int, int] | None) -> tuple[list[LabelEntry], Heads | None]:
+    """The label cells of these objects in (object, frame) order, in one pass: full labels of the
+    window's frames (all, without a window) and the others as heads. Outside the window only a
+    label's source, actor and model are read: there a state may hold placeholder labels whose
+    shapes are not the real ones."""
+    entries: list[LabelEntry] = []
+    if window is None:
+        for oid in sorted(objects):
+            frames = state.labels.get(oid)
+            if frames:
+                entries += [LabelEntry(oid, frame, frames[frame]) for frame in sorted(frames)]
+        return entries, None
     first, last = window
     tables: tuple[dict[str, int], dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {}, {})
-    objects, sources, actors, models = tables
+    object_ids, sources, actors, models = tables
+    # (source, actor, model) -> their table indexes: a media item has few such combinations.
+    known: dict[tuple[str, str, str | None], tuple[int, int, int]] = {}
     flat: list[int] = []
-    for (oid, frame), label in cells:
-        if first <= frame <= last:
+    for oid in sorted(objects):
+        frames = state.labels.get(oid)
+        if not frames:
             continue
-        model = -1 if label.model is None else models.setdefault(label.model, len(models))
-        flat += (objects.setdefault(oid, len(objects)), frame, sources.setdefault(label.source.value, len(sources)),
-                 actors.setdefault(label.actor, len(actors)), model)  # fmt: skip
-    return Heads(objects=list(objects), sources=list(sources), actors=list(actors), models=list(models), cells=flat)
+        index: int | None = None
+        for frame in sorted(frames):
+            label = frames[frame]
+            if first <= frame <= last:
+                entries.append(LabelEntry(oid, frame, label))
+                continue
+            if index is None:
+                index = object_ids.setdefault(oid, len(object_ids))
+            key = (label.source, label.actor, label.model)
+            head = known.get(key)
+            if head is None:
+                model = -1 if label.model is None else models.setdefault(label.model, len(models))
+                head = known[key] = (sources.setdefault(label.source.value, len(sources)), actors.setdefault(label.actor, len(actors)), model)
+            flat += (index, frame, *head)
+    heads = Heads(objects=list(object_ids), sources=list(sources), actors=list(actors), models=list(models), cells=flat)
+    return entries, heads
 
 
 def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = None, window: tuple[int, int] | None = None) -> Snapshot:
@@ -282,14 +311,14 @@ def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = Non
     media = state.media[media_id]
     objects = state.objects_of(media_id)
     stacks = state.stacks_of(actor, media_id)
-    cells = sorted(state.media_labels(media_id).items())
     window = None if window is None else clamp_window(window, media.frames)
+    labels, heads = window_parts(state, objects, window)
     return Snapshot(
         seq=state.seq if seq is None else seq,
         media=media,
         classes=[cls for cls in state.classes.values() if cls.project == media.project],
         objects=objects,
-        labels=[LabelEntry(oid, frame, label) for (oid, frame), label in cells] if window is None else window_labels(cells, window),
+        labels=labels,
         proposals=[
             ProposalEntry(track, oid, frame, proposal)
             for track, info in state.tracks.items()
@@ -304,7 +333,7 @@ def snapshot(state: LabelState, media_id: str, actor: str, seq: int | None = Non
         undo=len(stacks.undo),
         redo=len(stacks.redo),
         window=window,
-        heads=None if window is None else heads_outside(cells, window),
+        heads=heads,
     )
 
 

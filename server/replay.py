@@ -34,10 +34,8 @@ class Live(Protocol):
 async def project_as_of(store: EventStore, project: str, seq: int) -> LabelState:
     """The project-level state (the project, its classes and media items) after position `seq`."""
     state = LabelState()
-    async for batch in store.iter_batches(0, stream=project_stream(project)):
+    async for batch in store.iter_batches(0, stream=project_stream(project), upto=seq):
         for event in batch:
-            if event.seq > seq:
-                return state
             state.apply(event)
     return state
 
@@ -50,10 +48,8 @@ async def media_as_of(store: EventStore, base: LabelState, media: str, seq: int,
     stream = media_stream(media)
     loaded = await load_media_snapshot(store, media, base, at_or_before=seq, window=window)
     state = loaded.state if loaded is not None else media_view(base)
-    async for batch in store.iter_batches(state.seq, stream=stream):
+    async for batch in store.iter_batches(state.seq, stream=stream, upto=seq):
         for event in batch:
-            if event.seq > seq:
-                return state
             state.apply(event)
     return state
 

@@ -108,10 +108,11 @@ class EventStore(Protocol):
         ...
 
     def iter_batches(
-        self, after: int = 0, *, stream: str | None = None, batch_size: int = 10_000
+        self, after: int = 0, *, stream: str | None = None, batch_size: int = 10_000, upto: int | None = None
     ) -> AsyncIterator[list[Event]]:
-        """Every event after `after`, in seq order, as lists of up to `batch_size`: for
-        rebuilding projections from a long log without holding it in memory."""
+        """Every event after `after` (and at or before `upto`, when given), in seq order, as
+        lists of up to `batch_size`: for rebuilding projections from a long log without holding
+        it in memory, and for replaying up to a position without reading past it."""
         ...
 
     async def get(self, id: str) -> Event | None:

@@ -1,6 +1,7 @@
 """Kill -9 a process while it appends events and writes snapshots: whatever snapshot then loads
 is valid, and (newest snapshot + the stream's events after it) is the media item's part of a
-full fold, at the head and at earlier positions. A snapshot row truncated by hand is ignored.
+full fold, at the head and at earlier positions. A snapshot row truncated by hand, or a part
+damaged by hand, is ignored.
 
 The child keeps a live log of real domain events over three media items (the ops of
 tests/domain/test_snapshots.py), appends them, and after every append starts a snapshot of each
@@ -16,8 +17,9 @@ import random
 import sqlite3
 from pathlib import Path
 
-from masklog.domain.snapshots import PROJECTION_VERSION, decode_media_state, media_part, media_view
+from masklog.domain.snapshots import PROJECTION_VERSION, decode_media_snapshot, media_part, media_view, read_manifest
 from masklog.domain.state import fold
+from masklog.server.snapshot_io import load_media_snapshot
 from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.killed_child import acks_until_killed
 
@@ -26,10 +28,10 @@ MEDIA = ["m1", "m2", "m3"]
 CHILD = """
 import asyncio, random, sys
 from masklog.domain.events import NewEvent
-from masklog.domain.snapshots import PROJECTION_VERSION, encode_media_state, media_view
+from masklog.domain.snapshots import encode_media_snapshot, media_view
 from masklog.domain.state import fold
+from masklog.server.snapshot_io import stored_snapshot
 from masklog.server.sqlite_store import SQLiteEventStore
-from masklog.server.store import Snapshot
 from tests.domain.builders import ALICE, BOB
 from tests.domain.test_snapshots import MEDIA, StreamLog, run, setup
 
@@ -68,7 +70,7 @@ async def main(path, seed):
                 views[event.stream.removeprefix("media:")].apply(event)
         head = got[-1].seq
         for m in MEDIA:
-            snapshot = Snapshot(stream=f"media:{m}", seq=head, version=PROJECTION_VERSION, data=encode_media_state(views[m]))
+            snapshot = stored_snapshot(f"media:{m}", head, encode_media_snapshot(views[m]))
             task = asyncio.create_task(store.save_snapshot(snapshot))
             writing.add(task)
             task.add_done_callback(writing.discard)
@@ -111,14 +113,18 @@ async def check_store(path: Path, seed: int, rng: random.Random) -> int:
         # Each stored row whose checksum holds is exactly the state of its stream at its seq.
         rows = snapshot_rows(path)
         assert rows, f"seed {seed}: no snapshot was written"
-        checksums = {(stream, seq): checksum for stream, seq, _, checksum, _ in rows}
         for stream, seq, version, checksum, data in rows:
             assert version == PROJECTION_VERSION
             if hashlib.sha256(data).digest() != checksum:
                 continue  # a damaged row: load_snapshot must skip it (checked below)
+            manifest = read_manifest(data)
+            keys = manifest.parts_for()
+            parts = await store.load_parts(keys)
+            if parts is None:
+                continue  # a damaged part: loading must skip the snapshot (checked below)
             media = stream.removeprefix("media:")
             expected = fold((e for e in streams[media] if e.seq <= seq), media_view(base))
-            assert decode_media_state(data, base) == expected, f"seed {seed}: snapshot {stream}@{seq}"
+            assert decode_media_snapshot(manifest, dict(zip(keys, parts)), base) == expected, f"seed {seed}: snapshot {stream}@{seq}"
 
         # Newest snapshot + tail at the head and at random earlier positions.
         positions = sorted({head, *(rng.randint(1, head) for _ in range(15))})
@@ -126,15 +132,35 @@ async def check_store(path: Path, seed: int, rng: random.Random) -> int:
             full = fold(e for e in events if e.seq <= position)
             base_then = fold(e for e in events if e.seq <= position and e.stream.startswith("project:"))
             for media in MEDIA:
-                snapshot = await store.load_snapshot(f"media:{media}", PROJECTION_VERSION, at_or_before=position)
-                if snapshot is None:
-                    state = media_view(base_then)
-                else:
-                    assert hashlib.sha256(snapshot.data).digest() == checksums[(snapshot.stream, snapshot.seq)]
-                    state = decode_media_state(snapshot.data, base_then)
+                loaded = await load_media_snapshot(store, media, base_then, at_or_before=position)
+                state = media_view(base_then) if loaded is None else loaded.state
                 fold((e for e in streams[media] if state.seq < e.seq <= position), state)
                 assert media_part(state, media) == media_part(full, media), f"seed {seed}: {media} at {position}"
         return head
+
+
+def damage_a_part_of_newest(path: Path, stream: str) -> int:
+    """Flip a byte of one part of the stream's newest snapshot (its key stays); its seq."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            seq = conn.execute("SELECT max(seq) FROM snapshots WHERE stream = ?", (stream,)).fetchone()[0]
+            key = conn.execute("SELECT key FROM snapshot_refs WHERE stream = ? AND seq = ? LIMIT 1", (stream, seq)).fetchone()[0]
+            conn.execute("UPDATE snapshot_parts SET data = CAST(data || x'00' AS BLOB) WHERE key = ?", (key,))
+        return int(seq)
+    finally:
+        conn.close()
+
+
+def orphans(path: Path) -> tuple[int, int]:
+    """References to missing parts, and parts no snapshot refers to: neither survives a kill."""
+    conn = sqlite3.connect(path)
+    try:
+        dangling = conn.execute("SELECT count(*) FROM snapshot_refs WHERE key NOT IN (SELECT key FROM snapshot_parts)").fetchone()[0]
+        unused = conn.execute("SELECT count(*) FROM snapshot_parts WHERE key NOT IN (SELECT key FROM snapshot_refs)").fetchone()[0]
+        return int(dangling), int(unused)
+    finally:
+        conn.close()
 
 
 def truncate_newest(path: Path, stream: str) -> int:
@@ -160,6 +186,7 @@ async def test_snapshots_stay_valid_across_kill_9(tmp_path: Path) -> None:
         acked = max(acked, last)
         head = await check_store(path, seed, rng)
         assert head >= acked, f"seed {seed}: acknowledged head {acked} lost (file head {head})"
+        assert orphans(path) == (0, 0), f"seed {seed}"
 
     # A snapshot truncated by hand is never trusted: the next older one is used instead.
     truncated = truncate_newest(path, "media:m1")
@@ -167,4 +194,12 @@ async def test_snapshots_stay_valid_across_kill_9(tmp_path: Path) -> None:
         for bound in (None, truncated):
             found = await store.load_snapshot("media:m1", PROJECTION_VERSION, at_or_before=bound)
             assert found is None or found.seq < truncated, f"seed {seed}"
+    await check_store(path, seed, rng)
+
+    # A damaged part is never trusted either: loading falls back to an older snapshot.
+    damaged = damage_a_part_of_newest(path, "media:m2")
+    async with await SQLiteEventStore.open(path) as store:
+        base = fold(e for e in await store.read_streams("project:"))
+        loaded = await load_media_snapshot(store, "m2", base)
+        assert loaded is None or loaded.seq < damaged, f"seed {seed}"
     await check_store(path, seed, rng)

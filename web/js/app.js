@@ -530,6 +530,7 @@ class App {
     this.history.load();
     this.invalidate("all");
     this.ensureLabels(state.frame);
+    this.ensureLabels(state.frame + LABEL_BLOCK); // the next block, before the user gets there
     this.loadFrame(state.frame, 1);
   }
 

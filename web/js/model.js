@@ -14,15 +14,17 @@ import { isPersons, keepsPeople } from "./conflicts.js";
 
 const cellKey = (object, frame) => `${object}\u0000${frame}`;
 
-/** Frames are loaded in aligned blocks of this many (the hello's window and each fetch). */
+/** Frames are loaded in aligned blocks of this many (the hello's window and each fetch; the
+ * server keeps labels in blocks of the same size). Playback fetches the next block ahead. */
 export const LABEL_BLOCK = 64;
-/** A window is the block holding the frame and the next one (at most MAX_LABEL_WINDOW = 512 on the server). */
-export const LABEL_WINDOW_BLOCKS = 2;
+/** Replay answers are replayed on the server for each request: smaller windows answer sooner. */
+export const REPLAY_BLOCK = 16;
 
-/** The inclusive window of frames loaded around `frame`: its block and the next one. */
-export function labelsWindow(frame) {
-  const first = Math.floor(Math.max(0, frame) / LABEL_BLOCK) * LABEL_BLOCK;
-  return [first, first + LABEL_BLOCK * LABEL_WINDOW_BLOCKS - 1];
+/** The inclusive window of frames loaded around `frame`: the aligned block holding it (at most
+ * MAX_LABEL_WINDOW = 512 frames on the server). */
+export function labelsWindow(frame, block = LABEL_BLOCK) {
+  const first = Math.floor(Math.max(0, frame) / block) * block;
+  return [first, first + block - 1];
 }
 
 /** Whether a label (as in model.label) is a head: provenance only, its shape not loaded yet. */
@@ -388,10 +390,10 @@ export class MediaModel extends EventTarget {
  * null when nothing is to be fetched, else a promise of whether the answer was merged (an answer
  * for a model reset meanwhile is dropped).
  */
-export function ensureLabels(model, frame, fetchWindow, seq = null) {
+export function ensureLabels(model, frame, fetchWindow, seq = null, block = LABEL_BLOCK) {
   const media = model.media;
   if (!media || frame < 0 || frame >= media.frames || model.isLoaded(frame)) return null;
-  const [from, to] = labelsWindow(frame);
+  const [from, to] = labelsWindow(frame, block);
   const key = `${seq}:${from}`;
   const fetching = model.fetching;
   let pending = fetching.get(key);

@@ -11,7 +11,7 @@
 // live. They come from GET /api/media/{m}/positions, at most 10 000 a request, then grow with the
 // live events of the item's stream.
 
-import { MediaModel, ensureLabels, labelsWindow } from "./model.js";
+import { MediaModel, REPLAY_BLOCK, ensureLabels, labelsWindow } from "./model.js";
 
 /** Index of the last position <= seq, plus one: how many of `positions` (sorted) are <= seq. */
 export function countUpTo(positions, seq) {
@@ -180,7 +180,7 @@ export class Replay {
     let snapshot;
     try {
       // Full labels around the frame shown, heads for the rest (issue 15); ensureLabels fetches more.
-      snapshot = await page.snapshotAt(media.media, seq, labelsWindow(page.state.frame));
+      snapshot = await page.snapshotAt(media.media, seq, labelsWindow(page.state.frame, REPLAY_BLOCK));
     } catch (error) {
       if (request === this.request) page.toast(error.message, { code: error.code });
       return;
@@ -223,7 +223,7 @@ export class Replay {
   ensureLabels(frame) {
     const seq = this.page.state.replaySeq;
     if (seq === null) return;
-    const pending = ensureLabels(this.model, frame, this.page.fetchWindow, seq);
+    const pending = ensureLabels(this.model, frame, this.page.fetchWindow, seq, REPLAY_BLOCK);
     pending
       ?.then((merged) => {
         if (merged && this.active) this.page.changed();

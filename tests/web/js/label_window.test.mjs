@@ -33,9 +33,10 @@ const deleted = (seq, object, frame) => ({ seq, id: `e${seq}`, actor: "user:bob"
 
 test("the window is the 64-frame block holding the frame and the next block", () => {
   assert.equal(LABEL_BLOCK, 64);
-  assert.deepEqual(labelsWindow(0), [0, 127]);
-  assert.deepEqual(labelsWindow(250), [192, 319]);
-  assert.deepEqual(labelsWindow(-3), [0, 127]);
+  assert.deepEqual(labelsWindow(0), [0, 63]);
+  assert.deepEqual(labelsWindow(250), [192, 255]);
+  assert.deepEqual(labelsWindow(-3), [0, 63]);
+  assert.deepEqual(labelsWindow(250, 16), [240, 255]);
 });
 
 test("a windowed snapshot: full labels in the window, heads (provenance, no shape) for the rest", () => {
@@ -102,18 +103,18 @@ test("ensureLabels fetches a frame's window once while in flight, and drops an a
     });
   };
   assert.equal(ensureLabels(model, 5, fetchWindow), null, "loaded already");
-  const first = ensureLabels(model, 250, fetchWindow, 7);
-  assert.equal(ensureLabels(model, 251, fetchWindow, 7), first, "the same block: the same request");
+  const first = ensureLabels(model, 290, fetchWindow, 7);
+  assert.equal(ensureLabels(model, 291, fetchWindow, 7), first, "the same block: the same request");
   await new Promise((resolve) => setTimeout(resolve, 0));
-  assert.deepEqual(asked, [["m", 7, 192, 299]], "cut to the item's frames");
-  answer({ seq: 10, from: 192, to: 299, labels: [full("a", 250, 8)] });
+  assert.deepEqual(asked, [["m", 7, 256, 299]], "cut to the item's frames");
+  answer({ seq: 10, from: 256, to: 299, labels: [full("a", 290, 8)] });
   assert.equal(await first, true);
-  assert.equal(model.label("a", 250).shape.x, 8);
+  assert.equal(model.label("a", 290).shape.x, 8);
 
   const again = ensureLabels(model, 130, fetchWindow);
   await new Promise((resolve) => setTimeout(resolve, 0));
   model.loadSnapshot({ ...windowedSnapshotOf(model), seq: 20 });
-  answer({ seq: 10, from: 128, to: 255, labels: [] });
+  answer({ seq: 10, from: 128, to: 191, labels: [] });
   assert.equal(await again, false, "asked before the reset: dropped");
   assert.ok(!model.isLoaded(130));
 });
