@@ -131,7 +131,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_context(settings, backends) as ctx:
             app.state.ctx = ctx
-            log.info("masklog: log at %d in %s; models: %s", ctx.ledger.head, settings.database, ctx.backends.segmenter.model)
+            log.info("masklog: log at %d in %s; models: %s", ctx.ledger.head, settings.log_location, ctx.backends.segmenter.model)
             yield
 
     routes = [*api.routes, *exchange_routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from masklog.inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
-from masklog.server.settings import Settings, env, model_settings_from, token_lifetime_s
+from masklog.server.settings import Settings, env, model_settings_from, storage_from, token_lifetime_s
 from masklog.server.storage import STORAGE_BACKENDS
 
 
@@ -26,9 +26,15 @@ def _add_storage_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=sorted(STORAGE_BACKENDS), default=default, help=f"where the log and the accounts are kept (env MASKLOG_STORAGE; default {Settings.storage})")
 
 
+def _add_database_flags(parser: argparse.ArgumentParser) -> None:
+    # No default here: storage_from decides (a --database URL alone means postgresql).
+    parser.add_argument("--storage", choices=sorted(STORAGE_BACKENDS), help=f"where the log and the accounts are kept (env MASKLOG_STORAGE; default {Settings.storage}, or postgresql with --database)")
+    parser.add_argument("--database", help="the event log in PostgreSQL: postgresql://user[:password]@host[:port]/db (env MASKLOG_DATABASE); accounts stay in the data folder")
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="folder for the event log, accounts and media (env MASKLOG_DATA; default ./masklog-data)")
-    _add_storage_flag(parser)
+    _add_database_flags(parser)
     parser.add_argument("--host", default=env("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("PORT", "8000") or 8000))
     parser.add_argument("--backend", choices=list(BACKENDS), help=f"model backend: {_backend_help()} (env MASKLOG_BACKEND; default: sam2 if a checkpoint is set, else {DEFAULT_BACKEND})")
@@ -95,7 +101,11 @@ def _limit_settings(args: argparse.Namespace) -> _LimitSettings:
 def _settings(args: argparse.Namespace) -> Settings:
     model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
     public = args.public_origin or [o.strip() for o in (env("PUBLIC_ORIGINS") or "").split(",") if o.strip()]
-    return Settings(data=_data_dir(args.data), storage=args.storage, host=args.host, port=args.port, model=model, run_models=not args.no_models, public_origins=tuple(public), **_limit_settings(args))
+    storage, database = storage_from(args.storage, args.database)
+    return Settings(
+        data=_data_dir(args.data), storage=storage, database_url=database, host=args.host, port=args.port, model=model,
+        run_models=not args.no_models, public_origins=tuple(public), **_limit_settings(args),
+    )
 
 
 def _serve(settings: Settings, demo: bool) -> None:

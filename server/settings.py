@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from masklog.inference.registry import DEFAULT_BACKEND, backend_named
 
@@ -24,6 +25,8 @@ class Settings:
     data: Path
     # Where the log and the accounts are kept: a name in server.storage.STORAGE_BACKENDS.
     storage: str = "sqlite"
+    # The "postgresql" storage's database, a postgresql:// URL (--database, MASKLOG_DATABASE).
+    database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -84,6 +87,12 @@ class Settings:
         return self.data / "events.sqlite3"
 
     @property
+    def log_location(self) -> str:
+        """Where the log is, for messages: the SQLite file, or the database URL without its
+        password."""
+        return redact_url(self.database_url) if self.database_url else str(self.database)
+
+    @property
     def accounts_database(self) -> Path:
         """The SQLite storage's accounts."""
         return self.data / "accounts.sqlite3"
@@ -91,6 +100,35 @@ class Settings:
     @property
     def media_dir(self) -> Path:
         return self.data / "media"
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return "<a database URL>"
+
+
+def storage_from(storage: str | None, database: str | None) -> tuple[str, str | None]:
+    """The storage and database URL that flags (or MASKLOG_STORAGE / MASKLOG_DATABASE) name: a
+    postgresql:// database means the postgresql storage unless another is named; the
+    postgresql storage needs one. Raises ValueError for a combination that cannot work."""
+    storage = storage or env("STORAGE")
+    database = database or env("DATABASE") or None
+    if database is not None and not database.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"--database must be a postgresql:// URL, not {database.split('://')[0]!r}...")
+    if storage is None:
+        storage = "postgresql" if database else Settings.storage
+    if storage == "postgresql" and database is None:
+        raise ValueError("--storage postgresql needs --database postgresql://user@host/db (or MASKLOG_DATABASE)")
+    if storage != "postgresql" and database is not None:
+        raise ValueError(f"--database is a PostgreSQL URL, but the storage is {storage}")
+    return storage, database
 
 
 def token_lifetime_s(days: float) -> float | None:

@@ -31,7 +31,8 @@ Besides the log the file holds two derived tables (format 2):
   upgrades it (about 2 s per million events here, measured on the bench log).
 - `snapshots` (stream, seq, version, checksum, data): projection snapshots, a cache. The
   checksum (sha256 of data) is checked on every load; a damaged row is skipped, never trusted.
-  Retention (`snapshots_to_drop`) runs in the transaction of each save.
+  Retention (`store.snapshots_to_drop`, shared with the PostgreSQL store) runs in the
+  transaction of each save.
 - (format 3) `snapshot_parts` (key, data): the parts snapshots share, stored once by key (their
   sha256, checked on every load), and `snapshot_refs` (which snapshot uses which part). A part
   goes when retention drops the last snapshot that refers to it, in the same transaction.
@@ -40,7 +41,6 @@ Besides the log the file holds two derived tables (format 2):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import sqlite3
@@ -67,6 +67,7 @@ from masklog.domain.events import (
     stored,
 )
 from masklog.server.store import (
+    INT64_MAX,
     AppendFailed,
     HeadBroadcast,
     ReadFailed,
@@ -77,6 +78,9 @@ from masklog.server.store import (
     StoreUnavailable,
     Subscription,
     check_batch,
+    check_snapshot,
+    snapshot_checksum,
+    snapshots_to_drop,
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -154,19 +158,6 @@ _BACKFILL = [
 _CLAIM = "INSERT OR REPLACE INTO objects (object_id, media) VALUES (?, ?)"
 _RESERVE = "INSERT OR IGNORE INTO objects (object_id, media) VALUES (?, ?)"
 
-# Snapshot retention, per stream and version: the newest KEEP_NEWEST are kept; an older one is
-# kept when it is the oldest snapshot in its cell, where the cells of a snapshot `age` positions
-# before the newest are aligned blocks of positions of the largest power of two <= age /
-# THIN_RATIO (at least 1). Cells only grow as a snapshot ages, and a cell's oldest snapshot is
-# also the oldest of the smaller cell it came from, so thinning never leaves a long stretch
-# uncovered: a position P has a snapshot at most (newest - P) / 2 (measured: a third) plus the
-# snapshot interval before it, and the oldest snapshot is never dropped. How many a stream keeps
-# grows with the logarithm of its history (measured: 58, 82, 110 and 136 of 100, 300, 1,000 and
-# 3,000 taken). THIN_RATIO = 16 rather than 4 (which kept 30-45): a
-# replay of a random position of a 25-interval history then folds under 1.9 intervals of events
-# 19 times in 20 (3.4 with 4), and snapshots share their unchanged parts.
-KEEP_NEWEST = 3
-THIN_RATIO = 16
 
 # Snapshots larger than this are hashed on a worker thread, not on the event loop.
 _HASH_INLINE_BYTES = 256 * 1024
@@ -178,7 +169,6 @@ _INSERT = "INSERT INTO events (seq, id, stream, payload) VALUES (?, ?, ?, CAST(?
 
 READER_MMAP_BYTES = 1 << 30
 
-_INT64_MAX = (1 << 63) - 1
 
 # How often, while anyone subscribes, the file is checked for commits by other writers.
 FOLLOW_INTERVAL_S = 0.05
@@ -375,7 +365,7 @@ class SQLiteEventStore:
         self._check_open()
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        bound = _INT64_MAX if upto is None else upto
+        bound = INT64_MAX if upto is None else upto
         # One chunk is fetched ahead, so the database thread reads while this one decodes.
         fetching = asyncio.ensure_future(self._fetch(after, stream, batch_size, bound))
         try:
@@ -397,7 +387,7 @@ class SQLiteEventStore:
         finally:
             _discard(fetching)
 
-    async def _fetch(self, after: int, stream: str | None, limit: int, upto: int = _INT64_MAX) -> list[tuple[bytes]]:
+    async def _fetch(self, after: int, stream: str | None, limit: int, upto: int = INT64_MAX) -> list[tuple[bytes]]:
         # Keyset paging on seq (never OFFSET): each chunk is an index range scan. Only the
         # payload: a second column costs about a quarter more per row, and seq is inside it.
         if stream is None:
@@ -475,7 +465,7 @@ class SQLiteEventStore:
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         self._check_open()
-        _check_snapshot(snapshot)
+        check_snapshot(snapshot)
         loop = asyncio.get_running_loop()
         if len(snapshot.data) + sum(len(part) for part in snapshot.parts) > _HASH_INLINE_BYTES:
             checksum, keys = await asyncio.to_thread(_digests, snapshot)
@@ -492,7 +482,7 @@ class SQLiteEventStore:
         self._check_open()
         if not isinstance(stream, str) or not isinstance(version, int):
             raise ValueError("stream must be a string and version an int")
-        bound = _INT64_MAX if at_or_before is None else at_or_before
+        bound = INT64_MAX if at_or_before is None else at_or_before
         while True:
             rows = await self._query(
                 "SELECT seq, checksum, data FROM snapshots WHERE stream = ? AND version = ? AND seq <= ?"
@@ -814,26 +804,6 @@ def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes
         raise
 
 
-def snapshots_to_drop(seqs: Sequence[int]) -> list[int]:
-    """The snapshots (by seq; `seqs` ascending, one stream and version) that retention drops;
-    see KEEP_NEWEST and THIN_RATIO."""
-    if len(seqs) <= KEEP_NEWEST:
-        return []
-    newest = seqs[-1]
-    drop: list[int] = []
-    previous: int | None = None
-    for seq in seqs[:-KEEP_NEWEST]:
-        cell = 1 << max(0, ((newest - seq) // THIN_RATIO).bit_length() - 1)
-        if previous is not None and previous >= seq - seq % cell:
-            drop.append(seq)  # an older snapshot starts this cell
-        previous = seq
-    return drop
-
-
-def snapshot_checksum(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
 def _lookup(conn: sqlite3.Connection, keys: set[bytes]) -> dict[bytes, Event]:
     """The already stored events among these ids."""
     found: dict[bytes, Event] = {}
@@ -865,21 +835,6 @@ def _place(
     return events, rows, added
 
 
-
-
-def _check_snapshot(snapshot: Snapshot) -> None:
-    if not isinstance(snapshot, Snapshot):
-        raise ValueError(f"expected a Snapshot, got {type(snapshot).__name__}")
-    if not isinstance(snapshot.stream, str) or not snapshot.stream:
-        raise ValueError("a snapshot's stream must be a non-empty string")
-    for name in ("seq", "version"):
-        value = getattr(snapshot, name)
-        if type(value) is not int or not 0 <= value <= _INT64_MAX:
-            raise ValueError(f"a snapshot's {name} must be an int from 0 to 2**63-1, not {value!r}")
-    if not isinstance(snapshot.data, bytes):
-        raise ValueError("a snapshot's data must be bytes")
-    if not isinstance(snapshot.parts, tuple) or not all(isinstance(part, bytes) for part in snapshot.parts):
-        raise ValueError("a snapshot's parts must be a tuple of bytes")
 
 
 def _discard(future: asyncio.Future[Any]) -> None:

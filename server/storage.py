@@ -29,6 +29,14 @@ async def _sqlite_store(settings: Settings, verify_on_open: bool) -> EventStore:
     return await SQLiteEventStore.open(settings.database, check="quick" if verify_on_open else "none")
 
 
+async def _postgres_store(settings: Settings, verify_on_open: bool) -> EventStore:
+    from masklog.server.postgres_store import PostgresEventStore
+
+    if settings.database_url is None:
+        raise ValueError("the postgresql storage needs a database URL (--database postgresql://..., MASKLOG_DATABASE)")
+    return await PostgresEventStore.open(settings.database_url, check=verify_on_open)
+
+
 async def _sqlite_accounts(settings: Settings) -> Accounts:
     from masklog.server.sqlite_accounts import SQLiteAccounts
 
@@ -36,8 +44,11 @@ async def _sqlite_accounts(settings: Settings) -> Accounts:
 
 
 # Storage backends by the name `Settings.storage` (and `--storage`, MASKLOG_STORAGE) takes.
+# "postgresql": the log in the PostgreSQL database `Settings.database_url` (several server
+# processes can share it); the accounts stay in the data folder's SQLite file for now.
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
     "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts),
+    "postgresql": StorageBackend(_postgres_store, _sqlite_accounts),
 }
 
 
@@ -50,7 +61,7 @@ def storage_backend(settings: Settings) -> StorageBackend:
 
 
 async def open_store(settings: Settings, *, verify_on_open: bool = True) -> EventStore:
-    """The event log of `settings.data` on the configured backend. `verify_on_open=False` skips
+    """The event log of `settings.data` (or `settings.database_url`) on the configured backend. `verify_on_open=False` skips
     the integrity checks that read the whole log (a server runs `verify` once it serves, so its
     start-up does not grow with the history)."""
     return await storage_backend(settings).open_store(settings, verify_on_open)

@@ -10,6 +10,7 @@ before it is stored, and fanning committed heads out to subscribers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
@@ -17,6 +18,24 @@ from typing import Protocol, Self
 import msgspec
 
 from masklog.domain.events import Event, NewEvent, SchemaError, decode_new_event, encode, is_event_id
+
+# The largest position, version or seq a backend stores (SQLite's INTEGER, PostgreSQL's bigint).
+INT64_MAX = (1 << 63) - 1
+
+# Snapshot retention, every backend's (in the transaction of each save), per stream and version:
+# the newest KEEP_NEWEST are kept; an older one is kept when it is the oldest snapshot in its
+# cell, where the cells of a snapshot `age` positions before the newest are aligned blocks of
+# positions of the largest power of two <= age / THIN_RATIO (at least 1). Cells only grow as a
+# snapshot ages, and a cell's oldest snapshot is also the oldest of the smaller cell it came
+# from, so thinning never leaves a long stretch uncovered: a position P has a snapshot at most
+# (newest - P) / 2 (measured: a third) plus the snapshot interval before it, and the oldest
+# snapshot is never dropped. How many a stream keeps grows with the logarithm of its history
+# (measured: 58, 82, 110 and 136 of 100, 300, 1,000 and 3,000 taken). THIN_RATIO = 16 rather
+# than 4 (which kept 30-45): a replay of a random position of a 25-interval history then folds
+# under 1.9 intervals of events 19 times in 20 (3.4 with 4), and snapshots share their unchanged
+# parts.
+KEEP_NEWEST = 3
+THIN_RATIO = 16
 
 
 class StoreError(Exception):
@@ -205,6 +224,42 @@ def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
             raise UnstorableEvent(index, new.id, "id and cause must be UUIDs in canonical text form")
         checked.append(new)
     return checked
+
+
+def check_snapshot(snapshot: Snapshot) -> None:
+    """Raise ValueError for a snapshot a backend must not store."""
+    if not isinstance(snapshot, Snapshot):
+        raise ValueError(f"expected a Snapshot, got {type(snapshot).__name__}")
+    if not isinstance(snapshot.stream, str) or not snapshot.stream:
+        raise ValueError("a snapshot's stream must be a non-empty string")
+    for name in ("seq", "version"):
+        value = getattr(snapshot, name)
+        if type(value) is not int or not 0 <= value <= INT64_MAX:
+            raise ValueError(f"a snapshot's {name} must be an int from 0 to 2**63-1, not {value!r}")
+    if not isinstance(snapshot.data, bytes):
+        raise ValueError("a snapshot's data must be bytes")
+    if not isinstance(snapshot.parts, tuple) or not all(isinstance(part, bytes) for part in snapshot.parts):
+        raise ValueError("a snapshot's parts must be a tuple of bytes")
+
+
+def snapshots_to_drop(seqs: Sequence[int]) -> list[int]:
+    """The snapshots (by seq; `seqs` ascending, one stream and version) that retention drops;
+    see KEEP_NEWEST and THIN_RATIO."""
+    if len(seqs) <= KEEP_NEWEST:
+        return []
+    newest = seqs[-1]
+    drop: list[int] = []
+    previous: int | None = None
+    for seq in seqs[:-KEEP_NEWEST]:
+        cell = 1 << max(0, ((newest - seq) // THIN_RATIO).bit_length() - 1)
+        if previous is not None and previous >= seq - seq % cell:
+            drop.append(seq)  # an older snapshot starts this cell
+        previous = seq
+    return drop
+
+
+def snapshot_checksum(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 class Subscription:

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.server.live import LiveServer, seeded_server
+from tests.server.postgres_server import postgres_server  # noqa: F401  (the session's PostgreSQL server, for the tests that need one)
 
 
 @pytest.fixture
