@@ -188,11 +188,12 @@ _CLAIM = (
 _RESERVE = "INSERT INTO objects (object_id, media) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (object_id) DO NOTHING"
 _HEAD = "SELECT coalesce(max(seq), 0) FROM events"
 
-# What a lost or unusable connection looks like (the server went away, the socket broke): the
-# whole group fails and the connection is replaced. Any other server error is about the
-# statement, so it can be a single batch's fault.
+# What a lost or unusable connection looks like (the server went away or is shutting down, an
+# administrator ended the session, the socket broke): the group is tried once more on a new
+# connection. Any other server error is about the statement, so it can be a single batch's fault.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin or crash shutdown, cancelled
     asyncpg.InterfaceError,
     OSError,
     TimeoutError,

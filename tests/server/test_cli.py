@@ -56,6 +56,36 @@ def test_eval_vos_on_a_folder_without_sequences_is_an_error(tmp_path):
 
 
 def test_demo_serves_a_project_made_on_the_spot(tmp_path):
+    _serve_demo_and_check(tmp_path)
+
+
+def test_the_log_can_be_kept_in_postgresql(tmp_path, postgres_server):
+    import asyncio
+
+    import asyncpg
+
+    dsn = asyncio.run(postgres_server.create_database())
+    try:
+        _serve_demo_and_check(tmp_path, "--database", dsn, "--no-models")
+        assert not (tmp_path / "events.sqlite3").exists() and (tmp_path / "accounts.sqlite3").exists()
+
+        async def count() -> int:
+            conn = await asyncpg.connect(dsn)
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM events"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(count()) > 0
+    finally:
+        asyncio.run(postgres_server.drop_database(dsn))
+    needs_url = masklog("serve", "--data", str(tmp_path), "--storage", "postgresql")
+    assert needs_url.returncode == 2 and "needs --database" in needs_url.stderr
+    not_a_url = masklog("serve", "--data", str(tmp_path), "--database", "sqlite:///x.db")
+    assert not_a_url.returncode == 2 and "must be a postgresql:// URL" in not_a_url.stderr
+
+
+def _serve_demo_and_check(data: Path, *flags: str) -> None:
     import socket
     import time
 
@@ -65,7 +95,7 @@ def test_demo_serves_a_project_made_on_the_spot(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "masklog.server.cli", "demo", "--data", str(tmp_path), "--port", str(port)],
+        [sys.executable, "-m", "masklog.server.cli", "demo", "--data", str(data), "--port", str(port), *flags],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
