@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy as _copy
 import gc
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
@@ -45,6 +46,8 @@ from masklog.server.hub import Hub
 from masklog.server.projections import LoadReport, Projections, media_of_stream
 from masklog.server.replay import merge_media
 from masklog.server.store import EventStore, StoreError
+
+log = logging.getLogger("masklog.ledger")
 
 
 async def rebuild(store: EventStore, state: LabelState | None = None) -> LabelState:
@@ -194,6 +197,8 @@ class Ledger:
         self._pending: dict[str, asyncio.Task[list[Event]]] = {}
         # Appends under way: recovering waits for them before reading the log.
         self._appends: set[asyncio.Future[list[Event]]] = set()
+        # Background loads of media items (`preload`).
+        self._preloads: set[asyncio.Future[LabelState]] = set()
         self._committed: dict[int, Event] = {}
         self._published = 0
         # Why the log may not be written any more (it failed its integrity check), or None.
@@ -250,6 +255,18 @@ class Ledger:
         """A media item's state if it is loaded, without loading it."""
         return self.projections.loaded(media)
 
+    def preload(self, media: str) -> None:
+        """Start loading a media item's state in the background (a socket greeted from the log
+        will send commands soon); a failure is logged, and the next use loads it again."""
+        task = asyncio.ensure_future(self.state_of(media))
+        self._preloads.add(task)
+        task.add_done_callback(self._preloaded)
+
+    def _preloaded(self, task: asyncio.Future[LabelState]) -> None:
+        self._preloads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("loading a media item in the background failed: %r", task.exception())
+
     def pin(self, media: str) -> None:
         """Keep a media item's state loaded (an open socket) until `unpin`."""
         self.projections.pin(media)
@@ -264,6 +281,7 @@ class Ledger:
 
     async def close(self) -> None:
         """At shutdown: wait for the commits under way, then snapshot what changed."""
+        await asyncio.gather(*self._preloads, return_exceptions=True)
         async with self._lock:
             await asyncio.gather(*self._appends, return_exceptions=True)
             pending = [task for task in self._pending.values() if not task.done()]

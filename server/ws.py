@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 from masklog.domain.decide import DomainError, Scope
 from masklog.domain.events import Event, media_stream, project_stream
 from masklog.domain.precheck import is_costly, precheck
+from masklog.domain.state import LabelState
 from masklog.server import protocol as p
 from masklog.server.accounts import User
 from masklog.server.authorization import Forbidden, authorize_on_media
@@ -27,6 +28,7 @@ from masklog.server.hub import Overflowed, Subscriber
 from masklog.server.ledger import LedgerError
 from masklog.server.limits import LimitExceeded
 from masklog.server.presence import Seat
+from masklog.server.replay import replay_media
 from masklog.server.sessions import Session
 
 log = logging.getLogger("masklog.ws")
@@ -121,16 +123,29 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
     # from the base alone).
     media = ctx.ledger.base.media.get(media_id)
     visible = credential is not None and media is not None and ctx.accounts.role_in(credential.user, media.project) is not None
-    state = await ctx.ledger.state_of(media_id) if visible else ctx.ledger.base
+    state: LabelState | None = None
+    head = ctx.ledger.head
+    if visible and media is not None and ctx.ledger.loaded(media_id) is None and hello.labels_window is not None and hello.last_seq is None:
+        # A cold open of a client that wants a window of labels: greet from the log (the window's
+        # labels and every cell's head, as of the last published position: a few parts of its
+        # snapshot, not the whole state), then catch up from the log to the subscription. The
+        # full state loads meanwhile, for the socket's commands.
+        head = ctx.ledger.published
+        view = await replay_media(ctx.store, media, head, p.clamp_window(hello.labels_window, media.frames))
+        state = view if media_id in view.media else None
+        ctx.ledger.preload(media_id)
+        log.debug("greeted a socket on %s from the log as of %d (cold, window %s)", media_id, head, hello.labels_window)
+    if state is None:
+        state = await ctx.ledger.state_of(media_id) if visible else ctx.ledger.base
+        head = ctx.ledger.head
     # From here to the subscription, no await: the live queue starts where the greeting ends.
-    greeting = p.greet(
-        hello, credential, media_id, state, ctx.ledger.published, ctx.accounts.role_in, capabilities(ctx.backends), head=ctx.ledger.head
-    )
+    greeting = p.greet(hello, credential, media_id, state, ctx.ledger.published, ctx.accounts.role_in, capabilities(ctx.backends), head=head)
     if isinstance(greeting, p.Close):
         await _refuse(websocket, greeting)
         return
     user, project = greeting.credential.user, greeting.project
     subscriber = ctx.hub.subscribe([media_stream(media_id), project_stream(project)], ctx.settings.client_queue)
+    subscribed_at = ctx.ledger.published
     session = ctx.sessions.add(greeting.credential, project, lambda: ctx.hub.unsubscribe(subscriber))
     delivery = p.Delivery(greeting.delivered)
     ctx.ledger.pin(media_id)  # kept loaded while the socket is open
@@ -138,6 +153,8 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         await _send(websocket, greeting.welcome)
         if isinstance(greeting.then, p.Snapshot):
             await _send(websocket, greeting.then)
+            # A snapshot from the log may be older than the subscription: the log has the rest.
+            await _catch_up(ctx, websocket, delivery, media_id, project, subscribed_at)
         else:
             await _catch_up(ctx, websocket, delivery, media_id, project, greeting.then.until)
         seat = ctx.presence.join(media_id, user.name, hello.frame)
