@@ -33,7 +33,8 @@ the data folder; models are not what is measured):
   page's replay slider asks, F the 16-frame block of a random frame) at `--replays`
   random positions of `hot`'s own events (median and 95th percentile), answer decoded;
 - `rss_mb_10_open`: the RSS once sockets on 10 items (`hot` and the probes; the same working set
-  whatever the log's length) are open and have their snapshots;
+  whatever the log's length) are open and have their snapshots, and their states are loaded (a
+  cold open is greeted from the log and loads the state behind it: a REST read of each waits);
 - `peak_rss_mb`: the highest RSS seen (`killed_after_s`: when the watchdog killed it);
 - `restart_ready_s`, `restart_rss_mb_ready`: a second start after stopping the first with SIGTERM
   (a server may save state at shutdown);
@@ -348,6 +349,11 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
                 log(f"open {result['open_media_ms']} ms, replay p95 {result['replay_ms_p95']} ms")
                 for index in range(1, args.probes + 1):
                     open_socket(sockets, server, loggen.probe_name(index), token)
+                with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=600, trust_env=False) as http:
+                    # A cold open is greeted from the log and loads the item's state behind the
+                    # greeting: a read of each waits until its state is loaded.
+                    for media in [loggen.HOT, *(loggen.probe_name(i) for i in range(1, args.probes + 1))]:
+                        http.get(f"/api/media/{media}/labels", params={"frame": 0}).raise_for_status()
                 result["rss_mb_10_open"] = round(server.rss())
                 result["open_sockets"] = 1 + args.probes
             except Stopped as stopped:
