@@ -64,22 +64,22 @@ is safe in the same way).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from uuid import UUID
 
 import asyncpg
 
 from masklog.domain.events import Event, NewEvent, ObjectCreated, PromptAdded, decode_event, decode_events, encode, stored
+from masklog.server.group_commit import GroupCommits, Outcome, append_failed
 from masklog.server.settings import redact_url
 from masklog.server.store import (
     INT64_MAX,
-    AppendFailed,
     HeadBroadcast,
     ReadFailed,
     Snapshot,
@@ -89,10 +89,14 @@ from masklog.server.store import (
     StoreIncompatible,
     StoreUnavailable,
     Subscription,
+    batches_read_ahead,
     check_batch,
     check_snapshot,
-    snapshot_checksum,
+    checksum_holds,
+    parts_in_order,
+    snapshot_digests,
     snapshots_to_drop,
+    wanted_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -117,8 +121,6 @@ CHANNEL = "masklog_head"
 CONNECT_TIMEOUT_S = 10.0
 READ_CONNECTIONS = 4
 
-# Snapshots larger than this are hashed on a worker thread, not on the event loop.
-_HASH_INLINE_BYTES = 256 * 1024
 
 # How long the listener waits between checks that its connection is alive, and the longest pause
 # between attempts to reconnect it.
@@ -201,11 +203,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
 
 
-@dataclass(slots=True)
-class _Pending:
-    events: list[NewEvent]
-    future: asyncio.Future[list[Event]]
-
 
 @dataclass(slots=True)
 class _Placed:
@@ -246,15 +243,13 @@ class PostgresEventStore:
         self._head = head  # the highest head known to be committed (own commits, notifications)
         self._written = head  # the head as of this writer's last transaction, and its time
         self._last_at = last_at
-        self._queue: deque[_Pending] = deque()
-        self._wake = asyncio.Event()
         self._heads = HeadBroadcast()
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
         self._commits = 0
         self._listening = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
-        self._write_task = asyncio.create_task(self._write_loop(), name=f"postgres-store-writer:{self.name}")
+        self._groups = GroupCommits(self.name, self._commit, MAX_GROUP_EVENTS)
         self._listen_task = asyncio.create_task(self._listen(), name=f"postgres-store-listener:{self.name}")
 
     @classmethod
@@ -299,47 +294,15 @@ class PostgresEventStore:
     # -- writing ---------------------------------------------------------------------------
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
-        if self._closing or self._write_task.done():  # done: only if the writer crashed (a bug)
+        if self._closing:
             raise StoreClosed(f"{self.name} is closed")
         batch = check_batch(events)
         if not batch:
             return []
-        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(batch, future))
-        self._wake.set()
-        # A caller cancelled before its group starts is dropped; after that its batch commits
-        # anyway (appending the same ids again is then a harmless no-op).
-        return await future
+        return await self._groups.append(batch)
 
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                group = self._take_group()
-                if group:
-                    await self._commit(group)
-        finally:
-            while self._queue:
-                _fail(self._queue.popleft().future, StoreClosed(f"{self.name} closed before this append ran"))
-
-    def _take_group(self) -> list[_Pending]:
-        group: list[_Pending] = []
-        size = 0
-        while self._queue and (not group or size + len(self._queue[0].events) <= MAX_GROUP_EVENTS):
-            pending = self._queue.popleft()
-            if pending.future.done():  # cancelled by its caller: nothing of it was written yet
-                continue
-            group.append(pending)
-            size += len(pending.events)
-        return group
-
-    async def _commit(self, group: list[_Pending]) -> None:
-        batches = [pending.events for pending in group]
+    async def _commit(self, batches: list[list[NewEvent]]) -> list[Outcome]:
+        """One group's transaction (see GroupCommits)."""
         try:
             try:
                 outcomes, head = await self._write_group(batches)
@@ -353,20 +316,10 @@ class PostgresEventStore:
         except _DATABASE_ERRORS as error:
             if isinstance(error, _CONNECTION_ERRORS) or self._writer is None or self._writer.is_closed():
                 await self._drop_writer()
-            for pending in group:
-                _fail(pending.future, _append_failed(error))
-            return
-        except BaseException:
-            for pending in group:
-                _fail(pending.future, StoreClosed(f"{self.name}: the writer stopped during this append"))
             raise
         self._commits += 1
-        for pending, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                _fail(pending.future, _append_failed(outcome))
-            elif not pending.future.done():
-                pending.future.set_result(outcome)
         self._announce(head)
+        return outcomes
 
     async def _drop_writer(self) -> None:
         writer, self._writer = self._writer, None
@@ -479,23 +432,10 @@ class PostgresEventStore:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         bound = INT64_MAX if upto is None else upto
-        # One chunk is fetched ahead, so the server reads while this process decodes.
-        fetching = asyncio.ensure_future(self._fetch(after, stream, batch_size, bound))
-        try:
-            while True:
-                rows = await fetching
-                if not rows:
-                    return
-                more = len(rows) == batch_size
-                if more:
-                    last = decode_event(rows[-1][0]).seq
-                    fetching = asyncio.ensure_future(self._fetch(last, stream, batch_size, bound))
-                    await asyncio.sleep(0)
-                yield decode_events([row[0] for row in rows])
-                if not more:
-                    return
-        finally:
-            _discard(fetching)
+        # aclosing: a caller that stops early ends the read-ahead (its fetch) at once.
+        async with contextlib.aclosing(batches_read_ahead(lambda start, limit: self._fetch(start, stream, limit, bound), after, batch_size)) as batches:
+            async for batch in batches:
+                yield batch
 
     async def get(self, id: str) -> Event | None:
         self._check_open()
@@ -539,16 +479,13 @@ class PostgresEventStore:
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         self._check_open()
         check_snapshot(snapshot)
-        if len(snapshot.data) + sum(len(part) for part in snapshot.parts) > _HASH_INLINE_BYTES:
-            checksum, keys = await asyncio.to_thread(_digests, snapshot)
-        else:
-            checksum, keys = _digests(snapshot)
+        checksum, keys = await snapshot_digests(snapshot)
         self._check_open()
         try:
             async with self._pool.acquire() as conn:
                 await _save_snapshot(conn, snapshot, checksum, keys)
         except _DATABASE_ERRORS as error:
-            raise _append_failed(error) from error
+            raise append_failed(error) from error
 
     async def load_snapshot(self, stream: str, version: int, at_or_before: int | None = None) -> Snapshot | None:
         self._check_open()
@@ -563,11 +500,7 @@ class PostgresEventStore:
             if not rows:
                 return None
             seq, checksum, data = rows[0]
-            if len(data) > _HASH_INLINE_BYTES:
-                actual = await asyncio.to_thread(snapshot_checksum, data)
-            else:
-                actual = snapshot_checksum(data)
-            if actual == checksum:
+            if await checksum_holds(data, checksum):
                 return Snapshot(stream=stream, seq=seq, version=version, data=data)
             log.warning(
                 "%s: snapshot of %s at %d (version %d) fails its checksum; ignored, an older one or the events are used",
@@ -577,23 +510,12 @@ class PostgresEventStore:
 
     async def load_parts(self, keys: Sequence[bytes]) -> list[bytes] | None:
         self._check_open()
-        if isinstance(keys, (bytes, str)) or not all(isinstance(key, bytes) for key in keys):
-            raise ValueError("keys must be a sequence of bytes")
-        wanted = list(dict.fromkeys(keys))
+        wanted = wanted_parts(keys)
         if not wanted:
             return []
         rows = await self._fetch_rows("SELECT key, data FROM snapshot_parts WHERE key = ANY($1::bytea[])", wanted)
         found: dict[bytes, bytes] = {row[0]: row[1] for row in rows}
-        missing = [key for key in wanted if key not in found]
-        if missing:
-            log.warning("%s: %d snapshot part(s) missing (e.g. %s)", self.name, len(missing), missing[0].hex()[:12])
-            return None
-        size = sum(len(data) for data in found.values())
-        damaged = await asyncio.to_thread(_damaged, found) if size > _HASH_INLINE_BYTES else _damaged(found)
-        if damaged:
-            log.warning("%s: snapshot part %s fails its digest; not used", self.name, damaged[0].hex()[:12])
-            return None
-        return [found[key] for key in keys]
+        return await parts_in_order(self.name, keys, found)
 
     async def object_media(self, object_id: str) -> str | None:
         self._check_open()
@@ -629,8 +551,7 @@ class PostgresEventStore:
         self._closing = True
         self._closed = asyncio.get_running_loop().create_future()
         try:
-            self._wake.set()
-            await self._write_task  # drains what was queued before close
+            await self._groups.close()  # commits what was queued before close
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
             self._heads.close()
@@ -778,12 +699,8 @@ async def _insert(conn: asyncpg.Connection, rows: list[tuple[int, str, str, byte
         await conn.execute(_CLAIM, list(claimed), list(claimed.values()))
 
 
-def _digests(snapshot: Snapshot) -> tuple[bytes, list[bytes]]:
-    return snapshot_checksum(snapshot.data), [snapshot_checksum(part) for part in snapshot.parts]
 
 
-def _damaged(parts: dict[bytes, bytes]) -> list[bytes]:
-    return [key for key, data in parts.items() if snapshot_checksum(data) != key]
 
 
 async def _save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, checksum: bytes, keys: list[bytes]) -> None:
@@ -827,23 +744,3 @@ async def _save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, checksum:
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _conn: event.set()
-
-
-def _discard(future: asyncio.Future[Any]) -> None:
-    """Drop a prefetch nobody will await, without an 'exception never retrieved' warning."""
-    if future.done():
-        if not future.cancelled():
-            future.exception()
-    else:
-        future.cancel()
-
-
-def _fail(future: asyncio.Future[list[Event]], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-def _append_failed(error: BaseException) -> AppendFailed:
-    failure = AppendFailed(f"append failed, nothing of the batch was stored: {error}")
-    failure.__cause__ = error
-    return failure

@@ -1,7 +1,8 @@
 """The embedded event store: one SQLite file in WAL mode.
 
 Writes: one writer task owns the write connection. Appends queue up while a transaction runs;
-the writer then takes everything queued and commits it in ONE transaction (group commit), so
+the writer then takes everything queued and commits it in ONE transaction (group commit, the
+queue shared with the other backends: `server/group_commit.py`), so
 under load a single fsync covers many callers. Each caller's batch sits in its own savepoint, so a
 batch that fails inside the transaction is rolled back alone and the others in the group still
 commit; batches are also checked (`check_batch`) before they queue, so the usual failure (an
@@ -41,14 +42,13 @@ Besides the log the file holds two derived tables (format 2):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -66,9 +66,9 @@ from masklog.domain.events import (
     encode,
     stored,
 )
+from masklog.server.group_commit import GroupCommits, Outcome, append_failed
 from masklog.server.store import (
     INT64_MAX,
-    AppendFailed,
     HeadBroadcast,
     ReadFailed,
     Snapshot,
@@ -77,10 +77,14 @@ from masklog.server.store import (
     StoreIncompatible,
     StoreUnavailable,
     Subscription,
+    batches_read_ahead,
     check_batch,
     check_snapshot,
-    snapshot_checksum,
+    checksum_holds,
+    parts_in_order,
+    snapshot_digests,
     snapshots_to_drop,
+    wanted_parts,
 )
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -159,8 +163,6 @@ _CLAIM = "INSERT OR REPLACE INTO objects (object_id, media) VALUES (?, ?)"
 _RESERVE = "INSERT OR IGNORE INTO objects (object_id, media) VALUES (?, ?)"
 
 
-# Snapshots larger than this are hashed on a worker thread, not on the event loop.
-_HASH_INLINE_BYTES = 256 * 1024
 
 # CAST: msgspec hands out bytes, which SQLite would store as a BLOB; as TEXT the payload stays
 # readable and queryable (json_extract) from the sqlite3 shell.
@@ -173,11 +175,6 @@ READER_MMAP_BYTES = 1 << 30
 # How often, while anyone subscribes, the file is checked for commits by other writers.
 FOLLOW_INTERVAL_S = 0.05
 
-
-@dataclass(slots=True)
-class _Pending:
-    events: list[NewEvent]
-    future: asyncio.Future[list[Event]]
 
 
 class SQLiteEventStore:
@@ -199,15 +196,13 @@ class SQLiteEventStore:
         self._reader = reader
         self._head = head
         self._last_at = last_at
-        self._queue: deque[_Pending] = deque()
-        self._wake = asyncio.Event()
         self._heads = HeadBroadcast()
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
         self._commits = 0
         self._follow_interval_s = follow_interval_s
         self._follower: asyncio.Task[None] | None = None
-        self._write_task = asyncio.create_task(self._write_loop(), name=f"sqlite-store-writer:{path}")
+        self._groups = GroupCommits(path, self._commit, MAX_GROUP_EVENTS)
 
     @classmethod
     async def open(
@@ -270,56 +265,21 @@ class SQLiteEventStore:
     # -- writing ---------------------------------------------------------------------------
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
-        if self._closing or self._write_task.done():  # done: only if the writer crashed (a bug)
+        if self._closing:
             raise StoreClosed(f"{self.path} is closed")
         batch = check_batch(events)
         if not batch:
             return []
-        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(batch, future))
-        self._wake.set()
-        # A caller cancelled before its group starts is dropped; after that its batch commits
-        # anyway (appending the same ids again is then a harmless no-op).
-        return await future
+        return await self._groups.append(batch)
 
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                group = self._take_group()
-                if group:
-                    await self._commit(group)
-        finally:
-            # Only reached with work left when the task itself is cancelled (loop shutdown).
-            while self._queue:
-                _fail(self._queue.popleft().future, StoreClosed(f"{self.path} closed before this append ran"))
-
-    def _take_group(self) -> list[_Pending]:
-        group: list[_Pending] = []
-        size = 0
-        while self._queue and (not group or size + len(self._queue[0].events) <= MAX_GROUP_EVENTS):
-            pending = self._queue.popleft()
-            if pending.future.done():  # cancelled by its caller: nothing of it was written yet
-                continue
-            group.append(pending)
-            size += len(pending.events)
-        return group
-
-    async def _commit(self, group: list[_Pending]) -> None:
+    async def _commit(self, batches: list[list[NewEvent]]) -> list[Outcome]:
+        """One group's transaction, on the writer's thread (see GroupCommits)."""
         loop = asyncio.get_running_loop()
-        batches = [pending.events for pending in group]
         try:
             outcomes, head, last_at = await loop.run_in_executor(
                 self._executor, _write_group, self._writer, batches, self._head, self._last_at
             )
-        except Exception as error:
-            for pending in group:
-                _fail(pending.future, _append_failed(error))
+        except Exception:
             # Positions come from self._head: make sure it is what the file holds, in case the
             # failure was in or after COMMIT. If even that read fails, nothing was committed
             # that we know of, so the old head stands.
@@ -330,21 +290,13 @@ class SQLiteEventStore:
                 pass
             if self._head > before:
                 self._heads.publish(self._head)
-            return
-        except BaseException:
-            for pending in group:
-                _fail(pending.future, StoreClosed(f"{self.path}: the writer stopped during this append"))
             raise
         self._commits += 1
         advanced = head > self._head
         self._head, self._last_at = head, last_at
-        for pending, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                _fail(pending.future, _append_failed(outcome))
-            elif not pending.future.done():
-                pending.future.set_result(outcome)
         if advanced:
             self._heads.publish(head)
+        return outcomes
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -366,26 +318,10 @@ class SQLiteEventStore:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         bound = INT64_MAX if upto is None else upto
-        # One chunk is fetched ahead, so the database thread reads while this one decodes.
-        fetching = asyncio.ensure_future(self._fetch(after, stream, batch_size, bound))
-        try:
-            while True:
-                rows = await fetching
-                if not rows:
-                    return
-                more = len(rows) == batch_size
-                if more:
-                    # Decoding the last row first gives the next key (one decode per chunk).
-                    last = decode_event(rows[-1][0]).seq
-                    fetching = asyncio.ensure_future(self._fetch(last, stream, batch_size, bound))
-                    # Let the fetch reach the database thread now, so it reads while this one
-                    # decodes; a task only starts once the loop runs.
-                    await asyncio.sleep(0)
-                yield decode_events([row[0] for row in rows])
-                if not more:
-                    return
-        finally:
-            _discard(fetching)
+        # aclosing: a caller that stops early ends the read-ahead (its fetch) at once.
+        async with contextlib.aclosing(batches_read_ahead(lambda start, limit: self._fetch(start, stream, limit, bound), after, batch_size)) as batches:
+            async for batch in batches:
+                yield batch
 
     async def _fetch(self, after: int, stream: str | None, limit: int, upto: int = INT64_MAX) -> list[tuple[bytes]]:
         # Keyset paging on seq (never OFFSET): each chunk is an index range scan. Only the
@@ -467,16 +403,13 @@ class SQLiteEventStore:
         self._check_open()
         check_snapshot(snapshot)
         loop = asyncio.get_running_loop()
-        if len(snapshot.data) + sum(len(part) for part in snapshot.parts) > _HASH_INLINE_BYTES:
-            checksum, keys = await asyncio.to_thread(_digests, snapshot)
-        else:
-            checksum, keys = _digests(snapshot)
+        checksum, keys = await snapshot_digests(snapshot)
         self._check_open()
         try:
             # On the writer's thread and connection: serialised with the group commits.
             await loop.run_in_executor(self._executor, _save_snapshot, self._writer, snapshot, checksum, keys)
         except sqlite3.Error as error:
-            raise _append_failed(error) from error
+            raise append_failed(error) from error
 
     async def load_snapshot(self, stream: str, version: int, at_or_before: int | None = None) -> Snapshot | None:
         self._check_open()
@@ -492,13 +425,8 @@ class SQLiteEventStore:
             if not rows:
                 return None
             seq, checksum, data = rows[0]
-            if isinstance(data, bytes) and isinstance(checksum, bytes):
-                if len(data) > _HASH_INLINE_BYTES:
-                    actual = await asyncio.to_thread(snapshot_checksum, data)
-                else:
-                    actual = snapshot_checksum(data)
-                if actual == checksum:
-                    return Snapshot(stream=stream, seq=seq, version=version, data=data)
+            if isinstance(data, bytes) and isinstance(checksum, bytes) and await checksum_holds(data, checksum):
+                return Snapshot(stream=stream, seq=seq, version=version, data=data)
             log.warning(
                 "%s: snapshot of %s at %d (version %d) fails its checksum; ignored, an older one or the events are used",
                 self.path, stream, seq, version,
@@ -507,26 +435,15 @@ class SQLiteEventStore:
 
     async def load_parts(self, keys: Sequence[bytes]) -> list[bytes] | None:
         self._check_open()
-        if isinstance(keys, (bytes, str)) or not all(isinstance(key, bytes) for key in keys):
-            raise ValueError("keys must be a sequence of bytes")
+        wanted = wanted_parts(keys)
         found: dict[bytes, bytes] = {}
-        wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
             rows = await self._query(
                 f"SELECT key, data FROM snapshot_parts WHERE key IN ({','.join('?' * len(chunk))})", tuple(chunk)
             )
             found.update((key, data) for key, data in rows if isinstance(key, bytes) and isinstance(data, bytes))
-        missing = [key for key in wanted if key not in found]
-        if missing:
-            log.warning("%s: %d snapshot part(s) missing (e.g. %s)", self.path, len(missing), missing[0].hex()[:12])
-            return None
-        size = sum(len(data) for data in found.values())
-        damaged = await asyncio.to_thread(_damaged, found) if size > _HASH_INLINE_BYTES else _damaged(found)
-        if damaged:
-            log.warning("%s: snapshot part %s fails its digest; not used", self.path, damaged[0].hex()[:12])
-            return None
-        return [found[key] for key in keys]
+        return await parts_in_order(self.path, keys, found)
 
     async def object_media(self, object_id: str) -> str | None:
         self._check_open()
@@ -564,8 +481,7 @@ class SQLiteEventStore:
         self._closing = True
         self._closed = asyncio.get_running_loop().create_future()
         try:
-            self._wake.set()
-            await self._write_task  # drains what was queued before close
+            await self._groups.close()  # commits what was queued before close
             if self._follower is not None:
                 self._follower.cancel()
                 await asyncio.gather(self._follower, return_exceptions=True)
@@ -740,12 +656,8 @@ def _claim_objects(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
         conn.executemany(_CLAIM, claimed)
 
 
-def _digests(snapshot: Snapshot) -> tuple[bytes, list[bytes]]:
-    return snapshot_checksum(snapshot.data), [snapshot_checksum(part) for part in snapshot.parts]
 
 
-def _damaged(parts: dict[bytes, bytes]) -> list[bytes]:
-    return [key for key, data in parts.items() if snapshot_checksum(data) != key]
 
 
 def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes, keys: list[bytes]) -> None:
@@ -833,25 +745,3 @@ def _place(
             added[key] = event
         events.append(event)
     return events, rows, added
-
-
-
-
-def _discard(future: asyncio.Future[Any]) -> None:
-    """Drop a prefetch nobody will await, without an 'exception never retrieved' warning."""
-    if future.done():
-        if not future.cancelled():
-            future.exception()
-    else:
-        future.cancel()
-
-
-def _fail(future: asyncio.Future[list[Event]], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-def _append_failed(error: Exception) -> AppendFailed:
-    failure = AppendFailed(f"append failed, nothing of the batch was stored: {error}")
-    failure.__cause__ = error
-    return failure

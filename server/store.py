@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import msgspec
 
-from masklog.domain.events import Event, NewEvent, SchemaError, decode_new_event, encode, is_event_id
+from masklog.domain.events import Event, NewEvent, SchemaError, decode_event, decode_events, decode_new_event, encode, is_event_id
 
 # The largest position, version or seq a backend stores (SQLite's INTEGER, PostgreSQL's bigint).
 INT64_MAX = (1 << 63) - 1
@@ -36,6 +37,8 @@ INT64_MAX = (1 << 63) - 1
 # parts.
 KEEP_NEWEST = 3
 THIN_RATIO = 16
+
+log = logging.getLogger("masklog.store")
 
 
 class StoreError(Exception):
@@ -346,3 +349,87 @@ class HeadBroadcast:
 
     def __len__(self) -> int:
         return len(self._subscriptions)
+
+
+async def batches_read_ahead(
+    fetch: Callable[[int, int], Awaitable[list[tuple[bytes]]]], after: int, batch_size: int
+) -> AsyncGenerator[list[Event], None]:
+    """`iter_batches` for a backend: `fetch(after, limit)` reads the payloads of up to `limit`
+    events after a position, in seq order. One chunk is fetched ahead, so the database reads
+    while this task decodes."""
+    fetching = asyncio.ensure_future(fetch(after, batch_size))
+    try:
+        while True:
+            rows = await fetching
+            if not rows:
+                return
+            more = len(rows) == batch_size
+            if more:
+                # Decoding the last row first gives the next key (one decode per chunk).
+                last = decode_event(rows[-1][0]).seq
+                fetching = asyncio.ensure_future(fetch(last, batch_size))
+                # Let the fetch start now, so it reads while this one decodes; a task only
+                # starts once the loop runs.
+                await asyncio.sleep(0)
+            yield decode_events([row[0] for row in rows])
+            if not more:
+                return
+    finally:
+        discard(fetching)
+
+
+def discard(future: asyncio.Future[Any]) -> None:
+    """Drop a prefetch nobody will await, without an 'exception never retrieved' warning."""
+    if future.done():
+        if not future.cancelled():
+            future.exception()
+    else:
+        future.cancel()
+
+
+# -- checking snapshots and their parts, for every backend -------------------------------------
+
+# Hashing more than this many bytes runs on a worker thread, not on the event loop.
+HASH_INLINE_BYTES = 256 * 1024
+
+
+async def snapshot_digests(snapshot: Snapshot) -> tuple[bytes, list[bytes]]:
+    """The checksum of a snapshot's data and the keys of its parts (sha256 each)."""
+    if len(snapshot.data) + sum(len(part) for part in snapshot.parts) > HASH_INLINE_BYTES:
+        return await asyncio.to_thread(_digests, snapshot)
+    return _digests(snapshot)
+
+
+async def checksum_holds(data: bytes, checksum: bytes) -> bool:
+    actual = await asyncio.to_thread(snapshot_checksum, data) if len(data) > HASH_INLINE_BYTES else snapshot_checksum(data)
+    return actual == checksum
+
+
+def wanted_parts(keys: Sequence[bytes]) -> list[bytes]:
+    """`load_parts`'s keys checked, each once. Raises ValueError."""
+    if isinstance(keys, (bytes, str)) or not all(isinstance(key, bytes) for key in keys):
+        raise ValueError("keys must be a sequence of bytes")
+    return list(dict.fromkeys(keys))
+
+
+async def parts_in_order(where: str, keys: Sequence[bytes], found: dict[bytes, bytes]) -> list[bytes] | None:
+    """`load_parts`'s answer from the parts a backend found: in the order of `keys`, or None
+    (with a warning) when one is missing or does not match its key."""
+    missing = [key for key in keys if key not in found]
+    if missing:
+        log.warning("%s: %d snapshot part(s) missing (e.g. %s)", where, len(missing), missing[0].hex()[:12])
+        return None
+    size = sum(len(data) for data in found.values())
+    damaged = await asyncio.to_thread(_damaged, found) if size > HASH_INLINE_BYTES else _damaged(found)
+    if damaged:
+        log.warning("%s: snapshot part %s fails its digest; not used", where, damaged[0].hex()[:12])
+        return None
+    return [found[key] for key in keys]
+
+
+def _digests(snapshot: Snapshot) -> tuple[bytes, list[bytes]]:
+    return snapshot_checksum(snapshot.data), [snapshot_checksum(part) for part in snapshot.parts]
+
+
+def _damaged(parts: dict[bytes, bytes]) -> list[bytes]:
+    return [key for key, data in parts.items() if snapshot_checksum(data) != key]

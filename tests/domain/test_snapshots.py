@@ -113,6 +113,17 @@ def run(log: StreamLog, op, media_index: int, extra: str | None) -> None:
         pass
 
 
+def history(made, ops) -> StreamLog:  # type: ignore[no-untyped-def]
+    """The log of a generated history: objects made (each with a label), then the ops."""
+    log = setup()
+    for obj, media_index, param in made:
+        run(log, ("create", ALICE, obj, 0, param), media_index, None)
+        run(log, ("save", ALICE, obj, param % FRAMES, param), media_index, None)
+    for op, media_index, extra in ops:
+        run(log, op, media_index, extra)
+    return log
+
+
 def is_project_event(event: ev.Event) -> bool:
     return event.stream.startswith("project:")
 
@@ -120,12 +131,7 @@ def is_project_event(event: ev.Event) -> bool:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(creates, multi_ops, st.randoms(use_true_random=False))
 def test_media_folds_and_snapshots_equal_the_full_fold_at_every_position(made, ops, rng):
-    log = setup()
-    for obj, media_index, param in made:
-        run(log, ("create", ALICE, obj, 0, param), media_index, None)
-        run(log, ("save", ALICE, obj, param % FRAMES, param), media_index, None)
-    for op, media_index, extra in ops:
-        run(log, op, media_index, extra)
+    log = history(made, ops)
     assert {e.stream for e in log.events} <= {"project:p1", *(f"media:{m}" for m in MEDIA)}
 
     full = LabelState()
@@ -165,12 +171,7 @@ def test_a_windowed_snapshot_plus_the_tail_gives_the_windows_labels_and_every_ce
     frames, no undo actions), then the stream's later events folded on it, has exactly the full
     fold's labels on the window's frames, and every other cell with its source, actor and model."""
     with patch.object(snapshots, "CHUNK_FRAMES", 4):  # FRAMES = 12: three blocks
-        log = setup()
-        for obj, media_index, param in made:
-            run(log, ("create", ALICE, obj, 0, param), media_index, None)
-            run(log, ("save", ALICE, obj, param % FRAMES, param), media_index, None)
-        for op, media_index, extra in ops:
-            run(log, op, media_index, extra)
+        log = history(made, ops)
         base = fold(e for e in log.events if is_project_event(e))
         for media in MEDIA:
             events = [e for e in log.events if e.stream == f"media:{media}"]

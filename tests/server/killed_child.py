@@ -34,3 +34,39 @@ def acks_until_killed(code: str, args: list[str], acks_before_kill: int, stderr_
     lines += child.stdout.read().splitlines(keepends=True)
     child.stdout.close()
     return [line for line in lines if line.endswith(b"\n")]
+
+
+def burst_appender(store_class: str) -> str:
+    """A child that appends bursts of 1-40 events from 8 concurrent callers to the store
+    `store_class` (a module path and class, e.g. "masklog.server.sqlite_store.SQLiteEventStore")
+    opens on its first argument, printing "seq id" for each acknowledged event."""
+    module, name = store_class.rsplit(".", 1)
+    return f"""
+import asyncio, random, sys
+from {module} import {name}
+from tests.server.events_factory import batch
+
+async def main(where):
+    store = await {name}.open(where)
+
+    async def bursts(worker):
+        rng = random.Random()
+        while True:
+            events = await store.append(batch(rng.randint(1, 40), stream=f"w{{worker}}"))
+            sys.stdout.write("".join(f"{{e.seq}} {{e.id}}\\n" for e in events))
+            sys.stdout.flush()
+
+    await asyncio.gather(*(bursts(worker) for worker in range(8)))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def appends_until_killed(store_class: str, where: str, acks_before_kill: int, stderr_path: Path) -> list[tuple[int, str]]:
+    """Run `burst_appender(store_class)` on `where` until it acknowledged `acks_before_kill`
+    events, SIGKILL it; the (seq, id) of every event it acknowledged."""
+    acked = []
+    for line in acks_until_killed(burst_appender(store_class), [where], acks_before_kill, stderr_path):
+        seq, id = line.split()
+        acked.append((int(seq), id.decode()))
+    return acked

@@ -13,29 +13,17 @@ from typing import Any
 
 import pytest
 
-from masklog.domain.events import LabelSaved, Source
-from masklog.domain.shapes import BBox
 from masklog.server import ws
 from masklog.server.replay import replay_media
 from scripts.live_server import start_server
-from tests.server.live import FRAMES, Client, seeded_server
-from tests.server.rest import as_model, new_object, save_box
-from tests.server.test_label_window import assert_window_matches
+from tests.server.live import Client, seeded_server
+from tests.server.test_label_window import assert_window_matches, label_m1
 
 
 def seed_labels(data_root: Path) -> None:
-    """A media item with labels on every frame by two people and a model, then the server stops
-    (writing its snapshots at shutdown)."""
+    """`label_m1`'s labels, then the server stops (writing its snapshots at shutdown)."""
     with seeded_server(data_root, snapshot_every=7) as server:
-        with server.http("alice") as alice, server.http("bob") as bob:
-            walker, dog = new_object(alice), new_object(bob)
-            for frame in range(FRAMES):
-                save_box(alice, walker, frame, x=1 + frame)
-            for frame in (3, 8, 15):
-                save_box(bob, dog, frame, x=2)
-            car = new_object(alice)
-            for frame in (7, 12, 19):
-                as_model(server, LabelSaved(object=car, frame=frame, shape=BBox(2, 2, 3, 3), source=Source.TRACKED, model="classical"))
+        label_m1(server)
 
 
 def labels_of(client: Client, window: tuple[int, int]) -> dict[tuple[str, int], Any]:

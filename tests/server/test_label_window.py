@@ -20,19 +20,25 @@ from tests.server.live import FRAMES, Client, LiveServer, seeded_server
 from tests.server.rest import MODEL_ACTOR, as_model, command, new_object, save_box
 
 
+def label_m1(server: LiveServer) -> None:
+    """Labels on every frame of m1 by three actors: alice's walker on all, bob's dog on three,
+    a model's car on three."""
+    with server.http("alice") as alice, server.http("bob") as bob:
+        walker, dog = new_object(alice), new_object(bob)
+        for frame in range(FRAMES):
+            save_box(alice, walker, frame, x=1 + frame)
+        for frame in (3, 8, 15):
+            save_box(bob, dog, frame, x=2)
+        car = new_object(alice)
+        for frame in (7, 12, 19):
+            as_model(server, LabelSaved(object=car, frame=frame, shape=BBox(2, 2, 3, 3), source=Source.TRACKED, model="classical"))
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One server for the module, with labels on every frame of m1 by three actors."""
+    """One server for the module, with `label_m1`'s labels."""
     with seeded_server(tmp_path_factory.mktemp("window")) as server:
-        with server.http("alice") as alice, server.http("bob") as bob:
-            walker, dog = new_object(alice), new_object(bob)
-            for frame in range(FRAMES):
-                save_box(alice, walker, frame, x=1 + frame)
-            for frame in (3, 8, 15):
-                save_box(bob, dog, frame, x=2)
-            car = new_object(alice)
-            for frame in (7, 12, 19):
-                as_model(server, LabelSaved(object=car, frame=frame, shape=BBox(2, 2, 3, 3), source=Source.TRACKED, model="classical"))
+        label_m1(server)
         yield server
 
 

@@ -16,36 +16,8 @@ import asyncpg
 
 from masklog.server.postgres_store import PostgresEventStore
 from tests.server.events_factory import batch
-from tests.server.killed_child import acks_until_killed
+from tests.server.killed_child import appends_until_killed
 from tests.server.postgres_server import PostgresServer
-
-CHILD = """
-import asyncio, random, sys
-from masklog.server.postgres_store import PostgresEventStore
-from tests.server.events_factory import batch
-
-async def main(dsn):
-    store = await PostgresEventStore.open(dsn)
-
-    async def bursts(worker):
-        rng = random.Random()
-        while True:
-            events = await store.append(batch(rng.randint(1, 40), stream=f"w{worker}"))
-            sys.stdout.write("".join(f"{e.seq} {e.id}\\n" for e in events))
-            sys.stdout.flush()
-
-    await asyncio.gather(*(bursts(worker) for worker in range(8)))
-
-asyncio.run(main(sys.argv[1]))
-"""
-
-
-def run_and_kill(dsn: str, acks_before_kill: int, stderr_path: Path) -> list[tuple[int, str]]:
-    acked = []
-    for line in acks_until_killed(CHILD, [dsn], acks_before_kill, stderr_path):
-        seq, id = line.split()
-        acked.append((int(seq), id.decode()))
-    return acked
 
 
 async def test_acknowledged_appends_survive_kill_9(tmp_path: Path, postgres_server: PostgresServer) -> None:
@@ -55,7 +27,7 @@ async def test_acknowledged_appends_survive_kill_9(tmp_path: Path, postgres_serv
     try:
         acked: dict[int, str] = {}
         for round in range(3):
-            for seq, id in run_and_kill(dsn, rng.randint(1, 1500), tmp_path / f"stderr{round}.txt"):
+            for seq, id in appends_until_killed("masklog.server.postgres_store.PostgresEventStore", dsn, rng.randint(1, 1500), tmp_path / f"stderr{round}.txt"):
                 assert acked.setdefault(seq, id) == id, f"seed {seed}: seq {seq} acknowledged twice"
 
             conn = await asyncpg.connect(dsn)

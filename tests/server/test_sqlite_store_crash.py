@@ -14,35 +14,7 @@ from uuid import UUID
 
 from masklog.server.sqlite_store import SQLiteEventStore
 from tests.server.events_factory import batch
-from tests.server.killed_child import acks_until_killed
-
-CHILD = """
-import asyncio, random, sys
-from masklog.server.sqlite_store import SQLiteEventStore
-from tests.server.events_factory import batch
-
-async def main(path):
-    store = await SQLiteEventStore.open(path)
-
-    async def bursts(worker):
-        rng = random.Random()
-        while True:
-            events = await store.append(batch(rng.randint(1, 40), stream=f"w{worker}"))
-            sys.stdout.write("".join(f"{e.seq} {e.id}\\n" for e in events))
-            sys.stdout.flush()
-
-    await asyncio.gather(*(bursts(worker) for worker in range(8)))
-
-asyncio.run(main(sys.argv[1]))
-"""
-
-
-def run_and_kill(path: Path, acks_before_kill: int, stderr_path: Path) -> list[tuple[int, UUID]]:
-    acked = []
-    for line in acks_until_killed(CHILD, [str(path)], acks_before_kill, stderr_path):
-        seq, id = line.split()
-        acked.append((int(seq), id.decode()))
-    return acked
+from tests.server.killed_child import appends_until_killed
 
 
 async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
@@ -51,7 +23,7 @@ async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     acked: dict[int, UUID] = {}
     for round in range(3):
-        for seq, id in run_and_kill(path, rng.randint(1, 1500), tmp_path / f"stderr{round}.txt"):
+        for seq, id in appends_until_killed("masklog.server.sqlite_store.SQLiteEventStore", str(path), rng.randint(1, 1500), tmp_path / f"stderr{round}.txt"):
             assert acked.setdefault(seq, id) == id, f"seed {seed}: seq {seq} acknowledged twice"
 
         conn = sqlite3.connect(path)
