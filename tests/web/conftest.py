@@ -82,7 +82,12 @@ def page_opener(browser, site, *, allowed_console: re.Pattern[str] | None = None
         page.on("console", lambda message: on_console(user, message))
         page.goto(f"{site.url}/#token={site.tokens[user]}&media={media}&frame={frame}")
         page.wait_for_function("window.masklog && window.masklog.ready", timeout=20_000)
-        page.evaluate("window.masklog.ready")
+        # evaluate() waits for a promise without a timeout: bound it, so a page that never gets
+        # ready fails the test (with the page's errors) instead of hanging the suite.
+        ready = page.evaluate(
+            "Promise.race([window.masklog.ready.then(() => true), new Promise((done) => setTimeout(() => done(false), 20000))])"
+        )
+        assert ready, f"the page of {user} on {media} did not get ready in 20 s: {errors}"
         return page
 
     yield open_

@@ -69,9 +69,11 @@ def test_far_frames_load_as_the_page_goes_there(open_page, site, tmp_path):
     assert fresh.evaluate("!masklog.model.isLoaded(250)")
     bob = open_page("bob", media, 0)
     ack = bob.evaluate(
-        "([o]) => masklog.send({type: 'label_saved', object: o, frame: 250, shape: {type: 'bbox', x: 30, y: 1, w: 10, h: 8}, source: 'manual'})",
+        "([o]) => Promise.race([masklog.send({type: 'label_saved', object: o, frame: 250, shape: {type: 'bbox', x: 30, y: 1, w: 10, h: 8},"
+        " source: 'manual'}), new Promise((done) => setTimeout(() => done(null), 20000))])",
         [walker],
     )
+    assert ack is not None, "bob's command was not acknowledged in 20 s"
     changed = ack["seq"]
     for shown in (fresh, page):
         shown.wait_for_function(f"masklog.model.seq >= {changed}")
