@@ -125,6 +125,8 @@ class PostgresAccounts:
                 members = await conn.fetch("SELECT project, name, role FROM masklog_accounts_members")
         except _DATABASE_ERRORS as error:
             raise AccountError(f"{self.name}: {error}") from error
+        if int(changes) < self._changes:
+            return  # a load that started earlier finished later: keep the newer copy
         self._users = {name: User(name, Role(role)) for name, role in users}
         self._members = {(project, name): Role(role) for project, name, role in members}
         self._changes = int(changes)
