@@ -21,15 +21,10 @@ def _data_dir(value: str | None) -> Path:
     return Path(value or env("DATA") or "masklog-data").resolve()
 
 
-def _add_storage_flag(parser: argparse.ArgumentParser) -> None:
-    default = env("STORAGE") or Settings.storage
-    parser.add_argument("--storage", choices=sorted(STORAGE_BACKENDS), default=default, help=f"where the log and the accounts are kept (env MASKLOG_STORAGE; default {Settings.storage})")
-
-
 def _add_database_flags(parser: argparse.ArgumentParser) -> None:
     # No default here: storage_from decides (a --database URL alone means postgresql).
     parser.add_argument("--storage", choices=sorted(STORAGE_BACKENDS), help=f"where the log and the accounts are kept (env MASKLOG_STORAGE; default {Settings.storage}, or postgresql with --database)")
-    parser.add_argument("--database", help="the event log in PostgreSQL: postgresql://user[:password]@host[:port]/db (env MASKLOG_DATABASE); accounts stay in the data folder")
+    parser.add_argument("--database", help="the event log and the accounts in PostgreSQL: postgresql://user[:password]@host[:port]/db (env MASKLOG_DATABASE); media stay in the data folder")
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -254,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("--role", choices=["admin", "annotator", "viewer"], default="annotator", help="account role: admins create projects and administer all of them")
     add.add_argument("--data")
-    _add_storage_flag(add)
+    _add_database_flags(add)
     default_days = float(env("TOKEN_DAYS") or Settings.token_lifetime_days)
     add.add_argument(
         "--expires", type=float, default=default_days, metavar="DAYS",
@@ -264,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("name")
     revoke.add_argument("--token", help="only this token (the token itself or its id, from 'masklog user tokens')")
     revoke.add_argument("--data")
-    _add_storage_flag(revoke)
+    _add_database_flags(revoke)
     tokens = user_commands.add_parser("tokens", help="list a user's tokens: id, created, expires, revoked")
     tokens.add_argument("name")
     tokens.add_argument("--data")
-    _add_storage_flag(tokens)
+    _add_database_flags(tokens)
 
     evaluate = commands.add_parser("eval-vos", help="semi-supervised tracking evaluation (DAVIS J and F) on DAVIS-format folders")
     evaluate.add_argument("dir", type=Path, help="folder of sequences: <seq>/JPEGImages and <seq>/Annotations")
@@ -327,10 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         def when(stamp: float | None) -> str:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
 
+        try:
+            storage, database = storage_from(args.storage, args.database)
+        except ValueError as error:
+            parser.error(str(error))
+
         async def manage_user() -> str:
             data = _data_dir(args.data)
             data.mkdir(parents=True, exist_ok=True)
-            accounts = await open_accounts(Settings(data=data, storage=args.storage))
+            accounts = await open_accounts(Settings(data=data, storage=storage, database_url=database))
             try:
                 if args.user_command == "revoke":
                     revoked = await accounts.revoke(args.name, args.token)

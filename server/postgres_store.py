@@ -113,6 +113,7 @@ _LOCK_SPACE = 0x6D61736B
 _APPEND_LOCK = 1
 _SNAPSHOT_LOCK = 2
 _SCHEMA_LOCK = 3
+_ACCOUNTS_SCHEMA_LOCK = 4  # the accounts' tables (server/postgres_accounts.py)
 
 # The NOTIFY channel carrying new heads.
 CHANNEL = "masklog_head"

@@ -64,7 +64,7 @@ class Settings:
     # A socket whose client does not take a message within this time is closed (4008), so a
     # client that stops reading stops holding memory.
     send_timeout_s: float = 30.0
-    # How often open sockets are checked against the accounts file (tokens revoked or expired
+    # How often open sockets are checked against the stored accounts (tokens revoked or expired
     # by another process, account roles changed).
     access_check_s: float = 1.0
     # Lifetime of a new token (`masklog user add --expires DAYS`); 0: until revoked.

@@ -43,12 +43,20 @@ async def _sqlite_accounts(settings: Settings) -> Accounts:
     return await SQLiteAccounts.open(settings.accounts_database)
 
 
+async def _postgres_accounts(settings: Settings) -> Accounts:
+    from masklog.server.postgres_accounts import PostgresAccounts
+
+    if settings.database_url is None:
+        raise ValueError("the postgresql storage needs a database URL (--database postgresql://..., MASKLOG_DATABASE)")
+    return await PostgresAccounts.open(settings.database_url)
+
+
 # Storage backends by the name `Settings.storage` (and `--storage`, MASKLOG_STORAGE) takes.
-# "postgresql": the log in the PostgreSQL database `Settings.database_url` (several server
-# processes can share it); the accounts stay in the data folder's SQLite file for now.
+# "postgresql": the log and the accounts in the PostgreSQL database `Settings.database_url`
+# (several server processes can share it); media files stay in the data folder.
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
     "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts),
-    "postgresql": StorageBackend(_postgres_store, _sqlite_accounts),
+    "postgresql": StorageBackend(_postgres_store, _postgres_accounts),
 }
 
 
@@ -68,5 +76,5 @@ async def open_store(settings: Settings, *, verify_on_open: bool = True) -> Even
 
 
 async def open_accounts(settings: Settings) -> Accounts:
-    """The accounts of `settings.data` on the configured backend."""
+    """The accounts of `settings.data` (or `settings.database_url`) on the configured backend."""
     return await storage_backend(settings).open_accounts(settings)

@@ -67,20 +67,33 @@ def test_the_log_can_be_kept_in_postgresql(tmp_path, postgres_server):
     dsn = asyncio.run(postgres_server.create_database())
     try:
         _serve_demo_and_check(tmp_path, "--database", dsn, "--no-models")
-        assert not (tmp_path / "events.sqlite3").exists() and (tmp_path / "accounts.sqlite3").exists()
+        # The log and the accounts both live in PostgreSQL: no SQLite file in the data folder.
+        assert not (tmp_path / "events.sqlite3").exists() and not (tmp_path / "accounts.sqlite3").exists()
 
-        async def count() -> int:
+        async def fetch(sql: str) -> list[tuple[object, ...]]:
             conn = await asyncpg.connect(dsn)
             try:
-                return int(await conn.fetchval("SELECT count(*) FROM events"))
+                return [tuple(row) for row in await conn.fetch(sql)]
             finally:
                 await conn.close()
 
-        assert asyncio.run(count()) > 0
+        assert asyncio.run(fetch("SELECT count(*) FROM events"))[0][0] > 0
+        users = dict(asyncio.run(fetch("SELECT name, role FROM masklog_accounts_users")))
+        assert set(users) == {"admin", "alice", "bob", "viewer"} and users["admin"] == "admin"
+        assert asyncio.run(fetch("SELECT count(*) FROM masklog_accounts_tokens"))[0][0] >= 4
+        assert asyncio.run(fetch("SELECT count(*) FROM masklog_accounts_members"))[0][0] > 0
+        # `masklog user` reaches the same accounts with the same flag.
+        added = masklog("user", "add", "carol", "--role", "viewer", "--data", str(tmp_path), "--database", dsn)
+        assert added.returncode == 0, added.stderr
+        listed = masklog("user", "tokens", "carol", "--data", str(tmp_path), "--database", dsn)
+        assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 1, listed.stderr
+        assert not (tmp_path / "accounts.sqlite3").exists()
     finally:
         asyncio.run(postgres_server.drop_database(dsn))
     needs_url = masklog("serve", "--data", str(tmp_path), "--storage", "postgresql")
     assert needs_url.returncode == 2 and "needs --database" in needs_url.stderr
+    user_needs_url = masklog("user", "tokens", "carol", "--data", str(tmp_path), "--storage", "postgresql")
+    assert user_needs_url.returncode == 2 and "needs --database" in user_needs_url.stderr
     not_a_url = masklog("serve", "--data", str(tmp_path), "--database", "sqlite:///x.db")
     assert not_a_url.returncode == 2 and "must be a postgresql:// URL" in not_a_url.stderr
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from masklog.server.accounts import Role
+from masklog.server.postgres_accounts import PostgresAccounts
 from masklog.server.postgres_store import PostgresEventStore
 from masklog.server.settings import Settings, redact_url, storage_from
 from masklog.server.sqlite_accounts import SQLiteAccounts
@@ -48,7 +49,7 @@ async def test_an_unknown_storage_is_refused_before_anything_is_made(tmp_path: P
     assert not settings.data.exists()
 
 
-async def test_postgresql_keeps_the_log_in_the_database_and_the_accounts_in_the_data_folder(tmp_path: Path, postgres_server: PostgresServer) -> None:
+async def test_postgresql_keeps_the_log_and_the_accounts_in_the_database(tmp_path: Path, postgres_server: PostgresServer) -> None:
     dsn = await postgres_server.create_database()
     try:
         settings = Settings(data=tmp_path, storage="postgresql", database_url=dsn)
@@ -65,10 +66,16 @@ async def test_postgresql_keeps_the_log_in_the_database_and_the_accounts_in_the_
             await again.close()
         accounts = await open_accounts(settings)
         try:
-            assert isinstance(accounts, SQLiteAccounts)
+            assert isinstance(accounts, PostgresAccounts)
+            token = await accounts.add_user("ann", Role.ANNOTATOR)
         finally:
             await accounts.close()
-        assert not settings.database.exists() and settings.accounts_database.exists()
+        accounts = await open_accounts(settings)
+        try:
+            assert (await accounts.authenticate(token)) is not None
+        finally:
+            await accounts.close()
+        assert not settings.database.exists() and not settings.accounts_database.exists()
         assert settings.log_location == dsn
     finally:
         await postgres_server.drop_database(dsn)
@@ -77,6 +84,8 @@ async def test_postgresql_keeps_the_log_in_the_database_and_the_accounts_in_the_
 async def test_postgresql_without_a_database_url_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs a database URL"):
         await open_store(Settings(data=tmp_path, storage="postgresql"))
+    with pytest.raises(ValueError, match="needs a database URL"):
+        await open_accounts(Settings(data=tmp_path, storage="postgresql"))
 
 
 def test_storage_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
