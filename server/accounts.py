@@ -79,6 +79,27 @@ def token_id(token: str) -> str:
     return token_digest(token)[:TOKEN_ID_LENGTH]
 
 
+class MembershipCache:
+    """The memberships a backend keeps in memory, (project, user name) -> role, and the
+    synchronous reads of them every backend answers alike (account admins see everything)."""
+
+    _members: dict[tuple[str, str], Role]
+
+    def role_in(self, user: User, project: str) -> Role | None:
+        if user.role == Role.ADMIN:
+            return Role.ADMIN
+        return self._members.get((project, user.name))
+
+    def members(self, project: str) -> dict[str, Role]:
+        return {name: role for (p, name), role in self._members.items() if p == project}
+
+    def projects_of(self, user: User) -> set[str] | None:
+        """The projects a user may see; None means all of them (account admins)."""
+        if user.role == Role.ADMIN:
+            return None
+        return {project for project, name in self._members if name == user.name}
+
+
 class Accounts(Protocol):
     """Users, their tokens and their roles in projects, as the server uses them.
 

@@ -37,6 +37,7 @@ from masklog.server.accounts import (
     USER_NAME,
     AccountError,
     Credential,
+    MembershipCache,
     Role,
     TokenInfo,
     UnknownUser,
@@ -85,7 +86,7 @@ _SCHEMA = [
 _BUMP = "UPDATE masklog_accounts_format SET changes = changes + 1"
 
 
-class PostgresAccounts:
+class PostgresAccounts(MembershipCache):
     """`Accounts` in PostgreSQL. Open with `await PostgresAccounts.open(dsn)`."""
 
     def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
@@ -239,20 +240,6 @@ class PostgresAccounts:
             raise UnknownUser(f"unknown user {name!r}")
 
     # ---- memberships ---------------------------------------------------------------------
-
-    def role_in(self, user: User, project: str) -> Role | None:
-        if user.role == Role.ADMIN:
-            return Role.ADMIN
-        return self._members.get((project, user.name))
-
-    def members(self, project: str) -> dict[str, Role]:
-        return {name: role for (p, name), role in self._members.items() if p == project}
-
-    def projects_of(self, user: User) -> set[str] | None:
-        """The projects a user may see; None means all of them (account admins)."""
-        if user.role == Role.ADMIN:
-            return None
-        return {project for project, name in self._members if name == user.name}
 
     async def set_member(self, project: str, name: str, role: Role | None) -> None:
         # The database, not the in-memory copy: the user may have been added by another process.

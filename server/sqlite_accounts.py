@@ -23,6 +23,7 @@ from masklog.server.accounts import (
     USER_NAME,
     AccountError,
     Credential,
+    MembershipCache,
     Role,
     TokenInfo,
     UnknownUser,
@@ -46,7 +47,7 @@ async def _migrate(conn: aiosqlite.Connection, legacy_lifetime_s: float | None) 
     await conn.execute("UPDATE tokens SET created = ?, expires = ?", (now, expires))
 
 
-class SQLiteAccounts:
+class SQLiteAccounts(MembershipCache):
     """`Accounts` in their own SQLite file (WAL), beside the log."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -183,20 +184,6 @@ class SQLiteAccounts:
                 raise UnknownUser(f"unknown user {name!r}")
 
     # ---- memberships ---------------------------------------------------------------------
-
-    def role_in(self, user: User, project: str) -> Role | None:
-        if user.role == Role.ADMIN:
-            return Role.ADMIN
-        return self._members.get((project, user.name))
-
-    def members(self, project: str) -> dict[str, Role]:
-        return {name: role for (p, name), role in self._members.items() if p == project}
-
-    def projects_of(self, user: User) -> set[str] | None:
-        """The projects a user may see; None means all of them (account admins)."""
-        if user.role == Role.ADMIN:
-            return None
-        return {project for project, name in self._members if name == user.name}
 
     async def set_member(self, project: str, name: str, role: Role | None) -> None:
         # The database, not the in-memory copy: the user may have been added by another process.
