@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +68,16 @@ class TokenInfo:
 
 TOKEN_ID_LENGTH = 12
 DEFAULT_TOKEN_LIFETIME_S = 30 * 24 * 3600.0
+
+
+def new_token(name: str, lifetime_s: float | None) -> str:
+    """A fresh token for a user about to be added: checks the name and the lifetime first
+    (AccountError), as every backend's `add_user` must."""
+    if not USER_NAME.match(name):
+        raise AccountError(f"user name {name!r} is not valid: 1-64 letters, digits, '_', '.', '@' or '-'")
+    if lifetime_s is not None and lifetime_s <= 0:
+        raise AccountError("a token's lifetime must be positive")
+    return secrets.token_urlsafe(32)
 
 
 def token_digest(token: str) -> str:

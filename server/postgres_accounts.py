@@ -26,7 +26,6 @@ when missing, in one transaction under an advisory lock of their own):
 from __future__ import annotations
 
 import re
-import secrets
 import time
 
 import asyncpg
@@ -42,6 +41,7 @@ from masklog.server.accounts import (
     TokenInfo,
     UnknownUser,
     User,
+    new_token,
     token_digest,
 )
 from masklog.server.postgres_store import _ACCOUNTS_SCHEMA_LOCK, _DATABASE_ERRORS, _LOCK_SPACE, CONNECT_TIMEOUT_S
@@ -152,11 +152,7 @@ class PostgresAccounts(MembershipCache):
     async def add_user(self, name: str, role: Role, lifetime_s: float | None = DEFAULT_TOKEN_LIFETIME_S) -> str:
         """Create the user (or change their account role) and return a new token for them, valid
         for `lifetime_s` seconds (None: until revoked)."""
-        if not USER_NAME.match(name):
-            raise AccountError(f"user name {name!r} is not valid: 1-64 letters, digits, '_', '.', '@' or '-'")
-        if lifetime_s is not None and lifetime_s <= 0:
-            raise AccountError("a token's lifetime must be positive")
-        token = secrets.token_urlsafe(32)
+        token = new_token(name, lifetime_s)
         now = time.time()
         try:
             async with self._pool.acquire() as conn, conn.transaction():

@@ -10,7 +10,6 @@ written the file (SQLite's `data_version`).
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ import aiosqlite
 from masklog.server.accounts import (
     DEFAULT_TOKEN_LIFETIME_S,
     TOKEN_ID_LENGTH,
-    USER_NAME,
     AccountError,
     Credential,
     MembershipCache,
@@ -28,6 +26,7 @@ from masklog.server.accounts import (
     TokenInfo,
     UnknownUser,
     User,
+    new_token,
     token_digest,
 )
 
@@ -104,11 +103,7 @@ class SQLiteAccounts(MembershipCache):
     async def add_user(self, name: str, role: Role, lifetime_s: float | None = DEFAULT_TOKEN_LIFETIME_S) -> str:
         """Create the user (or change their account role) and return a new token for them, valid
         for `lifetime_s` seconds (None: until revoked)."""
-        if not USER_NAME.match(name):
-            raise AccountError(f"user name {name!r} is not valid: 1-64 letters, digits, '_', '.', '@' or '-'")
-        if lifetime_s is not None and lifetime_s <= 0:
-            raise AccountError("a token's lifetime must be positive")
-        token = secrets.token_urlsafe(32)
+        token = new_token(name, lifetime_s)
         now = time.time()
         await self._conn.execute(
             "INSERT INTO users (name, role) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET role = excluded.role",
