@@ -198,6 +198,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.exceptions.OperatorInterventionError,  # class 57: admin or crash shutdown, cancelled
     asyncpg.InterfaceError,
+    # A connection the server cut while idle can surface, on its next query, as this state
+    # mix-up rather than as a closed connection.
+    asyncpg.exceptions.InternalClientError,
     OSError,
     TimeoutError,
 )

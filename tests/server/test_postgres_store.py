@@ -183,7 +183,8 @@ async def test_followers_hear_again_after_their_connection_is_cut(databases: Dat
     dsn = await databases.new()
     async with await PostgresEventStore.open(dsn) as store, await PostgresEventStore.open(dsn, check=False) as other:
         async with store.subscribe() as heads:
-            # Cut every connection of `store` (the listener among them); `other` keeps writing.
+            # Cut every connection of both stores (`store`'s listener among them); `other` reconnects
+            # and keeps writing.
             await _execute(dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
             await other.append(batch(3))
             assert await asyncio.wait_for(anext(heads), 10) == 3
