@@ -27,7 +27,8 @@ from masklog.server.media import MediaLibrary
 from masklog.server.openapi import openapi
 from masklog.server.presence import PresenceBoard
 from masklog.server.settings import Settings
-from masklog.server.storage import open_accounts, open_store
+from masklog.server.shared_ledger import SharedLedger
+from masklog.server.storage import open_accounts, open_presence, open_store
 from masklog.server.store import EventStore, StoreClosed, StoreCorrupted
 from masklog.server.ws import media_socket
 
@@ -58,7 +59,7 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         raise
     try:
         hub = Hub()
-        ledger = Ledger(
+        ledger = (SharedLedger if settings.follows_log else Ledger)(
             store, hub, trackers=backends.names(), budget_bytes=settings.projection_budget_mb * 1024**2, snapshot_every=settings.snapshot_every
         )
         report = await ledger.load()
@@ -78,7 +79,9 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         if settings.run_models:
             hub.listen(actor.on_event)
             actor.start()
-        ctx = Context(settings, store, hub, ledger, accounts, PresenceBoard(), library, backends, actor, Limits(settings))
+        presence = PresenceBoard()
+        relay = await open_presence(settings, presence)
+        ctx = Context(settings, store, hub, ledger, accounts, presence, library, backends, actor, Limits(settings))
         checker = asyncio.create_task(_check_access(ctx))
         verifier = asyncio.create_task(_verify_store(store, ledger))
         try:
@@ -91,6 +94,8 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             if settings.run_models:
                 hub.unlisten(actor.on_event)
             await actor.stop()
+            if relay is not None:
+                await relay.close()
             await ledger.close()
     finally:
         await accounts.close()

@@ -4,7 +4,9 @@ many callers.
 
 A backend gives `GroupCommits` a `commit(batches)` coroutine that stores the batches in one
 transaction and returns, per batch, its events or the error that undid that batch alone (a
-backend puts each batch in a savepoint); an exception from `commit` fails the whole group. The
+backend puts each batch in a savepoint; a `StoreError` such as `StreamChanged` reaches the
+caller as it is, any other error as `AppendFailed`); an exception from `commit` fails the whole
+group. The
 backend keeps its own bookkeeping (head, commit count, wake-ups) inside `commit`.
 """
 
@@ -13,18 +15,28 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from masklog.domain.events import Event, NewEvent
-from masklog.server.store import AppendFailed, StoreClosed
+from masklog.server.store import AppendFailed, StoreClosed, StoreError
 
 Outcome = list[Event] | Exception
-Commit = Callable[[list[list[NewEvent]]], Awaitable[list[Outcome]]]
+
+
+@dataclass(slots=True)
+class Batch:
+    """One caller's checked events, and what it expects of the log (`EventStore.append`)."""
+
+    events: list[NewEvent]
+    expect: dict[str, int] = field(default_factory=dict)
+
+
+Commit = Callable[[list[Batch]], Awaitable[list[Outcome]]]
 
 
 @dataclass(slots=True)
 class _Pending:
-    events: list[NewEvent]
+    batch: Batch
     future: asyncio.Future[list[Event]]
 
 
@@ -40,12 +52,12 @@ class GroupCommits:
         self._closing = False
         self._task = asyncio.create_task(self._loop(), name=f"group-commits:{name}")
 
-    async def append(self, batch: list[NewEvent]) -> list[Event]:
+    async def append(self, batch: list[NewEvent], expect: dict[str, int] | None = None) -> list[Event]:
         """Queue a checked, non-empty batch; its events once its group commits."""
         if self._closing or self._task.done():  # done: only if the writer crashed (a bug)
             raise StoreClosed(f"{self.name} is closed")
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(batch, future))
+        self._queue.append(_Pending(Batch(batch, expect or {}), future))
         self._wake.set()
         # A caller cancelled before its group starts is dropped; after that its batch commits
         # anyway (appending the same ids again is then a harmless no-op).
@@ -77,17 +89,17 @@ class GroupCommits:
     def _take_group(self) -> list[_Pending]:
         group: list[_Pending] = []
         size = 0
-        while self._queue and (not group or size + len(self._queue[0].events) <= self._max_group_events):
+        while self._queue and (not group or size + len(self._queue[0].batch.events) <= self._max_group_events):
             pending = self._queue.popleft()
             if pending.future.done():  # cancelled by its caller: nothing of it was written yet
                 continue
             group.append(pending)
-            size += len(pending.events)
+            size += len(pending.batch.events)
         return group
 
     async def _run(self, group: list[_Pending]) -> None:
         try:
-            outcomes = await self._commit([pending.events for pending in group])
+            outcomes = await self._commit([pending.batch for pending in group])
         except Exception as error:
             for pending in group:
                 fail(pending.future, append_failed(error))
@@ -97,7 +109,9 @@ class GroupCommits:
                 fail(pending.future, StoreClosed(f"{self.name}: the writer stopped during this append"))
             raise
         for pending, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, StoreError):
+                fail(pending.future, outcome)
+            elif isinstance(outcome, Exception):
                 fail(pending.future, append_failed(outcome))
             elif not pending.future.done():
                 pending.future.set_result(outcome)

@@ -249,7 +249,15 @@ class Ledger:
         if media not in self.base.media:
             return media_view(self.base)
         async with self._lock:
-            return await self.projections.load(media)
+            return await self._load(media)
+
+    async def _load(self, media: str) -> LabelState:
+        """Load a media item's state (under the lock)."""
+        return await self.projections.load(media)
+
+    async def catch_up(self, seq: int | None = None) -> None:
+        """Make sure the states hold every event up to `seq` (None: the log's head) that another
+        process wrote. This process is the log's only writer here, so they do already."""
 
     def loaded(self, media: str) -> LabelState | None:
         """A media item's state if it is loaded, without loading it."""
@@ -389,7 +397,7 @@ class Ledger:
                     involved.add(media)
             with self._pinned(involved):
                 for media in involved:
-                    await self.projections.load(media)
+                    await self._load(media)
                 trial = self._combined(involved)
                 claims = await self._claims(commands)
                 # Decided on a copy, on a worker thread: copying a large projection takes a
@@ -404,7 +412,7 @@ class Ledger:
                 landed = {m for m in (media_of_stream(new.stream) for new in decided) if m is not None} - involved
                 with self._pinned(landed):
                     for media in landed:
-                        await self.projections.load(media)
+                        await self._load(media)
                     commit = self._start_commit([self._apply_new(new) for new in decided])
         return await asyncio.shield(commit)
 
@@ -496,7 +504,7 @@ class Ledger:
         """Decide a command against the state of the media item it lands on (call under the lock)."""
         media = await self._route(command)
         with self._pinned([media]):
-            state = self.base if media is None else await self.projections.load(media)
+            state = self.base if media is None else await self._load(media)
             claims = await self._claims([command]) if _new_object(command) is not None else None
             view = await self._with_other_media(state, command)
             return _decide(view, actor, command, command_id, authorize=authorize, panoptic=panoptic, cause=cause, trackers=self.trackers, claims=claims)
@@ -515,7 +523,7 @@ class Ledger:
             other = self.base.media.get(media) if media is not None else None
             if other is None or other.media == here.media or other.project != here.project:
                 return None
-            return await self.projections.load(other.media)
+            return await self._load(other.media)
 
         objects: dict[str, ObjectInfo] = {}
         for object_id in command.objects:

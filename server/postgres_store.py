@@ -29,6 +29,11 @@ MAX_GROUP_EVENTS). The group is first inserted as one statement inside a savepoi
 server refuses it (a constraint, a trigger), each batch is retried in a savepoint of its own, so
 only the batch at fault fails. Batches are checked (`check_batch`) before they queue.
 
+**Expected versions.** An append may name streams that must have no event after a position
+(`expect`): the check runs in the appending transaction, after the lock, so it sees every
+earlier commit of every process, and a batch that fails it gets StreamChanged while the rest of
+its group commits. Several server processes decide commands this way (`server.ledger`).
+
 **Wake-ups.** The appending transaction sends `NOTIFY masklog_head, '<new head>'`; PostgreSQL
 delivers it at commit, to every listening session, in commit order. Each store LISTENs on a
 connection of its own and publishes what it hears to its subscribers (HeadBroadcast), so a store
@@ -67,7 +72,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -76,7 +81,7 @@ from uuid import UUID
 import asyncpg
 
 from masklog.domain.events import Event, NewEvent, ObjectCreated, PromptAdded, decode_event, decode_events, encode, stored
-from masklog.server.group_commit import GroupCommits, Outcome, append_failed
+from masklog.server.group_commit import Batch, GroupCommits, Outcome, append_failed
 from masklog.server.settings import redact_url
 from masklog.server.store import (
     INT64_MAX,
@@ -88,9 +93,11 @@ from masklog.server.store import (
     StoreError,
     StoreIncompatible,
     StoreUnavailable,
+    StreamChanged,
     Subscription,
     batches_read_ahead,
     check_batch,
+    check_expect,
     check_snapshot,
     checksum_holds,
     parts_in_order,
@@ -190,6 +197,12 @@ _CLAIM = (
 )
 _RESERVE = "INSERT INTO objects (object_id, media) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (object_id) DO NOTHING"
 _HEAD = "SELECT coalesce(max(seq), 0) FROM events"
+# Appends' expectations (`EventStore.append`): which (batch, stream) pairs have an event after
+# the expected position.
+_CHANGED = (
+    "SELECT x.i, x.stream FROM unnest($1::int[], $2::text[], $3::bigint[]) AS x(i, stream, after)"
+    " WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream = x.stream AND e.seq > x.after)"
+)
 
 # What a lost or unusable connection looks like (the server went away or is shutting down, an
 # administrator ended the session, the socket broke): the group is tried once more on a new
@@ -297,15 +310,16 @@ class PostgresEventStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None) -> list[Event]:
         if self._closing:
             raise StoreClosed(f"{self.name} is closed")
+        expected = check_expect(expect)
         batch = check_batch(events)
         if not batch:
             return []
-        return await self._groups.append(batch)
+        return await self._groups.append(batch, expected)
 
-    async def _commit(self, batches: list[list[NewEvent]]) -> list[Outcome]:
+    async def _commit(self, batches: list[Batch]) -> list[Outcome]:
         """One group's transaction (see GroupCommits)."""
         try:
             try:
@@ -330,7 +344,7 @@ class PostgresEventStore:
         if writer is not None:
             writer.terminate()
 
-    async def _write_group(self, batches: list[list[NewEvent]]) -> tuple[list[list[Event] | Exception], int]:
+    async def _write_group(self, batches: list[Batch]) -> tuple[list[list[Event] | Exception], int]:
         """Commit the batches in one transaction; per batch, its events or the error that undid it."""
         if self._writer is None or self._writer.is_closed():
             self._writer = await _connect(self.dsn)
@@ -344,9 +358,13 @@ class PostgresEventStore:
             if head and head != self._written:  # another process appended: continue after it, and its time
                 payload = await conn.fetchval("SELECT payload FROM events WHERE seq = $1", head)
                 at = max(at, decode_event(payload).at)
-            ids = list({event.id for batch in batches for event in batch})
+            ids = list({event.id for batch in batches for event in batch.events})
             known = {event.id: event for event in decode_events([row[0] for row in await conn.fetch("SELECT payload FROM events WHERE id = ANY($1::uuid[])", ids)])}
-            outcomes, new_head = await _insert_group(conn, batches, head, at, known)
+            refused = await _refused(conn, batches, known)
+            accepted = [batch.events for batch, refusal in zip(batches, refused, strict=True) if refusal is None]
+            inserted, new_head = await _insert_group(conn, accepted, head, at, known) if accepted else ([], head)
+            results = iter(inserted)
+            outcomes = [refusal if refusal is not None else next(results) for refusal in refused]
             if new_head > head:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(new_head))
         self._written, self._last_at = new_head, at
@@ -622,6 +640,27 @@ async def _read_head(conn: asyncpg.Connection) -> tuple[int, float]:
     if row is None:
         return 0, 0.0
     return int(row[0]), decode_event(row[1]).at
+
+
+async def _refused(conn: asyncpg.Connection, batches: list[Batch], known: dict[str, Event]) -> list[StreamChanged | None]:
+    """Per batch, the `StreamChanged` its expectation meets (a stream with an event after the
+    expected position, in the log or written by an earlier batch of the group), or None."""
+    pairs = [(index, stream, after) for index, batch in enumerate(batches) for stream, after in batch.expect.items()]
+    changed: set[tuple[int, str]] = set()
+    if pairs:
+        rows = await conn.fetch(_CHANGED, *(list(column) for column in zip(*pairs, strict=True)))
+        changed = {(row[0], row[1]) for row in rows}
+    refused: list[StreamChanged | None] = []
+    written: set[str] = set()
+    for index, batch in enumerate(batches):
+        new = [event for event in batch.events if event.id not in known]
+        streams = [s for s in batch.expect if s in written or (index, s) in changed] if new else []
+        if streams:
+            refused.append(StreamChanged(streams))
+        else:
+            refused.append(None)
+            written.update(event.stream for event in new)
+    return refused
 
 
 async def _insert_group(

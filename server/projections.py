@@ -154,7 +154,7 @@ class Projections:
         started = time.perf_counter()
         self.base = LabelState()
         self.running = {}
-        snapshot = await self._load_base_snapshot()
+        snapshot = await self._load_base_snapshot(head)
         tail = 0
         if snapshot is not None:
             self._install_base(snapshot)
@@ -183,8 +183,9 @@ class Projections:
             await self.load(item)
         return LoadReport(snapshot.seq if snapshot is not None else None, tail, media, time.perf_counter() - started)
 
-    async def _load_base_snapshot(self) -> _BaseSnapshot | None:
-        snapshot = await self.store.load_snapshot(BASE_STREAM, BASE_VERSION)
+    async def _load_base_snapshot(self, head: int) -> _BaseSnapshot | None:
+        # At or before `head`: another process may have written a newer one meanwhile.
+        snapshot = await self.store.load_snapshot(BASE_STREAM, BASE_VERSION, at_or_before=head)
         if snapshot is None:
             return None
         try:
@@ -224,19 +225,20 @@ class Projections:
     def loaded_media(self) -> list[str]:
         return list(self._loaded)
 
-    async def load(self, media: str) -> LabelState:
+    async def load(self, media: str, upto: int | None = None) -> LabelState:
         """Load a media item's state (the ledger calls this under its lock, so nothing of the
-        media item is applied meanwhile): its latest snapshot and its stream's events after it.
-        None of its events are in flight (a media item with any is never evicted), so the log
-        has all of them."""
+        media item is applied meanwhile): its latest snapshot and its stream's events after it,
+        up to `upto` when given (the position a following ledger has applied: other processes
+        may have written past it). None of its events are in flight (a media item with any is
+        never evicted), so the log has all of them."""
         state = self.loaded(media)
         if state is not None:
             return state
         stream = media_stream(media)
-        loaded = await load_media_snapshot(self.store, media, self.base)
+        loaded = await load_media_snapshot(self.store, media, self.base, at_or_before=upto)
         state = loaded.state if loaded is not None else media_view(self.base)
         folded = 0
-        async for batch in self.store.iter_batches(state.seq, stream=stream):
+        async for batch in self.store.iter_batches(state.seq, stream=stream, upto=upto):
             # Off the loop: the state is nobody else's yet, and media events read nothing of
             # the base's dicts.
             await asyncio.to_thread(_fold, batch, state)
@@ -325,6 +327,26 @@ class Projections:
                 self._index_track(event)
             if entry.since_snapshot >= self.snapshot_every:
                 self._snapshot_media(media, entry)
+        self._since_base += 1
+        if self._since_base >= self.base_snapshot_every:
+            self._write_base(event.seq)
+
+    def follow(self, event: Event) -> None:
+        """Apply a committed event read from the log (a following ledger: any process may have
+        written it): to the base for a project's stream, to the media item's state if it is
+        loaded (one that is not reads it from the log when it loads), to the running tracks."""
+        media = media_of_stream(event.stream)
+        if media is None:
+            self.base.apply(event)
+        else:
+            if isinstance(event.body, (TrackRequested, TrackCompleted, TrackCancelled, TrackFailed)):
+                self._index_track(event)
+            entry = self._loaded.get(media)
+            if entry is not None:
+                entry.state.apply(event)
+                entry.since_snapshot += 1
+                if entry.since_snapshot >= self.snapshot_every:
+                    self._snapshot_media(media, entry)
         self._since_base += 1
         if self._since_base >= self.base_snapshot_every:
             self._write_base(event.seq)

@@ -24,6 +24,7 @@ from masklog.server.accounts import AccountError, User
 from masklog.server.authorization import Forbidden
 from masklog.server.context import Context
 from masklog.server.ledger import LedgerError
+from masklog.server.shared_ledger import Contended
 from masklog.server.limits import LimitExceeded, retry_after_header
 from masklog.server.media import MediaError
 
@@ -86,6 +87,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(422, "invalid_request", str(error))
         except LimitExceeded as error:
             return json_response({"error": {"code": error.code, "message": error.message}}, error.status, retry_after_header(error))
+        except Contended as error:  # other server processes kept writing to the same media item
+            return error_response(409, "conflict", str(error))
         except LedgerError as error:  # the log refused the append, or refuses changes altogether
             return error_response(503, "unavailable", str(error))
 

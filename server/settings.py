@@ -80,6 +80,15 @@ class Settings:
     # Whether this process runs the inference actor (answers prompts, works off tracks). Off,
     # requests wait in the log for a process that does.
     run_models: bool = True
+    # Whether other processes write the same log (several servers on one PostgreSQL database):
+    # then the ledger follows the log and decides with expected versions (server.shared_ledger).
+    # None: yes for the postgresql storage, no for SQLite (one server process per file).
+    shared_log: bool | None = None
+
+    @property
+    def follows_log(self) -> bool:
+        """Whether this process's ledger is one of several writers of its log."""
+        return self.shared_log if self.shared_log is not None else self.storage == "postgresql"
 
     @property
     def database(self) -> Path:

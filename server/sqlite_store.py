@@ -47,7 +47,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -66,7 +66,7 @@ from masklog.domain.events import (
     encode,
     stored,
 )
-from masklog.server.group_commit import GroupCommits, Outcome, append_failed
+from masklog.server.group_commit import Batch, GroupCommits, Outcome, append_failed
 from masklog.server.store import (
     INT64_MAX,
     HeadBroadcast,
@@ -76,9 +76,11 @@ from masklog.server.store import (
     StoreCorrupted,
     StoreIncompatible,
     StoreUnavailable,
+    StreamChanged,
     Subscription,
     batches_read_ahead,
     check_batch,
+    check_expect,
     check_snapshot,
     checksum_holds,
     parts_in_order,
@@ -166,6 +168,8 @@ _RESERVE = "INSERT OR IGNORE INTO objects (object_id, media) VALUES (?, ?)"
 
 # CAST: msgspec hands out bytes, which SQLite would store as a BLOB; as TEXT the payload stays
 # readable and queryable (json_extract) from the sqlite3 shell.
+# An append's expectation (`EventStore.append`): does the stream have an event after the position?
+_CHANGED = "SELECT 1 FROM events WHERE stream = ? AND seq > ? LIMIT 1"
 _INSERT = "INSERT INTO events (seq, id, stream, payload) VALUES (?, ?, ?, CAST(? AS TEXT))"
 
 
@@ -264,15 +268,16 @@ class SQLiteEventStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None) -> list[Event]:
         if self._closing:
             raise StoreClosed(f"{self.path} is closed")
+        expected = check_expect(expect)
         batch = check_batch(events)
         if not batch:
             return []
-        return await self._groups.append(batch)
+        return await self._groups.append(batch, expected)
 
-    async def _commit(self, batches: list[list[NewEvent]]) -> list[Outcome]:
+    async def _commit(self, batches: list[Batch]) -> list[Outcome]:
         """One group's transaction, on the writer's thread (see GroupCommits)."""
         loop = asyncio.get_running_loop()
         try:
@@ -593,7 +598,7 @@ def _read_head(conn: sqlite3.Connection) -> tuple[int, float]:
 
 
 def _write_group(
-    conn: sqlite3.Connection, batches: list[list[NewEvent]], head: int, last_at: float
+    conn: sqlite3.Connection, batches: list[Batch], head: int, last_at: float
 ) -> tuple[list[list[Event] | Exception], int, float]:
     """Commit the batches in one transaction; per batch, its events or the error that undid it."""
     # Never before the previous group: `at` stays ordered like seq even if the clock steps back.
@@ -606,12 +611,18 @@ def _write_group(
         if conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] != head:
             head, file_at = _read_head(conn)
             at = max(at, file_at)
-        known = _lookup(conn, {UUID(event.id).bytes for batch in batches for event in batch})
+        known = _lookup(conn, {UUID(event.id).bytes for batch in batches for event in batch.events})
+        written: set[str] = set()  # streams this group wrote to so far
         for batch in batches:
+            if batch.expect and not all(UUID(event.id).bytes in known for event in batch.events):
+                changed = [s for s, after in batch.expect.items() if s in written or conn.execute(_CHANGED, (s, after)).fetchone()]
+                if changed:
+                    outcomes.append(StreamChanged(changed))
+                    continue
             if isolate:
                 conn.execute("SAVEPOINT batch")
             try:
-                events, rows, added = _place(batch, head, at, known)
+                events, rows, added = _place(batch.events, head, at, known)
                 conn.executemany(_INSERT, rows)
                 _claim_objects(conn, added.values())
             except Exception as error:
@@ -627,6 +638,7 @@ def _write_group(
                 conn.execute("RELEASE batch")
             head += len(rows)
             known.update(added)
+            written.update(row[2] for row in rows)
             outcomes.append(events)
         conn.execute("COMMIT")
     except BaseException:

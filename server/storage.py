@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from masklog.server.accounts import Accounts
+from masklog.server.presence import PresenceBoard, PresenceRelay
 from masklog.server.settings import Settings
 from masklog.server.store import EventStore
 
@@ -21,6 +22,8 @@ class StorageBackend:
     # (settings, verify_on_open): False leaves the whole-log checks to `EventStore.verify`.
     open_store: Callable[[Settings, bool], Awaitable[EventStore]]
     open_accounts: Callable[[Settings], Awaitable[Accounts]]
+    # The presence relay between processes sharing the log (None: the backend has none).
+    open_presence: Callable[[Settings, PresenceBoard], Awaitable[PresenceRelay | None]]
 
 
 async def _sqlite_store(settings: Settings, verify_on_open: bool) -> EventStore:
@@ -51,12 +54,23 @@ async def _postgres_accounts(settings: Settings) -> Accounts:
     return await PostgresAccounts.open(settings.database_url)
 
 
+async def _no_presence(settings: Settings, board: PresenceBoard) -> PresenceRelay | None:
+    return None
+
+
+async def _postgres_presence(settings: Settings, board: PresenceBoard) -> PresenceRelay | None:
+    from masklog.server.postgres_presence import PostgresPresenceRelay
+
+    assert settings.database_url is not None  # the store opened with it
+    return await PostgresPresenceRelay.open(settings.database_url, board)
+
+
 # Storage backends by the name `Settings.storage` (and `--storage`, MASKLOG_STORAGE) takes.
 # "postgresql": the log and the accounts in the PostgreSQL database `Settings.database_url`
 # (several server processes can share it); media files stay in the data folder.
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
-    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts),
-    "postgresql": StorageBackend(_postgres_store, _postgres_accounts),
+    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts, _no_presence),
+    "postgresql": StorageBackend(_postgres_store, _postgres_accounts, _postgres_presence),
 }
 
 
@@ -78,3 +92,11 @@ async def open_store(settings: Settings, *, verify_on_open: bool = True) -> Even
 async def open_accounts(settings: Settings) -> Accounts:
     """The accounts of `settings.data` (or `settings.database_url`) on the configured backend."""
     return await storage_backend(settings).open_accounts(settings)
+
+
+async def open_presence(settings: Settings, board: PresenceBoard) -> PresenceRelay | None:
+    """The relay that shares `board`'s seats with the other server processes of the log, when
+    several share it (`Settings.follows_log`) and the backend can; else None."""
+    if not settings.follows_log:
+        return None
+    return await storage_backend(settings).open_presence(settings, board)

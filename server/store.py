@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -71,6 +71,16 @@ class AppendFailed(StoreError):
     batch was stored. The backend's own error is the `__cause__`."""
 
 
+class StreamChanged(StoreError):
+    """An append's expectation failed: a stream it named has an event after the position its
+    caller decided at (another writer got there first). Nothing of the batch was stored; the
+    caller reads what changed and decides again."""
+
+    def __init__(self, streams: Sequence[str]) -> None:
+        super().__init__(f"changed since the command was decided: {', '.join(streams)}")
+        self.streams = list(streams)
+
+
 class UnstorableEvent(StoreError, ValueError):
     """An event of a batch could not be stored; nothing of its batch was stored."""
 
@@ -114,8 +124,16 @@ class EventStore(Protocol):
     `__cause__`). Wrong arguments are ValueErrors.
     """
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None) -> list[Event]:
         """Store a batch atomically (all or nothing) and return its events in batch order.
+
+        `expect`, {stream: position}: store the batch only if none of these streams has an event
+        after its position (checked in the appending transaction, after every earlier commit,
+        this process's and others'), else raise `StreamChanged`. It is how a writer that decided
+        against a stream's state as of a position makes sure nobody wrote to the stream since
+        (optimistic concurrency; a stream's "expected version" is the position of its last
+        event). A batch whose events are all stored already is a retry, answered with the stored
+        events whatever `expect` says.
 
         Idempotent by event id: an id that is already stored (or earlier in the same batch) is
         not stored again; its place in the result holds the event as first stored, so a retried
@@ -226,6 +244,20 @@ def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
         if not is_event_id(new.id) or (new.cause is not None and not is_event_id(new.cause)):
             raise UnstorableEvent(index, new.id, "id and cause must be UUIDs in canonical text form")
         checked.append(new)
+    return checked
+
+
+def check_expect(expect: Mapping[str, int] | None) -> dict[str, int]:
+    """An append's expectation as a plain dict; ValueError for one no store can check."""
+    if expect is None:
+        return {}
+    checked: dict[str, int] = {}
+    for stream, position in expect.items():
+        if not isinstance(stream, str) or not stream:
+            raise ValueError(f"expect: a stream must be a non-empty string, not {stream!r}")
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= INT64_MAX:
+            raise ValueError(f"expect: the position of {stream!r} must be an int in 0..{INT64_MAX}, not {position!r}")
+        checked[stream] = position
     return checked
 
 

@@ -30,6 +30,7 @@ from masklog.server.limits import LimitExceeded
 from masklog.server.presence import Seat
 from masklog.server.replay import replay_media
 from masklog.server.sessions import Session
+from masklog.server.shared_ledger import Contended
 
 log = logging.getLogger("masklog.ws")
 
@@ -121,8 +122,19 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
     credential = await ctx.accounts.credential(hello.token)
     # The media item's state, loaded for a caller who may see it (greet refuses the others
     # from the base alone).
+    if hello.last_seq is not None and hello.last_seq > ctx.ledger.published:
+        # A client coming from another server process may have seen events this one has not
+        # applied yet (they are in the log): read up to them before answering.
+        await ctx.ledger.catch_up()
     media = ctx.ledger.base.media.get(media_id)
     visible = credential is not None and media is not None and ctx.accounts.role_in(credential.user, media.project) is not None
+    if credential is not None and not visible:
+        # Another server process may have just added the media item or the membership: look
+        # again once before refusing.
+        await ctx.accounts.refresh()
+        await ctx.ledger.catch_up()
+        media = ctx.ledger.base.media.get(media_id)
+        visible = media is not None and ctx.accounts.role_in(credential.user, media.project) is not None
     state: LabelState | None = None
     head = ctx.ledger.head
     if visible and media is not None and ctx.ledger.loaded(media_id) is None and hello.labels_window is not None and hello.last_seq is None:
@@ -305,6 +317,9 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
         return
     except Forbidden as error:
         await _reply(websocket, p.Error(code="forbidden", message=str(error), id=command_id))
+        return
+    except Contended as error:
+        await _reply(websocket, p.Error(code="conflict", message=str(error), id=command_id))
         return
     except LedgerError as error:
         await _reply(websocket, p.Error(code="internal_error", message=str(error), id=command_id))

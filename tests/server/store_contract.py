@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from masklog.domain.events import Event, NewEvent
-from masklog.server.store import EventStore, Snapshot, StoreClosed, UnstorableEvent
+from masklog.server.store import EventStore, Snapshot, StoreClosed, StreamChanged, UnstorableEvent
 from tests.server.events_factory import batch, label_saved, object_created, project_event, prompt_added
 
 
@@ -402,6 +402,64 @@ class EventStoreContract:
             assert await store.head() == await other.head() == total
         finally:
             await other.close()
+
+    # -- expected versions -----------------------------------------------------------------------
+
+    async def test_an_expectation_met_appends(self, store: EventStore) -> None:
+        await store.append(batch(2, stream="m1"))
+        await store.append(batch(1, stream="m2"))  # another stream moving is no conflict
+        events = await store.append(batch(2, stream="m1"), expect={"m1": 2, "m9": 0})
+        assert seqs(events) == [4, 5]
+
+    async def test_an_expectation_missed_stores_nothing_and_names_the_stream(self, store: EventStore) -> None:
+        await store.append(batch(2, stream="m1"))
+        await store.append(batch(1, stream="m1"))
+        with pytest.raises(StreamChanged) as refused:
+            await store.append(batch(2, stream="m1"), expect={"m1": 2, "m2": 0})
+        assert refused.value.streams == ["m1"]
+        assert await store.head() == 3
+        assert seqs(await store.read()) == [1, 2, 3]
+
+    async def test_a_retry_is_answered_whatever_it_expected(self, store: EventStore) -> None:
+        command = batch(2, stream="m1")
+        first = await store.append(command, expect={"m1": 0})
+        await store.append(batch(1, stream="m1"))
+        assert await store.append(command, expect={"m1": 0}) == first
+
+    async def test_expectations_in_one_group_see_the_batches_before_them(self, store: EventStore) -> None:
+        await store.append(batch(1, stream="m1"))
+        # Queued together, they commit in one group: only the first of those expecting m1 as of
+        # position 1 gets in; one on another stream is not held back.
+        results = await asyncio.gather(
+            store.append(batch(1, stream="m1"), expect={"m1": 1}),
+            store.append(batch(1, stream="m1"), expect={"m1": 1}),
+            store.append(batch(1, stream="m2"), expect={"m2": 1}),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], StreamChanged)
+        assert [seqs(r) for r in (results[0], results[2])] == [[2], [3]]  # type: ignore[arg-type]
+        assert seqs(await store.read()) == [1, 2, 3]
+
+    async def test_two_writers_deciding_on_one_stream_never_both_win(self, store: EventStore) -> None:
+        other = await self.open_another(store)
+        try:
+            for round_ in range(20):
+                head = await store.head()
+                results = await asyncio.gather(
+                    store.append(batch(1, stream="m1", first_frame=round_), expect={"m1": head}),
+                    other.append(batch(1, stream="m1", first_frame=round_), expect={"m1": head}),
+                    return_exceptions=True,
+                )
+                assert sum(isinstance(r, StreamChanged) for r in results) == 1, results
+            assert seqs(await store.read()) == list(range(1, 21))
+        finally:
+            await other.close()
+
+    @pytest.mark.parametrize("expect", [{"": 1}, {"m1": -1}, {"m1": "3"}, {"m1": True}, {"m1": 1 << 63}, {3: 1}])
+    async def test_a_malformed_expectation_is_refused(self, store: EventStore, expect: object) -> None:
+        with pytest.raises(ValueError):
+            await store.append(batch(1), expect=expect)  # type: ignore[arg-type]
+        assert await store.head() == 0
 
     async def test_closed_store_refuses_work_and_closes_twice(self) -> None:
         store = await self.open_store()
