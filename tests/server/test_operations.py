@@ -256,8 +256,10 @@ def test_a_larger_log_is_equal_at_sampled_positions_and_copied_in_batches(tmp_pa
     assert [done for done, _ in progress] == [*range(1000, report.events, 1000), report.events]
     back = tmp_path / "b"
     asyncio.run(copy_log(pg(dsn), Settings(data=back)))
+    beside = tmp_path / "c"
+    asyncio.run(copy_log(Settings(data=source), Settings(data=beside)))  # SQLite to SQLite too
     original = sqlite_rows(source)
-    assert asyncio.run(postgres_rows(dsn)) == original and sqlite_rows(back) == original
+    assert asyncio.run(postgres_rows(dsn)) == original and sqlite_rows(back) == original and sqlite_rows(beside) == original
 
     positions = sorted({1, len(original), *random.Random(5).sample(range(1, len(original)), 25)})
 
