@@ -171,19 +171,25 @@ def start_process(
     users: Mapping[str, Role] | None = None,
     *,
     port: int | None = None,
+    database: str | None = None,
     args: Sequence[str] = (),
+    log: Path | None = None,
     timeout: float = 60,
 ) -> ServerProcess:
     """`masklog serve --data data` in its own process, with `users` made first (None: none, as
-    when starting again on the same data); extra command-line `args` go to `serve`. Returns
-    once it answers; its output goes to `data.parent / "serve.log"`."""
+    when starting again on the same data, or a further process on the same `database`); with a
+    `database` (postgresql://...) the log and the accounts are kept there (`--database`). Extra
+    command-line `args` go to `serve`. Returns once it answers; its output goes to `log`
+    (default `data.parent / "serve.log"`: give each process of a shared data folder its own)."""
     data.mkdir(parents=True, exist_ok=True)
-    tokens = add_users(Settings(data=data), users) if users else {}
+    settings = Settings(data=data, storage="postgresql", database_url=database) if database else Settings(data=data)
+    tokens = add_users(settings, users) if users else {}
     port = port or free_port()
-    log = data.parent / "serve.log"
+    log = log or data.parent / "serve.log"
+    storage = ["--database", database] if database else []
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "masklog.server.cli", "serve", "--data", str(data), "--port", str(port), *args],
+            [sys.executable, "-m", "masklog.server.cli", "serve", "--data", str(data), "--port", str(port), *storage, *args],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     served = ServerProcess(port=port, tokens=tokens, process=process, log=log)

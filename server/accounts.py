@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -64,6 +65,69 @@ class TokenInfo:
     created: float
     expires: float | None
     revoked: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A token as stored: its SHA-256 (`token_digest`, never the token), its user and times."""
+
+    digest: str
+    name: str
+    created: float
+    expires: float | None
+    revoked: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRows:
+    """Everything the accounts hold, as stored: what `masklog copy-log` moves from one backend
+    to another so every token still works afterwards. Tokens in the order they were made."""
+
+    users: tuple[User, ...] = ()
+    tokens: tuple[TokenRow, ...] = ()
+    members: tuple[tuple[str, str, Role], ...] = ()  # (project, user name, role)
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.tokens or self.members)
+
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_rows(rows: AccountRows) -> None:
+    """Raise AccountError for rows no backend may import: a bad name, role or digest, a token or
+    membership of a user the rows do not have, the same user, token or membership twice."""
+    if not isinstance(rows, AccountRows):
+        raise AccountError(f"expected AccountRows, got {type(rows).__name__}")
+    names: set[str] = set()
+    for user in rows.users:
+        if not isinstance(user, User) or not isinstance(user.name, str) or not USER_NAME.match(user.name) or not isinstance(user.role, Role):
+            raise AccountError(f"not a valid user: {user!r}")
+        if user.name in names:
+            raise AccountError(f"user {user.name!r} appears twice")
+        names.add(user.name)
+    digests: set[str] = set()
+    for token in rows.tokens:
+        if not isinstance(token, TokenRow) or not isinstance(token.digest, str) or not _DIGEST.match(token.digest):
+            raise AccountError(f"not a valid token row: {token!r}")
+        if token.name not in names:
+            raise AccountError(f"token {token.digest[:TOKEN_ID_LENGTH]} belongs to {token.name!r}, who is not among the users")
+        if token.digest in digests:
+            raise AccountError(f"token {token.digest[:TOKEN_ID_LENGTH]} appears twice")
+        digests.add(token.digest)
+        times = (token.created, token.expires, token.revoked)
+        if not all(t is None or (isinstance(t, (int, float)) and math.isfinite(t)) for t in times) or token.created is None:
+            raise AccountError(f"token {token.digest[:TOKEN_ID_LENGTH]} has a bad time")
+    memberships: set[tuple[str, str]] = set()
+    for member in rows.members:
+        if not (isinstance(member, tuple) and len(member) == 3 and isinstance(member[0], str) and isinstance(member[2], Role)):
+            raise AccountError(f"not a valid membership: {member!r}")
+        project, name, _ = member
+        if name not in names:
+            raise AccountError(f"a member of {project!r}, {name!r}, is not among the users")
+        if (project, name) in memberships:
+            raise AccountError(f"{name!r} is a member of {project!r} twice")
+        memberships.add((project, name))
 
 
 TOKEN_ID_LENGTH = 12
@@ -168,6 +232,19 @@ class Accounts(Protocol):
 
     async def set_member(self, project: str, name: str, role: Role | None) -> None:
         """Make `name` a member with `role`, or no member (None)."""
+        ...
+
+    # moving accounts between backends (masklog copy-log)
+
+    async def export_rows(self) -> AccountRows:
+        """Every user, token (as stored: digest and times, revoked ones too) and membership."""
+        ...
+
+    async def import_rows(self, rows: AccountRows) -> None:
+        """Store `rows` as they are, into accounts that hold nothing yet (no user, no token):
+        afterwards every token of `rows` works here as it did where they came from. All or
+        nothing; AccountError (nothing stored) for rows `check_rows` refuses or for accounts
+        that are not empty."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""The `masklog` command: serve, demo, user add, eval-vos, export, import-log."""
+"""The `masklog` command: serve, demo, user, eval-vos, export, import-log, snapshots, migrate,
+copy-log."""
 
 from __future__ import annotations
 
@@ -188,8 +189,11 @@ def _export(args: argparse.Namespace) -> int:
     partial = args.out.with_name(args.out.name + ".partial")
     try:
         with open(partial, "wb") as out:
-            asyncio.run(export_offline(_data_dir(args.data), args.project, args.media, args.format, out, selection, args.seq, args.images, _progress("exporting")))
-    except ExchangeError as error:
+            asyncio.run(export_offline(
+                _data_dir(args.data), args.project, args.media, args.format, out, selection, args.seq, args.images, _progress("exporting"),
+                database_url=_database_url(args),
+            ))  # fmt: skip
+    except (ExchangeError, ValueError) as error:
         partial.unlink(missing_ok=True)
         print(f"masklog: {error}", file=sys.stderr)
         return 2
@@ -200,13 +204,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def _snapshots(args: argparse.Namespace) -> int:
     from masklog.server.snapshot_job import write_snapshots
+    from masklog.server.store import StoreError
 
     def show(media: str, events: int) -> None:
         print(f"\rsnapshots: {media} ({events} media events so far)", end="", file=sys.stderr, flush=True)
 
     try:
-        report = asyncio.run(write_snapshots(_data_dir(args.data), args.every, show))
-    except ValueError as error:
+        report = asyncio.run(write_snapshots(_data_dir(args.data), args.every, show, database_url=_database_url(args)))
+    except (ValueError, StoreError) as error:
         print(f"masklog: {error}", file=sys.stderr)
         return 2
     print(f"\nwrote {report.snapshots} snapshots of {report.media} media items ({report.events} events)", file=sys.stderr)
@@ -224,11 +229,60 @@ def _import_log(args: argparse.Namespace) -> int:
         with open(args.file, "rb") as file:
             # A line at a time, never longer than the limit: one huge line is not read whole.
             lines = iter(lambda: file.readline(limit + 1), b"")
-            count = asyncio.run(import_log(_data_dir(args.data), lines, show, limit))
-    except (ExchangeError, OSError) as error:
+            count = asyncio.run(import_log(_data_dir(args.data), lines, show, limit, database_url=_database_url(args)))
+    except (ExchangeError, OSError, ValueError) as error:
         print(f"masklog: {error}", file=sys.stderr)
         return 2
     print(f"\nimported {count} events", file=sys.stderr)
+    return 0
+
+
+def _database_url(args: argparse.Namespace) -> str | None:
+    """The PostgreSQL database an offline command's flags (or MASKLOG_DATABASE) name; None for
+    the data folder's SQLite log. Raises ValueError for flags that cannot work together."""
+    storage, database = storage_from(args.storage, args.database)
+    return database if storage == "postgresql" else None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from masklog.server.accounts import AccountError
+    from masklog.server.operations import OperationError, migrate
+    from masklog.server.store import StoreError
+
+    try:
+        storage, database = storage_from(args.storage, args.database)
+        done = asyncio.run(migrate(Settings(data=_data_dir(args.data), storage=storage, database_url=database)))
+    except (OperationError, StoreError, AccountError, ValueError) as error:
+        print(f"masklog: {error}", file=sys.stderr)
+        return 2
+    for migration in done:
+        print(migration)
+    return 0
+
+
+def _copy_log(args: argparse.Namespace) -> int:
+    from masklog.server.accounts import AccountError
+    from masklog.server.operations import OperationError, copy_log, storage_at
+    from masklog.server.store import StoreError
+
+    started = time.perf_counter()
+    shown = False
+
+    def show(done: int, total: int) -> None:
+        nonlocal shown
+        shown = done < total
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        print(f"\rcopying: {done}/{total} events ({rate:,.0f}/s)", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(copy_log(storage_at(args.source), storage_at(args.to), show, args.batch_size))
+    except (OperationError, StoreError, AccountError, ValueError) as error:
+        print(f"{chr(10) if shown else ''}masklog: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"copied {report.events} events, {report.users} users, {report.tokens} tokens and {report.members} memberships "
+        f"in {report.seconds:.1f} s ({report.events / max(report.seconds, 1e-9):,.0f} events/s); snapshots are not copied"
+    )
     return 0
 
 
@@ -278,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS, describe_formats
 
     export = commands.add_parser("export", help=f"write labels or the event log to a file ({', '.join(FORMATS)})")
-    export.add_argument("--data")
+    export.add_argument("--data", help="the data folder: its SQLite log, and the media files frames are read from")
+    _add_database_flags(export)
     export.add_argument("--project", help="the project (for events: all of the log when left out)")
     export.add_argument("--media", nargs="*", default=[], help="only these media items")
     export.add_argument("--format", choices=list(FORMATS), default=DEFAULT_FORMAT, help=f"{describe_formats()} (default {DEFAULT_FORMAT})")
@@ -293,13 +348,41 @@ def main(argv: list[str] | None = None) -> int:
     import_log = commands.add_parser("import-log", help="load an exported event log into an empty data folder")
     import_log.add_argument("file", type=Path)
     import_log.add_argument("--data")
+    _add_database_flags(import_log)
     import_log.add_argument("--max-bytes", type=int, help=f"refuse a log larger than this (default {Settings.max_import_bytes}, Settings.max_import_bytes)")
 
     snapshots = commands.add_parser("snapshots", help="write the media items' snapshots a server would have written (for a log it never served that way)")
     snapshots.add_argument("--data")
+    _add_database_flags(snapshots)
     snapshots.add_argument("--every", type=int, default=Settings.snapshot_every, help=f"a snapshot every this many events of a media item (default {Settings.snapshot_every})")
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="create or upgrade the schema of the event log and the accounts, and say what it did (serve does the same on start)",
+    )
+    migrate.add_argument("--data", help="the data folder of a SQLite log (env MASKLOG_DATA; default ./masklog-data)")
+    _add_database_flags(migrate)
+
+    copy = commands.add_parser(
+        "copy-log",
+        help="copy the event log and the accounts into an empty storage (SQLite <-> PostgreSQL)",
+        description=(
+            "Copy the event log (every event as it was: same positions, ids, times and bodies) and the accounts (users, "
+            "tokens as stored, memberships) from one storage into another whose log and accounts are empty. "
+            "SRC and DST are each a data folder or a postgresql:// URL. Stop the servers of the source first: the copy is "
+            "of the log as of its head when the copy starts. Snapshots are not copied (a cache: servers rebuild them; "
+            "'masklog snapshots' writes them at once). Media files are not copied either: they stay in the data folder."
+        ),
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="SRC", help="a data folder or a postgresql:// URL")
+    copy.add_argument("--to", required=True, metavar="DST", help="a data folder or a postgresql:// URL; its log and accounts must be empty")
+    copy.add_argument("--batch-size", type=_positive(int), default=10_000, help="events per transaction (default 10000)")
+
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        return _migrate(args)
+    if args.command == "copy-log":
+        return _copy_log(args)
     if args.command == "snapshots":
         return _snapshots(args)
     if args.command == "export":

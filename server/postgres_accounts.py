@@ -35,12 +35,15 @@ from masklog.server.accounts import (
     TOKEN_ID_LENGTH,
     USER_NAME,
     AccountError,
+    AccountRows,
     Credential,
     MembershipCache,
     Role,
     TokenInfo,
+    TokenRow,
     UnknownUser,
     User,
+    check_rows,
     new_token,
     token_digest,
 )
@@ -230,6 +233,42 @@ class PostgresAccounts(MembershipCache):
             raise AccountError(f"user {name!r} has no live token like that")
         return ids
 
+    async def export_rows(self) -> AccountRows:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                users = await conn.fetch("SELECT name, role FROM masklog_accounts_users ORDER BY name")
+                tokens = await conn.fetch("SELECT hash, name, created, expires, revoked FROM masklog_accounts_tokens ORDER BY created, n")
+                members = await conn.fetch("SELECT project, name, role FROM masklog_accounts_members ORDER BY project, name")
+        except _DATABASE_ERRORS as error:
+            raise AccountError(f"{self.name}: {error}") from error
+        return AccountRows(
+            tuple(User(name, Role(role)) for name, role in users),
+            tuple(TokenRow(*row) for row in tokens),
+            tuple((project, name, Role(role)) for project, name, role in members),
+        )
+
+    async def import_rows(self, rows: AccountRows) -> None:
+        check_rows(rows)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Under the accounts' lock, so two imports cannot both find the tables empty.
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_SPACE, _ACCOUNTS_SCHEMA_LOCK)
+                if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM masklog_accounts_users) OR EXISTS (SELECT 1 FROM masklog_accounts_tokens)"):
+                    raise AccountError(f"the accounts in {self.name} are not empty: users or tokens are already there")
+                await conn.executemany("INSERT INTO masklog_accounts_users (name, role) VALUES ($1, $2)", [(u.name, u.role.value) for u in rows.users])
+                # In the order made: `n` keeps that order among tokens of the same tick.
+                await conn.executemany(
+                    "INSERT INTO masklog_accounts_tokens (hash, name, created, expires, revoked) VALUES ($1, $2, $3, $4, $5)",
+                    [(t.digest, t.name, t.created, t.expires, t.revoked) for t in rows.tokens],
+                )
+                await conn.executemany(
+                    "INSERT INTO masklog_accounts_members (project, name, role) VALUES ($1, $2, $3)", [(p, n, r.value) for p, n, r in rows.members]
+                )
+                await conn.execute(_BUMP)
+        except _DATABASE_ERRORS as error:
+            raise AccountError(f"{self.name}: {error}") from error
+        await self._load()
+
     async def _require_user(self, name: str) -> None:
         # A name no user can have is nobody's (and text PostgreSQL refuses, a NUL, never reaches it).
         if not USER_NAME.match(name) or await self._pool.fetchval("SELECT 1 FROM masklog_accounts_users WHERE name = $1", name) is None:
@@ -270,3 +309,12 @@ async def _migrate(conn: asyncpg.Connection, name: str) -> None:
                 await conn.execute(statement)
     except _DATABASE_ERRORS as error:
         raise AccountError(f"{name}: {error}") from error
+
+
+async def stored_format(conn: asyncpg.Connection) -> int | None:
+    """The accounts' schema version in the database of `conn`, read without changing anything;
+    None when their tables are not there yet."""
+    if await conn.fetchval("SELECT to_regclass('masklog_accounts_format')") is None:
+        return None
+    version = await conn.fetchval("SELECT version FROM masklog_accounts_format")
+    return int(version) if version is not None else None

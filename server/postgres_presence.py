@@ -87,7 +87,7 @@ class PostgresPresenceRelay:
                     await conn.executemany("SELECT pg_notify($1, $2)", [(PRESENCE_CHANNEL, msgspec.json.encode(c).decode()) for c in changes])
             except asyncio.CancelledError:
                 raise
-            except (*_DATABASE_ERRORS, OSError) as error:
+            except _DATABASE_ERRORS as error:  # OSError among them
                 log.warning("%s: presence relay failed (%s); reconnecting", self.name, error)
             finally:
                 if conn is not None and not conn.is_closed():

@@ -97,9 +97,11 @@ from masklog.server.store import (
     Subscription,
     batches_read_ahead,
     check_batch,
+    check_copied,
     check_expect,
     check_snapshot,
     checksum_holds,
+    copied_new,
     parts_in_order,
     snapshot_digests,
     snapshots_to_drop,
@@ -369,6 +371,19 @@ class PostgresEventStore:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(new_head))
         self._written, self._last_at = new_head, at
         return outcomes, new_head
+
+    async def copy_in(self, events: Sequence[Event]) -> None:
+        self._check_open()
+        checked = check_copied(events)
+        if not checked:
+            return
+        self._check_open()
+        try:
+            async with self._pool.acquire() as conn:
+                head = await _copy_in(conn, checked)
+        except _DATABASE_ERRORS as error:
+            raise append_failed(error) from error
+        self._announce(head)
 
     def _announce(self, head: int) -> None:
         if head > self._head:
@@ -746,6 +761,23 @@ async def _insert(conn: asyncpg.Connection, rows: list[tuple[int, str, str, byte
 
 
 
+async def _copy_in(conn: asyncpg.Connection, checked: list[tuple[Event, bytes]]) -> int:
+    """Store a checked `copy_in` batch in one transaction under the append lock, as an append
+    would (the writer of any store continues after it); the head after it."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_SPACE, _APPEND_LOCK)
+        head: int = await conn.fetchval(_HEAD)
+        rows = await conn.fetch("SELECT payload FROM events WHERE id = ANY($1::uuid[])", list({event.id for event, _ in checked}))
+        stored = {event.id: event for event in decode_events([row[0] for row in rows])}
+        new = copied_new(checked, head, stored)
+        if not new:
+            return head
+        await _insert(conn, [(event.seq, event.id, event.stream, payload) for event, payload in new], [event for event, _ in new])
+        head = new[-1][0].seq
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(head))
+    return head
+
+
 async def _save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, checksum: bytes, keys: list[bytes]) -> None:
     """Store one snapshot with its parts and thin out older ones of its stream and version, in
     one transaction under the snapshot lock."""
@@ -787,3 +819,12 @@ async def _save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, checksum:
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _conn: event.set()
+
+
+async def stored_format(conn: asyncpg.Connection) -> int | None:
+    """The store's schema version in the database of `conn`, read without changing anything;
+    None when its tables are not there yet (`masklog migrate`, `masklog copy-log`)."""
+    if await conn.fetchval("SELECT to_regclass('masklog_store_format')") is None:
+        return None
+    version = await conn.fetchval("SELECT version FROM masklog_store_format")
+    return int(version) if version is not None else None

@@ -24,9 +24,9 @@ from masklog.server.accounts import AccountError, User
 from masklog.server.authorization import Forbidden
 from masklog.server.context import Context
 from masklog.server.ledger import LedgerError
-from masklog.server.shared_ledger import Contended
 from masklog.server.limits import LimitExceeded, retry_after_header
 from masklog.server.media import MediaError
+from masklog.server.shared_ledger import Contended
 
 _encoder = msgspec.json.Encoder()
 

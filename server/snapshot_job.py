@@ -31,10 +31,15 @@ class SnapshotReport:
     events: int  # media events folded
 
 
-async def write_snapshots(data: Path, every: int, progress: Callable[[str, int], None] | None = None) -> SnapshotReport:
+async def write_snapshots(
+    data: Path, every: int, progress: Callable[[str, int], None] | None = None, *, database_url: str | None = None
+) -> SnapshotReport:
+    """Snapshot every media item of the log in `data` (or in the PostgreSQL database
+    `database_url`)."""
     if every < 1:
         raise ValueError("snapshots are written every 1 or more events")
-    store = await open_store(Settings(data=data))
+    settings = Settings(data=data) if database_url is None else Settings(data=data, storage="postgresql", database_url=database_url)
+    store = await open_store(settings)
     try:
         return await snapshot_all(store, every, progress)
     finally:

@@ -20,15 +20,23 @@ from masklog.server.accounts import (
     DEFAULT_TOKEN_LIFETIME_S,
     TOKEN_ID_LENGTH,
     AccountError,
+    AccountRows,
     Credential,
     MembershipCache,
     Role,
     TokenInfo,
+    TokenRow,
     UnknownUser,
     User,
+    check_rows,
     new_token,
     token_digest,
 )
+
+# The file's layout, in SQLite's user_version: 1 tokens without times (before expiry existed),
+# 2 tokens with creation, expiry and revocation times. A file of a newer layout is refused. (Files
+# written before the number was kept have user_version 0: their layout is read off the tables.)
+ACCOUNTS_FORMAT = 2
 
 
 async def _migrate(conn: aiosqlite.Connection, legacy_lifetime_s: float | None) -> None:
@@ -69,7 +77,13 @@ class SQLiteAccounts(MembershipCache):
                 PRIMARY KEY (project, name));
             """
         )
+        async with conn.execute("PRAGMA user_version") as rows:
+            row = await rows.fetchone()
+        if row is not None and row[0] > ACCOUNTS_FORMAT:
+            await conn.close()
+            raise AccountError(f"{path} has accounts format {row[0]}; this build reads up to {ACCOUNTS_FORMAT}")
         await _migrate(conn, legacy_token_lifetime_s)
+        await conn.execute(f"PRAGMA user_version = {ACCOUNTS_FORMAT}")
         await conn.commit()
         accounts = cls(conn)
         await accounts._load()
@@ -173,6 +187,38 @@ class SQLiteAccounts(MembershipCache):
         self._data_version = -1  # make the next refresh reload
         return ids
 
+    async def export_rows(self) -> AccountRows:
+        async with self._conn.execute("SELECT name, role FROM users ORDER BY name") as rows:
+            users = tuple([User(name, Role(role)) async for name, role in rows])
+        async with self._conn.execute("SELECT hash, name, created, expires, revoked FROM tokens ORDER BY created, rowid") as rows:
+            tokens = tuple([TokenRow(*row) async for row in rows])
+        async with self._conn.execute("SELECT project, name, role FROM members ORDER BY project, name") as rows:
+            members = tuple([(project, name, Role(role)) async for project, name, role in rows])
+        return AccountRows(users, tokens, members)
+
+    async def import_rows(self, rows: AccountRows) -> None:
+        check_rows(rows)
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")  # the emptiness checked is the one written to
+            try:
+                async with self._conn.execute("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM tokens)") as found:
+                    row = await found.fetchone()
+                if row is not None and row[0]:
+                    raise AccountError("the accounts are not empty: users or tokens are already there")
+                await self._conn.executemany("INSERT INTO users (name, role) VALUES (?, ?)", [(u.name, u.role.value) for u in rows.users])
+                await self._conn.executemany(
+                    "INSERT INTO tokens (hash, name, created, expires, revoked) VALUES (?, ?, ?, ?, ?)",
+                    [(t.digest, t.name, t.created, t.expires, t.revoked) for t in rows.tokens],
+                )
+                await self._conn.executemany("INSERT INTO members (project, name, role) VALUES (?, ?, ?)", [(p, n, r.value) for p, n, r in rows.members])
+                await self._conn.commit()
+            except BaseException:
+                await self._conn.rollback()
+                raise
+        except sqlite3.Error as error:
+            raise AccountError(str(error)) from error
+        await self._load()
+
     async def _require_user(self, name: str) -> None:
         async with self._conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)) as rows:
             if await rows.fetchone() is None:
@@ -200,3 +246,23 @@ class SQLiteAccounts(MembershipCache):
             self._members.pop((project, name), None)
         else:
             self._members[(project, name)] = role
+
+
+def stored_format(path: Path) -> int | None:
+    """The layout of the accounts file at `path` (see ACCOUNTS_FORMAT), read without changing
+    anything; None when there is no file or no accounts in it yet."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version:
+            return version
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}
+        if not columns:
+            return None
+        return 2 if "expires" in columns else 1
+    except sqlite3.DatabaseError as error:
+        raise AccountError(f"{path}: {error}") from error
+    finally:
+        conn.close()

@@ -80,9 +80,11 @@ from masklog.server.store import (
     Subscription,
     batches_read_ahead,
     check_batch,
+    check_copied,
     check_expect,
     check_snapshot,
     checksum_holds,
+    copied_new,
     parts_in_order,
     snapshot_digests,
     snapshots_to_drop,
@@ -302,6 +304,22 @@ class SQLiteEventStore:
         if advanced:
             self._heads.publish(head)
         return outcomes
+
+    async def copy_in(self, events: Sequence[Event]) -> None:
+        self._check_open()
+        checked = check_copied(events)
+        if not checked:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            # On the writer's thread: serialised with the group commits, which continue after
+            # whatever the file's head is.
+            head, last_at = await loop.run_in_executor(self._executor, _copy_in, self._writer, checked)
+        except sqlite3.Error as error:
+            raise append_failed(error) from error
+        if head > self._head:
+            self._head, self._last_at = head, max(self._last_at, last_at)
+            self._heads.publish(head)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -648,6 +666,23 @@ def _write_group(
     return outcomes, head, at
 
 
+def _copy_in(conn: sqlite3.Connection, checked: list[tuple[Event, bytes]]) -> tuple[int, float]:
+    """Store a checked `copy_in` batch in one transaction; the head and time after it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        head = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        stored = _lookup(conn, {UUID(event.id).bytes for event, _ in checked})
+        new = copied_new(checked, head, {str(UUID(bytes=key)): event for key, event in stored.items()})
+        conn.executemany(_INSERT, [(event.seq, UUID(event.id).bytes, event.stream, payload) for event, payload in new])
+        _claim_objects(conn, [event for event, _ in new])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return _read_head(conn)
+
+
 def _claim_objects(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
     """Write the object index rows of newly stored events (inside their transaction)."""
     claimed: list[tuple[str, str]] = []
@@ -757,3 +792,21 @@ def _place(
             added[key] = event
         events.append(event)
     return events, rows, added
+
+
+def stored_format(path: str | os.PathLike[str]) -> int | None:
+    """The store format of the file at `path` (STORE_FORMAT's numbering), read without changing
+    anything; None when there is no file or no log in it yet (`masklog migrate`, `masklog
+    copy-log`). Raises StoreCorrupted for a file that is not a database."""
+    if not os.path.exists(path):
+        return None
+    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is None:
+            return version or None
+        return version or 1
+    except sqlite3.DatabaseError as error:
+        raise StoreCorrupted(f"{os.fspath(path)}: {error}") from error
+    finally:
+        conn.close()

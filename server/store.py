@@ -143,6 +143,21 @@ class EventStore(Protocol):
         """
         ...
 
+    async def copy_in(self, events: Sequence[Event]) -> None:
+        """Store events that already have their positions and times, as they are (a copy of
+        another log: `masklog copy-log`), atomically: every event keeps its seq, id, stream,
+        actor, at, cause and body, byte for byte.
+
+        The new events must continue the head exactly (head+1, head+2, ... in batch order): a
+        copy never leaves a gap nor lands after another writer's events. Idempotent by id as
+        `append` is: an event whose id is already stored (or earlier in the batch) must be that
+        stored event exactly, and is skipped, so a copy retried after a lost acknowledgement
+        stores nothing twice. Raises `UnstorableEvent` (nothing stored) for an event that does
+        not read back, a position that does not continue the head, or an id stored as another
+        event; `AppendFailed` when the storage refuses the transaction.
+        """
+        ...
+
     async def read(self, after: int = 0, *, stream: str | None = None, limit: int | None = None) -> list[Event]:
         """Events with `seq > after` (of one stream, if given), ordered by seq."""
         ...
@@ -259,6 +274,48 @@ def check_expect(expect: Mapping[str, int] | None) -> dict[str, int]:
             raise ValueError(f"expect: the position of {stream!r} must be an int in 0..{INT64_MAX}, not {position!r}")
         checked[stream] = position
     return checked
+
+
+def check_copied(events: Sequence[Event]) -> list[tuple[Event, bytes]]:
+    """`copy_in`'s batch checked: each event with the payload a backend stores for it (its
+    encoding). Raises `UnstorableEvent` for the first event that would not read back as itself
+    (stored events are held to the schema as readers hold them: `decode_event`), or whose ids
+    are not canonical UUID text."""
+    checked: list[tuple[Event, bytes]] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, Event):
+            raise UnstorableEvent(index, None, f"expected Event, got {type(event).__name__}")
+        try:
+            payload = encode(event)
+            same = decode_event(payload) == event
+        except (SchemaError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as error:
+            raise UnstorableEvent(index, event.id if isinstance(event.id, str) else None, str(error)) from error
+        if not same:
+            raise UnstorableEvent(index, event.id, "the event does not read back as itself")
+        if not is_event_id(event.id) or (event.cause is not None and not is_event_id(event.cause)):
+            raise UnstorableEvent(index, event.id, "id and cause must be UUIDs in canonical text form")
+        checked.append((event, payload))
+    return checked
+
+
+def copied_new(checked: Sequence[tuple[Event, bytes]], head: int, stored: Mapping[str, Event]) -> list[tuple[Event, bytes]]:
+    """The events of a checked `copy_in` batch to store after `head` (the committed head, read
+    inside the backend's transaction), given those of its ids already `stored`: the rules of
+    `copy_in`. Raises `UnstorableEvent`."""
+    new: list[tuple[Event, bytes]] = []
+    seen: dict[str, Event] = {}
+    for index, (event, payload) in enumerate(checked):
+        earlier = stored.get(event.id) or seen.get(event.id)
+        if earlier is not None:
+            if earlier != event:
+                raise UnstorableEvent(index, event.id, f"the id is already stored as another event (at position {earlier.seq})")
+            continue
+        if event.seq != head + 1:
+            raise UnstorableEvent(index, event.id, f"position {event.seq} does not continue the log (its head is {head})")
+        head = event.seq
+        seen[event.id] = event
+        new.append((event, payload))
+    return new
 
 
 def check_snapshot(snapshot: Snapshot) -> None:

@@ -1,7 +1,8 @@
 """Export and import without a server: `masklog export` and `masklog import-log` (server/cli.py).
 
-They open the data folder's log themselves, so no server needs to run; the export writes with
-the same writers as the route (server/exchange/formats.py).
+They open the log themselves, so no server needs to run: the data folder's SQLite log, or with
+`database_url` the PostgreSQL one (media files still come from the data folder's media
+folder); the export writes with the same writers as the route (server/exchange/formats.py).
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from masklog.domain import coco
 from masklog.domain.events import Event, MediaAdded, NewEvent, SchemaError, decode_event
 from masklog.server.exchange.formats import FORMATS
 from masklog.server.exchange.writer import LabelsToExport, LogWriter, Progress, project_streams
 from masklog.server.replay import project_as_of, replay_project
+
+if TYPE_CHECKING:
+    from masklog.server.settings import Settings
+    from masklog.server.store import EventStore
 
 
 class ExchangeError(Exception):
@@ -32,19 +37,18 @@ async def export_offline(
     seq: int | None,
     images: bool,
     progress: Progress | None = None,
+    *,
+    database_url: str | None = None,
 ) -> None:
-    """Write an export of the log in `data` in format `kind` (a name in FORMATS)."""
+    """Write an export of the log in `data` (or in the PostgreSQL database `database_url`) in
+    format `kind` (a name in FORMATS)."""
     from masklog.server.media import MediaLibrary
-    from masklog.server.settings import Settings
-    from masklog.server.storage import open_store
 
     writer = FORMATS.get(kind)
     if writer is None:
         raise ExchangeError(f"format must be one of {', '.join(FORMATS)}, not {kind!r}")
-    settings = Settings(data=data)
-    if not settings.database.exists():
-        raise ExchangeError(f"no event log at {settings.database}")
-    store = await open_store(settings)
+    settings = await _existing_log(data, database_url)
+    store = await _open(settings)
     try:
         if isinstance(writer, LogWriter) and project is None:
             async for chunk in writer.write(store, None, seq):
@@ -81,15 +85,19 @@ async def export_offline(
 
 
 async def import_log(
-    data: Path, lines: Iterator[bytes], progress: Callable[[int], None] | None = None, max_bytes: int | None = None
+    data: Path,
+    lines: Iterator[bytes],
+    progress: Callable[[int], None] | None = None,
+    max_bytes: int | None = None,
+    *,
+    database_url: str | None = None,
 ) -> int:
-    """Load an exported event log into the empty log of `data`, keeping every event's id, actor,
-    stream, cause and body, in order: the projection after each event is the one the exported
+    """Load an exported event log into the empty log of `data` (or of the PostgreSQL database
+    `database_url`), keeping every event's id, actor, stream, cause and body, in order: the projection after each event is the one the exported
     log had at that event. Every line is checked before anything is written, and all of them
     are held meanwhile, so the log may be at most `max_bytes` (default `max_import_bytes`);
     returns the number of events."""
     from masklog.server.settings import Settings
-    from masklog.server.storage import open_store
 
     limit = Settings.max_import_bytes if max_bytes is None else max_bytes
     events: list[Event] = []
@@ -107,13 +115,14 @@ async def import_log(
         if events and event.seq <= events[-1].seq:
             raise ExchangeError(f"line {number}: events must be in log order (seq {event.seq} after {events[-1].seq})")
         events.append(event)
-    settings = Settings(data=data)
-    data.mkdir(parents=True, exist_ok=True)
-    store = await open_store(settings)
+    settings = _settings(data, database_url)
+    if database_url is None:
+        data.mkdir(parents=True, exist_ok=True)
+    store = await _open(settings)
     try:
         head = await store.head()
         if head:
-            raise ExchangeError(f"the log at {settings.database} already holds {head} events: import into an empty data folder")
+            raise ExchangeError(f"the log at {settings.log_location} already holds {head} events: import into an empty data folder or database")
         for start in range(0, len(events), 10_000):
             batch = events[start : start + 10_000]
             await store.append([NewEvent(id=e.id, stream=e.stream, actor=e.actor, body=e.body, cause=e.cause) for e in batch])
@@ -122,3 +131,36 @@ async def import_log(
     finally:
         await store.close()
     return len(events)
+
+
+def _settings(data: Path, database_url: str | None) -> Settings:
+    from masklog.server.settings import Settings
+
+    if database_url is None:
+        return Settings(data=data)
+    return Settings(data=data, storage="postgresql", database_url=database_url)
+
+
+async def _existing_log(data: Path, database_url: str | None) -> Settings:
+    """The settings of a log that must already be there: an export never creates one."""
+    from masklog.server.storage import inspect_storage
+    from masklog.server.store import StoreError
+
+    settings = _settings(data, database_url)
+    try:
+        found = await inspect_storage(settings)
+    except StoreError as error:
+        raise ExchangeError(str(error)) from error
+    if found.log is None:
+        raise ExchangeError(f"no event log at {settings.log_location}")
+    return settings
+
+
+async def _open(settings: Settings) -> EventStore:
+    from masklog.server.storage import open_store
+    from masklog.server.store import StoreError
+
+    try:
+        return await open_store(settings)
+    except StoreError as error:
+        raise ExchangeError(str(error)) from error

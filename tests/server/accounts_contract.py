@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Accounts, Role, UnknownUser, User, token_digest, token_id
+from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, AccountRows, Accounts, Role, TokenRow, UnknownUser, User, token_digest, token_id
 
 
 class AccountsContract:
@@ -136,3 +136,77 @@ class AccountsContract:
             assert await accounts.authenticate(token) is None
         finally:
             await other.close()
+
+    # -- moving accounts between backends (export_rows / import_rows, masklog copy-log) -----------
+
+    async def _filled(self, accounts: Accounts) -> dict[str, str]:
+        """Users with live, never-expiring, revoked and expired tokens, and memberships."""
+        tokens = {
+            "ann": await accounts.add_user("ann", Role.ANNOTATOR),
+            "ann-forever": await accounts.add_user("ann", Role.ANNOTATOR, lifetime_s=None),
+            "root": await accounts.add_user("root", Role.ADMIN),
+            "vic": await accounts.add_user("vic", Role.VIEWER),
+            "vic-revoked": await accounts.add_user("vic", Role.VIEWER),
+            "vic-expired": await accounts.add_user("vic", Role.VIEWER, lifetime_s=0.05),
+        }
+        await accounts.revoke("vic", tokens["vic-revoked"])
+        await accounts.set_member("p", "ann", Role.ANNOTATOR)
+        await accounts.set_member("p", "vic", Role.VIEWER)
+        await accounts.set_member("q", "ann", Role.ADMIN)
+        await asyncio.sleep(0.1)
+        return tokens
+
+    async def test_exported_rows_imported_elsewhere_work_the_same(self, accounts: Accounts) -> None:
+        tokens = await self._filled(accounts)
+        rows = await accounts.export_rows()
+        assert [u.name for u in rows.users] == ["ann", "root", "vic"]
+        assert len(rows.tokens) == 6 and all(t.digest != token for t, token in zip(rows.tokens, tokens.values(), strict=True))
+        copy = await self.open_accounts()
+        try:
+            assert not await copy.export_rows()
+            await copy.import_rows(rows)
+            assert await copy.export_rows() == rows
+            for name, token in tokens.items():
+                assert await copy.credential(token) == await accounts.credential(token), name
+            assert await copy.authenticate(tokens["vic-revoked"]) is None and await copy.authenticate(tokens["vic-expired"]) is None
+            assert await copy.authenticate(tokens["ann"]) == User("ann", Role.ANNOTATOR)
+            assert await copy.tokens("vic") == await accounts.tokens("vic")
+            assert await copy.tokens("ann") == await accounts.tokens("ann")
+            ann = User("ann", Role.ANNOTATOR)
+            assert copy.members("p") == accounts.members("p") and copy.projects_of(ann) == {"p", "q"}
+            # The copy goes on as accounts do.
+            await copy.revoke("ann", tokens["ann"])
+            assert await copy.authenticate(tokens["ann"]) is None and await accounts.authenticate(tokens["ann"]) is not None
+        finally:
+            await copy.close()
+
+    async def test_import_refuses_accounts_that_are_not_empty_and_bad_rows(self, accounts: Accounts) -> None:
+        tokens = await self._filled(accounts)
+        rows = await accounts.export_rows()
+        copy = await self.open_accounts()
+        try:
+            await copy.add_user("zed", Role.VIEWER)
+            before = await copy.export_rows()
+            with pytest.raises(AccountError, match="not empty"):
+                await copy.import_rows(rows)
+            assert await copy.export_rows() == before
+        finally:
+            await copy.close()
+        bad = [
+            AccountRows(rows.users[:1], rows.tokens, rows.members),  # tokens of users it lacks
+            AccountRows((*rows.users, rows.users[0]), rows.tokens, rows.members),
+            AccountRows(rows.users, (*rows.tokens[:1], rows.tokens[0]), rows.members),
+            AccountRows(rows.users, (TokenRow("not-a-digest", "ann", 1.0, None, None),), ()),
+            AccountRows(rows.users, (TokenRow("0" * 64, "ann", float("nan"), None, None),), ()),
+            AccountRows((User("-bad", Role.VIEWER),), (), ()),
+            AccountRows(rows.users, (), (("p", "nobody", Role.VIEWER),)),
+        ]
+        for rows_of in bad:
+            empty = await self.open_accounts()
+            try:
+                with pytest.raises(AccountError):
+                    await empty.import_rows(rows_of)
+                assert not await empty.export_rows()
+                assert await empty.authenticate(tokens["ann"]) is None
+            finally:
+                await empty.close()

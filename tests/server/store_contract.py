@@ -732,6 +732,105 @@ class EventStoreContract:
         finally:
             await store.close()
 
+    # -- copying positioned events in (copy_in, for `masklog copy-log`) --------------------------
+
+    async def _source_log(self) -> list[Event]:
+        """A log of a few streams, with claims and reservations of object ids, read back."""
+        source = await self.open_store()
+        try:
+            await source.append([project_event("p", "c1"), object_created("o1", "m1"), prompt_added("o2", "m2")])
+            await source.append(batch(3, stream="media:m1"))
+            await source.append([object_created("o2", "m3"), msgspec.structs.replace(label_saved(stream="media:m3"), cause=str(uuid4()))])
+            return await source.read()
+        finally:
+            await source.close()
+
+    async def test_copy_in_keeps_every_event_as_it_was(self, store: EventStore) -> None:
+        log = await self._source_log()
+        await store.copy_in(log[:4])
+        await store.copy_in(log[4:])
+        copied = await store.read()
+        assert copied == log
+        assert [msgspec.json.encode(e) for e in copied] == [msgspec.json.encode(e) for e in log]
+        assert await store.head() == len(log)
+        assert await store.get(log[2].id) == log[2]
+        # The object index is written as by appends: the later claim wins over the reservation.
+        assert await store.object_media("o1") == "m1"
+        assert await store.object_media("o2") == "m3"
+        # Appends continue after the copy, their time never before the copied events'.
+        [after] = await store.append(batch(1))
+        assert after.seq == len(log) + 1 and after.at >= log[-1].at
+
+    async def test_copy_in_after_appends_continues_the_head(self, store: EventStore) -> None:
+        await store.append(batch(2))
+        tail = [msgspec.structs.replace(e, seq=e.seq + 2) for e in await self._source_log()]
+        await store.copy_in(tail)
+        assert seqs(await store.read()) == list(range(1, len(tail) + 3))
+        assert (await store.read(2))[0] == tail[0]
+
+    async def test_copy_in_refuses_positions_that_do_not_continue_the_head(self, store: EventStore) -> None:
+        log = await self._source_log()
+        for bad in (log[1:3], log[:2] + log[3:5], [log[0], log[0 + 1], msgspec.structs.replace(log[2], seq=2)]):
+            with pytest.raises(UnstorableEvent, match="does not continue"):
+                await store.copy_in(bad)
+            assert await store.head() == 0  # nothing of the batch was stored
+        await store.copy_in(log[:2])
+        with pytest.raises(UnstorableEvent, match="does not continue") as raised:
+            await store.copy_in(log[3:])
+        assert raised.value.index == 0
+        await store.append(batch(1))  # another writer took position 3
+        with pytest.raises(UnstorableEvent, match="does not continue"):
+            await store.copy_in(log[2:])
+        assert seqs(await store.read()) == [1, 2, 3]
+        assert await store.get(log[2].id) is None
+
+    async def test_copy_in_is_idempotent_by_id(self, store: EventStore) -> None:
+        log = await self._source_log()
+        await store.copy_in(log[:3])
+        await store.copy_in(log[:3])  # a retried batch: already stored, nothing stored twice
+        await store.copy_in(log[1:5])  # stored ones skipped, the rest continue the head
+        await store.copy_in([log[5], log[5]])  # twice in one batch
+        assert await store.read() == log[:6]
+        changed = msgspec.structs.replace(log[4], actor="user:eve")
+        with pytest.raises(UnstorableEvent, match="already stored as another event") as raised:
+            await store.copy_in([log[6], changed])
+        assert raised.value.index == 1 and await store.head() == 6
+        # An appended retry of a copied event's id gets the copied event back.
+        again = NewEvent(id=log[0].id, stream=log[0].stream, actor=log[0].actor, body=log[0].body)
+        assert await store.append([again]) == [log[0]]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            pytest.param(lambda e: msgspec.structs.replace(e, id=e.id.upper()), id="non-canonical-id"),
+            pytest.param(lambda e: msgspec.structs.replace(e, stream=""), id="empty-stream"),
+            pytest.param(lambda e: msgspec.structs.replace(e, at=float("nan")), id="nan-time"),
+            pytest.param(lambda e: NewEvent(id=e.id, stream=e.stream, actor=e.actor, body=e.body), id="not-positioned"),
+        ],
+    )
+    async def test_copy_in_refuses_an_event_that_does_not_read_back(self, store: EventStore, bad: object) -> None:
+        log = await self._source_log()
+        with pytest.raises(UnstorableEvent) as raised:
+            await store.copy_in([log[0], bad(log[1]), log[2]])  # type: ignore[operator]
+        assert raised.value.index == 1
+        assert await store.head() == 0
+        await store.copy_in([])
+        assert await store.head() == 0
+
+    async def test_copy_in_is_announced_to_this_and_other_stores(self, store: EventStore) -> None:
+        log = await self._source_log()
+        other = await self.open_another(store)
+        try:
+            async with store.subscribe() as mine, other.subscribe() as theirs:
+                await store.copy_in(log)
+                assert await asyncio.wait_for(anext(mine), 5) == len(log)
+                assert await asyncio.wait_for(anext(theirs), 5) == len(log)
+            assert await other.read() == log
+            # The other store's appends continue after the copy.
+            assert seqs(await other.append(batch(1))) == [len(log) + 1]
+        finally:
+            await other.close()
+
     # -- against a model ----------------------------------------------------------------------
 
     # differing_executors: every backend's subclass runs this same method, by design.

@@ -258,7 +258,7 @@ async def test_kill_9_of_one_process_during_a_burst(postgres_server, tmp_path) -
                 resumed = client(cluster, 1 + trial % 2, "alice")
                 await resumed.connect(last_seq=alice.last_seq)
                 final = max(e.seq for e in cluster.log("media:m1"))
-                await resumed.wait_for(lambda resumed=resumed: resumed.last_seq is not None and resumed.last_seq >= final, timeout=20)
+                await resumed.wait_for(lambda resumed=resumed, final=final: resumed.last_seq is not None and resumed.last_seq >= final, timeout=20)
                 got = [e["seq"] for e in alice.events + resumed.events]
                 expected = [e.seq for e in cluster.log() if e.seq > (start or 0) and e.stream in ("media:m1", "project:p1") and e.seq <= resumed.last_seq]
                 assert got == expected, f"trial {trial}: gaps or duplicates"
