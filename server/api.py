@@ -80,7 +80,10 @@ async def _execute(ctx: Context, user: User, command: Command, command_id: str |
 
 
 async def health(request: Request) -> Response:
-    return json_response({"ok": True})
+    """Alive, and this process's write-path counters (several processes on one log: commands
+    that met another process's write and were decided again, and those given up)."""
+    ledger = request.app.state.ctx.ledger
+    return json_response({"ok": True, "shared_log": ledger.shared, "conflicts": ledger.conflicts, "retries": ledger.conflicts - ledger.contended, "contended": ledger.contended})
 
 
 @endpoint

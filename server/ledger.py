@@ -203,6 +203,12 @@ class Ledger:
         self._published = 0
         # Why the log may not be written any more (it failed its integrity check), or None.
         self.refusing: str | None = None
+        # Commands another writer got in before (decided again), and those given up (always 0
+        # here: this process is the log's only writer; see server.shared_ledger).
+        self.conflicts = 0
+        self.contended = 0
+
+    shared = False  # whether other processes write the log too
 
     async def load(self) -> LoadReport:
         """Load the base projection and the media items with running tracks (at start-up);

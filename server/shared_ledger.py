@@ -63,6 +63,8 @@ class Contended(LedgerError):
 class SharedLedger(Ledger):
     """A `Ledger` for a log that other processes write too (see the module's text)."""
 
+    shared = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Media item (or _BASE) -> the commit of this process's command on it under way.
@@ -70,9 +72,6 @@ class SharedLedger(Ledger):
         self._follower: asyncio.Task[None] | None = None
         # Commands take their turn to be decided in arrival order (see `_in_turn`).
         self._order = asyncio.Lock()
-        # Counters for logs, benchmarks and tests.
-        self.conflicts = 0
-        self.contended = 0
 
     async def load(self) -> LoadReport:
         report = await super().load()

@@ -208,6 +208,11 @@ async def test_two_processes_writing_one_media_item_at_full_speed(cluster: Clust
         log = cluster.log()
         logged = [e.id for e in log if e.id in sent]
         assert sorted(logged) == sorted(acked)  # every ack in the log once, nothing refused in it
+        raced = 0
+        for index in range(3):
+            with cluster[index].http() as http:
+                raced += http.get("/api/health").json()["conflicts"]
+        assert raced > 0, "the two processes did decide against each other's changes"
         # Every process's state equals a fold of the log.
         state = fold(log)
         expected = {frame: label.written_by for frame, label in state.labels[obj].items()}
