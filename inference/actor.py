@@ -16,6 +16,12 @@ one long request never starves the others.
 A frame's results are committed while the next frame is computed (up to `window` frames
 ahead): tracking runs at the model's speed, not at the model's plus the disk's. Event ids are
 derived from (track, object, frame), so re-running a frame can never log it twice.
+
+When several actors share the log (`masklog worker` processes, or servers on one database
+running models), each works only what it claims (`inference.claiming`): a track under a lease
+on `track:<id>`, a media item's clicks under `media:<id>`; tracks are taken in the queue's fair
+order, up to `max_tracks` at once, and only those whose tracker this actor runs. Without claims
+(the embedded server, the log's only actor) it works everything, as before.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from masklog.domain.events import (
 )
 from masklog.domain.geometry import rle_decode, rle_encode
 from masklog.domain.state import LabelState
+from masklog.inference.claiming import ClaimKeeper, fair_order
 from masklog.inference.click_queue import ClickQueue
 from masklog.inference.interpolation import ACTOR as INTERPOLATION_ACTOR
 from masklog.inference.interpolation import INTERPOLATION, InterpolationJob, keyframes_of
@@ -110,10 +117,25 @@ class _Track:
     exhausted: bool = False  # the job has nothing more to produce
     stopped: bool = False  # ended elsewhere (cancelled), or failed here: produce nothing more
     closing: bool = False
+    lost: bool = False  # its lease was taken by another actor: stop, without ending it
+
+
+# Clicks kept per media item while another actor holds its clicks (answered by it, or by this
+# actor once that one's lease runs out).
+PARKED_PER_MEDIA = 64
 
 
 class InferenceActor:
-    def __init__(self, ledger: Log, media: MediaFrames, backends: Backends, points: PointTracker | None = None, window: int = 8) -> None:
+    def __init__(
+        self,
+        ledger: Log,
+        media: MediaFrames,
+        backends: Backends,
+        points: PointTracker | None = None,
+        window: int = 8,
+        claims: ClaimKeeper | None = None,
+        serves: Callable[[str], bool] | None = None,
+    ) -> None:
         self._log = ledger
         self._media = media
         self._backends = backends
@@ -128,28 +150,45 @@ class InferenceActor:
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._actor_of: dict[str, str] = {}  # track -> the model actor its events are written as
+        # Shared work (see the module's text): the leases held, which algorithms this actor
+        # takes, the clicks parked for a media item another actor answers.
+        self._claims = claims
+        self._serves = serves or (lambda algorithm: True)
+        self._parked: dict[str, OrderedDict[str, Event]] = {}
+        self._claim_wake = asyncio.Event()
+        self._claimer: asyncio.Task[None] | None = None
+        self.resumed: set[str] = set()  # tracks this actor took over after another's lease ran out
 
     # ---- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take up every track the log has running (after a restart), then follow new events."""
-        for track_id, (media, requester) in list(self._log.running.items()):  # in the order requested
-            log.info("resuming track %s", track_id)
-            self._enqueue(track_id, requester, media)
+        """Take up every track the log has running (after a restart), then follow new events.
+        With claims, the tracks are taken as leases allow (`_claim_loop`)."""
+        if self._claims is not None:
+            self._claimer = asyncio.create_task(self._claim_loop(), name="masklog-claims")
+        else:
+            for track_id, (media, requester) in list(self._log.running.items()):  # in the order requested
+                log.info("resuming track %s", track_id)
+                self._enqueue(track_id, requester, media)
         self._worker = asyncio.create_task(self._work(), name="masklog-inference")
 
     async def stop(self) -> None:
-        """Stop working; tracks still running in the log are resumed at the next start."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        """Stop working; tracks still running in the log are resumed at the next start (or by
+        another actor, once the leases are let go)."""
+        for task in (self._claimer, self._worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         loop = asyncio.get_running_loop()
         for track in list(self._tracks.values()):
             await loop.run_in_executor(self._pool, _close, track)
         self._tracks.clear()
+        if self._claims is not None:
+            with contextlib.suppress(Exception):  # they run out on their own otherwise
+                await self._claims.release_all()
         self._shapes.shutdown(wait=True)
         self._pool.shutdown(wait=True)
 
@@ -157,12 +196,21 @@ class InferenceActor:
         """Called with every committed event, in log order; must be quick."""
         body = event.body
         if isinstance(body, TrackRequested):
-            self._enqueue(event.id, event.actor, body.media)
+            if self._claims is not None:
+                self._claim_wake.set()  # claimed in the queue's order, if this actor serves it
+            else:
+                self._enqueue(event.id, event.actor, body.media)
         elif isinstance(body, (TrackCancelled, TrackCompleted, TrackFailed)):
             track = self._tracks.get(body.track)
             if track is not None:
                 track.stopped = True
                 self._wake.set()
+            if self._claims is not None:
+                self._claim_wake.set()  # a place in the queue is free
+        elif isinstance(body, SegmentProposed):
+            parked = self._parked.get(event.stream.removeprefix("media:"))
+            if parked is not None:
+                parked.pop(body.prompt, None)  # answered (by whoever held the clicks)
         elif isinstance(body, PromptAdded):
             # A newer prompt on the same object and frame supersedes one still waiting there.
             self._clicks.push(event.actor, (body.object, body.frame), event)
@@ -171,6 +219,12 @@ class InferenceActor:
     @property
     def busy(self) -> bool:
         return bool(self._tracks or self._clicks)
+
+    def load(self) -> tuple[int, int, list[str]]:
+        """What it works now: tracks, clicks waiting, and the running tracks it took over from
+        another actor (the page shows the resume)."""
+        resumed = sorted(t for t in self.resumed if t in self._tracks)
+        return len(self._tracks), len(self._clicks), resumed
 
     # ---- scheduling ---------------------------------------------------------------------------
 
@@ -232,6 +286,9 @@ class InferenceActor:
             media_id = prompt.media  # a new object: created when its segment is saved
         else:
             return
+        if self._claims is not None and not await self._claims.take_media(media_id):
+            self._park(media_id, prompt_event)
+            return
         segmenter = self._backends.segmenter
         try:
             mask, score = await self._in_pool(_segment, self._media, state.media[media_id], segmenter, prompt)
@@ -241,6 +298,13 @@ class InferenceActor:
         body = SegmentProposed(prompt=prompt_event.id, object=prompt.object, frame=prompt.frame, mask=mask, score=score, model=segmenter.model)
         # Committed in the background: the next click is computed meanwhile.
         self._spawn(self._append_quietly(f"model:{segmenter.model}", [(body, segment_event_id(prompt_event.id))], prompt_event.id))
+
+    def _park(self, media: str, prompt_event: Event) -> None:
+        """Keep a click another actor answers, in case that one dies before it does."""
+        parked = self._parked.setdefault(media, OrderedDict())
+        parked[prompt_event.id] = prompt_event
+        while len(parked) > PARKED_PER_MEDIA:
+            parked.popitem(last=False)
 
     async def _append_quietly(self, actor: str, commands: list[tuple[Command, str]], cause: str) -> None:
         try:
@@ -411,6 +475,66 @@ class InferenceActor:
                 tracks.remove(track.id)
             if not tracks:
                 del self._turns[track.requester]
+        if self._claims is not None:
+            if not track.lost:
+                with contextlib.suppress(Exception):  # the lease runs out on its own otherwise
+                    await self._claims.drop_track(track.id)
+            self._claim_wake.set()
+
+    # ---- shared work: claims ---------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        """Renew the leases, let idle media items go, take tracks from the queue and parked
+        clicks whose holder is gone: every `renew_every_s`, and when a track is asked for or
+        ends."""
+        assert self._claims is not None
+        while True:
+            try:
+                await self._claim_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the storage is unreachable for a moment: try again next round
+                log.exception("renewing or taking work claims failed")
+            self._claim_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._claim_wake.wait(), self._claims.policy.renew_every_s)
+
+    async def _claim_round(self) -> None:
+        keeper = self._claims
+        assert keeper is not None
+        lost_tracks, _ = await keeper.renew()
+        for track_id in lost_tracks:
+            track = self._tracks.get(track_id)
+            if track is not None:
+                log.warning("lost the lease on track %s to another worker; stopping it here", track_id)
+                track.lost = track.stopped = True
+                self._wake.set()
+        await keeper.drop_idle_media()
+        running = dict(self._log.running)
+        for track_id in fair_order(running):
+            if len(self._tracks) >= keeper.policy.max_tracks:
+                break
+            if track_id in self._tracks:
+                continue
+            media, requester = running[track_id]
+            state = await self._log.state_of(media)
+            info = state.tracks.get(track_id)
+            if info is None or not self._serves(info.request.algorithm):
+                continue
+            if await keeper.take_track(track_id):
+                if frames_done(state, track_id):
+                    self.resumed.add(track_id)
+                    log.info("took over track %s from its last produced frame", track_id)
+                self._enqueue(track_id, requester, media)
+        for media, parked in list(self._parked.items()):
+            if not parked:
+                del self._parked[media]
+            elif await keeper.take_media(media):
+                for prompt_event in parked.values():
+                    body: PromptAdded = prompt_event.body  # type: ignore[assignment]
+                    self._clicks.push(prompt_event.actor, (body.object, body.frame), prompt_event)
+                del self._parked[media]
+                self._wake.set()
 
 
 def _close(track: _Track) -> None:

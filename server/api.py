@@ -71,6 +71,7 @@ async def _execute(ctx: Context, user: User, command: Command, command_id: str |
     def authorize(scope: Scope) -> None:
         authorize_command(ctx, user, command, scope)
         ctx.limits.check_quota(ctx.ledger.running, user.actor, command)
+        ctx.workers.check(command)
 
     ctx.limits.admit(user.actor, command)
     return await ctx.ledger.execute(user.actor, command, command_id or str(uuid.uuid4()), authorize=authorize, panoptic=panoptic)
@@ -453,6 +454,7 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
     def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, body.body, scope, media.media)
         ctx.limits.check_quota(ctx.ledger.running, user.actor, body.body)
+        ctx.workers.check(body.body)
 
     ctx.limits.admit(user.actor, body.body)
     command_id = str(body.id)

@@ -16,10 +16,12 @@ from starlette.staticfiles import StaticFiles
 
 import masklog.web
 from masklog.inference.actor import InferenceActor
+from masklog.inference.claiming import ClaimKeeper, ClaimPolicy
 from masklog.inference.registry import Backends, ModelOptions, load_backends
 from masklog.server import api, redact
 from masklog.server.context import Context
 from masklog.server.exchange.routes import routes as exchange_routes
+from masklog.server.work_routes import routes as work_routes
 from masklog.server.hub import Hub
 from masklog.server.ledger import Ledger
 from masklog.server.limits import Limits
@@ -28,8 +30,9 @@ from masklog.server.openapi import openapi
 from masklog.server.presence import PresenceBoard
 from masklog.server.settings import Settings
 from masklog.server.shared_ledger import SharedLedger
-from masklog.server.storage import open_accounts, open_presence, open_store
+from masklog.server.storage import open_accounts, open_claims, open_presence, open_store
 from masklog.server.store import EventStore, StoreClosed, StoreCorrupted
+from masklog.server.workers import Announcer, WorkerDirectory, new_worker_id, serves, worker_info
 from masklog.server.ws import media_socket
 
 log = logging.getLogger("masklog")
@@ -75,28 +78,45 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             settings.media_dir, settings.frame_cache, settings.open_media,
             frame_cache_bytes=settings.frame_cache_bytes, max_image_pixels=settings.max_image_pixels,
         )
-        actor = InferenceActor(ledger, library, backends)
+        # Several processes on the log: the model work is shared by claims, and the workers
+        # registry says who can serve what (server.workers). Alone on it: no claims.
+        claims = await open_claims(settings) if settings.follows_log else None
+        directory = WorkerDirectory(claims)
+        keeper = announcer = None
+        if claims is not None and settings.run_models:
+            worker_id = new_worker_id()
+            keeper = ClaimKeeper(claims, ClaimPolicy(worker_id, settings.worker_lease_s, settings.worker_max_tracks))
+        actor = InferenceActor(ledger, library, backends, claims=keeper, serves=serves(backends) if keeper is not None else None)
+        if keeper is not None and claims is not None:
+            announcer = Announcer(claims, worker_info(keeper.policy.holder, backends, settings.model.device, time.time()), settings.worker_lease_s, actor.load)
+            await announcer.announce()
         if settings.run_models:
             hub.listen(actor.on_event)
             actor.start()
         presence = PresenceBoard()
         relay = await open_presence(settings, presence)
-        ctx = Context(settings, store, hub, ledger, accounts, presence, library, backends, actor, Limits(settings))
-        checker = asyncio.create_task(_check_access(ctx))
-        verifier = asyncio.create_task(_verify_store(store, ledger))
+        ctx = Context(settings, store, hub, ledger, accounts, presence, library, backends, actor, Limits(settings), claims=claims, workers=directory)
+        await directory.refresh()
+        background = [asyncio.create_task(_check_access(ctx)), asyncio.create_task(_verify_store(store, ledger)), asyncio.create_task(directory.follow())]
+        if announcer is not None:
+            background.append(asyncio.create_task(announcer.run()))
         try:
             yield ctx
         finally:
-            for task in (checker, verifier):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if settings.run_models:
                 hub.unlisten(actor.on_event)
             await actor.stop()
+            if announcer is not None:
+                await announcer.retire()
             if relay is not None:
                 await relay.close()
             await ledger.close()
+            if claims is not None:
+                await claims.close()
     finally:
         await accounts.close()
         await store.close()
@@ -139,7 +159,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> Starlett
             log.info("masklog: log at %d in %s; models: %s", ctx.ledger.head, settings.log_location, ctx.backends.segmenter.model)
             yield
 
-    routes = [*api.routes, *exchange_routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
+    routes = [*api.routes, *exchange_routes, *work_routes, Route("/api/openapi.json", openapi), WebSocketRoute("/api/media/{media}/ws", media_socket)]
     if (WEB_DIR / "index.html").exists():
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True)))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -1,5 +1,5 @@
-"""The `masklog` command: serve, demo, user, eval-vos, export, import-log, snapshots, migrate,
-copy-log."""
+"""The `masklog` command: serve, demo, worker, user, eval-vos, export, import-log, snapshots,
+migrate, copy-log."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
     parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
+    parser.add_argument("--workers", action="store_true", help="the model work is done by `masklog worker` processes on the same log (implies --no-models)")
     for name, kind, what in _USER_LIMITS:
         variable = f"MASKLOG_{name.upper()}"
         default = getattr(Settings, name)
@@ -100,7 +101,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     storage, database = storage_from(args.storage, args.database)
     return Settings(
         data=_data_dir(args.data), storage=storage, database_url=database, host=args.host, port=args.port, model=model,
-        run_models=not args.no_models, public_origins=tuple(public), **_limit_settings(args),
+        run_models=not (args.no_models or args.workers), shared_log=True if args.workers else None, public_origins=tuple(public), **_limit_settings(args),
     )
 
 
@@ -286,6 +287,26 @@ def _copy_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from masklog.server.app import load_configured_backends
+    from masklog.server.worker import WorkerOptions
+    from masklog.server.worker import main as run
+
+    try:
+        model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
+        storage, database = storage_from(args.storage, args.database)
+    except ValueError as error:
+        parser.error(str(error))
+    settings = Settings(data=_data_dir(args.data), storage=storage, database_url=database, model=model, run_models=False)
+    try:
+        backends = load_configured_backends(settings)
+    except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
+        print(f"masklog: cannot start the {model.backend} backend: {error}", file=sys.stderr)
+        return 2
+    run(settings, backends, WorkerOptions(lease_s=args.lease, max_tracks=args.max_tracks))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="masklog", description="Event-sourced collaborative label server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -356,6 +377,31 @@ def main(argv: list[str] | None = None) -> int:
     _add_database_flags(snapshots)
     snapshots.add_argument("--every", type=int, default=Settings.snapshot_every, help=f"a snapshot every this many events of a media item (default {Settings.snapshot_every})")
 
+    worker = commands.add_parser(
+        "worker",
+        help="do the model work (clicks, tracks) in a process of its own, for servers run with --no-models",
+        description=(
+            "An inference worker: follows the same log as the servers (the data folder's SQLite file, or --database), "
+            "claims tracks and media items' clicks with leases, and writes the results to the log. Start as many as "
+            "there are GPUs (--device cuda:N); the servers then run with --no-models. Media files are read from --data's "
+            "media folder, which must be the servers' (a shared folder on a cluster)."
+        ),
+    )
+    worker.add_argument("--data", help="the data folder: its SQLite log (unless --database), and the media files (env MASKLOG_DATA)")
+    _add_database_flags(worker)
+    worker.add_argument("--backend", choices=list(BACKENDS), help=f"model backend: {_backend_help()} (env MASKLOG_BACKEND)")
+    worker.add_argument("--sam2-checkpoint", help="path to a sam2.1_hiera_*.pt checkpoint (env MASKLOG_SAM2_CHECKPOINT)")
+    worker.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
+    worker.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
+    worker.add_argument(
+        "--max-tracks", type=_positive(int), default=int(env("WORKER_MAX_TRACKS", "4") or 4),
+        help="tracks this worker works at once; the others wait for a free worker (env MASKLOG_WORKER_MAX_TRACKS; default 4)",
+    )  # fmt: skip
+    worker.add_argument(
+        "--lease", type=_positive(float), default=float(env("WORKER_LEASE_S", "10") or 10),
+        help="seconds a dead worker's tracks wait before another takes them over (env MASKLOG_WORKER_LEASE_S; default 10)",
+    )  # fmt: skip
+
     migrate = commands.add_parser(
         "migrate",
         help="create or upgrade the schema of the event log and the accounts, and say what it did (serve does the same on start)",
@@ -379,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     copy.add_argument("--batch-size", type=_positive(int), default=10_000, help="events per transaction (default 10000)")
 
     args = parser.parse_args(argv)
+    if args.command == "worker":
+        return _worker(args, parser)
     if args.command == "migrate":
         return _migrate(args)
     if args.command == "copy-log":

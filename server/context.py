@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from masklog.inference.actor import InferenceActor
 from masklog.inference.registry import Backends
 from masklog.server.accounts import Accounts
+from masklog.server.claims import WorkClaims
 from masklog.server.hub import Hub
 from masklog.server.ledger import Ledger
 from masklog.server.limits import Limits
@@ -16,6 +17,7 @@ from masklog.server.presence import PresenceBoard
 from masklog.server.sessions import Sessions
 from masklog.server.settings import Settings
 from masklog.server.store import EventStore
+from masklog.server.workers import WorkerDirectory
 
 
 @dataclass
@@ -31,4 +33,7 @@ class Context:
     actor: InferenceActor
     limits: Limits
     sessions: Sessions = field(default_factory=Sessions)  # open sockets, ended when access is lost
+    # Several processes on the log: the work claims and the live workers (server.workers).
+    claims: WorkClaims | None = None
+    workers: WorkerDirectory = field(default_factory=lambda: WorkerDirectory(None))
 

@@ -82,13 +82,21 @@ class Settings:
     run_models: bool = True
     # Whether other processes write the same log (several servers on one PostgreSQL database):
     # then the ledger follows the log and decides with expected versions (server.shared_ledger).
-    # None: yes for the postgresql storage, no for SQLite (one server process per file).
+    # None: yes for the postgresql storage, no for SQLite (one server process per file, unless
+    # `serve --workers`: workers write the models' results to the same file).
     shared_log: bool | None = None
+    # Sharing model work between processes (server.workers; `masklog worker`): how long a dead
+    # actor's claims last, and how many tracks one actor works at once.
+    worker_lease_s: float = 10.0
+    worker_max_tracks: int = 4
 
     @property
     def follows_log(self) -> bool:
-        """Whether this process's ledger is one of several writers of its log."""
-        return self.shared_log if self.shared_log is not None else self.storage == "postgresql"
+        """Whether this process's ledger is one of several writers of its log: on PostgreSQL, or
+        on SQLite with `masklog worker` processes (`serve --workers`)."""
+        if self.shared_log is not None:
+            return self.shared_log
+        return self.storage == "postgresql"
 
     @property
     def database(self) -> Path:

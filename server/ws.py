@@ -303,6 +303,7 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
     def authorize(scope: Scope) -> None:
         authorize_on_media(ctx, user, message.body, scope, media_id)
         ctx.limits.check_quota(ctx.ledger.running, user.actor, message.body)
+        ctx.workers.check(message.body)
 
     command_id = str(message.id)  # canonical text form
     try:
