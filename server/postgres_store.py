@@ -123,6 +123,7 @@ _APPEND_LOCK = 1
 _SNAPSHOT_LOCK = 2
 _SCHEMA_LOCK = 3
 _ACCOUNTS_SCHEMA_LOCK = 4  # the accounts' tables (server/postgres_accounts.py)
+_CLAIMS_SCHEMA_LOCK = 5  # the work claims and workers tables (server/postgres_claims.py)
 
 # The NOTIFY channel carrying new heads.
 CHANNEL = "masklog_head"

@@ -115,6 +115,11 @@ class Settings:
         return self.data / "accounts.sqlite3"
 
     @property
+    def work_database(self) -> Path:
+        """The SQLite storage's work claims and workers registry (`server.sqlite_claims`)."""
+        return self.data / "work.sqlite3"
+
+    @property
     def media_dir(self) -> Path:
         return self.data / "media"
 

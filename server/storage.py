@@ -1,4 +1,5 @@
-"""Opening the storage a setting names (`Settings.storage`): the event log and the accounts.
+"""Opening the storage a setting names (`Settings.storage`): the event log, the accounts and
+the work claims (inference workers' leases and registry).
 
 Every place that needs the log or the accounts (the app, the offline export and import jobs,
 the `masklog` command) opens them here, never a backend's class directly, so a backend is
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from masklog.server.accounts import Accounts
+from masklog.server.claims import WorkClaims
 from masklog.server.presence import PresenceBoard, PresenceRelay
 from masklog.server.settings import Settings
 from masklog.server.store import EventStore
@@ -41,6 +43,7 @@ class StorageBackend:
     inspect: Callable[[Settings], Awaitable[StoredFormats]]
     # The presence relay between processes sharing the log (None: the backend has none).
     open_presence: Callable[[Settings, PresenceBoard], Awaitable[PresenceRelay | None]]
+    open_claims: Callable[[Settings], Awaitable[WorkClaims]]
 
 
 async def _sqlite_store(settings: Settings, verify_on_open: bool) -> EventStore:
@@ -69,6 +72,20 @@ async def _postgres_accounts(settings: Settings) -> Accounts:
     if settings.database_url is None:
         raise ValueError("the postgresql storage needs a database URL (--database postgresql://..., MASKLOG_DATABASE)")
     return await PostgresAccounts.open(settings.database_url)
+
+
+async def _sqlite_claims(settings: Settings) -> WorkClaims:
+    from masklog.server.sqlite_claims import SQLiteClaims
+
+    return await SQLiteClaims.open(settings.work_database)
+
+
+async def _postgres_claims(settings: Settings) -> WorkClaims:
+    from masklog.server.postgres_claims import PostgresClaims
+
+    if settings.database_url is None:
+        raise ValueError("the postgresql storage needs a database URL (--database postgresql://..., MASKLOG_DATABASE)")
+    return await PostgresClaims.open(settings.database_url)
 
 
 async def _sqlite_inspect(settings: Settings) -> StoredFormats:
@@ -137,8 +154,8 @@ async def _postgres_presence(settings: Settings, board: PresenceBoard) -> Presen
 # "postgresql": the log and the accounts in the PostgreSQL database `Settings.database_url`
 # (several server processes can share it); media files stay in the data folder.
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
-    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts, _sqlite_inspect, _no_presence),
-    "postgresql": StorageBackend(_postgres_store, _postgres_accounts, _postgres_inspect, _postgres_presence),
+    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts, _sqlite_inspect, _no_presence, _sqlite_claims),
+    "postgresql": StorageBackend(_postgres_store, _postgres_accounts, _postgres_inspect, _postgres_presence, _postgres_claims),
 }
 
 
@@ -160,6 +177,14 @@ async def open_store(settings: Settings, *, verify_on_open: bool = True) -> Even
 async def open_accounts(settings: Settings) -> Accounts:
     """The accounts of `settings.data` (or `settings.database_url`) on the configured backend."""
     return await storage_backend(settings).open_accounts(settings)
+
+
+async def open_claims(settings: Settings) -> WorkClaims:
+    """The work claims and workers registry of `settings.data` (`work.sqlite3`) or of
+    `settings.database_url`, on the configured backend. (The embedded server, where one process
+    does everything, can use `claims.MemoryClaims` instead.) Raises ClaimsUnavailable when the
+    storage does not answer."""
+    return await storage_backend(settings).open_claims(settings)
 
 
 async def inspect_storage(settings: Settings) -> StoredFormats:

@@ -108,3 +108,18 @@ def test_storage_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> 
     # The password never reaches a message.
     assert redact_url(url) == "postgresql://masklog:***@db.example:5432/labels"
     assert Settings(data=Path("d"), storage="postgresql", database_url=url).log_location == "postgresql://masklog:***@db.example:5432/labels"
+
+
+async def test_the_work_claims_open_on_the_configured_storage(tmp_path: Path) -> None:
+    from masklog.server.sqlite_claims import SQLiteClaims
+    from masklog.server.storage import open_claims
+
+    claims = await open_claims(Settings(data=tmp_path))
+    try:
+        assert isinstance(claims, SQLiteClaims) and claims.path == tmp_path / "work.sqlite3"
+    finally:
+        await claims.close()
+    with pytest.raises(ValueError, match="needs a database URL"):
+        await open_claims(Settings(data=tmp_path, storage="postgresql"))
+    with pytest.raises(ValueError, match="unknown storage"):
+        await open_claims(Settings(data=tmp_path, storage="postgres-someday"))
