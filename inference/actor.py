@@ -158,6 +158,7 @@ class InferenceActor:
         self._claim_wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
         self.resumed: set[str] = set()  # tracks this actor took over after another's lease ran out
+        self.changed = asyncio.Event()  # set when what `load` says changed much (a takeover)
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -524,6 +525,7 @@ class InferenceActor:
             if await keeper.take_track(track_id):
                 if frames_done(state, track_id):
                     self.resumed.add(track_id)
+                    self.changed.set()
                     log.info("took over track %s from its last produced frame", track_id)
                 self._enqueue(track_id, requester, media)
         for media, parked in list(self._parked.items()):

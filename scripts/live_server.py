@@ -207,6 +207,45 @@ def start_process(
     raise RuntimeError(f"the server did not answer in {timeout} s; see {log}")
 
 
+@dataclass
+class WorkerProcess:
+    """`masklog worker` in its own process."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        """SIGTERM: it lets its leases go (SIGKILL if it has not exited in 20 s)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: its leases run out on their own."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def start_worker(data: Path, *, database: str | None = None, args: Sequence[str] = (), log: Path | None = None) -> WorkerProcess:
+    """`masklog worker --data data` (on `database` when given) in its own process; returns at
+    once (it announces itself in the workers registry when it works: `GET /api/workers`)."""
+    log = log or data.parent / "worker.log"
+    storage = ["--database", database] if database else []
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "masklog.server.cli", "worker", "--data", str(data), *storage, *args],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    return WorkerProcess(process, log)
+
+
 # ---- set-up over REST -------------------------------------------------------------------------
 
 

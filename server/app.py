@@ -21,7 +21,6 @@ from masklog.inference.registry import Backends, ModelOptions, load_backends
 from masklog.server import api, redact
 from masklog.server.context import Context
 from masklog.server.exchange.routes import routes as exchange_routes
-from masklog.server.work_routes import routes as work_routes
 from masklog.server.hub import Hub
 from masklog.server.ledger import Ledger
 from masklog.server.limits import Limits
@@ -32,6 +31,7 @@ from masklog.server.settings import Settings
 from masklog.server.shared_ledger import SharedLedger
 from masklog.server.storage import open_accounts, open_claims, open_presence, open_store
 from masklog.server.store import EventStore, StoreClosed, StoreCorrupted
+from masklog.server.work_routes import routes as work_routes
 from masklog.server.workers import Announcer, WorkerDirectory, new_worker_id, serves, worker_info
 from masklog.server.ws import media_socket
 
@@ -88,7 +88,7 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             keeper = ClaimKeeper(claims, ClaimPolicy(worker_id, settings.worker_lease_s, settings.worker_max_tracks))
         actor = InferenceActor(ledger, library, backends, claims=keeper, serves=serves(backends) if keeper is not None else None)
         if keeper is not None and claims is not None:
-            announcer = Announcer(claims, worker_info(keeper.policy.holder, backends, settings.model.device, time.time()), settings.worker_lease_s, actor.load)
+            announcer = Announcer(claims, worker_info(keeper.policy.holder, backends, settings.model.device, time.time()), settings.worker_lease_s, actor.load, actor.changed)
             await announcer.announce()
         if settings.run_models:
             hub.listen(actor.on_event)

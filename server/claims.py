@@ -65,6 +65,7 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     tracks: int = 0  # load: tracks it works now
     clicks: int = 0  # load: clicks waiting
     started_at: float = 0.0
+    resumed: list[str] = []  # running tracks it took over after another worker's lease ran out
 
 
 class Claim(msgspec.Struct, frozen=True):

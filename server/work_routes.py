@@ -48,6 +48,7 @@ async def media_tracks(request: Request, ctx: Context, user: User) -> Response:
     running = dict(ctx.ledger.running)
     order = fair_order(running)
     if ctx.claims is not None:
+        await ctx.workers.refresh()
         held = await ctx.claims.holders([track_key(t) for t in order])
         holder = {t: held[track_key(t)].holder for t in order if track_key(t) in held}
         resumed = {t for worker in ctx.workers.live for t in worker.resumed}

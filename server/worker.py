@@ -56,7 +56,7 @@ async def run_worker(settings: Settings, backends: Backends, options: WorkerOpti
                 worker_id = new_worker_id()
                 keeper = ClaimKeeper(claims, ClaimPolicy(worker_id, options.lease_s, options.max_tracks))
                 actor = InferenceActor(ledger, library, backends, claims=keeper, serves=serves(backends))
-                announcer = Announcer(claims, worker_info(worker_id, backends, settings.model.device, time.time()), options.lease_s, actor.load)
+                announcer = Announcer(claims, worker_info(worker_id, backends, settings.model.device, time.time()), options.lease_s, actor.load, actor.changed)
                 await announcer.announce()
                 hub.listen(actor.on_event)
                 actor.start()

@@ -21,6 +21,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import msgspec
+
 from masklog.domain.decide import Command
 from masklog.domain.events import PromptAdded, TrackerAlias, TrackRequested
 from masklog.inference.registry import BASELINE_TRACKER, Backends
@@ -110,31 +112,34 @@ class WorkerDirectory:
 class Announcer:
     """Keeps one actor's entry in the registry fresh, with its current load."""
 
-    def __init__(self, claims: WorkClaims, info: WorkerInfo, lease_s: float, load: Callable[[], tuple[int, int, list[str]]]) -> None:
+    def __init__(
+        self, claims: WorkClaims, info: WorkerInfo, lease_s: float, load: Callable[[], tuple[int, int, list[str]]], changed: asyncio.Event | None = None
+    ) -> None:
         self.claims = claims
         self.info = info
         self.lease_s = lease_s
         self._load = load
+        self._changed = changed or asyncio.Event()
 
     async def announce(self) -> None:
         tracks, clicks, resumed = self._load()
-        info = WorkerInfo(**{**_fields(self.info), "tracks": tracks, "clicks": clicks, "resumed": resumed})
-        await self.claims.announce(info, self.lease_s)
+        await self.claims.announce(msgspec.structs.replace(self.info, tracks=tracks, clicks=clicks, resumed=resumed), self.lease_s)
 
     async def run(self) -> None:
+        """Announce every lease_s / 3, and at once when the actor's load changed much (a
+        takeover: the page shows it while the track runs)."""
         while True:
+            self._changed.clear()
             try:
                 await self.announce()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("announcing worker %s failed", self.info.id)
-            await asyncio.sleep(self.lease_s / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.lease_s / 3)
 
     async def retire(self) -> None:
         with contextlib.suppress(Exception):  # its entry and leases run out on their own otherwise
             await self.claims.retire(self.info.id)
 
-
-def _fields(info: WorkerInfo) -> dict[str, object]:
-    return {name: getattr(info, name) for name in info.__struct_fields__}
