@@ -122,6 +122,12 @@ def tracker_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for entry in BACKENDS.values() for name in entry.trackers))
 
 
+def every_tracker_name() -> frozenset[str]:
+    """Every name a track request may give anywhere: the registered trackers, the aliases and
+    the model-free methods (what a server that shares its log with workers accepts)."""
+    return frozenset({*TrackerAlias, *tracker_names(), *MODEL_FREE_METHODS})
+
+
 def backend_of_tracker(name: str) -> Backend:
     """The backend that offers the tracker `name` (a registry name, not an alias)."""
     for entry in BACKENDS.values():

@@ -44,7 +44,6 @@ from masklog.domain.state import LabelState
 from masklog.inference.frames.errors import FrameError
 from masklog.server.accounts import TOKEN_ID_LENGTH, AccountError, Role, UnknownUser, User
 from masklog.server.authorization import Forbidden, authorize_command, authorize_on_media, require
-from masklog.server.capabilities import capabilities
 from masklog.server.context import Context
 from masklog.server.protocol import CommandRequest, clamp_window, snapshot, window_error, window_labels
 from masklog.server.replay import state_as_of
@@ -96,7 +95,7 @@ async def me(request: Request, ctx: Context, user: User) -> Response:
 @endpoint
 async def get_capabilities(request: Request, ctx: Context, user: User) -> Response:
     """Which trackers and segmenter this server runs, why the others do not, and the default."""
-    return json_response(capabilities(ctx.backends))
+    return json_response(ctx.workers.capabilities(ctx.backends))
 
 
 def _project_view(state: LabelState, project: ProjectCreated, role: Role) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 import masklog.web
 from masklog.inference.actor import InferenceActor
 from masklog.inference.claiming import ClaimKeeper, ClaimPolicy
-from masklog.inference.registry import Backends, ModelOptions, load_backends
+from masklog.inference.registry import Backends, ModelOptions, every_tracker_name, load_backends
 from masklog.server import api, redact
 from masklog.server.context import Context
 from masklog.server.exchange.routes import routes as exchange_routes
@@ -62,8 +62,11 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
         raise
     try:
         hub = Hub()
+        # Alone on its log, a server accepts the trackers it runs; sharing it, any registered
+        # one (the workers directory refuses what no live worker runs, saying why).
+        trackers = every_tracker_name() if settings.follows_log else backends.names()
         ledger = (SharedLedger if settings.follows_log else Ledger)(
-            store, hub, trackers=backends.names(), budget_bytes=settings.projection_budget_mb * 1024**2, snapshot_every=settings.snapshot_every
+            store, hub, trackers=trackers, budget_bytes=settings.projection_budget_mb * 1024**2, snapshot_every=settings.snapshot_every
         )
         report = await ledger.load()
         log.info(

@@ -6,11 +6,24 @@ offers only what runs here and says why the rest does not. Built from the regist
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from masklog.domain.events import TrackerAlias
 from masklog.domain.interpolation import LINEAR_MODEL, MORPH_MODEL
-from masklog.inference.registry import BACKEND_NEEDS, BACKENDS, BASELINE_TRACKER, INTERPOLATION, MODEL_FREE_METHODS, Backends
+from masklog.inference.registry import (
+    BACKEND_NEEDS,
+    BACKENDS,
+    BASELINE_TRACKER,
+    INTERPOLATION,
+    MODEL_FREE_METHODS,
+    Backends,
+    backend_of_tracker,
+    tracker_names,
+    tracker_title,
+)
+from masklog.server.claims import WorkerInfo
 
 
 class TrackerInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +68,41 @@ def capabilities(backends: Backends) -> Capabilities:
     aliases = {alias.value: backends.resolve(alias.value) for alias in TrackerAlias}
     default = backends.advanced if backends.advanced in backends.trackers else BASELINE_TRACKER
     methods = [TrackerInfo(name=name, label=METHOD_LABELS.get(name, name), backend="built-in", available=True, model=METHOD_MODELS.get(name)) for name in MODEL_FREE_METHODS]
+    return Capabilities(trackers=trackers, default_tracker=default, aliases=aliases, segmenter=segmenter, segmenters=segmenters, methods=methods)
+
+
+def workers_capabilities(workers: Sequence[WorkerInfo]) -> Capabilities:
+    """What the live workers run, together (a server whose model work is done by `masklog
+    worker` processes): a tracker is available when one of them runs it; the default is the
+    best one any runs (a model beyond the baseline first)."""
+    served = {name for worker in workers for name in worker.trackers}
+    trackers = []
+    for name in tracker_names():
+        entry = backend_of_tracker(name)
+        available = name in served
+        why = None if available else f"no live worker runs it: start one with `masklog worker --backend {entry.name}{BACKEND_NEEDS.get(entry.name, '')}`"
+        trackers.append(TrackerInfo(name=name, label=tracker_title(name), backend=entry.name, available=available, why=why))
+    best = next((t.name for t in trackers if t.available and t.name != BASELINE_TRACKER), None)
+    default = best or BASELINE_TRACKER
+    answering = next((worker for worker in workers if worker.segmenter), None)
+    segmenters = []
+    for name in BACKENDS:
+        live = next((worker for worker in workers if worker.backend == name and worker.segmenter), None)
+        segmenters.append(
+            SegmenterInfo(name=name, available=True, model=live.segmenter)
+            if live is not None
+            else SegmenterInfo(name=name, available=False, why=f"no live worker runs the {name} backend")
+        )
+    if answering is not None:
+        segmenter = SegmenterInfo(name=answering.backend, available=True, model=answering.segmenter)
+    else:
+        segmenter = SegmenterInfo(name=BASELINE_TRACKER, available=False, why="no live worker answers clicks: start one with `masklog worker`")
+    # 'advanced' asks for a model beyond the baseline: with no worker running one, it names none.
+    aliases = {TrackerAlias.SIMPLE.value: BASELINE_TRACKER, **({TrackerAlias.ADVANCED.value: best} if best else {})}
+    methods = [
+        TrackerInfo(name=name, label=METHOD_LABELS.get(name, name), backend="built-in", available=any(name in w.trackers for w in workers), model=METHOD_MODELS.get(name))
+        for name in MODEL_FREE_METHODS
+    ]
     return Capabilities(trackers=trackers, default_tracker=default, aliases=aliases, segmenter=segmenter, segmenters=segmenters, methods=methods)
 
 

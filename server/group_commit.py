@@ -29,6 +29,11 @@ class Batch:
 
     events: list[NewEvent]
     expect: dict[str, int] = field(default_factory=dict)
+    ignoring: str | None = None  # events by actors with this prefix do not count against `expect`
+
+    def counts(self, actor: str) -> bool:
+        """Whether an event by `actor` written after the expected position breaks `expect`."""
+        return self.ignoring is None or not actor.startswith(self.ignoring)
 
 
 Commit = Callable[[list[Batch]], Awaitable[list[Outcome]]]
@@ -52,12 +57,12 @@ class GroupCommits:
         self._closing = False
         self._task = asyncio.create_task(self._loop(), name=f"group-commits:{name}")
 
-    async def append(self, batch: list[NewEvent], expect: dict[str, int] | None = None) -> list[Event]:
+    async def append(self, batch: list[NewEvent], expect: dict[str, int] | None = None, ignoring: str | None = None) -> list[Event]:
         """Queue a checked, non-empty batch; its events once its group commits."""
         if self._closing or self._task.done():  # done: only if the writer crashed (a bug)
             raise StoreClosed(f"{self.name} is closed")
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(Batch(batch, expect or {}), future))
+        self._queue.append(_Pending(Batch(batch, expect or {}, ignoring), future))
         self._wake.set()
         # A caller cancelled before its group starts is dropped; after that its batch commits
         # anyway (appending the same ids again is then a harmless no-op).

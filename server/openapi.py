@@ -20,6 +20,7 @@ from masklog.server import api
 from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS
 from masklog.server.exchange.routes import routes as exchange_routes
 from masklog.server.protocol import Snapshot
+from masklog.server.work_routes import routes as work_routes
 
 # The JSON body each writing route takes.
 REQUEST_BODIES: dict[tuple[str, str], type] = {
@@ -114,4 +115,4 @@ def _format_parameter() -> dict[str, Any]:
 
 async def openapi(request: Request) -> Response:
     """This description."""
-    return Response(msgspec.json.encode(describe([*api.routes, *exchange_routes])), media_type="application/json")
+    return Response(msgspec.json.encode(describe([*api.routes, *exchange_routes, *work_routes])), media_type="application/json")

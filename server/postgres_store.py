@@ -203,8 +203,9 @@ _HEAD = "SELECT coalesce(max(seq), 0) FROM events"
 # Appends' expectations (`EventStore.append`): which (batch, stream) pairs have an event after
 # the expected position.
 _CHANGED = (
-    "SELECT x.i, x.stream FROM unnest($1::int[], $2::text[], $3::bigint[]) AS x(i, stream, after)"
-    " WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream = x.stream AND e.seq > x.after)"
+    "SELECT x.i, x.stream FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[]) AS x(i, stream, after, ignoring)"
+    " WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream = x.stream AND e.seq > x.after"
+    " AND (x.ignoring IS NULL OR (e.payload ->> 'actor') NOT LIKE x.ignoring))"
 )
 
 # What a lost or unusable connection looks like (the server went away or is shutting down, an
@@ -313,14 +314,16 @@ class PostgresEventStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None, expect_ignoring: str | None = None
+    ) -> list[Event]:
         if self._closing:
             raise StoreClosed(f"{self.name} is closed")
-        expected = check_expect(expect)
+        expected = check_expect(expect, expect_ignoring)
         batch = check_batch(events)
         if not batch:
             return []
-        return await self._groups.append(batch, expected)
+        return await self._groups.append(batch, expected, expect_ignoring)
 
     async def _commit(self, batches: list[Batch]) -> list[Outcome]:
         """One group's transaction (see GroupCommits)."""
@@ -661,21 +664,25 @@ async def _read_head(conn: asyncpg.Connection) -> tuple[int, float]:
 async def _refused(conn: asyncpg.Connection, batches: list[Batch], known: dict[str, Event]) -> list[StreamChanged | None]:
     """Per batch, the `StreamChanged` its expectation meets (a stream with an event after the
     expected position, in the log or written by an earlier batch of the group), or None."""
-    pairs = [(index, stream, after) for index, batch in enumerate(batches) for stream, after in batch.expect.items()]
+    pairs = [
+        (index, stream, after, None if batch.ignoring is None else batch.ignoring + "%")
+        for index, batch in enumerate(batches)
+        for stream, after in batch.expect.items()
+    ]
     changed: set[tuple[int, str]] = set()
     if pairs:
         rows = await conn.fetch(_CHANGED, *(list(column) for column in zip(*pairs, strict=True)))
         changed = {(row[0], row[1]) for row in rows}
     refused: list[StreamChanged | None] = []
-    written: set[str] = set()
+    written: list[tuple[str, str]] = []  # (stream, actor) of what earlier batches of the group write
     for index, batch in enumerate(batches):
         new = [event for event in batch.events if event.id not in known]
-        streams = [s for s in batch.expect if s in written or (index, s) in changed] if new else []
+        streams = [s for s in batch.expect if (index, s) in changed or any(w == s and batch.counts(actor) for w, actor in written)] if new else []
         if streams:
             refused.append(StreamChanged(streams))
         else:
             refused.append(None)
-            written.update(event.stream for event in new)
+            written.extend((event.stream, event.actor) for event in new)
     return refused
 
 

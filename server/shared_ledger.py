@@ -33,12 +33,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from masklog.domain.decide import Command, DomainError, ErrorCode, Scope
-from masklog.domain.events import Event, NewEvent, TrackFrameProduced, is_derived_event_id, project_stream
+from masklog.domain.events import (
+    Event,
+    LabelDeleted,
+    LabelSaved,
+    NewEvent,
+    ObjectCreated,
+    ObjectDeleted,
+    ObjectReclassed,
+    ObjectRenamed,
+    PromptAdded,
+    TrackedAccepted,
+    TrackedDiscarded,
+    TrackFrameProduced,
+    TrackRequested,
+    is_derived_event_id,
+    project_stream,
+)
 from masklog.domain.state import LabelState
 from masklog.server.ledger import Ledger, LedgerError, _decide_all, _with_id
 from masklog.server.projections import LoadReport
@@ -46,8 +63,21 @@ from masklog.server.store import StoreError, StreamChanged
 
 log = logging.getLogger("masklog.ledger")
 
-# Decisions refused because another process wrote first, before the command is given up.
-MAX_ATTEMPTS = 8
+# Decisions refused because another process wrote first, before the command is given up; a
+# model's results (nobody waits on them, and giving up stops a track) are tried longer.
+MAX_ATTEMPTS = 16
+MODEL_ATTEMPTS = 64
+PERSON_PREFIX = "user:"
+MODEL_PREFIX = "model:"
+# The events of a person's commands whose decision reads nothing a model writes (proposals, segments, ended
+# tracks, model-written labels): a model's result landing between decision and append changes
+# nothing about whether they are allowed (models only add results and end their own tracks; a
+# track request's conditioning is taken when it is applied). Undo/redo (they read cells a model
+# may have written) and cancels (the track may have ended) are not among them; a saved
+# segment is a label_saved or object_created whose mask was fixed when it was decided.
+COMMUTES_WITH_MODELS: frozenset[type] = frozenset(
+    {LabelSaved, LabelDeleted, ObjectCreated, ObjectDeleted, ObjectRenamed, ObjectReclassed, PromptAdded, TrackRequested, TrackedAccepted, TrackedDiscarded}
+)
 # How often the follower asks for the head when no wake-up came (a lost notification, a
 # listener reconnecting): the longest another process's event can take to show here then.
 FOLLOW_POLL_S = 2.0
@@ -175,7 +205,7 @@ class SharedLedger(Ledger):
                 [event] = await asyncio.shield(commit)
             except StreamChanged:
                 refused += 1
-                await self._refused(refused, command_id)
+                await self._refused(refused, command_id, actor)
                 continue
             return event, False
 
@@ -195,7 +225,7 @@ class SharedLedger(Ledger):
                     events = await asyncio.shield(turn.commit)
                 except StreamChanged:
                     refused += 1
-                    await self._refused(refused, commands[turn.accepted[0]][1])
+                    await self._refused(refused, commands[turn.accepted[0]][1], actor)
                     continue
                 for index, event in zip(turn.accepted, events, strict=True):
                     results[index] = event
@@ -267,7 +297,7 @@ class SharedLedger(Ledger):
                 return await asyncio.shield(commit)
             except StreamChanged:
                 refused += 1
-                await self._refused(refused, None)
+                await self._refused(refused, None, actor)
 
     async def _in_turn(self, attempt: Callable[[], Awaitable[asyncio.Task[list[Event]] | None]]) -> None:
         """Run `attempt` under the lock, in the order commands arrived: it decides and starts a
@@ -303,19 +333,24 @@ class SharedLedger(Ledger):
     def _key_of_stream(stream: str) -> str:
         return stream[len("media:") :] if stream.startswith("media:") else _BASE
 
-    def _expectation(self, news: list[NewEvent]) -> dict[str, int]:
+    def _expectation(self, news: list[NewEvent]) -> tuple[dict[str, int], str | None]:
         """What the decisions relied on: their streams as of `published`; for project-level
-        ones, every project's stream (media and project ids are global)."""
+        ones, every project's stream (media and project ids are global). And whose events do
+        not count: a person's edit that reads nothing models write (COMMUTES_WITH_MODELS) is not
+        decided again because a model's result landed meanwhile, or a person could not save
+        while trackers write frames of the same media item many times a second; the models'
+        own results always are (they must see a person's label, a deletion, a cancel)."""
         expect = {new.stream: self._published for new in news}
         if any(not new.stream.startswith("media:") for new in news):
             expect.update((project_stream(project), self._published) for project in self.base.projects)
-        return expect
+        commutes = all(new.actor.startswith(PERSON_PREFIX) and type(new.body) in COMMUTES_WITH_MODELS for new in news)
+        return expect, MODEL_PREFIX if commutes else None
 
     def _start_shared_commit(self, news: list[NewEvent], keys: set[str]) -> asyncio.Task[list[Event]]:
         """Start appending decided events (under the lock) as a task no caller's cancellation
         reaches; retries of their ids wait on it, and so do commands on the same media items."""
-        expect = self._expectation(news)
-        commit = asyncio.ensure_future(self._commit_shared(news, expect))
+        expect, ignoring = self._expectation(news)
+        commit = asyncio.ensure_future(self._commit_shared(news, expect, ignoring))
         commit.add_done_callback(_consume_error)
         for new in news:
             self._pending[new.id] = commit
@@ -332,10 +367,10 @@ class SharedLedger(Ledger):
             if self._busy.get(key) is commit:
                 del self._busy[key]
 
-    async def _commit_shared(self, news: list[NewEvent], expect: dict[str, int]) -> list[Event]:
+    async def _commit_shared(self, news: list[NewEvent], expect: dict[str, int], ignoring: str | None) -> list[Event]:
         """Append, then apply and publish the log up to the appended events."""
         try:
-            events = await self.store.append(news, expect=expect)
+            events = await self.store.append(news, expect=expect, expect_ignoring=ignoring)
         except StreamChanged:
             self.conflicts += 1
             raise
@@ -344,14 +379,18 @@ class SharedLedger(Ledger):
         await self.catch_up(max(event.seq for event in events))
         return events
 
-    async def _refused(self, attempts: int, command_id: str | None) -> None:
-        """Another process wrote first: read what it wrote, or give up after MAX_ATTEMPTS."""
-        if attempts >= MAX_ATTEMPTS:
+    async def _refused(self, attempts: int, command_id: str | None, actor: str | None = None) -> None:
+        """Another process wrote first: read what it wrote, or give up after MAX_ATTEMPTS (a
+        model's results, which nobody waits on, after MODEL_ATTEMPTS); a short random pause
+        first, so writers that keep meeting do not stay in step."""
+        limit = MODEL_ATTEMPTS if actor is not None and actor.startswith(MODEL_PREFIX) else MAX_ATTEMPTS
+        if attempts >= limit:
             self.contended += 1
             raise Contended(
                 f"the media item kept changing while this command was decided ({attempts} attempts): nothing was stored; send it again"
             )
         log.debug("command %s met a change by another process; deciding again (attempt %d)", command_id, attempts + 1)
+        await asyncio.sleep(random.uniform(0, 0.002 * min(attempts, 10)))
         await self.catch_up()
 
 

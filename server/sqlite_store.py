@@ -172,6 +172,8 @@ _RESERVE = "INSERT OR IGNORE INTO objects (object_id, media) VALUES (?, ?)"
 # readable and queryable (json_extract) from the sqlite3 shell.
 # An append's expectation (`EventStore.append`): does the stream have an event after the position?
 _CHANGED = "SELECT 1 FROM events WHERE stream = ? AND seq > ? LIMIT 1"
+# The same, counting only events whose actor does not match a prefix pattern ("model:%").
+_CHANGED_COUNTING = "SELECT 1 FROM events WHERE stream = ? AND seq > ? AND json_extract(payload, '$.actor') NOT LIKE ? LIMIT 1"
 _INSERT = "INSERT INTO events (seq, id, stream, payload) VALUES (?, ?, ?, CAST(? AS TEXT))"
 
 
@@ -270,14 +272,16 @@ class SQLiteEventStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None, expect_ignoring: str | None = None
+    ) -> list[Event]:
         if self._closing:
             raise StoreClosed(f"{self.path} is closed")
-        expected = check_expect(expect)
+        expected = check_expect(expect, expect_ignoring)
         batch = check_batch(events)
         if not batch:
             return []
-        return await self._groups.append(batch, expected)
+        return await self._groups.append(batch, expected, expect_ignoring)
 
     async def _commit(self, batches: list[Batch]) -> list[Outcome]:
         """One group's transaction, on the writer's thread (see GroupCommits)."""
@@ -630,10 +634,10 @@ def _write_group(
             head, file_at = _read_head(conn)
             at = max(at, file_at)
         known = _lookup(conn, {UUID(event.id).bytes for batch in batches for event in batch.events})
-        written: set[str] = set()  # streams this group wrote to so far
+        written: list[tuple[str, str]] = []  # (stream, actor) of the events this group wrote so far
         for batch in batches:
             if batch.expect and not all(UUID(event.id).bytes in known for event in batch.events):
-                changed = [s for s, after in batch.expect.items() if s in written or conn.execute(_CHANGED, (s, after)).fetchone()]
+                changed = [s for s, after in batch.expect.items() if _changed(conn, batch, s, after, written)]
                 if changed:
                     outcomes.append(StreamChanged(changed))
                     continue
@@ -656,7 +660,7 @@ def _write_group(
                 conn.execute("RELEASE batch")
             head += len(rows)
             known.update(added)
-            written.update(row[2] for row in rows)
+            written.extend((event.stream, event.actor) for event in added.values())
             outcomes.append(events)
         conn.execute("COMMIT")
     except BaseException:
@@ -681,6 +685,16 @@ def _copy_in(conn: sqlite3.Connection, checked: list[tuple[Event, bytes]]) -> tu
             conn.execute("ROLLBACK")
         raise
     return _read_head(conn)
+
+
+def _changed(conn: sqlite3.Connection, batch: Batch, stream: str, after: int, written: list[tuple[str, str]]) -> bool:
+    """Whether `stream` has an event after `after` that counts against the batch's expectation:
+    in the log, or written earlier in this group."""
+    if any(s == stream and batch.counts(actor) for s, actor in written):
+        return True
+    if batch.ignoring is None:
+        return conn.execute(_CHANGED, (stream, after)).fetchone() is not None
+    return conn.execute(_CHANGED_COUNTING, (stream, after, batch.ignoring + "%")).fetchone() is not None
 
 
 def _claim_objects(conn: sqlite3.Connection, events: Iterable[Event]) -> None:

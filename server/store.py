@@ -124,7 +124,9 @@ class EventStore(Protocol):
     `__cause__`). Wrong arguments are ValueErrors.
     """
 
-    async def append(self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, expect: Mapping[str, int] | None = None, expect_ignoring: str | None = None
+    ) -> list[Event]:
         """Store a batch atomically (all or nothing) and return its events in batch order.
 
         `expect`, {stream: position}: store the batch only if none of these streams has an event
@@ -132,8 +134,10 @@ class EventStore(Protocol):
         this process's and others'), else raise `StreamChanged`. It is how a writer that decided
         against a stream's state as of a position makes sure nobody wrote to the stream since
         (optimistic concurrency; a stream's "expected version" is the position of its last
-        event). A batch whose events are all stored already is a retry, answered with the stored
-        events whatever `expect` says.
+        event). `expect_ignoring`, an actor prefix (e.g. "model:"): events by such actors do not
+        count against `expect` (a person's edit need not be decided again because a model's
+        result landed meanwhile). A batch whose events are all stored already is a retry,
+        answered with the stored events whatever `expect` says.
 
         Idempotent by event id: an id that is already stored (or earlier in the same batch) is
         not stored again; its place in the result holds the event as first stored, so a retried
@@ -262,8 +266,10 @@ def check_batch(events: Sequence[NewEvent]) -> list[NewEvent]:
     return checked
 
 
-def check_expect(expect: Mapping[str, int] | None) -> dict[str, int]:
+def check_expect(expect: Mapping[str, int] | None, ignoring: str | None = None) -> dict[str, int]:
     """An append's expectation as a plain dict; ValueError for one no store can check."""
+    if ignoring is not None and (not isinstance(ignoring, str) or not ignoring or len(ignoring) > 200 or "%" in ignoring or "_" in ignoring):
+        raise ValueError(f"expect_ignoring must be an actor prefix of 1-200 characters without % or _, not {ignoring!r}")
     if expect is None:
         return {}
     checked: dict[str, int] = {}

@@ -3,7 +3,7 @@ request can be served at all.
 
 Workers — `masklog worker` processes, and servers that run models themselves when they share
 their log — announce themselves in the storage's workers registry (`server.claims`, never the
-log) every `lease_s / 3`; one not heard of for `lease_s` is gone. A server reads the registry
+log) every `lease_s / 3`; one not heard of for `2 × lease_s` is gone. A server reads the registry
 every REFRESH_S in the background (`WorkerDirectory.follow`), so the per-command check is a
 lookup: a track naming a tracker no live worker runs, or a click with no live segmenter, is
 refused with the reason instead of waiting in the log forever. An embedded server (the log's
@@ -26,6 +26,7 @@ import msgspec
 from masklog.domain.decide import Command
 from masklog.domain.events import PromptAdded, TrackerAlias, TrackRequested
 from masklog.inference.registry import BASELINE_TRACKER, Backends
+from masklog.server.capabilities import Capabilities, capabilities, workers_capabilities
 from masklog.server.claims import WorkClaims, WorkerInfo
 from masklog.server.limits import LimitExceeded
 
@@ -89,6 +90,11 @@ class WorkerDirectory:
                 await self.refresh()
             await asyncio.sleep(REFRESH_S)
 
+    def capabilities(self, backends: Backends) -> Capabilities:
+        """What clients may ask for here: this process's own models when it is alone on its
+        log, else what the live workers run."""
+        return capabilities(backends) if self.claims is None else workers_capabilities(self.live)
+
     def check(self, command: Command) -> None:
         """Raise LimitExceeded (`no_worker`, 503) for a request no live worker can serve."""
         if self.claims is None:
@@ -123,7 +129,9 @@ class Announcer:
 
     async def announce(self) -> None:
         tracks, clicks, resumed = self._load()
-        await self.claims.announce(msgspec.structs.replace(self.info, tracks=tracks, clicks=clicks, resumed=resumed), self.lease_s)
+        # Listed for twice its lease: a worker slow to announce (a busy machine) is not taken for
+        # gone, and requests refused, before its claims would even run out.
+        await self.claims.announce(msgspec.structs.replace(self.info, tracks=tracks, clicks=clicks, resumed=resumed), 2 * self.lease_s)
 
     async def run(self) -> None:
         """Announce every lease_s / 3, and at once when the actor's load changed much (a

@@ -22,7 +22,6 @@ from masklog.domain.state import LabelState
 from masklog.server import protocol as p
 from masklog.server.accounts import User
 from masklog.server.authorization import Forbidden, authorize_on_media
-from masklog.server.capabilities import capabilities
 from masklog.server.context import Context
 from masklog.server.hub import Overflowed, Subscriber
 from masklog.server.ledger import LedgerError
@@ -151,7 +150,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         state = await ctx.ledger.state_of(media_id) if visible else ctx.ledger.base
         head = ctx.ledger.head
     # From here to the subscription, no await: the live queue starts where the greeting ends.
-    greeting = p.greet(hello, credential, media_id, state, ctx.ledger.published, ctx.accounts.role_in, capabilities(ctx.backends), head=head)
+    greeting = p.greet(hello, credential, media_id, state, ctx.ledger.published, ctx.accounts.role_in, ctx.workers.capabilities(ctx.backends), head=head)
     if isinstance(greeting, p.Close):
         await _refuse(websocket, greeting)
         return

@@ -455,6 +455,30 @@ class EventStoreContract:
         finally:
             await other.close()
 
+    async def test_an_expectation_may_ignore_events_of_some_actors(self, store: EventStore) -> None:
+        await store.append(batch(1, stream="m1"))
+        model = [label_saved(stream="m1", frame=9, actor="model:tracker")]
+        await store.append(model)
+        # A model's result after position 1 does not count; a person's does.
+        assert seqs(await store.append(batch(1, stream="m1", first_frame=3), expect={"m1": 1}, expect_ignoring="model:")) == [3]
+        with pytest.raises(StreamChanged):
+            await store.append(batch(1, stream="m1", first_frame=4), expect={"m1": 1}, expect_ignoring="model:")
+        # The same within one group.
+        results = await asyncio.gather(
+            store.append([label_saved(stream="m2", frame=1, actor="model:tracker")], expect={"m2": 3}),
+            store.append(batch(1, stream="m2"), expect={"m2": 3}, expect_ignoring="model:"),
+            store.append(batch(1, stream="m2", first_frame=5), expect={"m2": 3}, expect_ignoring="model:"),
+            return_exceptions=True,
+        )
+        assert not isinstance(results[0], Exception) and not isinstance(results[1], Exception)
+        assert isinstance(results[2], StreamChanged)
+
+    @pytest.mark.parametrize("ignoring", ["", "mo%", "a_b", "x" * 201])
+    async def test_a_malformed_ignoring_prefix_is_refused(self, store: EventStore, ignoring: str) -> None:
+        with pytest.raises(ValueError):
+            await store.append(batch(1), expect={"m1": 0}, expect_ignoring=ignoring)
+        assert await store.head() == 0
+
     @pytest.mark.parametrize("expect", [{"": 1}, {"m1": -1}, {"m1": "3"}, {"m1": True}, {"m1": 1 << 63}, {3: 1}])
     async def test_a_malformed_expectation_is_refused(self, store: EventStore, expect: object) -> None:
         with pytest.raises(ValueError):

@@ -334,6 +334,7 @@ def test_unknown_routes_and_methods_are_answered_by_the_router(alice):
 def test_openapi_describes_every_route(live):
     from masklog.server import api
     from masklog.server.exchange.routes import routes as exchange_routes
+    from masklog.server.work_routes import routes as work_routes
 
     with live.http() as anonymous:
         response = anonymous.get("/api/openapi.json")  # no token needed, like /api/health
@@ -341,7 +342,7 @@ def test_openapi_describes_every_route(live):
     spec = response.json()
     assert spec["openapi"].startswith("3.1")
     described = {(path, method.upper()) for path, operations in spec["paths"].items() for method in operations}
-    for route in [*api.routes, *exchange_routes]:
+    for route in [*api.routes, *exchange_routes, *work_routes]:
         for method in route.methods - {"HEAD"}:
             path = route.path.replace("{index:int}", "{index}").replace("{frame:int}", "{frame}")
             assert (path, method) in described, (path, method)

@@ -82,7 +82,7 @@ async def test_people_on_different_processes_see_each_other(cluster: Cluster) ->
         # process 1 watches its frames arrive.
         await ok(alice, {"type": "label_saved", "object": car, "frame": 0, "shape": BOX, "source": "manual"})
         track = str(uuid.uuid4())
-        await ok(alice, {"type": "track_requested", "media": "m1", "objects": [car], "start": 0, "direction": "forward", "range": 5}, track)
+        await ok(alice, {"type": "track_requested", "media": "m1", "objects": [car], "start": 0, "direction": "forward", "range": 5, "algorithm": "classical"}, track)
         await bob.wait_for(lambda: seen(bob, "track_completed", track=track), timeout=60)
         frames = [e["body"]["frame"] for e in bob.events if e["body"]["type"] == "track_frame_produced" and e["body"]["track"] == track]
         assert frames == [1, 2, 3, 4]

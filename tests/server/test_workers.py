@@ -38,9 +38,11 @@ class Site:
     tokens: dict[str, str]
     servers: list[ServerProcess] = field(default_factory=list)
     workers: list[WorkerProcess] = field(default_factory=list)
+    worker_args: list[str] = field(default_factory=list)
 
     def start_worker(self, index: int | None = None) -> WorkerProcess:
-        worker = start_worker(self.data, database=self.database, args=["--lease", str(LEASE_S)], log=self.data.parent / f"worker-{len(self.workers)}.log")
+        args = ["--lease", str(LEASE_S), *self.worker_args]
+        worker = start_worker(self.data, database=self.database, args=args, log=self.data.parent / f"worker-{len(self.workers)}.log")
         if index is None:
             self.workers.append(worker)
         else:
@@ -85,14 +87,14 @@ class _Seedable:
 
 
 @contextlib.contextmanager
-def running_site(root: Path, *, database: str | None = None, servers: int = 1, workers: int = 2) -> Iterator[Site]:
+def running_site(root: Path, *, database: str | None = None, servers: int = 1, workers: int = 2, worker_args: list[str] | None = None) -> Iterator[Site]:
     data = root / "data"
     data.mkdir(parents=True)
     settings_args: dict[str, Any] = {"storage": "postgresql", "database_url": database} if database else {}
     from masklog.server.settings import Settings
 
     tokens = add_users(Settings(data=data, **settings_args), USERS)
-    site = Site(data, database, tokens)
+    site = Site(data, database, tokens, worker_args=worker_args or [])
     try:
         for index in range(servers):
             args = ["--workers"] if database is None else ["--no-models"]
@@ -283,6 +285,38 @@ async def test_no_worker_at_all_refuses_tracks_and_clicks(tmp_path) -> None:
             assert reply["code"] == "no_worker", reply
         finally:
             await alice.close()
+
+
+async def test_waiting_tracks_show_their_place_in_a_fair_queue(tmp_path) -> None:
+    """One worker taking one track at a time: alice's three tracks and bob's one wait their turn,
+    bob's ahead of alice's second (requesters in turn), each with its place over REST."""
+    with running_site(tmp_path, workers=1, worker_args=["--max-tracks", "1"]) as site:
+        alice, bob = client(site, "alice", "long"), client(site, "bob", "long")
+        await alice.connect()
+        await bob.connect()
+        try:
+            asked = []
+            for c in (alice, alice, alice, bob):
+                obj = await boxed_object(c, "long")
+                reply = await request_track(c, "long", obj, range_=LONG_FRAMES)
+                assert reply["reply"]["type"] == "ack", reply
+                asked.append(reply["track"])
+            a1, a2, a3, b1 = asked
+            with site.http("bob") as http:
+                deadline = time.monotonic() + 20
+                while True:
+                    rows = {t["track"]: t for t in http.get("/api/media/long/tracks").json()["tracks"]}
+                    if rows.get(a1, {}).get("worker") or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
+            assert rows[a1]["worker"] is not None and rows[a1]["position"] is None
+            assert [rows[t]["position"] for t in (b1, a2, a3)] == [1, 2, 3], rows
+            assert all(rows[t]["worker"] is None for t in (b1, a2, a3))
+            log = await wait_completed(site, asked, timeout=180)
+            assert all(set(frames_of(log, t).values()) == {1} for t in asked)
+        finally:
+            await alice.close()
+            await bob.close()
 
 
 async def test_the_same_on_postgresql_with_two_servers(postgres_server, tmp_path) -> None:  # noqa: F811
