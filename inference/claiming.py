@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,8 +81,9 @@ class ClaimKeeper:
     policy: ClaimPolicy
     tracks: set[str] = field(default_factory=set)
     media: dict[str, float] = field(default_factory=dict)  # media -> when its last click came
-    # Media items another actor holds: not asked again before this time (monotonic).
+    # Media items another actor holds: not asked again before this time (on `clock`).
     _media_denied: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
 
     async def take_track(self, track: str) -> bool:
         if track in self.tracks:
@@ -93,7 +94,7 @@ class ClaimKeeper:
         return False
 
     async def take_media(self, media: str) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         if media in self.media:
             self.media[media] = now
             return True
@@ -125,7 +126,7 @@ class ClaimKeeper:
         return lost_tracks, lost_media
 
     async def drop_idle_media(self) -> None:
-        deadline = time.monotonic() - self.policy.media_idle_s
+        deadline = self.clock() - self.policy.media_idle_s
         idle = [m for m, used in self.media.items() if used < deadline]
         for media in idle:
             del self.media[media]

@@ -324,4 +324,4 @@ async def test_the_same_on_postgresql_with_two_servers(postgres_server, tmp_path
     with running_site(tmp_path, database=dsn, servers=2) as site:
         await _ten_tracks_and_clicks(site)
         await _refusals(site)
-        await _kill_trials(site, 3)
+        await _kill_trials(site, 20)
