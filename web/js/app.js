@@ -29,6 +29,7 @@ import { ProjectSetup } from "./setup.js";
 import { LOCKED_KINDS, ObjectView, objectName } from "./objects.js";
 import { BrushSession, stepSize } from "./brush.js";
 import { Provenance } from "./provenance.js";
+import { Placements, WorkersIndicator } from "./work.js";
 
 const PLAY_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M4 3v10l9-5z"/></svg>';
 const PAUSE_SVG = '<svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="3" width="3" height="10"/><rect x="9.5" y="3" width="3" height="10"/></svg>';
@@ -160,6 +161,7 @@ class App {
     $("app").hidden = false;
     $("logout").title = `Signed in as ${me.name} (${me.role}): forget the token on this browser`;
     this.setup();
+    this.workers.start();
     api.get("/api/capabilities").then((caps) => this.settings.setCapabilities(caps), () => {}); // the welcome says it too
     try {
       this.projects = await api.projects();
@@ -222,7 +224,23 @@ class App {
       rename: (command) => this.send(command),
     }, $("objects"), $("objects-count"));
     this.view.addEventListener("change", () => this.invalidate("shapes", "objects", "timeline"));
-    this.tracks = new TracksPanel({ model, goto, send, stale: () => this._stale !== false }, $("tracks"));
+    // The model work (issue 17): the live workers in the toolbar, and where each running track is.
+    this.workers = new WorkersIndicator({
+      workers: () => this.api.get("/api/workers"),
+      sharedChanged: () => this.placements.sync(),
+    }, $("workers"));
+    this.placements = new Placements({
+      media: () => this.model.media?.media ?? null,
+      running: () => [...this.model.tracks.values()].some((t) => t.status === "running"),
+      shared: () => this.workers.shared,
+      tracks: (media) => this.api.get(`/api/media/${encodeURIComponent(media)}/tracks`),
+      changed: () => this.invalidate("tracks"),
+    });
+    this.tracks = new TracksPanel({
+      model, goto, send,
+      stale: () => this._stale !== false,
+      placement: (track) => this.placements.of(track),
+    }, $("tracks"));
     this.replay = new Replay({
       model, state, toast,
       snapshotAt: (media, seq, window) => this.api.get(`/api/media/${encodeURIComponent(media)}/snapshot`, { seq, from: window?.[0], to: window?.[1] }),
@@ -448,6 +466,7 @@ class App {
     this.brush.reset();
     this.menu.close();
     this.model.reset();
+    this.placements.sync(); // nothing to poll until the new item's tracks are known
     const state = this.state;
     state.media = mediaId;
     state.frame = Math.max(0, frame | 0);
@@ -633,7 +652,10 @@ class App {
     if (all || dirty.has("classes")) this.ontology.render();
     if (all || dirty.has("objects")) this.objects.render();
     if (all || dirty.has("timeline")) this.timeline.draw();
-    if (all || dirty.has("tracks")) this.tracks.render();
+    if (all || dirty.has("tracks")) {
+      this.tracks.render();
+      this.placements.sync(); // polls while the item has running tracks
+    }
     if (all || dirty.has("audit")) {
       renderAudit(this.shown, $("audit"));
       this.filterBar.render();

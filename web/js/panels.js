@@ -321,7 +321,10 @@ export function expectedFrames(request, frames) {
 }
 
 export class TracksPanel {
-  /** page: {model, goto(frame), send(body), stale(): true while the socket is down (progress is not live)} */
+  /**
+   * page: {model, goto(frame), send(body), stale(): true while the socket is down (progress is not
+   * live), placement(track): where a running track stands ({text, look, title} or null: work.js)}
+   */
   constructor(page, root) {
     this.page = page;
     this.root = root;
@@ -368,10 +371,14 @@ export class TracksPanel {
     const what = el("span", "what");
     const status = el("span", "status");
     status.dataset.testid = "track-status";
+    // Where a running track is (issue 17): "queued #2", "on host:pid", "resumed on host:pid".
+    const where = el("span", "where");
+    where.dataset.testid = "track-worker";
+    where.hidden = true;
     const jump = el("button", "small ghost jump", "\u21A6");
     jump.title = "Go to the start frame";
     jump.addEventListener("click", () => this.page.goto(track.request.start));
-    line.append(what, status, jump);
+    line.append(what, where, status, jump);
     const progress = el("progress");
     progress.dataset.testid = "track-progress";
     progress.max = 1;
@@ -404,7 +411,7 @@ export class TracksPanel {
     spacer.style.flex = "1";
     row.append(line);
     // Buttons are in the DOM only while they apply (see _update).
-    return { row, what, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, overwrite, conflicts, key: "" };
+    return { row, what, where, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, overwrite, conflicts, key: "" };
   }
 
   _update(row, track, frames) {
@@ -414,6 +421,8 @@ export class TracksPanel {
     // While the socket is down a running track's progress is only as of the last event received.
     const stale = track.status === "running" && Boolean(this.page.stale?.());
     const conflicts = conflictsOf(model, track.id);
+    const placement = track.status === "running" ? this.page.placement?.(track.id) ?? null : null;
+    this._where(row, placement);
     const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}|${conflicts.map((c) => `${c.object}@${c.frame}`).join(",")}`;
     if (row.key === key) return;
     row.key = key;
@@ -459,6 +468,16 @@ export class TracksPanel {
     const children = [row.row.firstChild, row.progress];
     if (running || review) children.push(row.buttons);
     row.row.replaceChildren(...children);
+  }
+
+  /** The row's "where" (shown while the track runs and the server says where it is). */
+  _where(row, placement) {
+    const where = row.where;
+    where.hidden = !placement;
+    const text = placement?.text ?? "";
+    if (where.textContent !== text) where.textContent = text;
+    where.title = placement?.title ?? "";
+    where.className = `where${placement ? ` ${placement.look}` : ""}`;
   }
 }
 
