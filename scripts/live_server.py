@@ -7,6 +7,8 @@ tests start from.
   measure the server apart from their clients, and tests that kill it.
 - `add_users`, `add_project`, `add_class`, `upload`: the set-up both do, over REST like a client.
 - `seed`, `seeded_server`: the world the server tests share (projects p1 and p2, see `seed`).
+- `start_worker`, `WorkerSite`, `start_site`: `masklog worker` processes, and a site of servers
+  and workers on one log (the worker tests and `bench_workers.py`).
 
 Test and benchmark support only: nothing in `server/` imports it.
 """
@@ -23,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ import httpx
 import numpy as np
 import uvicorn
 
+from masklog.domain.events import Event
 from masklog.server.accounts import Role
 from masklog.server.app import create_app
 from masklog.server.settings import Settings
@@ -244,6 +247,95 @@ def start_worker(data: Path, *, database: str | None = None, args: Sequence[str]
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     return WorkerProcess(process, log)
+
+
+@dataclass
+class WorkerSite:
+    """Servers and workers on one log: the SQLite file of `data` (one server, `serve --workers`)
+    or `database` (PostgreSQL, `serve --no-models` each). Workers are started with `worker_args`
+    and log to `data.parent / worker-N.log`."""
+
+    data: Path
+    database: str | None
+    tokens: dict[str, str]
+    worker_args: Sequence[str] = ()
+    servers: list[ServerProcess] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def start_worker(self, index: int | None = None) -> WorkerProcess:
+        """A further worker (appended), or one in place of `workers[index]` (one that was killed)."""
+        worker = start_worker(self.data, database=self.database, args=self.worker_args, log=self.data.parent / f"worker-{len(self.workers)}.log")
+        if index is None:
+            self.workers.append(worker)
+        else:
+            self.workers[index] = worker
+        return worker
+
+    def http(self, user: str = "admin", server: int = 0) -> httpx.Client:
+        return self.servers[server].http(user)
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        """`GET /api/workers`: the workers the registry holds as live."""
+        with self.http() as http:
+            workers: list[dict[str, Any]] = http.get("/api/workers").json()["workers"]
+            return workers
+
+    def wait_workers(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """Until `count` of this site's running worker processes have announced themselves."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = self.live_workers()
+            pids = {w.pid for w in self.workers if w.process.poll() is None}
+            if len([w for w in live if w["pid"] in pids]) >= count:
+                return live
+            time.sleep(0.2)
+        raise RuntimeError(f"{count} workers did not announce themselves; see {self.data.parent}/worker-*.log")
+
+    async def log(self) -> list[Event]:
+        """The whole log, read from the store itself."""
+        from masklog.server.postgres_store import PostgresEventStore
+        from masklog.server.sqlite_store import SQLiteEventStore
+
+        if self.database is not None:
+            async with await PostgresEventStore.open(self.database, check=False) as store:
+                return await store.read()
+        async with await SQLiteEventStore.open(self.data / "events.sqlite3", check="none") as store:
+            return await store.read()
+
+    def stop(self) -> None:
+        """Workers first (SIGTERM), then the servers; a process that will not stop is killed."""
+        processes: list[WorkerProcess | ServerProcess] = [*self.workers, *self.servers]
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.stop()
+
+
+def start_site(
+    root: Path,
+    users: Mapping[str, Role] = USERS,
+    *,
+    database: str | None = None,
+    servers: int = 1,
+    server_args: Sequence[str] = (),
+    worker_args: Sequence[str] = (),
+) -> WorkerSite:
+    """`servers` server processes on `root / "data"` (and `database`), doing no model work, with
+    `users` made first; no workers yet (`WorkerSite.start_worker`). Stop it with `stop()`, also
+    when this raises (it stops what it started before raising)."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data=data, storage="postgresql", database_url=database) if database else Settings(data=data)
+    site = WorkerSite(data, database, add_users(settings, users), worker_args)
+    try:
+        for index in range(servers):
+            mode = ["--workers"] if database is None else ["--no-models"]
+            process = start_process(data, None, database=database, args=[*mode, *server_args], log=root / f"serve-{index}.log")
+            process.tokens = site.tokens
+            site.servers.append(process)
+    except BaseException:
+        site.stop()
+        raise
+    return site
 
 
 # ---- set-up over REST -------------------------------------------------------------------------

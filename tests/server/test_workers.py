@@ -11,73 +11,19 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from masklog.domain.events import Event, TrackCompleted, TrackFrameProduced
-from masklog.server.postgres_store import PostgresEventStore
-from masklog.server.sqlite_store import SQLiteEventStore
-from scripts.live_server import USERS, ServerProcess, WorkerProcess, add_users, seed, start_process, start_worker, upload, write_video
+from scripts.live_server import ServerProcess, seed, start_site, upload, write_video
+from scripts.live_server import WorkerSite as Site
 from tests.server.live import Client
 from tests.server.postgres_server import postgres_server  # noqa: F401 (fixture)
 
 LEASE_S = 2.0
 LONG_FRAMES = 240
-
-
-@dataclass
-class Site:
-    """Servers and workers on one log (the SQLite file of `data`, or `database`)."""
-
-    data: Path
-    database: str | None
-    tokens: dict[str, str]
-    servers: list[ServerProcess] = field(default_factory=list)
-    workers: list[WorkerProcess] = field(default_factory=list)
-    worker_args: list[str] = field(default_factory=list)
-
-    def start_worker(self, index: int | None = None) -> WorkerProcess:
-        args = ["--lease", str(LEASE_S), *self.worker_args]
-        worker = start_worker(self.data, database=self.database, args=args, log=self.data.parent / f"worker-{len(self.workers)}.log")
-        if index is None:
-            self.workers.append(worker)
-        else:
-            self.workers[index] = worker
-        return worker
-
-    def http(self, user: str = "admin", server: int = 0) -> httpx.Client:
-        return self.servers[server].http(user)
-
-    def live_workers(self) -> list[dict[str, Any]]:
-        with self.http() as http:
-            workers: list[dict[str, Any]] = http.get("/api/workers").json()["workers"]
-            return workers
-
-    def wait_workers(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            live = self.live_workers()
-            pids = {w.pid for w in self.workers if w.process.poll() is None}
-            if len([w for w in live if w["pid"] in pids]) >= count:
-                return live
-            time.sleep(0.2)
-        raise AssertionError(f"{count} workers did not announce themselves; see {self.data.parent}/worker-*.log")
-
-    async def log(self) -> list[Event]:
-        if self.database is not None:
-            async with await PostgresEventStore.open(self.database, check=False) as store:
-                return await store.read()
-        async with await SQLiteEventStore.open(self.data / "events.sqlite3", check="none") as store:
-            return await store.read()
-
-    def stop(self) -> None:
-        for process in [*self.workers, *self.servers]:
-            with contextlib.suppress(Exception):
-                process.stop()
 
 
 class _Seedable:
@@ -88,19 +34,8 @@ class _Seedable:
 
 @contextlib.contextmanager
 def running_site(root: Path, *, database: str | None = None, servers: int = 1, workers: int = 2, worker_args: list[str] | None = None) -> Iterator[Site]:
-    data = root / "data"
-    data.mkdir(parents=True)
-    settings_args: dict[str, Any] = {"storage": "postgresql", "database_url": database} if database else {}
-    from masklog.server.settings import Settings
-
-    tokens = add_users(Settings(data=data, **settings_args), USERS)
-    site = Site(data, database, tokens, worker_args=worker_args or [])
+    site = start_site(root, database=database, servers=servers, worker_args=["--lease", str(LEASE_S), *(worker_args or [])])
     try:
-        for index in range(servers):
-            args = ["--workers"] if database is None else ["--no-models"]
-            process = start_process(data, None, database=database, args=args, log=root / f"serve-{index}.log")
-            process.tokens = tokens
-            site.servers.append(process)
         seed(_Seedable(site.servers[0], root))  # type: ignore[arg-type]
         with site.http() as http:
             upload(http, "p1", "long", "video", [write_video(root / "files" / "long.mp4", frames=LONG_FRAMES)]).raise_for_status()
