@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from masklog.domain import events as ev
+from masklog.domain.decide import Undo
 from masklog.domain.shapes import BBox
 from masklog.server.hub import Hub
 from masklog.server.shared_ledger import MAX_ATTEMPTS, Contended, SharedLedger
@@ -37,11 +38,11 @@ class Overtaken:
     def __init__(self, store: SQLiteEventStore, other: SQLiteEventStore, times: int) -> None:
         self.store, self.other, self.times = store, other, times
 
-    async def append(self, events: Sequence[ev.NewEvent], *, expect: Any = None) -> list[ev.Event]:
+    async def append(self, events: Sequence[ev.NewEvent], *, expect: Any = None, expect_ignoring: str | None = None) -> list[ev.Event]:
         if self.times > 0:
             self.times -= 1
             await self.other.append([foreign(save(29, x=self.times))])
-        return await self.store.append(events, expect=expect)
+        return await self.store.append(events, expect=expect, expect_ignoring=expect_ignoring)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -133,6 +134,33 @@ async def test_a_batch_overtaken_is_decided_again(stores):
         assert ledger.conflicts == 1
         all_or_nothing = await ledger.execute_all(ADMIN, [save(8), save(9)])
         assert [e.body.frame for e in all_or_nothing] == [8, 9]  # type: ignore[union-attr]
+        await _matches(ledger, store)
+    finally:
+        await ledger.close()
+
+
+async def test_a_persons_edit_is_not_decided_again_for_a_models_result(stores):
+    store, other = stores
+    model_result = ev.NewEvent(id=str(uuid.uuid4()), stream="media:m", actor="model:tracker", body=save(28))
+
+    class ModelFirst(Overtaken):
+        async def append(self, events: Sequence[ev.NewEvent], *, expect: Any = None, expect_ignoring: str | None = None) -> list[ev.Event]:
+            if self.times > 0:
+                self.times -= 1
+                await self.other.append([model_result])
+            return await self.store.append(events, expect=expect, expect_ignoring=expect_ignoring)
+
+    ledger = await _ledger(ModelFirst(store, other, times=1))
+    try:
+        await ledger.execute(ADMIN, save(4), str(uuid.uuid4()))
+        assert ledger.conflicts == 0
+        # An undo reads cells a model may have written: it is decided again.
+        ledger_store = ledger.store
+        assert isinstance(ledger_store, ModelFirst)
+        ledger_store.times = 1
+        model_result = ev.NewEvent(id=str(uuid.uuid4()), stream="media:m", actor="model:tracker", body=save(27))
+        await ledger.execute(ADMIN, Undo(media="m"), str(uuid.uuid4()))
+        assert ledger.conflicts == 1
         await _matches(ledger, store)
     finally:
         await ledger.close()
