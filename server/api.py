@@ -73,6 +73,7 @@ async def _execute(ctx: Context, user: User, command: Command, command_id: str |
         ctx.workers.check(command)
 
     ctx.limits.admit(user.actor, command)
+    await ctx.workers.look_again(command)
     return await ctx.ledger.execute(user.actor, command, command_id or str(uuid.uuid4()), authorize=authorize, panoptic=panoptic)
 
 
@@ -461,6 +462,7 @@ async def post_command(request: Request, ctx: Context, user: User) -> Response:
         await asyncio.to_thread(precheck, body.body)
     else:
         precheck(body.body)
+    await ctx.workers.look_again(body.body)
     event, duplicate = await ctx.ledger.execute(user.actor, body.body, command_id, authorize=authorize, panoptic=body.panoptic)
     return json_response({"id": command_id, "seq": event.seq, "duplicate": duplicate}, 200 if duplicate else 201)
 

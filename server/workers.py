@@ -95,6 +95,17 @@ class WorkerDirectory:
         log, else what the live workers run."""
         return capabilities(backends) if self.claims is None else workers_capabilities(self.live)
 
+    async def look_again(self, command: Command) -> None:
+        """Before deciding a request the last read would refuse, read the registry again: a
+        worker may have started since (`check` then refuses it only if it is still true)."""
+        if self.claims is None:
+            return
+        try:
+            self.check(command)
+        except LimitExceeded:
+            with contextlib.suppress(Exception):
+                await self.refresh()
+
     def check(self, command: Command) -> None:
         """Raise LimitExceeded (`no_worker`, 503) for a request no live worker can serve."""
         if self.claims is None:

@@ -308,6 +308,7 @@ async def _command(ctx: Context, websocket: WebSocket, user: User, media_id: str
     try:
         ctx.limits.admit(user.actor, message.body)
         precheck(message.body)  # cheap here: a costly command was checked off the loop already
+        await ctx.workers.look_again(message.body)
         event, duplicate = await ctx.ledger.execute(user.actor, message.body, command_id, authorize=authorize, panoptic=message.panoptic)
     except LimitExceeded as error:
         await _reply(websocket, p.Error(code=error.code, message=error.message, id=command_id))
