@@ -35,17 +35,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import websockets
@@ -54,7 +52,7 @@ from websockets.asyncio.client import ClientConnection
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from masklog.server.accounts import Role
-from scripts.live_server import ROOT, ServerProcess, add_project, start_process, upload, write_video
+from scripts.live_server import ROOT, ServerProcess, add_project, start_process, stopped_on_sigterm, upload, write_video
 
 FRAMES = 30
 BATCH = 100  # events per append in the append figure
@@ -418,20 +416,6 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
         "postgresql_appends_per_s": {"goal": GOAL_APPENDS_PER_S, "measured": max(rates) if rates else None,
                                      "met": None if not rates else max(rates) >= GOAL_APPENDS_PER_S},
     }  # fmt: skip
-
-
-@contextlib.contextmanager
-def stopped_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the cleanup below runs either way."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main() -> None:

@@ -40,15 +40,13 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -59,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from masklog.domain.events import Event, TrackFrameProduced
 from masklog.server.accounts import Role
-from scripts.live_server import WorkerSite, add_project, start_site, upload, write_video
+from scripts.live_server import WorkerSite, add_project, start_site, stopped_on_sigterm, upload, write_video
 
 TRACK_USERS = ("u1", "u2", "u3")
 LOADER, CLICKER, KILLER = "loader", "clicker", "killer"
@@ -503,20 +501,6 @@ def load_average() -> list[float]:
 def failed(result: dict[str, Any]) -> bool:
     checked = [*(result.get("throughput") or {}).values(), *(result.get("takeover") or [])]
     return bool(result.get("errors")) or any(isinstance(f, dict) and (f["duplicated"] or f["missing"]) for f in checked)
-
-
-@contextlib.contextmanager
-def stopped_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the cleanup runs either way."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def size(text: str) -> tuple[int, int]:

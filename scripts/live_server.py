@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import cv2
@@ -104,13 +106,18 @@ class LiveServer(RunningServer):
         self.thread.join(timeout=10)
 
 
-@dataclass
-class ServerProcess(RunningServer):
+class _OwnProcess:
+    """A masklog process this one started: stopped as an operator would, or killed as a crash."""
+
     process: subprocess.Popen[bytes]
-    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def stop(self) -> None:
-        """SIGTERM, as an operator stops it (SIGKILL if it has not exited in 20 s)."""
+        """SIGTERM (SIGKILL if it has not exited in 20 s): a server closes cleanly, a worker
+        lets its leases go."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -119,9 +126,15 @@ class ServerProcess(RunningServer):
                 self.kill()
 
     def kill(self) -> None:
-        """SIGKILL, as a crash: nothing is flushed or closed."""
+        """SIGKILL, as a crash: nothing is flushed or closed; a worker's leases run out on their own."""
         self.process.kill()
         self.process.wait(timeout=10)
+
+
+@dataclass
+class ServerProcess(_OwnProcess, RunningServer):
+    process: subprocess.Popen[bytes]
+    log: Path
 
 
 def add_users(settings: Settings, roles: Mapping[str, Role]) -> dict[str, str]:
@@ -211,29 +224,11 @@ def start_process(
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(_OwnProcess):
     """`masklog worker` in its own process."""
 
     process: subprocess.Popen[bytes]
     log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        """SIGTERM: it lets its leases go (SIGKILL if it has not exited in 20 s)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash: its leases run out on their own."""
-        self.process.kill()
-        self.process.wait(timeout=10)
 
 
 def start_worker(data: Path, *, database: str | None = None, args: Sequence[str] = (), log: Path | None = None) -> WorkerProcess:
@@ -336,6 +331,21 @@ def start_site(
         site.stop()
         raise
     return site
+
+
+@contextlib.contextmanager
+def stopped_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (a benchmark's processes are then stopped by its cleanup
+    either way)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- set-up over REST -------------------------------------------------------------------------
