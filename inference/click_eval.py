@@ -47,7 +47,6 @@ from typing import TypedDict
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from masklog.inference.evaluation import _as_bool, find_sequences, jaccard, list_images
 from masklog.inference.frames.images import ImageListFrames
@@ -195,6 +194,8 @@ def read_objects(path: Path) -> dict[int, np.ndarray]:
     colour images one id per colour (0xRRGGBB). Read with PIL: OpenCV turns a palette into
     colours, which would lose the indices.
     """
+    from PIL import Image  # here: the CLI imports this module's defaults to build its parser
+
     try:
         with Image.open(path) as image:
             image.load()
