@@ -1,4 +1,4 @@
-"""The `masklog` command: serve, demo, worker, user, eval-vos, export, import-log, snapshots,
+"""The `masklog` command: serve, demo, worker, user, eval-vos, eval-clicks, export, import-log, snapshots,
 migrate, copy-log."""
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _at_most(limit: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {limit}, not {text}")
+        return value
+
+    parse.__name__ = "int"
     return parse
 
 
@@ -172,6 +183,48 @@ def _eval_vos(args: argparse.Namespace) -> int:
             print(f"{name:24s} J {score['J']:.3f}  F {score['F']:.3f}  J&F {score['JF']:.3f}  {score['frames']} frames  {1 / max(score['seconds_per_frame'], 1e-9):.1f} frames/s")
         mean = result["mean"]
         print(f"{'mean':24s} J {mean['J']:.3f}  F {mean['F']:.3f}  J&F {mean['JF']:.3f}")
+    return 0
+
+
+def _eval_clicks(args: argparse.Namespace) -> int:
+    from masklog.inference.click_eval import NOC_THRESHOLDS, ClickScore, evaluate_clicks
+    from masklog.inference.registry import ModelOptions, backend_named
+
+    model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
+    try:
+        segmenter = backend_named(args.segmenter).load(ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device)).segmenter
+    except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
+        print(f"masklog: cannot load the {args.segmenter} segmenter: {error}", file=sys.stderr)
+        return 2
+
+    def progress(sequence: str, done: int, total: int) -> None:
+        bar = int(30 * done / max(total, 1))
+        print(f"\r{sequence:>24s} [{'#' * bar}{'.' * (30 - bar)}] {done}/{total} objects", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    try:
+        result = evaluate_clicks(args.dir, segmenter, progress=progress, sequences=args.sequences, every=args.every, max_clicks=args.max_clicks)
+    except ValueError as error:
+        print(f"masklog: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+
+    def iou(value: float | None) -> str:
+        return "   -  " if value is None else f"{value:6.3f}"
+
+    def row(name: str, s: ClickScore) -> str:
+        return (
+            f"{name:24s} {s['instances']:7d} {s['NoC85']:7.2f} {s['NoC90']:7.2f} {s['NoF90']:6d} "
+            f"{iou(s['IoU1'])} {iou(s['IoU3'])} {iou(s['IoU5'])} {s['seconds_per_click']:8.3f}"
+        )
+
+    low, high = (round(100 * t) for t in NOC_THRESHOLDS)
+    print(f"{result['segmenter']}: one frame in {result['every']}, at most {result['max_clicks']} clicks")
+    print(f"{'sequence':24s} {'objects':>7s} {f'NoC@{low}':>7s} {f'NoC@{high}':>7s} {f'NoF@{high}':>6s} {'IoU@1':>6s} {'IoU@3':>6s} {'IoU@5':>6s} {'s/click':>8s}")
+    for name, score in result["sequences"].items():
+        print(row(name, score))
+    print(row("overall", result["overall"]))
     return 0
 
 
@@ -350,6 +403,28 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     evaluate.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
 
+    from masklog.inference.click_eval import DEFAULT_EVERY, DEFAULT_MAX_CLICKS, MAX_CLICKS_LIMIT
+
+    clicks = commands.add_parser(
+        "eval-clicks",
+        help="interactive segmentation evaluation (NoC@85/90, IoU after 1, 3, 5 simulated clicks) on DAVIS-format folders",
+        description=(
+            "The standard click protocol (inference/click_eval.py): the first click at the object's most interior pixel, each "
+            "next one at the most interior pixel of the largest error region (include where missed, exclude where false), up to "
+            "--max-clicks clicks, on every object of every --every-th annotated frame. NoC@85/90: clicks to reach IoU 0.85/0.90 "
+            "(--max-clicks when never; NoF: how many never reach it); figures are means over objects."
+        ),
+    )
+    clicks.add_argument("dir", type=Path, help="folder of sequences: <seq>/JPEGImages and <seq>/Annotations")
+    clicks.add_argument("--segmenter", choices=list(BACKENDS), default=DEFAULT_BACKEND, help=f"the backend whose segmenter answers the clicks (sam2 needs a checkpoint; default {DEFAULT_BACKEND})")
+    clicks.add_argument("--every", type=_positive(int), default=DEFAULT_EVERY, help=f"every Nth frame of a sequence (0, N, 2N...; default {DEFAULT_EVERY})")
+    clicks.add_argument("--max-clicks", type=_at_most(MAX_CLICKS_LIMIT), default=DEFAULT_MAX_CLICKS, help=f"clicks per object, at most {MAX_CLICKS_LIMIT} (default {DEFAULT_MAX_CLICKS})")
+    clicks.add_argument("--json", action="store_true", help="print the full result as JSON on stdout")
+    clicks.add_argument("--sequences", nargs="*", help="only these sequences")
+    clicks.add_argument("--sam2-checkpoint", help="checkpoint for --segmenter sam2 (env MASKLOG_SAM2_CHECKPOINT)")
+    clicks.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
+    clicks.add_argument("--device", help="cuda or cpu (default: CUDA when present)")
+
     from masklog.server.exchange.formats import DEFAULT_FORMAT, FORMATS, describe_formats
 
     export = commands.add_parser("export", help=f"write labels or the event log to a file ({', '.join(FORMATS)})")
@@ -439,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         return _import_log(args)
     if args.command == "eval-vos":
         return _eval_vos(args)
+    if args.command == "eval-clicks":
+        return _eval_clicks(args)
     if args.command in ("serve", "demo"):
         try:
             settings = _settings(args)

@@ -314,6 +314,34 @@ def test_second_click_on_a_frame_reuses_the_embedding(sam: Sam2Model, video: Pat
     assert seg.embeddings_computed == 4
 
 
+def test_the_click_protocol_runs_on_sam2(sam: Sam2Model, tmp_path: Path) -> None:
+    """`masklog eval-clicks --segmenter sam2`'s path: the protocol over a DAVIS-format folder. With
+    random weights the figures mean nothing; what counts is that every click is answered, scored
+    and timed, and that a frame's image is embedded once for all its clicks."""
+    from masklog.inference.click_eval import evaluate_clicks
+
+    frames = synthetic_frames(3)
+    seq = tmp_path / "clip"
+    write_jpegs(seq / "JPEGImages", frames)
+    (seq / "Annotations").mkdir()
+    yy, xx = np.mgrid[0:H, 0:W]
+    for i in range(3):
+        disc = (xx - (W * 0.3 + 3 * i)) ** 2 + (yy - H / 2) ** 2 < (H * 0.2) ** 2
+        ids = disc * 1 + ((yy >= H * 0.1) & (yy < H * 0.3) & (xx >= int(W * 0.62) + i) & (xx < int(W * 0.62) + i + int(W * 0.25))) * 2
+        palette = PIL_Image.fromarray(ids.astype(np.uint8), "P")
+        palette.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (253 * 3))
+        palette.save(seq / "Annotations" / f"{i:05d}.png")
+    seg = Sam2Segmenter(sam)
+    result = evaluate_clicks(tmp_path, seg, every=2, max_clicks=4)
+    overall = result["overall"]
+    assert result["segmenter"] == sam.model_id
+    assert overall["instances"] == 4 and overall["frames"] == 2  # frames 0 and 2, two objects each
+    assert 4 <= overall["clicks"] <= 16 and 1 <= overall["NoC85"] <= 4 and overall["seconds_per_click"] > 0
+    assert all(v is not None and 0.0 <= v <= 1.0 for v in (overall["IoU1"], overall["IoU3"]))
+    assert overall["IoU5"] is None  # past max_clicks
+    assert seg.embeddings_computed == 2
+
+
 def test_empty_prompt_is_refused(sam: Sam2Model, video: Path) -> None:
     with pytest.raises(ValueError):
         Sam2Segmenter(sam).segment(frames_of(video), 0, Prompt())

@@ -55,6 +55,35 @@ def test_eval_vos_on_a_folder_without_sequences_is_an_error(tmp_path):
     assert done.returncode == 2 and "no DAVIS-format sequences" in done.stderr
 
 
+def test_eval_clicks_prints_noc_as_json_and_as_a_table(shared_data):
+    done = masklog("eval-clicks", str(shared_data / "vos"), "--sequences", "blackswan", "--every", "25", "--max-clicks", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["segmenter"] == "classical/grabcut@1" and (result["every"], result["max_clicks"]) == (25, 3)
+    score = result["sequences"]["blackswan"]
+    assert set(score) == {"instances", "frames", "clicks", "NoC85", "NoC90", "NoF85", "NoF90", "IoU1", "IoU3", "IoU5", "seconds_per_click"}
+    assert score["frames"] == score["instances"] == 2  # frames 0 and 25, one swan each
+    assert 2 <= score["clicks"] <= 6 and 1 <= score["NoC85"] <= score["NoC90"] <= 3
+    assert 0 < score["IoU1"] <= 1 and score["IoU5"] is None and score["seconds_per_click"] > 0
+    assert result["overall"] == score
+    assert "blackswan" in done.stderr  # the progress bar
+    table = masklog("eval-clicks", str(shared_data / "vos"), "--sequences", "blackswan", "--every", "100", "--max-clicks", "1")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert "NoC@85" in lines[1] and "s/click" in lines[1]
+    assert lines[2].split()[:4] == ["blackswan", "1", "1.00", "1.00"] and lines[3].startswith("overall")
+
+
+def test_eval_clicks_refuses_bad_arguments(tmp_path):
+    empty = masklog("eval-clicks", str(tmp_path))
+    assert empty.returncode == 2 and "no DAVIS-format sequences" in empty.stderr
+    for flags, error in ((["--every", "0"], "must be a number above 0"), (["--max-clicks", "101"], "between 1 and 100"), (["--segmenter", "x"], "invalid choice")):
+        refused = masklog("eval-clicks", str(tmp_path), *flags)
+        assert refused.returncode == 2 and error in refused.stderr, refused.stderr
+    unloaded = masklog("eval-clicks", str(tmp_path), "--segmenter", "sam2")
+    assert unloaded.returncode == 2 and "cannot load the sam2 segmenter" in unloaded.stderr and "no checkpoint configured" in unloaded.stderr
+
+
 def test_demo_serves_a_project_made_on_the_spot(tmp_path):
     _serve_demo_and_check(tmp_path)
 
