@@ -135,31 +135,35 @@ async def _kill_trials(site: Site, trials: int) -> None:
             asked = await request_track(alice, "long", obj, range_=LONG_FRAMES)
             assert asked["reply"]["type"] == "ack", asked
             track = asked["track"]
-            # Wait until a worker holds it and has produced some frames, then kill that worker.
+            # Wait until a worker holds it and has produced some frames (seen on alice's socket),
+            # then kill that worker.
             holder = None
             deadline = time.monotonic() + 30
-            while holder is None or not frames_of(await site.log(), track):
-                assert time.monotonic() < deadline, "no worker took the track"
-                with site.http("alice") as http:
-                    row = next(t for t in http.get("/api/media/long/tracks").json()["tracks"] if t["track"] == track)
-                holder = row["worker"]
-                await asyncio.sleep(0.05)
-            pid = int(holder.rsplit(":", 2)[1])
-            index = next(i for i, w in enumerate(site.workers) if w.pid == pid)
-            site.workers[index].kill()
-            produced_before = sum(frames_of(await site.log(), track).values())
-            # Taken over by the other worker: visible over REST while it runs.
-            seen_resumed = False
-            polls: list[Any] = []
-            killed_at = time.monotonic()
-            deadline = time.monotonic() + 60
-            while not completed(log := await site.log(), track):
-                assert time.monotonic() < deadline, f"trial {trial}: the track was not taken over"
-                with site.http("alice") as http:
-                    rows = http.get("/api/media/long/tracks").json()["tracks"]
-                seen_resumed |= any(t["track"] == track and t["resumed"] for t in rows)
-                polls.append((round(time.monotonic() - killed_at, 2), [(t["worker"], t["resumed"]) for t in rows if t["track"] == track]))
-                await asyncio.sleep(0.1)
+            with site.http("alice") as http:
+                while holder is None or not _produced_on(alice, track):
+                    assert time.monotonic() < deadline, "no worker took the track"
+                    row = next((t for t in http.get("/api/media/long/tracks").json()["tracks"] if t["track"] == track), None)
+                    holder = row["worker"] if row is not None else None
+                    await asyncio.sleep(0.02)
+                pid = int(holder.rsplit(":", 2)[1])
+                index = next(i for i, w in enumerate(site.workers) if w.pid == pid)
+                site.workers[index].kill()
+                produced_before = sum(frames_of(await site.log(), track).values())
+                # Taken over by the other worker: visible over REST while it runs (polled often: a
+                # short track is soon done once taken over).
+                seen_resumed = False
+                polls: list[Any] = []
+                killed_at = time.monotonic()
+                deadline = time.monotonic() + 60
+                while True:
+                    assert time.monotonic() < deadline, f"trial {trial}: the track was not taken over"
+                    rows = [t for t in http.get("/api/media/long/tracks").json()["tracks"] if t["track"] == track]
+                    if not rows:
+                        break  # no longer running
+                    seen_resumed |= rows[0]["resumed"]
+                    polls.append((round(time.monotonic() - killed_at, 2), rows[0]["worker"], rows[0]["resumed"]))
+                    await asyncio.sleep(0.02)
+            log = await wait_completed(site, [track], timeout=30)
             counts = frames_of(log, track)
             assert sorted(frame for _, frame in counts) == list(range(1, LONG_FRAMES)), f"trial {trial}: missing frames"
             assert set(counts.values()) == {1}, f"trial {trial}: a frame logged twice"
@@ -169,6 +173,10 @@ async def _kill_trials(site: Site, trials: int) -> None:
             site.wait_workers(len(site.workers))
     finally:
         await alice.close()
+
+
+def _produced_on(c: Client, track: str) -> bool:
+    return any(e["body"]["type"] == "track_frame_produced" and e["body"]["track"] == track for e in c.events)
 
 
 async def _refusals(site: Site) -> None:
