@@ -20,21 +20,24 @@ at its own defaults) on the same sequences, so a claimed gain is reproducible. P
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `scripts`
-
+from masklog.domain.events import Direction
 from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
-from masklog.inference.evaluation import find_sequences
+from masklog.inference.evaluation import f_measure, find_sequences, jaccard, list_images, read_annotation
+from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import Tracker
-from scripts.eval_presence import load_sequence, run_sequence, tracker_at
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -63,8 +66,61 @@ def config_for(overrides: dict[str, Any]) -> TrackerConfig:
     return TrackerConfig(**overrides)
 
 
+def load_sequence(folder: Path, max_frames: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    images = list_images(folder / "JPEGImages")[:max_frames]
+    annotations = list_images(folder / "Annotations")
+    if len(annotations) < len(images):
+        raise SystemExit(f"{folder}: {len(images)} frames but {len(annotations)} annotations")
+    frames = []
+    for path in images:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SystemExit(f"cannot read {path}")
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return frames, [read_annotation(p) for p in annotations[: len(images)]]
+
+
+def run_sequence(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float, float]:
+    """From the first frame's ground truth to the end: mean J, mean F, tracker seconds per frame."""
+    session = tracker.open(ArrayFrames(frames))
+    session.add_mask(0, "1", masks[0])
+    js, fs, spent = [], [], 0.0
+    try:
+        results = iter(session.propagate(0, Direction.FORWARD, len(frames)))
+        while True:
+            started = time.perf_counter()
+            result = next(results, None)
+            spent += time.perf_counter() - started  # the tracker only, not reading or scoring
+            if result is None:
+                break
+            tracked = result[0]
+            if tracked.frame == 0:
+                continue
+            truth = masks[tracked.frame]
+            pred = tracked.mask if tracked.mask is not None else np.zeros_like(truth)
+            js.append(jaccard(pred, truth))
+            fs.append(f_measure(pred, truth))
+    finally:
+        session.close()
+    return float(np.mean(js)), float(np.mean(fs)), spent / max(len(frames) - 1, 1)
+
+
+def tracker_at(revision: str) -> Tracker:
+    """The classical tracker as it was at a git revision (its tracker.py, on today's helpers)."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:inference/classical/tracker.py"], capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="masklog-tracker-cv-")) / "tracker_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("masklog_tracker_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    tracker: Tracker = module.ClassicalTracker()
+    return tracker
+
+
 def score(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
-    j, f, _, spf = run_sequence(tracker, frames, masks)
+    j, f, spf = run_sequence(tracker, frames, masks)
     return {"J": round(j, 4), "F": round(f, 4), "JF": round((j + f) / 2, 4), "seconds_per_frame": round(spf, 4)}
 
 
