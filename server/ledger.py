@@ -325,17 +325,13 @@ class Ledger:
         if is_derived_event_id(command_id):
             raise DomainError(ErrorCode.INVALID_ID, "command ids of UUID version 8 are reserved for the events the server derives; use a random (version 4) UUID")
         async with self._lock:
-            in_flight = self._pending.get(command_id)
-            existing = None if in_flight else await self.store.get(command_id)
+            in_flight, existing = await self._earlier(command, command_id)
             if in_flight is None and existing is None:
                 new = await self._decide_routed(actor, command, command_id, authorize=authorize, panoptic=panoptic, cause=cause)
                 predicted = [self._apply_new(new)]
                 commit = self._start_commit(predicted)
-        if existing is not None:
-            return self._check_owner(existing, actor), True
-        if in_flight is not None:
-            event = _with_id(await asyncio.shield(in_flight), command_id)
-            return self._check_owner(event, actor), True
+        if in_flight is not None or existing is not None:
+            return await self._answer_earlier(in_flight, existing, actor, command_id), True
         [event] = await asyncio.shield(commit)
         return event, False
 
@@ -357,14 +353,10 @@ class Ledger:
         accepted: list[int] = []  # the indexes of `predicted`'s commands
         async with self._lock:
             for index, (command, command_id) in enumerate(commands):
-                in_flight = self._pending.get(command_id)
+                in_flight, existing = await self._earlier(command, command_id)
                 if in_flight is not None:
                     waits[index] = in_flight
                     continue
-                # A frame result needs no look-up: the rules refuse a frame its track already
-                # produced, so its id (derived from track, object and frame) cannot be in the
-                # log. It saves a read per frame on the tracking path.
-                existing = None if isinstance(command, TrackFrameProduced) else await self.store.get(command_id)
                 if existing is not None:
                     results[index] = existing
                     continue
@@ -421,6 +413,23 @@ class Ledger:
                         await self._load(media)
                     commit = self._start_commit([self._apply_new(new) for new in decided])
         return await asyncio.shield(commit)
+
+    async def _earlier(self, command: Command, command_id: str) -> tuple[asyncio.Task[list[Event]] | None, Event | None]:
+        """The command id's earlier use, if any (call under the lock): its commit under way, or
+        its stored event. A frame result needs no look-up: the rules refuse a frame its track
+        already produced, so its id (derived from track, object and frame) cannot be in the log.
+        It saves a read per frame on the tracking path."""
+        in_flight = self._pending.get(command_id)
+        if in_flight is not None or isinstance(command, TrackFrameProduced):
+            return in_flight, None
+        return None, await self.store.get(command_id)
+
+    async def _answer_earlier(self, in_flight: asyncio.Task[list[Event]] | None, existing: Event | None, actor: str, command_id: str) -> Event:
+        """What a retry gets: the event the id's first use stored (once its commit is done)."""
+        if existing is None:
+            assert in_flight is not None
+            existing = _with_id(await asyncio.shield(in_flight), command_id)
+        return self._check_owner(existing, actor)
 
     # ---- where a command lands ---------------------------------------------------------------------
 

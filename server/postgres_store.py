@@ -75,7 +75,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from uuid import UUID
 
 import asyncpg
@@ -100,8 +100,8 @@ from masklog.server.store import (
     check_copied,
     check_expect,
     check_snapshot,
-    checksum_holds,
     copied_new,
+    newest_valid_snapshot,
     parts_in_order,
     snapshot_digests,
     snapshots_to_drop,
@@ -530,24 +530,15 @@ class PostgresEventStore:
 
     async def load_snapshot(self, stream: str, version: int, at_or_before: int | None = None) -> Snapshot | None:
         self._check_open()
-        if not isinstance(stream, str) or not isinstance(version, int):
-            raise ValueError("stream must be a string and version an int")
-        bound = INT64_MAX if at_or_before is None else at_or_before
-        while True:
+
+        async def newest(bound: int) -> tuple[int, Any, Any] | None:
             rows = await self._fetch_rows(
                 "SELECT seq, checksum, data FROM snapshots WHERE stream = $1 AND version = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1",
                 stream, version, bound,
-            )
-            if not rows:
-                return None
-            seq, checksum, data = rows[0]
-            if await checksum_holds(data, checksum):
-                return Snapshot(stream=stream, seq=seq, version=version, data=data)
-            log.warning(
-                "%s: snapshot of %s at %d (version %d) fails its checksum; ignored, an older one or the events are used",
-                self.name, stream, seq, version,
-            )
-            bound = seq - 1
+            )  # fmt: skip
+            return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+        return await newest_valid_snapshot(self.name, stream, version, at_or_before, newest)
 
     async def load_parts(self, keys: Sequence[bytes]) -> list[bytes] | None:
         self._check_open()

@@ -51,7 +51,6 @@ from masklog.domain.events import (
     PromptAdded,
     TrackedAccepted,
     TrackedDiscarded,
-    TrackFrameProduced,
     TrackRequested,
     is_derived_event_id,
     project_stream,
@@ -183,8 +182,7 @@ class SharedLedger(Ledger):
 
             async def attempt() -> asyncio.Task[list[Event]] | None:
                 nonlocal in_flight, existing, commit
-                in_flight = self._pending.get(command_id)
-                existing = None if in_flight else await self.store.get(command_id)
+                in_flight, existing = await self._earlier(command, command_id)
                 if in_flight is not None or existing is not None:
                     return None
                 key = await self._key(command)
@@ -195,11 +193,8 @@ class SharedLedger(Ledger):
                 return busy
 
             await self._in_turn(attempt)
-            if existing is not None:
-                return self._check_owner(existing, actor), True
-            if in_flight is not None:
-                event = _with_id(await asyncio.shield(in_flight), command_id)
-                return self._check_owner(event, actor), True
+            if in_flight is not None or existing is not None:
+                return await self._answer_earlier(in_flight, existing, actor, command_id), True
             assert commit is not None
             try:
                 [event] = await asyncio.shield(commit)
@@ -238,11 +233,10 @@ class SharedLedger(Ledger):
         decided: list[NewEvent] = []
         keys: set[str] = set()
         for index, (command, command_id) in enumerate(commands):
-            in_flight = self._pending.get(command_id)
+            in_flight, existing = await self._earlier(command, command_id)
             if in_flight is not None:
                 turn.waits[index] = in_flight
                 continue
-            existing = None if isinstance(command, TrackFrameProduced) else await self.store.get(command_id)
             if existing is not None:
                 turn.results[index] = existing
                 continue

@@ -324,6 +324,26 @@ def copied_new(checked: Sequence[tuple[Event, bytes]], head: int, stored: Mappin
     return new
 
 
+async def newest_valid_snapshot(
+    name: str, stream: str, version: int, at_or_before: int | None, newest: Callable[[int], Awaitable[tuple[int, Any, Any] | None]]
+) -> Snapshot | None:
+    """`load_snapshot` for every backend: `newest(bound)` gives the newest stored (seq, checksum,
+    data) of the stream and version at or before `bound`, or None; one that fails its checksum
+    is skipped with a warning and the next older one is tried."""
+    if not isinstance(stream, str) or not isinstance(version, int):
+        raise ValueError("stream must be a string and version an int")
+    bound = INT64_MAX if at_or_before is None else at_or_before
+    while True:
+        row = await newest(bound)
+        if row is None:
+            return None
+        seq, checksum, data = row
+        if isinstance(data, bytes) and isinstance(checksum, bytes) and await checksum_holds(data, checksum):
+            return Snapshot(stream=stream, seq=seq, version=version, data=data)
+        log.warning("%s: snapshot of %s at %d (version %d) fails its checksum; ignored, an older one or the events are used", name, stream, seq, version)
+        bound = seq - 1
+
+
 def check_snapshot(snapshot: Snapshot) -> None:
     """Raise ValueError for a snapshot a backend must not store."""
     if not isinstance(snapshot, Snapshot):
