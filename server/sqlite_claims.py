@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -173,7 +174,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(conn)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode!r}); is it on a network file system?")
         # Claims are leases, not history: after a power cut every holder is gone anyway.
@@ -183,6 +184,20 @@ def _connect(path: Path) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+
+
+def _wal(conn: sqlite3.Connection) -> object:
+    """Switch to WAL mode. Two processes creating the file at once can see "database is locked"
+    here at once, without the busy timeout: SQLite does not wait for the lock a journal mode
+    change takes. So this waits itself, up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _write(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
