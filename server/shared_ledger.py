@@ -40,6 +40,7 @@ from typing import Any
 
 from masklog.domain.decide import Command, DomainError, ErrorCode, Scope
 from masklog.domain.events import (
+    Body,
     Event,
     LabelDeleted,
     LabelSaved,
@@ -55,6 +56,7 @@ from masklog.domain.events import (
     is_derived_event_id,
     project_stream,
 )
+from masklog.domain.shapes import Bitmask
 from masklog.domain.state import LabelState
 from masklog.server.ledger import Ledger, LedgerError, _decide_all, _with_id
 from masklog.server.projections import LoadReport
@@ -74,9 +76,25 @@ MODEL_PREFIX = "model:"
 # track request's conditioning is taken when it is applied). Undo/redo (they read cells a model
 # may have written) and cancels (the track may have ended) are not among them; a saved
 # segment is a label_saved or object_created whose mask was fixed when it was decided.
+# tests/server/test_commuting.py checks the rule on random histories (`commutes_with_models`).
 COMMUTES_WITH_MODELS: frozenset[type] = frozenset(
     {LabelSaved, LabelDeleted, ObjectCreated, ObjectDeleted, ObjectRenamed, ObjectReclassed, PromptAdded, TrackRequested, TrackedAccepted, TrackedDiscarded}
 )
+
+
+def commutes_with_models(body: Body, panoptic: bool) -> bool:
+    """Whether a person's decided event stays what deciding it again would give, whatever the
+    models append to its media item meanwhile. A mask saved in the panoptic mode does not: it
+    was trimmed by the frame's masks as decided, and an auto-saving track may be about to write
+    one more there."""
+    if type(body) not in COMMUTES_WITH_MODELS:
+        return False
+    if panoptic:
+        shape = body.shape if isinstance(body, LabelSaved) else body.label.shape if isinstance(body, ObjectCreated) and body.label else None
+        return not isinstance(shape, Bitmask)
+    return True
+
+
 # How often the follower asks for the head when no wake-up came (a lost notification, a
 # listener reconnecting): the longest another process's event can take to show here then.
 FOLLOW_POLL_S = 2.0
@@ -189,7 +207,7 @@ class SharedLedger(Ledger):
                 busy = self._waiting_for(key)
                 if busy is None:
                     new = await self._decide_routed(actor, command, command_id, authorize=authorize, panoptic=panoptic, cause=cause)
-                    commit = self._start_shared_commit([new], {key})
+                    commit = self._start_shared_commit([new], {key}, panoptic=panoptic)
                 return busy
 
             await self._in_turn(attempt)
@@ -327,7 +345,7 @@ class SharedLedger(Ledger):
     def _key_of_stream(stream: str) -> str:
         return stream[len("media:") :] if stream.startswith("media:") else _BASE
 
-    def _expectation(self, news: list[NewEvent]) -> tuple[dict[str, int], str | None]:
+    def _expectation(self, news: list[NewEvent], panoptic: bool = False) -> tuple[dict[str, int], str | None]:
         """What the decisions relied on: their streams as of `published`; for project-level
         ones, every project's stream (media and project ids are global). And whose events do
         not count: a person's edit that reads nothing models write (COMMUTES_WITH_MODELS) is not
@@ -337,13 +355,14 @@ class SharedLedger(Ledger):
         expect = {new.stream: self._published for new in news}
         if any(not new.stream.startswith("media:") for new in news):
             expect.update((project_stream(project), self._published) for project in self.base.projects)
-        commutes = all(new.actor.startswith(PERSON_PREFIX) and type(new.body) in COMMUTES_WITH_MODELS for new in news)
+        commutes = all(new.actor.startswith(PERSON_PREFIX) and commutes_with_models(new.body, panoptic) for new in news)
         return expect, MODEL_PREFIX if commutes else None
 
-    def _start_shared_commit(self, news: list[NewEvent], keys: set[str]) -> asyncio.Task[list[Event]]:
+    def _start_shared_commit(self, news: list[NewEvent], keys: set[str], *, panoptic: bool = False) -> asyncio.Task[list[Event]]:
         """Start appending decided events (under the lock) as a task no caller's cancellation
-        reaches; retries of their ids wait on it, and so do commands on the same media items."""
-        expect, ignoring = self._expectation(news)
+        reaches; retries of their ids wait on it, and so do commands on the same media items.
+        `panoptic`: they were decided in the panoptic mode (see `commutes_with_models`)."""
+        expect, ignoring = self._expectation(news, panoptic)
         commit = asyncio.ensure_future(self._commit_shared(news, expect, ignoring))
         commit.add_done_callback(_consume_error)
         for new in news:
