@@ -230,6 +230,20 @@ def test_p11_sam_bar_refine_preview_shift_click_and_media_picker(open_page, site
     # With the tool's text in the toolbar, the pickers give up room: Sign out stays on screen.
     logout = page.locator("[data-testid=logout]").bounding_box()
     assert logout["x"] + logout["width"] <= page.viewport_size["width"], logout
+    # ... and no control of the toolbar is drawn over another (at 1280 px, with someone else here,
+    # the tools once covered undo).
+    open_page("bob", frame=5)
+    page.wait_for_function("document.querySelectorAll('[data-testid=presence] > *').length >= 2", timeout=20_000)
+    controls = page.evaluate(
+        """() => [...document.querySelectorAll('.toolbar > select, .toolbar > button, .toolbar .group > button, .toolbar > .connection')]
+            .filter(e => e.offsetParent !== null)
+            .map(e => { const r = e.getBoundingClientRect(); return {id: e.id, x: r.x, y: r.y, w: r.width, h: r.height}; })"""
+    )
+    assert len(controls) >= 10, controls
+    for i, a in enumerate(controls):
+        assert a["x"] >= 0 and a["x"] + a["w"] <= page.viewport_size["width"], a
+        for b in controls[i + 1 :]:
+            assert not rects_overlap(a, b), (a, b)
     shot(page, "p11-sam-bar")
 
     # A refine preview (S7) is drawn in a colour of its own; the label it refines dashed meanwhile.
