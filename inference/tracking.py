@@ -17,7 +17,10 @@ or the classical one), and every tracked mask becomes the class's own shape agai
   when the mask is elongated enough to have one.
 
 Keypoints, skeletons and polylines go through the point tracker (`inference.points`). An object
-whose result cannot be made into a valid shape on a frame counts as lost there.
+whose result cannot be made into a valid shape on a frame counts as lost there, and so does one
+the mask tracker calls absent: its presence score under `PRESENCE_THRESHOLD` (inference.protocols,
+the one threshold; the mask is None then). The annotation interval (T5) stops an object after
+that many lost frames in a row; every frame's score is logged with its `TrackFrameProduced`.
 """
 
 from __future__ import annotations
