@@ -73,6 +73,10 @@ class _Object:
     # Mean colour log-likelihood ratio of the conditioning mask under its own models: what
     # "looks like the object" measures on this object (presence compares against it).
     reference_evidence: float = 1.0
+    # How decided the tracker's own posterior is over the conditioning mask on its own frame
+    # (0..1): a person's shape the colour model cannot separate well (a box round background,
+    # say) is as undecided there as on the next frames, and must not read as "absent" for that.
+    reference_decided: float = 1.0
     recent_area: float = 1.0  # working pixels, following the frames the object was present on
     hidden: int = 0  # consecutive frames it was looked for, not followed (see _track_frame)
     conditioning_count: int = 1
@@ -92,7 +96,7 @@ class _Proposal:
 class PresenceCues:
     """What one frame's presence score is made of (`presence`); kept for evaluation."""
 
-    decided: float  # 0 (coin flip) .. 1 (certain): the posterior over the mask
+    decided: float  # 0 (coin flip) .. 1 (as decided as on the conditioning frame): the posterior over the mask
     evidence: float  # colour log-likelihood ratio over where the flow puts the object, / the reference
     mask_evidence: float  # the same over the mask
     fill: float  # mask area / area where the flow puts the object
@@ -137,6 +141,16 @@ def _clip(x: float, low: float, high: float) -> float:
     return min(max(x, low), high)
 
 
+# `decided` is relative to the conditioning frame's own; below this the reference says nothing.
+MIN_REFERENCE_DECIDED = 0.1
+
+
+def _decided(proposal: _Proposal) -> float:
+    """How far the posterior over the proposed mask is from a coin flip: 0 .. 1 (certain)."""
+    inside = proposal.posterior[proposal.mask]
+    return float(np.clip(2.0 * inside.mean() - 1.0, 0.0, 1.0)) if inside.size else 0.0
+
+
 class ClassicalTracker:
     """The 'simple' tracker (T7): flow-warped masks fused with colour models."""
 
@@ -171,6 +185,8 @@ class ClassicalTrackerSession:
         self._closed = False
         wx, wy = self._work
         self._grid_x, self._grid_y = np.meshgrid(np.arange(wx, dtype=np.float32), np.arange(wy, dtype=np.float32))
+        # No motion at all: a conditioning frame's own proposal (see _start_object).
+        self._still = _Motion(self._grid_x, self._grid_y, np.zeros((wy, wx), np.float32), np.zeros((wy, wx), bool))
 
     # -- conditioning ------------------------------------------------------------------------
 
@@ -311,9 +327,8 @@ class ClassicalTrackerSession:
         evidence = float(ratio.mean()) if bins.size else -1.0
         inside = frame.colour[y0:y1, x0:x1][mask]
         mask_evidence = float((np.log(state.fg_long[inside] + 1e-4) - np.log(state.bg_long[inside] + 1e-4)).mean()) if area else -1.0
-        decided = float(np.clip(2.0 * proposal.posterior[mask].mean() - 1.0, 0.0, 1.0)) if area else 0.0
         return PresenceCues(
-            decided=decided,
+            decided=min(_decided(proposal) / max(state.reference_decided, MIN_REFERENCE_DECIDED), 1.0),
             evidence=evidence / max(state.reference_evidence, 0.5),
             mask_evidence=mask_evidence / max(state.reference_evidence, 0.5),
             fill=area / region_area,
@@ -337,7 +352,12 @@ class ClassicalTrackerSession:
         bins = frame.colour[mask]
         ratio = np.log(fg_long[bins] + 1e-4) - np.log(bg_long[bins] + 1e-4)
         reference = float(ratio.mean()) if bins.size else 1.0
-        return _Object(mask.astype(np.float32), fg_long, bg_long, fg, bg.copy(), area, reference, float(area), 0, n + 1)
+        state = _Object(mask.astype(np.float32), fg_long, bg_long, fg, bg.copy(), area, reference, 1.0, float(area), 0, n + 1)
+        # The mask proposed on its own frame, carried by no motion: what "decided" measures on
+        # this object, by the very code that tracks it.
+        own = self._propose(state, frame, self._still)
+        state.reference_decided = _decided(own) if own is not None else 0.0
+        return state
 
     def _colour_models(self, frame: _Frame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ring = cv2.dilate(mask.astype(np.uint8), disc_kernel(self._cfg.ring)).astype(bool) & ~mask

@@ -4,6 +4,7 @@ object is covered or out of the frame, and comes back when the object does."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +12,14 @@ import pytest
 from masklog.domain import events as ev
 from masklog.domain.events import Direction
 from masklog.domain.geometry import rle_encode
-from masklog.domain.shapes import Bitmask
+from masklog.domain.shapes import BBox, Bitmask, ShapeKind
 from masklog.inference.classical.tracker import ClassicalTracker, PresenceCues, presence
 from masklog.inference.frames.arrays import ArrayFrames
+from masklog.inference.frames.video import VideoFrames
 from masklog.inference.points import PointTracker
 from masklog.inference.protocols import PRESENCE_DOUBT, PRESENCE_THRESHOLD, TrackedMask
 from masklog.inference.tracking import TrackJob, plan_track
-from tests.domain.builders import ALICE, project_log
+from tests.domain.builders import ADMIN, ALICE, BOB, MemoryLog, project_log
 from tests.inference.synthetic import disc_mask, draw_disc, iou, textured_background
 from tests.server.tracking_clips import Clip, Disc
 
@@ -100,3 +102,41 @@ def test_the_annotation_interval_stops_a_track_on_a_covered_object() -> None:
     assert [b.frame for b in results] == list(range(1, 7))
     assert all(b.shape is not None and b.score >= PRESENCE_THRESHOLD for b in results[:3])
     assert all(b.shape is None and b.score < PRESENCE_THRESHOLD for b in results[3:])
+
+
+# tests/web/test_keep_people.py's clip and boxes, without the browser: a person's box on frame 20
+# drawn on the plain background, away from the disc the track follows.
+KEEP_CLIP = Clip(640, 360, 30, (Disc((220, 40, 40), 160, 180, 4, 0, r=40), Disc((40, 60, 230), 470, 120, -2, 3, r=30)))
+
+
+@pytest.mark.parametrize("hand", [BBox(x=300, y=40, w=120, h=90), BBox(x=319, y=205, w=107, h=30)])
+def test_a_persons_box_on_plain_background_mid_track_keeps_the_next_frames_present(tmp_path: Path, hand: BBox) -> None:
+    """The track re-seeds on the person's box (issue 14). Inside it the box segmenter finds only
+    a speck of background, which the colour model can barely tell from its surroundings: the
+    posterior round it is as undecided on the keyframe itself as on the frames after. That is
+    the person's shape, not a sign the object left: every frame after the keyframe is present,
+    inside the box the person drew. (The frames are the clip's video as the server decodes
+    it, as in the page test.)"""
+    log = MemoryLog()
+    log.do(ADMIN, ev.ProjectCreated(project="p1", name="Project"))
+    log.do(ADMIN, ev.ClassAdded(project="p1", class_id="box", name="box", shape=ShapeKind.BBOX, color="#ff0000"))
+    log.do(ADMIN, ev.MediaAdded(project="p1", media="m1", name="clip", kind=ev.MediaKind.VIDEO, width=640, height=360, frames=30, fps=10.0))
+    log.do(ALICE, ev.ObjectCreated(object="o", media="m1", class_id="box"))
+    (x, y), r = KEEP_CLIP.discs[0].centre(0), KEEP_CLIP.discs[0].r
+    log.do(ALICE, ev.LabelSaved(object="o", frame=0, shape=BBox(x=x - r - 4, y=y - r - 4, w=2 * r + 8, h=2 * r + 8), source="manual"))
+    log.do(BOB, ev.LabelSaved(object="o", frame=20, shape=hand, source="manual"))
+    track = log.do(ALICE, ev.TrackRequested(media="m1", objects=["o"], start=0, direction="forward", range=30, algorithm="simple"))
+    frames = VideoFrames(KEEP_CLIP.write_video(tmp_path / "clip.mp4"))
+    try:
+        job = TrackJob(plan_track(log.state, track.id), frames, ClassicalTracker(), PointTracker())
+        results: list[ev.TrackFrameProduced] = []
+        while (bodies := job.step()) is not None:
+            results += bodies
+    finally:
+        frames.close()
+    assert [b.frame for b in results] == list(range(1, 30))
+    for body in results[20:]:
+        assert body.shape is not None and body.score >= PRESENCE_THRESHOLD, (body.frame, body.score)
+        assert isinstance(body.shape, BBox)
+        centre = (body.shape.x + body.shape.w / 2, body.shape.y + body.shape.h / 2)
+        assert hand.x < centre[0] < hand.x + hand.w and hand.y < centre[1] < hand.y + hand.h, (body.frame, body.shape)
