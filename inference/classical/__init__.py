@@ -29,7 +29,9 @@ Objects overlapping each other keep the pixels where their posterior is higher.
 
 Presence (issue 18): every tracked frame gets a score, 0..1 (`tracker.presence`, a logistic
 model of cues: the colour log-likelihood ratio over the mask and over where the flow puts the
-object, relative to the conditioning mask's; how decided the posterior is; the mask's area
+object, relative to the conditioning mask's; how decided the posterior is, relative to how
+decided it is over the conditioning mask on its own frame when that is unusually low (a person's
+box round plain background must not read as "absent" on the next frames); the mask's area
 against the object's recent area and against where the flow puts it; how much of the previous
 mask the flow carried out of the frame). Under `protocols.PRESENCE_THRESHOLD` the object is
 absent on that frame (mask None: what the annotation interval counts) and nothing is learnt
