@@ -109,16 +109,21 @@ def test_the_annotation_interval_stops_a_track_on_a_covered_object() -> None:
 KEEP_CLIP = Clip(640, 360, 30, (Disc((220, 40, 40), 160, 180, 4, 0, r=40), Disc((40, 60, 230), 470, 120, -2, 3, r=30)))
 
 
-# The first two segment into a speck of background, the third into nothing.
-@pytest.mark.parametrize("hand", [BBox(x=300, y=40, w=120, h=90), BBox(x=319, y=205, w=107, h=30), BBox(x=365, y=249, w=120, h=98)])
+# Boxes round plain background only (the discs are elsewhere on frames 20-29). What the box
+# segmenter finds inside varies from run to run (GrabCut's k-means draws on OpenCV's global random
+# state): nothing, or a speck of background here or there.
+PLAIN_BOXES = [BBox(x=300, y=40, w=120, h=90), BBox(x=319, y=205, w=107, h=30), BBox(x=365, y=249, w=120, h=98), BBox(x=152, y=248, w=63, h=66), BBox(x=484, y=226, w=138, h=78)]
+
+
+@pytest.mark.parametrize("hand", PLAIN_BOXES)
 def test_a_persons_box_on_plain_background_mid_track_keeps_the_next_frames_present(tmp_path: Path, hand: BBox) -> None:
-    """The track re-seeds on the person's box (issue 14). Inside it the box segmenter finds only
-    a speck of background, which the colour model can barely tell from its surroundings: the
-    posterior round it is as undecided on the keyframe itself as on the frames after. That is
-    the person's shape, not a sign the object left: every frame after the keyframe is present,
-    inside the box the person drew. Where the segmenter finds nothing at all in the box, the box
-    itself is tracked. (The frames are the clip's video as the server decodes
-    it, as in the page test.)"""
+    """The track re-seeds on the person's box (issue 14). Inside it the box segmenter finds at
+    most a speck of background, which the colour model can barely tell from its surroundings:
+    the posterior round it is as undecided on the keyframe itself as on the frames after, and it
+    may not even hold the speck there. That is the person's shape, not a sign the object left:
+    every frame after the keyframe is present, inside the box the person drew (the box itself is
+    tracked when colour cannot hold what was found in it, or nothing was). The frames are the
+    clip's video as the server decodes it, as in the page test."""
     log = MemoryLog()
     log.do(ADMIN, ev.ProjectCreated(project="p1", name="Project"))
     log.do(ADMIN, ev.ClassAdded(project="p1", class_id="box", name="box", shape=ShapeKind.BBOX, color="#ff0000"))
