@@ -25,7 +25,9 @@ Tracker: per object, per frame, at a reduced working resolution (about 432 px on
    filter on the grey image (edge-aware: boundaries snap to image edges, a cheap stand-in for a
    CRF or graph cut), thresholded, and small stray components are dropped.
 
-Objects overlapping each other keep the pixels where their posterior is higher.
+Objects overlapping each other keep the pixels where their posterior is higher. A box prompt
+conditions on what the segmenter finds in the box, unless the tracker could not even hold that on
+its own frame (a speck of a box round plain background): then on the box itself.
 
 Presence (issue 18): every tracked frame gets a score, 0..1 (`tracker.presence`, a logistic
 model of cues: the colour log-likelihood ratio over the mask and over where the flow puts the
