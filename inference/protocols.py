@@ -68,9 +68,22 @@ class Segmenter(Protocol):
     def segment(self, frames: FrameSource, index: int, prompt: Prompt) -> list[Candidate]: ...
 
 
+# The one presence threshold of the mask trackers (see TrackedMask). SAM 2's object score is a
+# probability already (an object score logit > 0 is present, i.e. sigmoid > 0.5); the classical
+# tracker's presence is calibrated to the same scale.
+PRESENCE_THRESHOLD = 0.5
+PRESENCE_DOUBT = 0.7  # present, but worth a reviewer's look below this
+
+
 @dataclass(frozen=True, slots=True)
 class TrackedMask:
-    """One object on one frame: its mask, or None when the tracker considers it lost."""
+    """One object on one frame: its mask, or None when the tracker considers it lost.
+
+    `score` is the tracker's presence, 0..1: how sure it is that the object is there and the mask
+    is it. Below PRESENCE_THRESHOLD the object is absent (covered, out of the frame, or the mask
+    no longer trusted) and `mask` is None; such frames are what the annotation interval (T5)
+    counts. Between the threshold and PRESENCE_DOUBT the mask is given but doubtful: review can
+    point at those frames (the score is logged with every `track_frame_produced`)."""
 
     object: str
     frame: int

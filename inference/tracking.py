@@ -11,13 +11,18 @@ or the classical one), and every tracked mask becomes the class's own shape agai
 
 - bitmask, polygon: the label's mask is tracked; the polygon is the mask's outline.
 - bbox: a box holds background as well as the object, so the object inside is segmented (a box
-  prompt) and tracked, and each tracked box is the mask's box with the drawn box's margins.
+  prompt) and tracked, and each tracked box is the mask's box with the drawn box's margins. When
+  the segmentation fills under MIN_BOX_FILL of the box (nothing to tell from the background), the
+  box itself is tracked.
 - rotated bbox: likewise segmented from its bounding box; each tracked box is the drawn one
   moved and scaled as the mask's centre and area changed, and turned as its orientation did
   when the mask is elongated enough to have one.
 
 Keypoints, skeletons and polylines go through the point tracker (`inference.points`). An object
-whose result cannot be made into a valid shape on a frame counts as lost there.
+whose result cannot be made into a valid shape on a frame counts as lost there, and so does one
+the mask tracker calls absent: its presence score under `PRESENCE_THRESHOLD` (inference.protocols,
+the one threshold; the mask is None then). The annotation interval (T5) stops an object after
+that many lost frames in a row; every frame's score is logged with its `TrackFrameProduced`.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ from masklog.inference.protocols import FrameSource, Prompt, TrackedMask, Tracke
 
 # A mask this many times longer than wide has an orientation a rotated box can follow.
 ELONGATED = 1.3
+# A box prompt whose segmentation fills less of the drawn box than this found no object in it.
+MIN_BOX_FILL = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +313,11 @@ class TrackJob:
         # tracked, and the box made again around it on every frame.
         if isinstance(shape, BBox):
             mask = session.add_prompt(frame, object_id, Prompt(box=(shape.x, shape.y, shape.x + shape.w, shape.y + shape.h)))
+            if np.count_nonzero(mask) < MIN_BOX_FILL * shape.w * shape.h:
+                # The segmenter found (next to) nothing inside: a box round plain background,
+                # say. The person's box itself is the object then, tracked as drawn.
+                mask = shape_to_mask(shape, height, width)
+                session.add_mask(frame, object_id, mask)
             return _Seed(shape, margins=_margins(shape, mask))
         if isinstance(shape, RotatedBBox):
             corners = rotated_bbox_corners(shape)

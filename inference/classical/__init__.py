@@ -25,11 +25,23 @@ Tracker: per object, per frame, at a reduced working resolution (about 432 px on
    filter on the grey image (edge-aware: boundaries snap to image edges, a cheap stand-in for a
    CRF or graph cut), thresholded, and small stray components are dropped.
 
-Objects overlapping each other keep the pixels where their posterior is higher. An object is
-lost (mask None) for the rest of the pass when its mask vanishes (below a few percent of its
-conditioning area, e.g. it left the frame), or when only a remnant is left whose colours do not
-look like the object's on its conditioning frame; a conditioning mask on a later frame of the
-pass picks it up again.
+Objects overlapping each other keep the pixels where their posterior is higher. A box prompt
+conditions on what the segmenter finds in the box, unless the tracker could not even hold that on
+its own frame (a speck of a box round plain background): then on the box itself.
+
+Presence (issue 18): every tracked frame gets a score, 0..1 (`tracker.presence`, a logistic
+model of cues: the colour log-likelihood ratio over the mask and over where the flow puts the
+object, relative to the conditioning mask's; how decided the posterior is, relative to how
+decided it is over the conditioning mask on its own frame when that is unusually low (a person's
+box round plain background must not read as "absent" on the next frames); the mask's area
+against the object's recent area and against where the flow puts it; how much of the previous
+mask the flow carried out of the frame). Under `protocols.PRESENCE_THRESHOLD` the object is
+absent on that frame (mask None: what the annotation interval counts) and nothing is learnt
+from it. While enough of what still looks like the object is left it is followed as before
+(fast motion, a partial cover); otherwise it is looked for where the flow carries its last
+shape, with a weak prior so that colour decides, and found again when it comes back near there.
+A conditioning mask on a later frame of the pass picks it up too. `scripts/eval_presence.py`
+measures it on synthetic occlusions and exits.
 
 Measured with `inference.evaluation.evaluate_vos` on three DAVIS 2016 clips at 854x480: mean
 J&F about 0.76 (0.93 blackswan, 0.60-0.66 car-shadow, 0.73-0.79 dog-agility, varying with the
