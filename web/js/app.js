@@ -15,6 +15,7 @@ import { Replay, replayView } from "./replay.js";
 import { SamSession, newObjectId, shapeMask } from "./sam.js";
 import { AutoDialog, ContextMenu, Settings, toast } from "./dialogs.js";
 import { CONFLICT_COLOUR, isPersons } from "./conflicts.js";
+import { isDoubtful } from "./doubt.js";
 import { SOURCE_COLOURS, classColour, labelColour, userColour } from "./colours.js";
 import { handleKey, keyLabel } from "./keymap.js";
 import { Tracking } from "./tracking.js";
@@ -237,7 +238,7 @@ class App {
       changed: () => this.invalidate("tracks"),
     });
     this.tracks = new TracksPanel({
-      model, goto, send,
+      model, goto, send, frame: () => state.frame,
       stale: () => this._stale !== false,
       placement: (track) => this.placements.of(track),
     }, $("tracks"));
@@ -742,9 +743,11 @@ class App {
       items.push({ id: p.object, shape: p.proposal.shape, color: CONFLICT_COLOUR, selected: false, dashed: true, text: `${objectName(model, p.object)} · conflict: tracked` });
     }
     for (const p of proposals.values()) {
+      // A doubtful result (issue 18) says so, with its score, in its tag.
+      const doubt = isDoubtful(p.proposal.score) ? ` · doubtful ${Number(p.proposal.score).toFixed(2)}` : "";
       items.push({
         id: p.object, shape: p.proposal.shape, color: bySource ? SOURCE_COLOURS.tracked : classColour(model, p.object),
-        selected: state.selected.has(p.object), dashed: true, text: `${objectName(model, p.object)} · tracked`, locked: view.isLocked(p.object),
+        selected: state.selected.has(p.object), dashed: true, text: `${objectName(model, p.object)} · tracked${doubt}`, locked: view.isLocked(p.object),
       });
     }
     return items;
@@ -1398,6 +1401,10 @@ window.masklog = {
   /** The name an object is shown under. */
   objectName: (id) => objectName(app.model, id),
   /** The shapes on the canvas now ({id, shape, color, selected, dashed, text}). */
+  /** The timeline (tests read its marks). */
+  get timeline() {
+    return app.timeline;
+  },
   shown: () => app.editor?.items ?? [],
   goto: (frame) => app.goto(frame),
   select: (ids) => {

@@ -4,6 +4,7 @@
 
 import { SOURCE_COLOURS, SOURCE_NAMES, classColour, userColour } from "./colours.js";
 import { acceptBody, conflictText, conflictsOf, keepsPeople } from "./conflicts.js";
+import { doubtText, doubtfulOf, nextDoubtful } from "./doubt.js";
 import { keyLabel } from "./keymap.js";
 import { trackSpan } from "./timeline.js";
 import { objectName, renameCommand } from "./objects.js";
@@ -322,7 +323,7 @@ export function expectedFrames(request, frames) {
 
 export class TracksPanel {
   /**
-   * page: {model, goto(frame), send(body), stale(): true while the socket is down (progress is not
+   * page: {model, goto(frame), send(body), frame(): the frame shown, stale(): true while the socket is down (progress is not
    * live), placement(track): where a running track stands ({text, look, title} or null: work.js)}
    */
   constructor(page, root) {
@@ -402,6 +403,13 @@ export class TracksPanel {
       const first = conflictsOf(this.page.model, track.id)[0];
       if (first) this.page.goto(first.frame);
     });
+    // Doubtful results (issue 18): each click goes to the next frame with one.
+    const doubtful = el("button", "small ghost doubtful");
+    doubtful.dataset.testid = "track-doubtful";
+    doubtful.addEventListener("click", () => {
+      const frame = nextDoubtful(doubtfulOf(this.page.model, track.id), this.page.frame());
+      if (frame !== null) this.page.goto(frame);
+    });
     const discard = el("button", "small", "Discard");
     discard.dataset.testid = "review-discard";
     discard.title = "Drop the tracked results";
@@ -411,7 +419,7 @@ export class TracksPanel {
     spacer.style.flex = "1";
     row.append(line);
     // Buttons are in the DOM only while they apply (see _update).
-    return { row, what, where, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, overwrite, conflicts, key: "" };
+    return { row, what, where, status, progress, cancel, accept, discard, pending, spacer, jump, buttons, overwrite, conflicts, doubtful, key: "" };
   }
 
   _update(row, track, frames) {
@@ -421,9 +429,10 @@ export class TracksPanel {
     // While the socket is down a running track's progress is only as of the last event received.
     const stale = track.status === "running" && Boolean(this.page.stale?.());
     const conflicts = conflictsOf(model, track.id);
+    const doubtful = doubtfulOf(model, track.id);
     const placement = track.status === "running" ? this.page.placement?.(track.id) ?? null : null;
     this._where(row, placement);
-    const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}|${conflicts.map((c) => `${c.object}@${c.frame}`).join(",")}`;
+    const key = `${track.status}|${track.produced}|${pending}|${track.reason}|${stale}|${conflicts.map((c) => `${c.object}@${c.frame}`).join(",")}|${doubtful.length}`;
     if (row.key === key) return;
     row.key = key;
     const first = objectName(model, r.objects[0]);
@@ -459,6 +468,12 @@ export class TracksPanel {
       const where = conflicts.slice(0, 8).map((c) => `${objectName(model, c.object)} on frame ${c.frame}`).join(", ") + (conflicts.length > 8 ? ", …" : "");
       row.conflicts.title = `Tracked results on frames with a person's label (${where}): ${keepsPeople(r) ? "Save keeps the person's label" : "this older track's Save replaces it"}. Click: go to the first.`;
       parts.splice(1, 0, row.conflicts);
+    }
+    if (doubtful.length) {
+      row.doubtful.textContent = doubtText(doubtful.length);
+      const where = doubtful.slice(0, 8).map((d) => `${objectName(model, d.object)} on frame ${d.frame} (${d.score.toFixed(2)})`).join(", ") + (doubtful.length > 8 ? ", …" : "");
+      row.doubtful.title = `Results the tracker is unsure of (presence score under 0.7): ${where}. Click: go to the next.`;
+      parts.splice(1, 0, row.doubtful);
     }
     if (review) parts.push(row.discard, row.accept);
     if (review && conflicts.length && keepsPeople(r)) parts.push(row.overwrite);

@@ -5,6 +5,7 @@
 // scrub, click an object's name to select it.
 
 import { CONFLICT_COLOUR, conflictsOf } from "./conflicts.js";
+import { DOUBT_COLOUR, doubtfulOf } from "./doubt.js";
 import { SOURCE_COLOURS, classColour, userColour, withAlpha } from "./colours.js";
 import { objectName } from "./objects.js";
 
@@ -242,6 +243,20 @@ export class Timeline {
       g.fillStyle = SOURCE_COLOURS[entry.label.source] ?? "#9aa5b8";
       g.fillRect(this._x(entry.frame, width), top + i * (ROW + 1), markWidth, ROW);
     }
+    // Doubtful results (a presence score under PRESENCE_DOUBT, issue 18): an amber frame round
+    // the cell and a mark on the header; a conflict's red frame is drawn over it.
+    const doubtFrames = new Set();
+    for (const track of model.proposals.keys()) {
+      for (const d of doubtfulOf(model, track)) {
+        doubtFrames.add(d.frame);
+        const i = index.get(d.object);
+        if (i === undefined) continue;
+        g.strokeStyle = DOUBT_COLOUR;
+        g.lineWidth = 1.5;
+        g.strokeRect(this._x(d.frame, width) + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
+        g.lineWidth = 1;
+      }
+    }
     // Conflicts (a result on a person's label, issue 14): a red frame round the cell (clipped to
     // the rows, like them) and a mark on the header (after the clip).
     const conflictFrames = new Set();
@@ -257,6 +272,8 @@ export class Timeline {
       }
     }
     g.restore();
+    g.fillStyle = DOUBT_COLOUR;
+    for (const frame of doubtFrames) g.fillRect(this._x(frame, width), HEADER - 4, markWidth, 4);
     g.fillStyle = CONFLICT_COLOUR;
     for (const frame of conflictFrames) g.fillRect(this._x(frame, width), HEADER - 4, markWidth, 4);
     // A scroll bar when the rows do not all fit.
