@@ -34,8 +34,11 @@ class SegmenterConfig:
     edge_weight: float = 2.0  # geodesic cost of a step: 1 + edge_weight * normalised gradient
     refine_margin: float = 0.25  # later clicks: window around the previous answer and the clicks, of its size
     refine_iterations: int = 1  # as good as 2 from a previous answer, at half the time
-    edit_reach: float = 0.12  # later clicks: the new click flips the geodesic ball of this fraction of the window's diagonal
+    edit_reach: float = 0.12  # later clicks: the new click flips the geodesic ball of this fraction of the window's diagonal...
+    edit_scale: float = 4.0  # ...or (>0) of this many times its distance to the previous answer's boundary, up to twice that
     lock_beyond: float = 0.0  # >0: pixels geodesically farther than this many edit_reach from the new click keep their label
+    guard_beyond: float = 2.0  # a click may change the answer farther than this many edit_reach from it...
+    guard_change: float = 0.15  # ...by at most this fraction of the previous area; more and only the near change is kept
     refine_radius: float = 1.5  # full-resolution boundary: guided filter radius, in working pixels
     refine_eps: float = 2e-3
     cache_size: int = 32  # answers remembered (frame, clicks) so the next click refines the last answer
@@ -396,6 +399,13 @@ def _refine_clicks(image: np.ndarray, points: Sequence[ClickPoint], previous: np
     last = points[-1]
     distance = work.geodesic([last])
     reach = cfg.edit_reach * math.hypot(h, w)
+    if cfg.edit_scale > 0:
+        # The click sits in the middle of what was missed (or wrongly taken), which usually
+        # borders the previous answer: its distance to that boundary says how big the region is.
+        x, y = work.at(last)
+        inside = before if before[y, x] else ~before
+        depth = float(cv2.distanceTransform(np.pad(inside, 1).astype(np.uint8), cv2.DIST_L2, 3)[y + 1, x + 1])
+        reach = min(2 * reach, max(3.0, cfg.edit_scale * depth))
     near = distance < reach
     start[near] = cv2.GC_PR_FGD if last.include else cv2.GC_PR_BGD
     if cfg.lock_beyond > 0:
@@ -405,6 +415,14 @@ def _refine_clicks(image: np.ndarray, points: Sequence[ClickPoint], previous: np
     _border_background(start, work, height, width, cv2.GC_BGD)
     _seed(start, work, points, cfg)
     raw = _grabcut(work.image, start, cfg.refine_iterations)
+    if cfg.guard_beyond > 0:
+        # GrabCut relearns both colour models from the whole window: a click on a region coloured
+        # like the other side can flip most of the answer. One click fixes one region; a large
+        # change far from it is such a collapse (or explosion), so only the change near it stays.
+        near_zone = distance < cfg.guard_beyond * reach
+        far_change = int(((raw != before) & ~near_zone).sum())
+        if far_change > cfg.guard_change * max(int(before.sum()), 1):
+            raw = np.where(near_zone, raw, before)
     includes = [work.at(p) for p in points if p.include]
     chosen = keep_major_components(raw, 0.05) if raw.any() else raw
     if includes:
