@@ -33,6 +33,7 @@ class SegmenterConfig:
     first_reach: float = 0.7  # first click: probable object = geodesic ball of this fraction of the window half-size
     edge_weight: float = 2.0  # geodesic cost of a step: 1 + edge_weight * normalised gradient
     refine_margin: float = 0.25  # later clicks: window around the previous answer and the clicks, of its size
+    refine_edge_weight: float = 2.0  # edge_weight of the later clicks' geodesic balls
     refine_iterations: int = 1  # as good as 2 from a previous answer, at half the time
     edit_reach: float = 0.12  # later clicks: the new click flips the geodesic ball of this fraction of the window's diagonal...
     edit_scale: float = 4.0  # ...or (>0) of this many times its distance to the previous answer's boundary, up to twice that
@@ -392,7 +393,7 @@ def _refine_clicks(image: np.ndarray, points: Sequence[ClickPoint], previous: np
     box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
     extent = max(box[2] - box[0], box[3] - box[1], *(abs(p.x - box[0]) for p in points), *(abs(p.y - box[1]) for p in points))
     pad = cfg.refine_margin * extent + 8
-    work = _Work.make(image, _click_window(points, pad, height, width, box), cfg.click_side, cfg.edge_weight)
+    work = _Work.make(image, _click_window(points, pad, height, width, box), cfg.click_side, cfg.refine_edge_weight)
     h, w = work.shape
     before = work.resize_mask(previous)
     start = np.where(before, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
