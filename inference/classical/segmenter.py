@@ -38,11 +38,12 @@ class SegmenterConfig:
     edit_reach: float = 0.12  # later clicks: the new click flips the geodesic ball of this fraction of the window's diagonal...
     edit_scale: float = 4.0  # ...or (>0) of this many times its distance to the previous answer's boundary, up to twice that
     lock_beyond: float = 0.0  # >0: pixels geodesically farther than this many edit_reach from the new click keep their label
-    guard_beyond: float = 2.0  # a click may change the answer farther than this many edit_reach from it...
+    guard_beyond: float = 1.4  # a click may change the answer farther than this many edit_reach from it...
     guard_change: float = 0.15  # ...by at most this fraction of the previous area; more and only the near change is kept
     refine_radius: float = 1.5  # full-resolution boundary: guided filter radius, in working pixels
     refine_eps: float = 2e-3
-    cache_size: int = 32  # answers remembered (frame, clicks) so the next click refines the last answer
+    cache_size: int = 32  # answers remembered (frame, clicks) so the next click refines the last one; bit-packed,
+    # a 854x480 answer takes 51 kB, a 4K one 1 MB
 
 
 class ClassicalSegmenter:
@@ -53,7 +54,7 @@ class ClassicalSegmenter:
         # (frame fingerprint, clicks) -> the answer shown for them. The page sends the growing
         # list of clicks each time; the answer to the clicks before the last is where the last
         # click starts from. Bounded (LRU); a lock because the actor may call from threads.
-        self._answers: OrderedDict[tuple[bytes, tuple[ClickPoint, ...]], np.ndarray] = OrderedDict()
+        self._answers: OrderedDict[tuple[bytes, tuple[ClickPoint, ...]], np.ndarray] = OrderedDict()  # np.packbits
         self._lock = threading.Lock()
 
     @property
@@ -67,11 +68,14 @@ class ClassicalSegmenter:
         points = tuple(prompt.points)
         key = _fingerprint(image)
         with self._lock:
-            previous = self._answers.get((key, points[:-1])) if len(points) > 1 else None
+            packed = self._answers.get((key, points[:-1])) if len(points) > 1 else None
+        previous = None
+        if packed is not None:
+            previous = np.unpackbits(packed, count=image.shape[0] * image.shape[1]).reshape(image.shape[:2]).astype(bool)
         candidates = segment_clicks(image, points, previous, self.config)
         if candidates and self.config.cache_size > 0:
             with self._lock:
-                self._answers[(key, points)] = candidates[0].mask
+                self._answers[(key, points)] = np.packbits(candidates[0].mask)
                 self._answers.move_to_end((key, points))
                 while len(self._answers) > self.config.cache_size:
                     self._answers.popitem(last=False)
