@@ -321,8 +321,9 @@ def segment_clicks(
 
 
 def _click_window(points: Sequence[ClickPoint], pad: float, height: int, width: int, extra: tuple[float, float, float, float] | None = None) -> tuple[int, int, int, int]:
-    xs = [p.x for p in points]
-    ys = [p.y for p in points]
+    # Clicks off the picture count as on its edge (the window must not leave the image).
+    xs = [min(max(p.x, 0.0), width - 1.0) for p in points]
+    ys = [min(max(p.y, 0.0), height - 1.0) for p in points]
     if extra is not None:
         xs += [extra[0], extra[2]]
         ys += [extra[1], extra[3]]
