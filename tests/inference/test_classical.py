@@ -138,7 +138,9 @@ def test_tiny_objects_and_clicks_on_the_border(background: np.ndarray) -> None:
     corner = disc_mask(H, W, 0, H - 1, 30)
     cornered = ArrayFrames([draw_disc(background, corner, BLUE)])
     segmenter = ClassicalSegmenter()
-    for points in ([ClickPoint(0, H - 1)], [ClickPoint(0, H - 1), ClickPoint(W - 1, 0, include=False)], [ClickPoint(W + 5, -3)], [ClickPoint(5 * W, 5 * H)], [ClickPoint(0, H - 1), ClickPoint(-4 * W, 2 * H)]):
+    on_edges = ([ClickPoint(0, H - 1)], [ClickPoint(0, H - 1), ClickPoint(W - 1, 0, include=False)])
+    off_the_picture = ([ClickPoint(W + 5, -3)], [ClickPoint(5 * W, 5 * H)], [ClickPoint(0, H - 1), ClickPoint(-4 * W, 2 * H)])
+    for points in (*on_edges, *off_the_picture):
         candidates = segmenter.segment(cornered, 0, Prompt(points=points))
         assert candidates and all(c.mask.shape == (H, W) for c in candidates)
     assert iou(segmenter.segment(cornered, 0, Prompt(points=[ClickPoint(2, H - 3)]))[0].mask, corner) > 0.8
