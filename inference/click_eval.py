@@ -31,7 +31,8 @@ shows) is scored by IoU (`evaluation.jaccard`):
 Every object of an annotation is a separate instance: an id is a palette index (DAVIS 2017), a
 grey level (DAVIS 2016's masks are 0/255: one object) or a colour (RGB label images). Figures
 are means over instances (as published NoC tables average over images), per sequence and over
-all of them; seconds per click count the segmenter's own time only.
+all of them; seconds per click count the segmenter's own time only (their mean, and their median
+`seconds_per_click_p50`: a slow first click and quick refinements make the two differ).
 
 Limits: `MAX_CLICKS_LIMIT` clicks per instance, `MAX_OBJECTS` objects per annotation (more
 distinct values than that is not a label image).
@@ -234,7 +235,8 @@ class ClickScore(TypedDict):
     IoU1: float | None  # mean IoU after 1, 3 and 5 clicks (None past max_clicks)
     IoU3: float | None
     IoU5: float | None
-    seconds_per_click: float
+    seconds_per_click: float  # mean
+    seconds_per_click_p50: float  # median
 
 
 class ClickResult(TypedDict):
@@ -255,7 +257,8 @@ def summarise(traces: Sequence[ClickTrace], frames: int) -> ClickScore:
         return float(np.mean(values)) if values else None
 
     clicks = sum(len(t.clicks) for t in traces)
-    seconds = sum(sum(t.seconds) for t in traces)
+    every_second = [s for t in traces for s in t.seconds]
+    seconds = sum(every_second)
     return ClickScore(
         instances=n,
         frames=frames,
@@ -268,6 +271,7 @@ def summarise(traces: Sequence[ClickTrace], frames: int) -> ClickScore:
         IoU3=mean_iou(IOU_AFTER[1]),
         IoU5=mean_iou(IOU_AFTER[2]),
         seconds_per_click=seconds / clicks if clicks else 0.0,
+        seconds_per_click_p50=float(np.median(every_second)) if every_second else 0.0,
     )
 
 

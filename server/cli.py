@@ -216,12 +216,12 @@ def _eval_clicks(args: argparse.Namespace) -> int:
     def row(name: str, s: ClickScore) -> str:
         return (
             f"{name:24s} {s['instances']:7d} {s['NoC85']:7.2f} {s['NoC90']:7.2f} {s['NoF90']:6d} "
-            f"{iou(s['IoU1'])} {iou(s['IoU3'])} {iou(s['IoU5'])} {s['seconds_per_click']:8.3f}"
+            f"{iou(s['IoU1'])} {iou(s['IoU3'])} {iou(s['IoU5'])} {s['seconds_per_click']:8.3f} {s['seconds_per_click_p50']:8.3f}"
         )
 
     low, high = (round(100 * t) for t in NOC_THRESHOLDS)
     print(f"{result['segmenter']}: one frame in {result['every']}, at most {result['max_clicks']} clicks")
-    print(f"{'sequence':24s} {'objects':>7s} {f'NoC@{low}':>7s} {f'NoC@{high}':>7s} {f'NoF@{high}':>6s} {'IoU@1':>6s} {'IoU@3':>6s} {'IoU@5':>6s} {'s/click':>8s}")
+    print(f"{'sequence':24s} {'objects':>7s} {f'NoC@{low}':>7s} {f'NoC@{high}':>7s} {f'NoF@{high}':>6s} {'IoU@1':>6s} {'IoU@3':>6s} {'IoU@5':>6s} {'s/click':>8s} {'p50 s':>8s}")
     for name, score in result["sequences"].items():
         print(row(name, score))
     print(row("overall", result["overall"]))

@@ -6,9 +6,23 @@ tracker is registered as 'classical', which the alias 'simple' always names (T7)
 - `inference.classical.imaging`: the small image helpers both use.
 
 Segmenter: GrabCut seeded by the prompt. Include clicks become sure-foreground discs, exclude
-clicks sure-background (with the similar-coloured region around them), a box makes everything
-outside it background, a mask to refine (S7) is the initial labelling. Clicks alone leave the
-object's size open: a few extents around them are tried and ranked, like SAM's multimask output.
+clicks sure-background; with a box everything outside it is background (and the similar-coloured
+region around an exclude click too), a mask to refine (S7) is the initial labelling. Clicks alone
+(the page's usual prompt) work at a fixed working size (256 px on the long side) and in
+geodesic distance (steps weighted by image edges), so what a click takes stops at edges:
+
+- afresh (the first click): windows of three sizes around it, in each the geodesic ball around
+  the include clicks is the probable object; the answers are ranked by objectness (colours unlike
+  a ring around the mask, boundary on image edges), like SAM's multimask output;
+- a later click starts from the answer to the clicks before it (remembered per frame and clicks,
+  bounded): the geodesic ball around the new click, sized by its distance to that answer's
+  boundary (the simulated and the real user click in the middle of what is wrong), is flipped,
+  every click is a hard seed, one GrabCut iteration settles the boundary; a change far from the
+  click larger than 15 % of the answer (colour models relearnt from a region coloured like the
+  other side) is dropped;
+- the working answer is brought to full resolution with a guided filter on the grey image.
+
+`masklog eval-clicks` on `davis16-train` (every 10th frame): see the segmenter's module doc.
 
 Tracker: per object, per frame, at a reduced working resolution (about 432 px on the long side):
 

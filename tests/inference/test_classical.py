@@ -9,7 +9,7 @@ import pytest
 
 from masklog.domain.events import Direction
 from masklog.inference.classical.imaging import guided_filter
-from masklog.inference.classical.segmenter import SEGMENTER_MODEL, ClassicalSegmenter
+from masklog.inference.classical.segmenter import SEGMENTER_MODEL, ClassicalSegmenter, SegmenterConfig
 from masklog.inference.classical.tracker import TRACKER_MODEL, ClassicalTracker
 from masklog.inference.evaluation import evaluate_vos
 from masklog.inference.frames.arrays import ArrayFrames
@@ -85,6 +85,74 @@ def test_mask_prompt_is_refined_by_an_exclude_click(background: np.ndarray) -> N
         ArrayFrames([image]), 0, Prompt(mask=red | blue, points=[ClickPoint(165, 95, include=False)])
     )[0]
     assert iou(refined.mask, red) > 0.9
+
+
+def test_a_second_click_refines_the_first_answer(background: np.ndarray) -> None:
+    """The page sends the growing list of clicks: the answer to the first is where the second
+    starts (remembered per frame and clicks), and the same clicks afresh agree with it."""
+    image, red, blue = two_discs(background)
+    frames = ArrayFrames([image])
+    segmenter = ClassicalSegmenter()
+    first = segmenter.segment(frames, 0, Prompt(points=[ClickPoint(95, 90)]))[0].mask
+    assert iou(first, red) > 0.85
+    both = [ClickPoint(95, 90), ClickPoint(170, 90)]
+    second = segmenter.segment(frames, 0, Prompt(points=both))[0].mask
+    assert iou(second, red | blue) > 0.85
+    afresh = ClassicalSegmenter().segment(frames, 0, Prompt(points=both))[0].mask
+    assert iou(afresh, red | blue) > 0.85
+    # An exclude click on the blue disc takes it away again.
+    trimmed = segmenter.segment(frames, 0, Prompt(points=[*both, ClickPoint(172, 92, include=False)]))[0].mask
+    assert iou(trimmed, red) > 0.85
+
+
+def test_click_answers_are_deterministic_and_the_memory_bounded(background: np.ndarray) -> None:
+    image, _, _ = two_discs(background)
+    frames = ArrayFrames([image])
+    segmenter = ClassicalSegmenter(SegmenterConfig(cache_size=2))
+    clicks = [ClickPoint(95, 90), ClickPoint(170, 90), ClickPoint(30, 30, include=False)]
+    answers = [segmenter.segment(frames, 0, Prompt(points=clicks[: k + 1]))[0].mask for k in range(3)]
+    again = ClassicalSegmenter(SegmenterConfig(cache_size=2))
+    assert all(np.array_equal(a, again.segment(frames, 0, Prompt(points=clicks[: k + 1]))[0].mask) for k, a in enumerate(answers))
+    assert len(segmenter._answers) == 2
+
+
+def test_clicks_on_a_large_frame_answer_at_full_resolution() -> None:
+    """854x480 is segmented at a working size; the answer is the frame's size, and its boundary
+    (refined at full resolution) still fits the object closely."""
+    h, w = 480, 854
+    disc = disc_mask(h, w, 400, 250, 90)
+    image = draw_disc(textured_background(h, w), disc, RED)
+    candidates = ClassicalSegmenter().segment(ArrayFrames([image]), 0, Prompt(points=[ClickPoint(400, 250)]))
+    for c in candidates:
+        assert c.mask.shape == (h, w) and c.mask.dtype == bool and 0.0 <= c.score <= 1.0
+    assert iou(candidates[0].mask, disc) > 0.95
+    assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+
+
+def test_tiny_objects_and_clicks_on_the_border(background: np.ndarray) -> None:
+    tiny = disc_mask(H, W, 60, 50, 6)
+    image = draw_disc(background, tiny, RED)
+    frames = ArrayFrames([image])
+    best = ClassicalSegmenter().segment(frames, 0, Prompt(points=[ClickPoint(60, 50)]))[0].mask
+    assert iou(best, tiny) > 0.6
+    corner = disc_mask(H, W, 0, H - 1, 30)
+    cornered = ArrayFrames([draw_disc(background, corner, BLUE)])
+    segmenter = ClassicalSegmenter()
+    on_edges = ([ClickPoint(0, H - 1)], [ClickPoint(0, H - 1), ClickPoint(W - 1, 0, include=False)])
+    off_the_picture = ([ClickPoint(W + 5, -3)], [ClickPoint(5 * W, 5 * H)], [ClickPoint(0, H - 1), ClickPoint(-4 * W, 2 * H)])
+    for points in (*on_edges, *off_the_picture):
+        candidates = segmenter.segment(cornered, 0, Prompt(points=points))
+        assert candidates and all(c.mask.shape == (H, W) for c in candidates)
+    assert iou(segmenter.segment(cornered, 0, Prompt(points=[ClickPoint(2, H - 3)]))[0].mask, corner) > 0.8
+
+
+def test_only_exclude_clicks(background: np.ndarray) -> None:
+    """Exclude clicks alone: an answer that leaves the clicked region out."""
+    image, red, blue = two_discs(background)
+    candidates = ClassicalSegmenter().segment(ArrayFrames([image]), 0, Prompt(points=[ClickPoint(20, 20, include=False)]))
+    assert candidates
+    for c in candidates:
+        assert c.mask.shape == (H, W) and not c.mask[20, 20]
 
 
 def test_empty_prompt_is_refused(background: np.ndarray) -> None:

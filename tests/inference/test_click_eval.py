@@ -226,11 +226,12 @@ def test_summaries_average_over_instances() -> None:
     assert (s["NoF85"], s["NoF90"]) == (0, 1)
     assert s["IoU1"] == pytest.approx(0.3) and s["IoU3"] == pytest.approx((0.95 + 0.1) / 2)
     assert s["seconds_per_click"] == pytest.approx((0.4 + 4.0) / 22)
+    assert s["seconds_per_click_p50"] == pytest.approx(0.2)  # the median click, not the mean
     # max_clicks below 5: no IoU@5.
     short = summarise([ClickTrace((ClickPoint(0, 0),) * 3, (0.1, 0.2, 0.3), (0.0,) * 3, 3)], frames=1)
     assert short["IoU3"] == pytest.approx(0.3) and short["IoU5"] is None
     empty = summarise([], frames=0)
-    assert empty["instances"] == 0 and empty["IoU1"] is None and empty["seconds_per_click"] == 0.0
+    assert empty["instances"] == 0 and empty["IoU1"] is None and empty["seconds_per_click"] == 0.0 and empty["seconds_per_click_p50"] == 0.0
 
 
 # ---- annotations and folders ---------------------------------------------------------------------

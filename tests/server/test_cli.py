@@ -59,9 +59,9 @@ def test_eval_clicks_prints_noc_as_json_and_as_a_table(shared_data):
     done = masklog("eval-clicks", str(shared_data / "vos"), "--sequences", "blackswan", "--every", "25", "--max-clicks", "3", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["segmenter"] == "classical/grabcut@1" and (result["every"], result["max_clicks"]) == (25, 3)
+    assert result["segmenter"] == "classical/grabcut@2" and (result["every"], result["max_clicks"]) == (25, 3)
     score = result["sequences"]["blackswan"]
-    assert set(score) == {"instances", "frames", "clicks", "NoC85", "NoC90", "NoF85", "NoF90", "IoU1", "IoU3", "IoU5", "seconds_per_click"}
+    assert set(score) == {"instances", "frames", "clicks", "NoC85", "NoC90", "NoF85", "NoF90", "IoU1", "IoU3", "IoU5", "seconds_per_click", "seconds_per_click_p50"}
     assert score["frames"] == score["instances"] == 2  # frames 0 and 25, one swan each
     assert 2 <= score["clicks"] <= 6 and 1 <= score["NoC85"] <= score["NoC90"] <= 3
     assert 0 < score["IoU1"] <= 1 and score["IoU5"] is None and score["seconds_per_click"] > 0

@@ -393,13 +393,13 @@ async def test_sam_mode_preview_save_and_the_same_object_on_another_frame(alice,
         prompt = await ok(alice, {"type": "prompt_added", "object": object_id, "frame": frame, "points": [{"x": x, "y": y}]})
         await alice.wait_for(lambda prompt=prompt: any(e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"] for e in alice.events))
         answer = next(e for e in alice.events if e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"])
-        assert answer["cause"] == prompt["id"] and answer["actor"] == "model:classical/grabcut@1"
+        assert answer["cause"] == prompt["id"] and answer["actor"] == "model:classical/grabcut@2"
         preview = rle_decode(msgspec.convert(answer["body"]["mask"], Rle))
         assert iou(preview, THREE.discs[0].mask(frame, THREE.height, THREE.width)) > 0.7
         await ok(alice, {"type": "save_segment", "prompt": prompt["id"]})
     history = _get(live, "bob", f"/api/media/three/cells/{object_id}/9")["history"]
     saved = history[-1]["value"]
-    assert (saved["source"], saved["shape"]["type"], saved["model"], saved["actor"]) == ("sam", "polygon", "classical/grabcut@1", "user:alice")
+    assert (saved["source"], saved["shape"]["type"], saved["model"], saved["actor"]) == ("sam", "polygon", "classical/grabcut@2", "user:alice")
     assert iou(polygon_to_mask(msgspec.convert(saved["shape"], Polygon), THREE.height, THREE.width), THREE.discs[0].mask(9, THREE.height, THREE.width)) > 0.7
     assert _get(live, "bob", f"/api/media/three/cells/{object_id}/0")["history"], "the same object on both frames (S5)"
     await bob.wait_for(lambda: any(e["body"]["type"] == "segment_proposed" for e in bob.events))
