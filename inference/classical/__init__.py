@@ -47,9 +47,11 @@ shape, with a weak prior so that colour decides, and found again when it comes b
 A conditioning mask on a later frame of the pass picks it up too. `scripts/eval_presence.py`
 measures it on synthetic occlusions and exits.
 
-Measured with `scripts/eval_tracker_cv.py` (issue 18), first frame's mask given, 854x480: mean
+Measured with `scripts/eval_tracker_cv.py --before presence2` (issue 18; its output is
+docs/bench/tracker_cv_issue18.json), first frame's mask given, 854x480: mean
 J&F 0.795 on the three clips of ../shared/data/vos (0.94 blackswan, 0.69 car-shadow, 0.76
-dog-agility) and 0.758 leave-one-out on the 12 DAVIS 2016 training clips, at about 0.035 s a
+dog-agility) and 0.758 on the 12 DAVIS 2016 training clips (0.755 leave-one-out over all the
+candidate settings there), at about 0.035 s a
 frame for one object on two cores. The working resolution is the one setting that carried over
 to unseen clips: 432 px gave 0.767 and 0.728, 720 and 854 px within 0.005 of 600 at up to twice
 its time. Dense flow alone gives about 0.45, flow + GrabCut about 0.6 at under 8 frames/s.

@@ -21,9 +21,9 @@ TRACKER_MODEL = "classical/flowcolour@2"
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
     # Frames are processed with this many pixels on the long side at most. 600 rather than 432
-    # (issue 18): J&F 0.767 -> 0.795 on the unseen vos clips, 0.728 -> 0.758 leave-one-out on the
-    # training clips (up on 10 of 12), at twice the time (about 0.035 s a frame); 720 and 854 gain
-    # under 0.005 more at up to twice that again. Thin parts and small objects keep more pixels.
+    # (issue 18): J&F 0.767 -> 0.795 on the unseen vos clips, 0.728 -> 0.758 on the training clips
+    # (up on 11 of 12; picked in every leave-one-out fold between the two), at twice the time
+    # (about 0.035 s a frame); 720 and 854 gain under 0.005 more at up to twice that again.
     work_side: int = 600
     flow_preset: int = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
     # Coarse enough that a few thousand object pixels fill the histogram (finer bins measured
