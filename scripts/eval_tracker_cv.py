@@ -43,18 +43,25 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 # Candidate settings: TrackerConfig overrides. "default" is what ships; the others are the
-# variants it was judged against (one or three knobs away from it), kept so the choice can be
-# re-run. None of them beat "default" out of sample when this was written (issue 18 report).
+# variants it was judged against, kept so the choice can be re-run (issue 18 reports). Tried and
+# dropped earlier: prior_blur 1, keep_fraction 0.5, the FAST or MEDIUM flow presets, colour_weight
+# 0.7 or 1.4, long_term 0.7.
 CANDIDATES: dict[str, dict[str, Any]] = {
     "default": {},
-    "colour_weight=0.7": {"colour_weight": 0.7},
-    "colour_weight=1.4": {"colour_weight": 1.4},
-    "prior_blur=1": {"prior_blur": 1.0},
+    # Issue 18's prior ceiling and leak guard (off by default: see TrackerConfig), together and
+    # each alone, and the variants they were judged against.
+    "prior_ceiling=0.97,leak_growth=1.3": {"prior_ceiling": 0.97, "leak_growth": 1.3},
+    "prior_ceiling=0.97": {"prior_ceiling": 0.97},
+    "leak_growth=1.3": {"leak_growth": 1.3},
+    "prior_ceiling=0.9,leak_growth=1.3": {"prior_ceiling": 0.9, "leak_growth": 1.3},
+    "prior_ceiling=0.97,leak_growth=1.15": {"prior_ceiling": 0.97, "leak_growth": 1.15},
+    # The strict range for unreliable flow everywhere, not only when the mask grows.
+    "prior_ceiling=0.97,unreliable_range=0.05-0.75": {"prior_ceiling": 0.97, "unreliable_range": (0.05, 0.75)},
+    # The working resolution (600 ships; 432 until issue 18).
+    "work_side=432": {"work_side": 432},
+    "work_side=720": {"work_side": 720},
+    "work_side=854": {"work_side": 854},
     "prior_blur=3": {"prior_blur": 3.0},
-    "long_term=0.7": {"long_term": 0.7},
-    "keep_fraction=0.5": {"keep_fraction": 0.5},
-    "flow=fast": {"flow_preset": 1},  # cv2.DISOPTICAL_FLOW_PRESET_FAST
-    "colour_weight=1.4,prior_blur=3,long_term=0.7": {"colour_weight": 1.4, "prior_blur": 3.0, "long_term": 0.7},
 }
 
 

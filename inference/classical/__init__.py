@@ -24,7 +24,7 @@ geodesic distance (steps weighted by image edges), so what a click takes stops a
 
 `masklog eval-clicks` on `davis16-train` (every 10th frame): see the segmenter's module doc.
 
-Tracker: per object, per frame, at a reduced working resolution (about 432 px on the long side):
+Tracker: per object, per frame, at a reduced working resolution (600 px on the long side at most):
 
 1. Motion prior. Dense optical flow (DIS) from the current frame back to the previous one warps
    the previous mask. Where forward and backward flow disagree (occlusions, disocclusions, flow
@@ -37,7 +37,11 @@ Tracker: per object, per frame, at a reduced working resolution (about 432 px on
    the second follows lighting and pose changes.
 3. Fusion. Log-odds of both cues are added (naive Bayes), the posterior is smoothed with a guided
    filter on the grey image (edge-aware: boundaries snap to image edges, a cheap stand-in for a
-   CRF or graph cut), thresholded, and small stray components are dropped.
+   CRF or graph cut), thresholded, and small stray components are dropped. Two guards against
+   leaks are there but off until they show a gain on unseen clips (issue 18): a cap on the
+   prior (`TrackerConfig.prior_ceiling`), so that pixels whose colour clearly says background
+   can leave the mask, and a remake of a mask that grows well past the previous one carried by
+   the flow (`leak_growth`) with a prior that lets colour add pixels only where it is clear.
 
 Objects overlapping each other keep the pixels where their posterior is higher. A box prompt
 conditions on what the segmenter finds in the box, unless the tracker could not even hold that on
@@ -57,9 +61,13 @@ shape, with a weak prior so that colour decides, and found again when it comes b
 A conditioning mask on a later frame of the pass picks it up too. `scripts/eval_presence.py`
 measures it on synthetic occlusions and exits.
 
-Measured with `inference.evaluation.evaluate_vos` on three DAVIS 2016 clips at 854x480: mean
-J&F about 0.76 (0.93 blackswan, 0.60-0.66 car-shadow, 0.73-0.79 dog-agility, varying with the
-working resolution) at 20+ frames/s for one object on two cores. Dense flow alone gives about
-0.45, flow + GrabCut about 0.6 at under 8 frames/s.
+Measured with `scripts/eval_tracker_cv.py --before presence2` (issue 18; its output is
+docs/bench/tracker_cv_issue18.json), first frame's mask given, 854x480: mean
+J&F 0.795 on the three clips of ../shared/data/vos (0.94 blackswan, 0.69 car-shadow, 0.76
+dog-agility) and 0.758 on the 12 DAVIS 2016 training clips (0.755 leave-one-out over all the
+candidate settings there), at about 0.035 s a
+frame for one object on two cores. The working resolution is the one setting that carried over
+to unseen clips: 432 px gave 0.767 and 0.728, 720 and 854 px within 0.005 of 600 at up to twice
+its time. Dense flow alone gives about 0.45, flow + GrabCut about 0.6 at under 8 frames/s.
 """
 
