@@ -38,7 +38,7 @@ def tracked_with_scores(site: LiveServer) -> tuple[str, str]:
         command(http, {"type": "label_saved", "object": object_id, "frame": 0, "shape": {"type": "bbox", "x": 120, "y": 140, "w": 80, "h": 80}, "source": "manual"}, "clip")
         track = command(http, {"type": "track_requested", "media": "clip", "objects": [object_id], "start": 0, "direction": "forward", "range": 6}, "clip")["id"]
     for frame, score in SCORES.items():
-        as_model(site, TrackFrameProduced(track=track, object=object_id, frame=frame, shape=BBox(120 + 4 * frame, 140, 80, 80), score=score, model="classical/flowcolour@1"))
+        as_model(site, TrackFrameProduced(track=track, object=object_id, frame=frame, shape=BBox(120 + 4 * frame, 140, 80, 80), score=score, model="classical/flowcolour@2"))
     as_model(site, TrackCompleted(track=track, frames=len(SCORES)))
     return object_id, track
 
