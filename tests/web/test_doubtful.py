@@ -43,16 +43,16 @@ def tracked_with_scores(site: LiveServer) -> tuple[str, str]:
     return object_id, track
 
 
+HEADER_COLOUR_JS = """(frame) => {
+    const t = masklog.timeline, c = t.canvas, dpr = window.devicePixelRatio || 1;
+    const x = t._x(frame + 0.5, c.clientWidth), y = 18 - 2;
+    return [...c.getContext('2d').getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data].slice(0, 3);
+}"""
+
+
 def header_colour(page: Any, frame: int) -> list[int]:
     """The timeline's header pixel above `frame` (where review marks are drawn)."""
-    return page.evaluate(
-        """(frame) => {
-            const t = masklog.timeline, c = t.canvas, dpr = window.devicePixelRatio || 1;
-            const x = t._x(frame + 0.5, c.clientWidth), y = 18 - 2;
-            return [...c.getContext('2d').getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data].slice(0, 3);
-        }""",
-        frame,
-    )
+    return page.evaluate(HEADER_COLOUR_JS, frame)
 
 
 def test_review_counts_tags_and_steps_through_the_doubtful_frames(open_page, site, shot):
@@ -71,8 +71,8 @@ def test_review_counts_tags_and_steps_through_the_doubtful_frames(open_page, sit
     alice.evaluate("masklog.goto(3)")
     alice.wait_for_function(f"masklog.shown().some(i => i.id === '{object_id}' && i.text.endsWith('· tracked'))", timeout=20_000)
 
-    # The timeline marks frames 2 and 4 (header), not 1, 3 or 5.
-    alice.wait_for_timeout(200)
+    # The timeline marks frames 2 and 4 (header), not 1, 3 or 5 (once it has drawn them).
+    alice.wait_for_function(f"({HEADER_COLOUR_JS})(4).join() === '{','.join(map(str, DOUBT_COLOUR))}'", timeout=20_000)
     assert header_colour(alice, 2) == list(DOUBT_COLOUR) and header_colour(alice, 4) == list(DOUBT_COLOUR)
     assert all(header_colour(alice, f) != list(DOUBT_COLOUR) for f in (1, 3, 5))
     shot(alice, "p12-doubtful")
