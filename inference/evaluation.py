@@ -126,6 +126,22 @@ def read_annotation(path: Path) -> np.ndarray:
     return img > 0
 
 
+def load_sequence(folder: Path, max_frames: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A DAVIS-format sequence in memory: its frames (RGB) and ground-truth masks, the first
+    `max_frames` (None: all); every frame needs its annotation."""
+    images = list_images(folder / "JPEGImages")[:max_frames]
+    annotations = list_images(folder / "Annotations")
+    if len(annotations) < len(images):
+        raise ValueError(f"{folder}: {len(images)} frames but {len(annotations)} annotations")
+    frames = []
+    for path in images:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"cannot read {path}")
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return frames, [read_annotation(p) for p in annotations[: len(images)]]
+
+
 def find_sequences(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "JPEGImages").is_dir() and (p / "Annotations").is_dir())
 

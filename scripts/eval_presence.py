@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from masklog.domain.events import Direction
 from masklog.inference.classical.tracker import ClassicalTracker
-from masklog.inference.evaluation import f_measure, find_sequences, jaccard, list_images, read_annotation
+from masklog.inference.evaluation import f_measure, find_sequences, jaccard, load_sequence
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, Tracker
 
@@ -98,20 +98,6 @@ class Counts:
 
 def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
-
-
-def load_sequence(folder: Path, max_frames: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    images = list_images(folder / "JPEGImages")[:max_frames]
-    annotations = list_images(folder / "Annotations")
-    if len(annotations) < len(images):
-        raise ValueError(f"{folder}: {len(images)} frames but {len(annotations)} annotations")
-    frames = []
-    for path in images:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"cannot read {path}")
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return frames, [read_annotation(p) for p in annotations[: len(images)]]
 
 
 def cover(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:

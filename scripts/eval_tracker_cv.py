@@ -30,12 +30,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from masklog.domain.events import Direction
 from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
-from masklog.inference.evaluation import f_measure, find_sequences, jaccard, list_images, read_annotation
+from masklog.inference.evaluation import f_measure, find_sequences, jaccard, load_sequence
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import Tracker
 
@@ -71,20 +70,6 @@ def config_for(overrides: dict[str, Any]) -> TrackerConfig:
     if unknown:
         raise SystemExit(f"unknown TrackerConfig fields: {sorted(unknown)}")
     return TrackerConfig(**overrides)
-
-
-def load_sequence(folder: Path, max_frames: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    images = list_images(folder / "JPEGImages")[:max_frames]
-    annotations = list_images(folder / "Annotations")
-    if len(annotations) < len(images):
-        raise SystemExit(f"{folder}: {len(images)} frames but {len(annotations)} annotations")
-    frames = []
-    for path in images:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SystemExit(f"cannot read {path}")
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return frames, [read_annotation(p) for p in annotations[: len(images)]]
 
 
 def run_sequence(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float, float]:
