@@ -30,11 +30,8 @@ object is visible but called absent) and J&F, the latter also for the tracker at
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +47,7 @@ from masklog.inference.classical.tracker import ClassicalTracker
 from masklog.inference.evaluation import f_measure, find_sequences, jaccard, load_sequence
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, Tracker
+from scripts.tracker_revision import classical_tracker_at
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -237,20 +235,6 @@ def run_sequence(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndar
     return float(np.mean(js)), float(np.mean(fs)), counts, spent / max(len(frames) - 1, 1)
 
 
-def tracker_at(revision: str) -> Tracker:
-    """The classical tracker as it was at a git revision (its tracker.py, on today's helpers)."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:inference/classical/tracker.py"], capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="masklog-presence-")) / "tracker_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("masklog_tracker_before", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    tracker: Tracker = module.ClassicalTracker()
-    return tracker
-
-
 def starts(n: int, length: int, events: int) -> list[int]:
     if n < length:
         return []
@@ -260,7 +244,7 @@ def starts(n: int, length: int, events: int) -> list[int]:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     tracker = ClassicalTracker()
-    before = tracker_at(args.before) if args.before else None
+    before = classical_tracker_at(args.before) if args.before else None
     roots = [Path(d) for d in args.data] if args.data else [d for d in DEFAULT_DATA if d.is_dir()]
     if not roots:
         raise SystemExit(f"no data: pass --data DIR (DAVIS-format sequences); {DATA} is missing")

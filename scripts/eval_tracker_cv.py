@@ -20,11 +20,8 @@ at its own defaults) on the same sequences, so a claimed gain is reproducible. P
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -32,11 +29,14 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `scripts` and `tests`
+
 from masklog.domain.events import Direction
 from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
 from masklog.inference.evaluation import f_measure, find_sequences, jaccard, load_sequence
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import Tracker
+from scripts.tracker_revision import classical_tracker_at
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -97,20 +97,6 @@ def run_sequence(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndar
     return float(np.mean(js)), float(np.mean(fs)), spent / max(len(frames) - 1, 1)
 
 
-def tracker_at(revision: str) -> Tracker:
-    """The classical tracker as it was at a git revision (its tracker.py, on today's helpers)."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:inference/classical/tracker.py"], capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="masklog-tracker-cv-")) / "tracker_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("masklog_tracker_before", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    tracker: Tracker = module.ClassicalTracker()
-    return tracker
-
-
 def score(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
     j, f, spf = run_sequence(tracker, frames, masks)
     return {"J": round(j, 4), "F": round(f, 4), "JF": round((j + f) / 2, 4), "seconds_per_frame": round(spf, 4)}
@@ -168,7 +154,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown candidates {missing}; known: {list(CANDIDATES)}")
     trackers: dict[str, Tracker] = {n: ClassicalTracker(config_for(CANDIDATES[n])) for n in names}
     if args.before:
-        trackers[f"before@{args.before}"] = tracker_at(args.before)
+        trackers[f"before@{args.before}"] = classical_tracker_at(args.before)
     train_root = Path(args.train)
     holdout_roots = [Path(d) for d in args.holdout]
     for root in [train_root, *holdout_roots]:
