@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from masklog.domain.events import Direction
 from masklog.inference.frames.images import ImageListFrames
-from masklog.inference.protocols import Tracker
+from masklog.inference.protocols import FrameSource, TrackedMask, Tracker
 
 DAVIS_BOUND_TH = 0.008
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -146,6 +147,32 @@ def find_sequences(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "JPEGImages").is_dir() and (p / "Annotations").is_dir())
 
 
+@dataclass
+class TrackerTime:
+    """Seconds spent inside the tracker only, not in reading or scoring."""
+
+    seconds: float = 0.0
+
+
+def track_first_mask(tracker: Tracker, frames: FrameSource, first: np.ndarray, total: int, time_spent: TrackerTime) -> Iterator[tuple[int, TrackedMask | None]]:
+    """Track `first` (frame 0's mask, object "1") forward over `total` frames: each later frame
+    and the object's result there (None: no result for it), timing the tracker into `time_spent`."""
+    session = tracker.open(frames)
+    try:
+        session.add_mask(0, "1", first)
+        results = iter(session.propagate(0, Direction.FORWARD, total))
+        while True:
+            started = time.perf_counter()
+            result = next(results, None)
+            time_spent.seconds += time.perf_counter() - started
+            if result is None:
+                return
+            if result and result[0].frame != 0:
+                yield result[0].frame, next((r for r in result if r.object == "1"), None)
+    finally:
+        session.close()
+
+
 def evaluate_sequence(
     seq_dir: Path,
     tracker: Tracker,
@@ -161,36 +188,19 @@ def evaluate_sequence(
     if max_frames is not None:
         images = images[:max_frames]
     total = len(images)
-    frames = ImageListFrames(images)
-    session = tracker.open(frames)
     js: list[float] = []
     fs: list[float] = []
-    object_id = "1"
-    tracking = 0.0  # seconds spent inside the tracker only, not in reading or scoring
-    try:
-        session.add_mask(0, object_id, read_annotation(annotations[0]))
-        results = iter(session.propagate(0, Direction.FORWARD, total))
-        while True:
-            started = time.perf_counter()
-            result = next(results, None)
-            tracking += time.perf_counter() - started
-            if result is None:
-                break
-            if not result or result[0].frame == 0:
-                continue
-            index = result[0].frame
-            tracked = next((r for r in result if r.object == object_id), None)
-            truth = read_annotation(annotations[index])
-            pred = tracked.mask if tracked is not None and tracked.mask is not None else np.zeros_like(truth)
-            js.append(jaccard(pred, truth))
-            fs.append(f_measure(pred, truth))
-            if progress is not None:
-                progress(seq_dir.name, index, total)
-    finally:
-        session.close()
+    tracking = TrackerTime()
+    for index, tracked in track_first_mask(tracker, ImageListFrames(images), read_annotation(annotations[0]), total, tracking):
+        truth = read_annotation(annotations[index])
+        pred = tracked.mask if tracked is not None and tracked.mask is not None else np.zeros_like(truth)
+        js.append(jaccard(pred, truth))
+        fs.append(f_measure(pred, truth))
+        if progress is not None:
+            progress(seq_dir.name, index, total)
     j = float(np.mean(js)) if js else 1.0
     f = float(np.mean(fs)) if fs else 1.0
-    return SequenceScore(J=j, F=f, JF=(j + f) / 2, frames=total, seconds_per_frame=tracking / max(total - 1, 1))
+    return SequenceScore(J=j, F=f, JF=(j + f) / 2, frames=total, seconds_per_frame=tracking.seconds / max(total - 1, 1))
 
 
 def evaluate_vos(

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from masklog.domain.events import Direction
 from masklog.inference.classical.tracker import ClassicalTracker
-from masklog.inference.evaluation import f_measure, find_sequences, jaccard, load_sequence
+from masklog.inference.evaluation import TrackerTime, f_measure, find_sequences, jaccard, load_sequence, track_first_mask
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, Tracker
 from scripts.tracker_revision import classical_tracker_at
@@ -207,32 +207,17 @@ def run_clip(tracker: Tracker, clip: Clip) -> tuple[Counts, list[tuple[float, di
 
 def run_sequence(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float, Counts, float]:
     """Whole sequence from the first frame's ground truth: J, F, false alarms, seconds per frame."""
-    session = tracker.open(ArrayFrames(frames))
-    session.add_mask(0, "1", masks[0])
-    js, fs, counts = [], [], Counts()
-    spent = 0.0
-    try:
-        results = iter(session.propagate(0, Direction.FORWARD, len(frames)))
-        while True:
-            started = time.perf_counter()
-            result = next(results, None)
-            spent += time.perf_counter() - started
-            if result is None:
-                break
-            tracked = result[0]
-            if tracked.frame == 0:
-                continue
-            truth = masks[tracked.frame]
-            pred = tracked.mask if tracked.mask is not None else np.zeros_like(truth)
-            js.append(jaccard(pred, truth))
-            fs.append(f_measure(pred, truth))
-            if truth.any():
-                absent_called = tracked.score < PRESENCE_THRESHOLD or tracked.mask is None
-                counts.fp += absent_called
-                counts.tn += not absent_called
-    finally:
-        session.close()
-    return float(np.mean(js)), float(np.mean(fs)), counts, spent / max(len(frames) - 1, 1)
+    js, fs, counts, spent = [], [], Counts(), TrackerTime()
+    for index, tracked in track_first_mask(tracker, ArrayFrames(frames), masks[0], len(frames), spent):
+        truth = masks[index]
+        pred = tracked.mask if tracked is not None and tracked.mask is not None else np.zeros_like(truth)
+        js.append(jaccard(pred, truth))
+        fs.append(f_measure(pred, truth))
+        if truth.any():
+            absent_called = tracked is None or tracked.score < PRESENCE_THRESHOLD or tracked.mask is None
+            counts.fp += absent_called
+            counts.tn += not absent_called
+    return float(np.mean(js)), float(np.mean(fs)), counts, spent.seconds / max(len(frames) - 1, 1)
 
 
 def starts(n: int, length: int, events: int) -> list[int]:

@@ -31,9 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `scripts` and `tests`
 
-from masklog.domain.events import Direction
 from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
-from masklog.inference.evaluation import f_measure, find_sequences, jaccard, load_sequence
+from masklog.inference.evaluation import TrackerTime, f_measure, find_sequences, jaccard, load_sequence, track_first_mask
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import Tracker
 from scripts.tracker_revision import classical_tracker_at
@@ -74,27 +73,13 @@ def config_for(overrides: dict[str, Any]) -> TrackerConfig:
 
 def run_sequence(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float, float]:
     """From the first frame's ground truth to the end: mean J, mean F, tracker seconds per frame."""
-    session = tracker.open(ArrayFrames(frames))
-    session.add_mask(0, "1", masks[0])
-    js, fs, spent = [], [], 0.0
-    try:
-        results = iter(session.propagate(0, Direction.FORWARD, len(frames)))
-        while True:
-            started = time.perf_counter()
-            result = next(results, None)
-            spent += time.perf_counter() - started  # the tracker only, not reading or scoring
-            if result is None:
-                break
-            tracked = result[0]
-            if tracked.frame == 0:
-                continue
-            truth = masks[tracked.frame]
-            pred = tracked.mask if tracked.mask is not None else np.zeros_like(truth)
-            js.append(jaccard(pred, truth))
-            fs.append(f_measure(pred, truth))
-    finally:
-        session.close()
-    return float(np.mean(js)), float(np.mean(fs)), spent / max(len(frames) - 1, 1)
+    js, fs, spent = [], [], TrackerTime()
+    for index, tracked in track_first_mask(tracker, ArrayFrames(frames), masks[0], len(frames), spent):
+        truth = masks[index]
+        pred = tracked.mask if tracked is not None and tracked.mask is not None else np.zeros_like(truth)
+        js.append(jaccard(pred, truth))
+        fs.append(f_measure(pred, truth))
+    return float(np.mean(js)), float(np.mean(fs)), spent.seconds / max(len(frames) - 1, 1)
 
 
 def score(tracker: Tracker, frames: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
