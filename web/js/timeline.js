@@ -243,34 +243,26 @@ export class Timeline {
       g.fillStyle = SOURCE_COLOURS[entry.label.source] ?? "#9aa5b8";
       g.fillRect(this._x(entry.frame, width), top + i * (ROW + 1), markWidth, ROW);
     }
-    // Doubtful results (a presence score under PRESENCE_DOUBT, issue 18): an amber frame round
-    // the cell and a mark on the header; a conflict's red frame is drawn over it.
-    const doubtFrames = new Set();
-    for (const track of model.proposals.keys()) {
-      for (const d of doubtfulOf(model, track)) {
-        doubtFrames.add(d.frame);
-        const i = index.get(d.object);
-        if (i === undefined) continue;
-        g.strokeStyle = DOUBT_COLOUR;
-        g.lineWidth = 1.5;
-        g.strokeRect(this._x(d.frame, width) + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
-        g.lineWidth = 1;
+    // Review marks: a coloured frame round each marked cell (clipped to the rows, like them),
+    // and the frames to mark on the header (after the clip). Doubtful results (a presence score
+    // under PRESENCE_DOUBT, issue 18) in amber; conflicts (a result on a person's label, issue
+    // 14) in red, drawn over them.
+    const frameCells = (cellsOf, colour) => {
+      const frames = new Set();
+      g.strokeStyle = colour;
+      g.lineWidth = 1.5;
+      for (const track of model.proposals.keys()) {
+        for (const c of cellsOf(model, track)) {
+          frames.add(c.frame);
+          const i = index.get(c.object);
+          if (i !== undefined) g.strokeRect(this._x(c.frame, width) + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
+        }
       }
-    }
-    // Conflicts (a result on a person's label, issue 14): a red frame round the cell (clipped to
-    // the rows, like them) and a mark on the header (after the clip).
-    const conflictFrames = new Set();
-    for (const track of model.proposals.keys()) {
-      for (const c of conflictsOf(model, track)) {
-        conflictFrames.add(c.frame);
-        const i = index.get(c.object);
-        if (i === undefined) continue;
-        g.strokeStyle = CONFLICT_COLOUR;
-        g.lineWidth = 1.5;
-        g.strokeRect(this._x(c.frame, width) + 0.75, top + i * (ROW + 1) + 0.75, Math.max(1, markWidth - 1.5), ROW - 1.5);
-        g.lineWidth = 1;
-      }
-    }
+      g.lineWidth = 1;
+      return frames;
+    };
+    const doubtFrames = frameCells(doubtfulOf, DOUBT_COLOUR);
+    const conflictFrames = frameCells(conflictsOf, CONFLICT_COLOUR);
     g.restore();
     g.fillStyle = DOUBT_COLOUR;
     for (const frame of doubtFrames) g.fillRect(this._x(frame, width), HEADER - 4, markWidth, 4);
