@@ -76,13 +76,25 @@ class Sessions:
 
     async def sweep(self, accounts: Accounts) -> int:
         """End the sessions whose token stopped working, whose account role changed, or whose
-        user is no longer a member of their project."""
+        user is no longer a member of their project.
+
+        Only the sessions open when the sweep starts are judged: one opened while it awaits the
+        accounts was checked at its hello against newer data than this sweep read (its token is
+        not among the digests asked about), and the next sweep judges it."""
+        checked = set(self._open)
         await accounts.refresh()
         now = time.time()
-        live = await accounts.live_digests({s.credential.digest for s in self._open})
-        ended = self._end(lambda s: s.credential.digest not in live or (s.credential.expires is not None and s.credential.expires <= now), CloseCode.UNAUTHORIZED, "token revoked or expired")
+        live = await accounts.live_digests({s.credential.digest for s in checked})
+
+        def stale(session: Session) -> bool:
+            expires = session.credential.expires
+            return session.credential.digest not in live or (expires is not None and expires <= now)
+
+        ended = self._end(lambda s: s in checked and stale(s), CloseCode.UNAUTHORIZED, "token revoked or expired")
 
         def lost(session: Session) -> bool:
+            if session not in checked:
+                return False
             user = accounts.user(session.user)
             if user is None or user.role != session.credential.user.role:
                 return True  # re-open to be welcomed with the new role
