@@ -427,6 +427,7 @@ def worker_args(lease_s: float) -> list[str]:
 
 
 def add_workers(site: WorkerSite, count: int) -> None:
+    progress(f"{count} worker(s) starting")
     while len(site.workers) < count:
         site.start_worker()
     site.wait_workers(count)
@@ -442,13 +443,24 @@ def restart_workers(site: WorkerSite, count: int, lease_s: float) -> None:
 
 
 def part(name: str, result: dict[str, Any], site: WorkerSite, run: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """One part's figures, or its error (the site's log tails go to stderr) so the rest still runs."""
+    """One part's figures, or its error (the site's log tails go to stderr) so the rest still runs.
+    Each part says on stderr when it starts and how it ended: a run stopped from outside then
+    shows where it was."""
+    started = time.perf_counter()
+    progress(f"{name} ...")
     try:
-        return asyncio.run(run())
+        figures = asyncio.run(run())
     except Exception as error:
-        print(log_tails(site.data.parent), file=sys.stderr)
+        progress(f"{name} failed after {time.perf_counter() - started:.1f} s: {type(error).__name__}: {error}")
+        print(log_tails(site.data.parent), file=sys.stderr, flush=True)
         result.setdefault("errors", {})[name] = f"{type(error).__name__}: {error}"
         return None
+    progress(f"{name} done in {time.perf_counter() - started:.1f} s")
+    return figures
+
+
+def progress(line: str) -> None:
+    print(f"bench_workers {time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def log_tails(root: Path) -> str:
@@ -482,6 +494,10 @@ def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 restart_workers(site, 2, lease_s)
             takeovers.append(part(f"takeover_{lease_s:g}", result, site, functools.partial(takeover, site, args, lease_s)))
         result["takeover"] = takeovers
+    except BaseException:  # stopped from outside (SIGTERM, Ctrl-C) or a set-up step failed
+        progress("stopped before the end")
+        print(log_tails(site.data.parent), file=sys.stderr, flush=True)
+        raise
     finally:
         site.stop()
     result["load_average_at_end"] = load_average()

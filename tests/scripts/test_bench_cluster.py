@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from scripts.live_server import ROOT
+from tests.scripts.running import run_script
 from tests.server.postgres_server import find_binaries
 
 
@@ -20,7 +18,7 @@ def test_one_process_on_postgresql_and_one_on_sqlite_deliver_everything():
             pytest.fail("PostgreSQL is required (MASKLOG_REQUIRE_POSTGRES=1) but its server binaries were not found")
         pytest.skip("no PostgreSQL server binaries (install Debian's postgresql package, as scripts/bootstrap.sh does)")
     args = ["--seconds", "2", "--clients", "4", "--rate", "40", "--processes", "1", "--append-events", "1000", "--drain", "2"]
-    done = subprocess.run([sys.executable, "scripts/bench_cluster.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_script("bench_cluster.py", args, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert set(result["postgresql"]) == {"version", "1"} and set(result["sqlite"]) == {"1"}

@@ -6,21 +6,19 @@ scale generator's logs fold to what it kept live."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 
 from masklog.domain import events as ev
 from masklog.domain.state import LabelState
 from scripts import loggen
 from scripts.bench_scale import METRICS, RATIOS
-from scripts.live_server import ROOT
+from tests.scripts.running import run_script
 
 TINY = ["--sizes", "20000,40000", "--media", "20", "--projects", "4", "--hot-events", "2000", "--probe-events", "300", "--replays", "5"]
 
 
 def run(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "scripts/bench_scale.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = run_script("bench_scale.py", args, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 

@@ -5,15 +5,13 @@ takeover that cannot come before the kill)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from scripts.live_server import ROOT
+from tests.scripts.running import run_script
 
 
 def test_throughput_clicks_and_a_takeover_in_one_run():
     args = ["--frames", "30", "--tracks", "2", "--clicks", "3", "--leases", "2", "--kill-trials", "1", "--json"]
-    done = subprocess.run([sys.executable, "scripts/bench_workers.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_script("bench_workers.py", args, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert "errors" not in result, result["errors"]

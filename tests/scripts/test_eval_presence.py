@@ -4,19 +4,17 @@ MASKLOG_REQUIRE_SHARED_DATA=1): every figure is there and adds up; no quality is
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from scripts.live_server import ROOT
+from tests.scripts.running import run_script
 
 
 @pytest.mark.shared_data
 def test_occlusion_and_exit_figures_on_one_short_sequence(shared_data: Path) -> None:
     args = ["--data", str(shared_data / "vos"), "--sequences", "blackswan", "--max-frames", "30", "--lengths", "3", "--events", "1", "--before", "HEAD", "--json"]
-    done = subprocess.run([sys.executable, "scripts/eval_presence.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_script("eval_presence.py", args, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["threshold"] == 0.5

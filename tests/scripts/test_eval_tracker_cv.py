@@ -4,14 +4,12 @@ and every figure are there and add up; no quality is checked."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 
-from scripts.live_server import ROOT
 from tests.inference.synthetic import disc_mask, draw_disc, textured_background
+from tests.scripts.running import run_script
 
 H, W = 90, 120
 
@@ -32,7 +30,7 @@ def test_leave_one_out_figures_on_synthetic_sequences(tmp_path: Path) -> None:
         write_sequence(tmp_path / "train" / name, seed=k)
     write_sequence(tmp_path / "unseen" / "d", seed=7)
     args = ["--train", str(tmp_path / "train"), "--holdout", str(tmp_path / "unseen"), "--candidates", "default", "prior_blur=3", "--before", "HEAD", "--json"]
-    done = subprocess.run([sys.executable, "scripts/eval_tracker_cv.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_script("eval_tracker_cv.py", args, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert set(result["candidates"]) == {"default", "prior_blur=3"}
@@ -53,5 +51,5 @@ def test_leave_one_out_figures_on_synthetic_sequences(tmp_path: Path) -> None:
 def test_unknown_candidate_is_refused(tmp_path: Path) -> None:
     write_sequence(tmp_path / "train" / "a", seed=0)
     args = ["--train", str(tmp_path / "train"), "--holdout", "--candidates", "no-such"]
-    done = subprocess.run([sys.executable, "scripts/eval_tracker_cv.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_script("eval_tracker_cv.py", args, timeout=120)
     assert done.returncode != 0 and "unknown candidates" in done.stderr
