@@ -50,6 +50,7 @@ from masklog.domain.events import (
     ObjectReclassed,
     ObjectRenamed,
     PromptAdded,
+    TrackCancelled,
     TrackedAccepted,
     TrackedDiscarded,
     TrackRequested,
@@ -65,7 +66,10 @@ from masklog.server.store import StoreError, StreamChanged
 log = logging.getLogger("masklog.ledger")
 
 # Decisions refused because another process wrote first, before the command is given up; a
-# model's results (nobody waits on them, and giving up stops a track) are tried longer.
+# model's results (nobody waits on them, and giving up stops a track) are tried longer, and so
+# is a person's cancel: it must be decided again after each frame a running track appends (it
+# does not commute: the track may have ended), so against a fast track it meets a change on most
+# attempts, and a cancel refused leaves the track running.
 MAX_ATTEMPTS = 16
 MODEL_ATTEMPTS = 64
 PERSON_PREFIX = "user:"
@@ -218,7 +222,7 @@ class SharedLedger(Ledger):
                 [event] = await asyncio.shield(commit)
             except StreamChanged:
                 refused += 1
-                await self._refused(refused, command_id, actor)
+                await self._refused(refused, command_id, actor, patient=isinstance(command, TrackCancelled))
                 continue
             return event, False
 
@@ -392,11 +396,12 @@ class SharedLedger(Ledger):
         await self.catch_up(max(event.seq for event in events))
         return events
 
-    async def _refused(self, attempts: int, command_id: str | None, actor: str | None = None) -> None:
+    async def _refused(self, attempts: int, command_id: str | None, actor: str | None = None, *, patient: bool = False) -> None:
         """Another process wrote first: read what it wrote, or give up after MAX_ATTEMPTS (a
-        model's results, which nobody waits on, after MODEL_ATTEMPTS); a short random pause
-        first, so writers that keep meeting do not stay in step."""
-        limit = MODEL_ATTEMPTS if actor is not None and actor.startswith(MODEL_PREFIX) else MAX_ATTEMPTS
+        model's results, which nobody waits on, and `patient` commands such as cancels, after
+        MODEL_ATTEMPTS); a short random pause first, so writers that keep meeting do not stay in
+        step."""
+        limit = MODEL_ATTEMPTS if patient or (actor is not None and actor.startswith(MODEL_PREFIX)) else MAX_ATTEMPTS
         if attempts >= limit:
             self.contended += 1
             raise Contended(

@@ -214,3 +214,20 @@ async def test_two_ledgers_racing_on_one_media_item_agree_with_the_log(stores):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_cancel_is_tried_as_long_as_a_models_result(stores):
+    # A running track appends a frame between each decision of a cancel and its append (the
+    # cancel does not commute with them): a person's other commands are refused after
+    # MAX_ATTEMPTS, a cancel goes through, and so the track stops.
+    store, other = stores
+    [request] = await other.append([foreign(ev.TrackRequested(media="m", objects=["o"], start=0, direction="forward", range=30))])
+    ledger = await _ledger(Overtaken(store, other, times=MAX_ATTEMPTS + 3))
+    try:
+        event, _ = await ledger.execute(ADMIN, ev.TrackCancelled(track=request.id), str(uuid.uuid4()))
+        assert isinstance(event.body, ev.TrackCancelled) and ledger.contended == 0
+        assert ledger.conflicts == MAX_ATTEMPTS + 3
+        assert (await ledger.state_of("m")).tracks[request.id].status == "cancelled"
+        await _matches(ledger, store)
+    finally:
+        await ledger.close()
