@@ -22,7 +22,9 @@ from masklog.inference.registry import Backends
 from masklog.inference.sam2.image import Sam2Segmenter
 from masklog.inference.sam2.model import load_sam2
 from masklog.inference.sam2.video import Sam2Tracker
+from scripts.live_server import seed, start_site
 from tests.server.live import Client, LiveServer, seeded_server, upload
+from tests.server.postgres_server import postgres_server  # noqa: F401 (fixture)
 from tests.server.test_tracking import labelled_object, ok, request, wait_end
 from tests.server.tracking_clips import THREE
 
@@ -179,3 +181,71 @@ async def _object_on(client: Client, media: str) -> str:
 def _frames(live: LiveServer, media: str) -> Any:
     ctx = live.server.config.app.state.ctx
     return ctx.library.frames(ctx.ledger.base.media[media])
+
+
+# ---- a worker process's route: PostgreSQL presence ----------------------------------------------
+
+
+async def test_a_worker_on_postgresql_warms_the_frame_a_user_opens_on_a_server(postgres_server, tmp_path) -> None:  # noqa: F811
+    """`serve --no-models` in its own process, and a `masklog worker` (its `run_worker`, here in
+    the test's process so that it can run SAM 2 with random weights) on one PostgreSQL log: the
+    server's presence reaches the worker through the database's notifications, the worker takes
+    the media item's clicks and warms the frame; the click there is answered by it with no new
+    embedding."""
+    from masklog.server.settings import Settings
+    from masklog.server.worker import WorkerOptions, run_worker
+
+    dsn = await postgres_server.create_database()
+    site = start_site(tmp_path, database=dsn, servers=1)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    worker: asyncio.Task[None] | None = None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seed(_Seedable(site.servers[0], tmp_path))  # type: ignore[arg-type]
+        with site.http() as http:
+            upload(http, "p1", "w", "image_sequence", THREE.write_images(tmp_path / "three")).raise_for_status()
+        torch.manual_seed(14)
+        model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
+        seg = Sam2Segmenter(model)
+        backends = Backends(seg, {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
+        settings = Settings(data=site.data, storage="postgresql", database_url=dsn, run_models=False)
+        worker = asyncio.create_task(run_worker(settings, backends, WorkerOptions(lease_s=2.0), stop, ready))
+        await asyncio.wait_for(ready.wait(), 60)
+
+        def announced() -> dict[str, Any]:
+            [info] = site.live_workers()
+            return info["embeddings"]
+
+        await until(lambda: bool(announced()))
+        client = Client(site.servers[0], "alice", "w")  # type: ignore[arg-type]
+        await client.connect(frame=5)
+        await until(lambda: announced()["warmed"] >= 7 and announced()["wanted"] == 0)  # 5, 6, 4, 7, 3, 8, 2
+        computed = seg.embeddings_computed
+        object_id = await labelled_object(client, "mask", 0, THREE.bitmask(0, 0))
+        (x, y) = THREE.discs[0].centre(5)
+        await ok(client, {"type": "prompt_added", "object": object_id, "frame": 5, "points": [{"x": x, "y": y}]})
+        await client.wait_for(lambda: any(e["body"]["type"] == "segment_proposed" for e in client.events), 60)
+        assert seg.embeddings_computed == computed  # answered by the worker, the decoder only
+
+        # A move (a presence message to the server) reaches the worker the same way.
+        warmed = seg.embeddings_warmed
+        await client.ws.send(json.dumps({"type": "presence", "frame": 18}))
+        await until(lambda: announced()["warmed"] >= warmed + 7 and announced()["wanted"] == 0)
+        computed = seg.embeddings_computed
+        await ok(client, {"type": "prompt_added", "object": object_id, "frame": 18, "points": [{"x": x, "y": y}]})
+        await client.wait_for(lambda: sum(e["body"]["type"] == "segment_proposed" for e in client.events) == 2, 60)
+        assert seg.embeddings_computed == computed
+        await client.close()
+    finally:
+        stop.set()
+        if worker is not None:
+            await asyncio.wait_for(worker, 30)
+        site.stop()
+        torch.set_num_threads(threads)
+
+
+class _Seedable:
+    def __init__(self, process: Any, files: Any) -> None:
+        self.files = files
+        self.http = process.http
