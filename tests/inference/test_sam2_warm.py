@@ -14,7 +14,7 @@ from masklog.inference.classical.segmenter import ClassicalSegmenter
 from masklog.inference.protocols import EmbeddingWarmer, Prompt, Segmenter
 from masklog.inference.sam2.image import MAX_EMBEDDING_CACHE_BYTES, Sam2Segmenter
 from masklog.inference.sam2.model import Sam2Model
-from tests.inference.test_sam2_backend import DISC, PilFrames, sam, video  # noqa: F401 (fixtures)
+from tests.inference.test_sam2_backend import DEVICE, DISC, PilFrames, sam, video  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
@@ -47,8 +47,12 @@ def test_a_click_on_a_warmed_frame_computes_no_embedding_and_gives_the_cold_mask
     warm = seg.segment(frames, 3, Prompt(points=[DISC]))
     assert seg.embeddings_computed == 2  # the point of warming: only the decoder ran
     cold = Sam2Segmenter(sam).segment(frames_of(video), 3, Prompt(points=[DISC]))
-    assert [c.score for c in warm] == [c.score for c in cold]
-    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(warm, cold, strict=True))
+    if DEVICE == "cpu":  # the same computation: the same masks (on CUDA, up to kernel choices)
+        assert [c.score for c in warm] == [c.score for c in cold]
+        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(warm, cold, strict=True))
+    else:
+        assert [c.score for c in warm] == pytest.approx([c.score for c in cold], abs=1e-2)
+        assert all(np.mean(a.mask != b.mask) < 1e-3 for a, b in zip(warm, cold, strict=True))
     assert not seg.warm_one()  # nothing left
 
 
