@@ -2,14 +2,14 @@
 not labelling history); it lives and dies with the sockets.
 
 With several server processes (`Settings.follows_log`), each process's board tells the others
-about its seats through a `PresenceRelay` (PostgreSQL notifications: server.postgres_presence)
-and shows theirs in its rosters. A process re-announces its seats every REFRESH_S; a seat
+about its seats through a `PresenceRelay` (PostgreSQL notifications: server.postgres_presence;
+a polled table beside SQLite's claims: server.sqlite_presence) and shows theirs in its rosters. A process re-announces its seats every REFRESH_S; a seat
 another process has not announced for EXPIRE_S is dropped (that process died or lost its
 connection), so a killed server's users leave the rosters within EXPIRE_S.
 
 Whoever runs the models watches the board (`watch`): the frames users open and move to, here
 and in other processes, are the ones worth embedding ahead of their clicks (issue 19). A
-`masklog worker` on PostgreSQL keeps a board of its own with no seats, only to hear the others'.
+`masklog worker` keeps a board of its own with no seats, only to hear the servers'.
 """
 
 from __future__ import annotations

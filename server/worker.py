@@ -8,16 +8,17 @@ lease on, announces itself in the workers registry (`server.workers`), and on SI
 leases go so another worker takes over at once (on SIGKILL, after the lease runs out). Media
 files come from the shared media root, `--data`'s `media` folder, read-only.
 
-On PostgreSQL a worker also listens to the servers' presence (`server.postgres_presence`): the
-frames users open and move to are embedded ahead of their clicks by the worker that holds (or
-takes) the media item's clicks (`InferenceActor.viewing`). On SQLite there is no presence relay
-between processes, so a worker there warms only around the frames clicked.
+A worker whose segmenter has image embeddings (SAM 2) also hears the servers' presence (the
+relay of its storage: `server.postgres_presence`, `server.sqlite_presence`): the frames users
+open and move to are embedded ahead of their clicks by the worker that holds (or takes) the
+media item's clicks (`InferenceActor.viewing`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -73,7 +74,8 @@ async def run_worker(settings: Settings, backends: Backends, options: WorkerOpti
                 # No seats of its own: it only hears where the servers' users are.
                 presence = PresenceBoard()
                 presence.watch(actor.viewing)
-                relay = await open_presence(settings, presence) if isinstance(backends.segmenter, EmbeddingWarmer) else None
+                warms = isinstance(backends.segmenter, EmbeddingWarmer)
+                relay = await open_presence(dataclasses.replace(settings, shared_log=True), presence) if warms else None
                 announcing = asyncio.create_task(announcer.run(), name="worker-announce")
                 log.info("worker %s: %s backend, trackers %s", worker_id, backends.backend, ", ".join(announcer.info.trackers))
                 print(f"worker {worker_id} working (backend: {backends.backend}; log at {settings.log_location})", flush=True)

@@ -183,19 +183,21 @@ def _frames(live: LiveServer, media: str) -> Any:
     return ctx.library.frames(ctx.ledger.base.media[media])
 
 
-# ---- a worker process's route: PostgreSQL presence ----------------------------------------------
+# ---- a worker process's route: the storage's presence relay -------------------------------------
 
 
-async def test_a_worker_on_postgresql_warms_the_frame_a_user_opens_on_a_server(postgres_server, tmp_path) -> None:  # noqa: F811
-    """`serve --no-models` in its own process, and a `masklog worker` (its `run_worker`, here in
-    the test's process so that it can run SAM 2 with random weights) on one PostgreSQL log: the
-    server's presence reaches the worker through the database's notifications, the worker takes
-    the media item's clicks and warms the frame; the click there is answered by it with no new
-    embedding."""
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+async def test_a_worker_warms_the_frame_a_user_opens_on_a_server(storage: str, request: pytest.FixtureRequest, tmp_path) -> None:
+    """A server in its own process (`serve --workers` on SQLite, `serve --no-models` on
+    PostgreSQL), and a `masklog worker` (its `run_worker`, here in the test's process so that it
+    can run SAM 2 with random weights) on the same log: the server's presence reaches the worker
+    through the storage (a polled table of work.sqlite3; PostgreSQL's notifications), the worker
+    takes the media item's clicks and warms the frame; the click there is answered by it with no
+    new embedding."""
     from masklog.server.settings import Settings
     from masklog.server.worker import WorkerOptions, run_worker
 
-    dsn = await postgres_server.create_database()
+    dsn = await request.getfixturevalue("postgres_server").create_database() if storage == "postgresql" else None
     site = start_site(tmp_path, database=dsn, servers=1)
     stop, ready = asyncio.Event(), asyncio.Event()
     worker: asyncio.Task[None] | None = None
@@ -209,7 +211,7 @@ async def test_a_worker_on_postgresql_warms_the_frame_a_user_opens_on_a_server(p
         model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
         seg = Sam2Segmenter(model)
         backends = Backends(seg, {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
-        settings = Settings(data=site.data, storage="postgresql", database_url=dsn, run_models=False)
+        settings = Settings(data=site.data, storage=storage, database_url=dsn, run_models=False)  # as `masklog worker` makes them
         worker = asyncio.create_task(run_worker(settings, backends, WorkerOptions(lease_s=2.0), stop, ready))
         await asyncio.wait_for(ready.wait(), 60)
 
