@@ -17,6 +17,13 @@ A frame's results are committed while the next frame is computed (up to `window`
 ahead): tracking runs at the model's speed, not at the model's plus the disk's. Event ids are
 derived from (track, object, frame), so re-running a frame can never log it twice.
 
+No cold first click (issue 19): when nothing else waits, the actor embeds frames ahead of
+their clicks with a segmenter that can (`protocols.EmbeddingWarmer`: SAM): the frames users are
+on (`viewing`, from the presence of the sockets) and those around the frame last clicked, the
+nearest first, one frame per unit of work. A click arriving meanwhile waits for at most that one
+embedding; no frame is warmed while a track is being worked here (its frames come first), nor
+for a media item whose clicks another actor holds.
+
 When several actors share the log (`masklog worker` processes, or servers on one database
 running models), each works only what it claims (`inference.claiming`): a track under a lease
 on `track:<id>`, a media item's clicks under `media:<id>`; tracks are taken in the queue's fair
@@ -58,7 +65,7 @@ from masklog.inference.click_queue import ClickQueue
 from masklog.inference.interpolation import ACTOR as INTERPOLATION_ACTOR
 from masklog.inference.interpolation import INTERPOLATION, InterpolationJob, keyframes_of
 from masklog.inference.points import PointTracker
-from masklog.inference.protocols import ClickPoint, FrameSource, Prompt
+from masklog.inference.protocols import ClickPoint, EmbeddingStats, EmbeddingWarmer, FrameSource, Prompt
 from masklog.inference.registry import Backends
 from masklog.inference.tracking import PlanError, TrackJob, frames_done, is_running, plan_track
 
@@ -120,6 +127,22 @@ class _Track:
     lost: bool = False  # its lease was taken by another actor: stop, without ending it
 
 
+# Frames warmed around a frame a user is on or clicked: that frame, then the next and the one
+# before, and so on (users step through frames both ways). 7 frames at 1024 px are 112 MiB of
+# embeddings, within the segmenter's default budget.
+WARM_RADIUS = 3
+# Media items whose viewed frame waits to be warmed (the newest kept).
+MAX_VIEWS = 64
+
+
+def frames_around(frame: int, count: int, radius: int = WARM_RADIUS) -> list[int]:
+    """`frame`, then frame + 1, frame - 1, frame + 2, ... within 0..count-1."""
+    order = [frame]
+    for step in range(1, radius + 1):
+        order += [frame + step, frame - step]
+    return [i for i in order if 0 <= i < count]
+
+
 # Clicks kept per media item while another actor holds its clicks (answered by it, or by this
 # actor once that one's lease runs out).
 PARKED_PER_MEDIA = 64
@@ -158,6 +181,10 @@ class InferenceActor:
         self._claim_wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
         self.resumed: set[str] = set()  # tracks this actor took over after another's lease ran out
+        # Warming embeddings ahead of clicks (see the module's text): frames users are on, by
+        # media item, waiting to be handed to the segmenter, and whether it has more to do.
+        self._views: OrderedDict[str, int] = OrderedDict()
+        self._warming = False
         self.changed = asyncio.Event()  # set when what `load` says changed much (a takeover)
 
     # ---- life cycle ---------------------------------------------------------------------------
@@ -217,6 +244,22 @@ class InferenceActor:
             self._clicks.push(event.actor, (body.object, body.frame), event)
             self._wake.set()
 
+    def viewing(self, media: str, frame: int) -> None:
+        """A user is on `frame` of `media` (opened it, or moved there): embed it and the frames
+        around it ahead of their clicks, when nothing else waits. Quick; from the loop."""
+        if not isinstance(self._backends.segmenter, EmbeddingWarmer):
+            return  # nothing to warm (the classical segmenter)
+        self._views.pop(media, None)
+        self._views[media] = frame
+        while len(self._views) > MAX_VIEWS:
+            self._views.popitem(last=False)
+        self._wake.set()
+
+    def embedding_stats(self) -> EmbeddingStats | None:
+        """The segmenter's embedding cache, if it has one."""
+        segmenter = self._backends.segmenter
+        return segmenter.embedding_stats() if isinstance(segmenter, EmbeddingWarmer) else None
+
     @property
     def busy(self) -> bool:
         return bool(self._tracks or self._clicks)
@@ -256,6 +299,8 @@ class InferenceActor:
     async def _work(self) -> None:
         while True:
             unit = self._next_unit()
+            if unit is None and (self._views or self._warming) and not self._tracks:
+                unit = self._warm  # lowest priority: nothing else waits, no track is worked here
             if unit is None:
                 self._wake.clear()
                 await self._wake.wait()
@@ -274,6 +319,26 @@ class InferenceActor:
 
     async def _in_pool(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    # ---- warming embeddings ahead of clicks ------------------------------------------------------
+
+    async def _warm(self) -> None:
+        """Hand the frames users are on to the segmenter (newest last: nearest its front), then
+        embed one frame."""
+        warmer = self._backends.segmenter
+        if not isinstance(warmer, EmbeddingWarmer):
+            self._views.clear()
+            return
+        while self._views:
+            media_id, frame = self._views.popitem(last=False)
+            state = await self._log.state_of(media_id)
+            item = state.media.get(media_id)
+            if item is None:
+                continue
+            if self._claims is not None and not await self._claims.take_media(media_id):
+                continue  # another actor answers its clicks: it warms them
+            await self._in_pool(_want, self._media, item, warmer, frame)
+        self._warming = bool(await self._in_pool(warmer.warm_one))
 
     # ---- prompts (SAM mode) ---------------------------------------------------------------------
 
@@ -297,6 +362,7 @@ class InferenceActor:
             log.exception("segmenting prompt %s failed", prompt_event.id)
             return
         body = SegmentProposed(prompt=prompt_event.id, object=prompt.object, frame=prompt.frame, mask=mask, score=score, model=segmenter.model)
+        self.viewing(media_id, prompt.frame)  # the next click is likely on a frame nearby
         # Committed in the background: the next click is computed meanwhile.
         self._spawn(self._append_quietly(f"model:{segmenter.model}", [(body, segment_event_id(prompt_event.id))], prompt_event.id))
 
@@ -545,6 +611,11 @@ def _close(track: _Track) -> None:
     close = getattr(track.frames, "close", None)
     if close is not None:
         close()
+
+
+def _want(media: MediaFrames, item: MediaAdded, warmer: EmbeddingWarmer, frame: int) -> None:
+    frames = media.frames(item)
+    warmer.want(frames, frames_around(frame, len(frames)))
 
 
 def _segment(media: MediaFrames, item: MediaAdded, segmenter: Any, prompt: PromptAdded) -> tuple[Any, float]:

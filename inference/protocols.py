@@ -68,6 +68,37 @@ class Segmenter(Protocol):
     def segment(self, frames: FrameSource, index: int, prompt: Prompt) -> list[Candidate]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingStats:
+    """What a segmenter's cache of image embeddings did: image encoder runs (`computed`, of which
+    `warmed` ahead of a click), entries and bytes held, its budget, and frames still wanted."""
+
+    computed: int
+    warmed: int
+    cached: int
+    bytes: int
+    budget_bytes: int
+    wanted: int
+
+
+@runtime_checkable
+class EmbeddingWarmer(Protocol):
+    """Optional, for a `Segmenter` whose clicks cost an image embedding first (SAM): frames can be
+    embedded ahead of their first click, in the background (issue 19). A segmenter without it
+    (the classical one) has nothing to warm; callers check with isinstance."""
+
+    def want(self, frames: FrameSource, indices: Sequence[int]) -> None:
+        """Frames worth embedding before they are clicked, the nearest first; quick."""
+        ...
+
+    def warm_one(self) -> bool:
+        """Embed one wanted frame if the model is free, without ever waiting for it; True when
+        there may be more to do now."""
+        ...
+
+    def embedding_stats(self) -> EmbeddingStats: ...
+
+
 # The one presence threshold of the mask trackers (see TrackedMask). SAM 2's object score is a
 # probability already (an object score logit > 0 is present, i.e. sigmoid > 0.5); the classical
 # tracker's presence is calibrated to the same scale.

@@ -44,6 +44,12 @@ DEFAULT_BACKEND = "classical"
 MODEL_FREE_METHODS: tuple[str, ...] = (INTERPOLATION,)
 
 
+# The segmenter's image embeddings (SAM): at 1024 px one frame's are about 16 MiB, so the default
+# keeps 16 frames; the limit keeps a typo from taking a GPU's whole memory.
+DEFAULT_EMBEDDING_CACHE_MB = 256
+MAX_EMBEDDING_CACHE_MB = 64 * 1024
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """What a backend's loader gets from the settings (flags and MASKLOG_* variables)."""
@@ -51,6 +57,9 @@ class ModelOptions:
     checkpoint: Path | None = None
     config: str | None = None
     device: str | None = None  # None: CUDA when present, else CPU
+    # Bytes of image embeddings a segmenter keeps (clicked frames, and frames embedded ahead of
+    # clicks): `--embedding-cache-mb`, between 1 MiB and MAX_EMBEDDING_CACHE_MB.
+    embedding_cache_bytes: int = DEFAULT_EMBEDDING_CACHE_MB * 1024**2
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,7 @@ def _load_sam2(options: ModelOptions) -> Loaded:
     from masklog.inference.sam2.video import Sam2Tracker
 
     model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device)
-    return Loaded(Sam2Segmenter(model), {"sam2": Sam2Tracker(model)})
+    return Loaded(Sam2Segmenter(model, cache_bytes=options.embedding_cache_bytes), {"sam2": Sam2Tracker(model)})
 
 
 BACKENDS: dict[str, Backend] = {

@@ -8,7 +8,9 @@ on weight values). Made-up data only: the script writes a synthetic 854x480 vide
 the input sam2's `init_state` reads, and an MP4 when PyAV is installed) into a temp dir.
 
 - click: click -> mask latency of `Sam2Segmenter`, cold (decode + image encoder + decoder) and
-  warm (the frame's embedding cached: prompt encoder + mask decoder only).
+  warm (the frame's embedding cached: prompt encoder + mask decoder only), and "navigated"
+  (issue 19: the user moved to the frame 1 s before clicking; meanwhile a background thread
+  warms the frames around it, as the inference actor does when idle).
 - track: frames/s of our tracker and of raw sam2 (`init_state` + `propagate_in_video`) on the
   same short video in one process; raw is timed without and with its `init_state`.
 - long: a `--track`-frame track starting in the middle of a long video (and of one a quarter as
@@ -218,12 +220,53 @@ def worker_click(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
             t = time.perf_counter()
             seg.segment(frames, i, prompt)
             warm.append(time.perf_counter() - t)
+    navigated, embedded = navigated_clicks(sam, frames, args.clicks)
     return {
         "model_load_s": round(load_s, 2),
         "cold_ms": ms_stats(cold),
         "warm_ms": ms_stats(warm),
         "embeddings_computed": seg.embeddings_computed,
+        "navigated_1s_ms": ms_stats(navigated),
+        "navigated_embedded_before_click": embedded,
     }
+
+
+def navigated_clicks(sam: Any, frames: Any, clicks: int, ahead_s: float = 1.0) -> tuple[list[float], int]:
+    """Click latency on frames the user moved to `ahead_s` before: the frames around it are
+    handed to the segmenter (`want`, as the actor does on a presence message) and warmed by a
+    background thread meanwhile. Returns the latencies and how many of the clicked frames were
+    embedded by the time of the click."""
+    import threading
+
+    from masklog.inference.actor import frames_around
+    from masklog.inference.sam2.image import Sam2Segmenter
+
+    seg = Sam2Segmenter(sam)
+    seg.segment(frames, 0, click_prompt(0))  # not timed
+    stop = threading.Event()
+
+    def idle_loop() -> None:
+        while not stop.is_set():
+            if not seg.warm_one():
+                stop.wait(0.002)
+
+    warmer = threading.Thread(target=idle_loop, daemon=True)
+    warmer.start()
+    latencies: list[float] = []
+    embedded = 0
+    try:
+        for k in range(clicks):
+            frame = min(len(frames) - 1, 50 + 40 * k)  # far from the last: a cold frame
+            seg.want(frames, frames_around(frame, len(frames)))
+            time.sleep(ahead_s)
+            embedded += seg.cached(frames, frame)
+            t = time.perf_counter()
+            seg.segment(frames, frame, click_prompt(frame))
+            latencies.append(time.perf_counter() - t)
+    finally:
+        stop.set()
+        warmer.join()
+    return latencies, embedded
 
 
 def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ export PYTHONPATH="/tmp/site:$PWD"
   echo "cpus $(nproc)"
 } 2>&1 | tee "$OUT/device.txt"
 
-MASKLOG_TEST_DEVICE=cuda timeout "${TEST_TIMEOUT:-120}" python3 -m pytest tests/inference/test_sam2_backend.py \
+MASKLOG_TEST_DEVICE=cuda timeout "${TEST_TIMEOUT:-120}" python3 -m pytest tests/inference/test_sam2_backend.py tests/inference/test_sam2_warm.py \
   -q -rf --tb=short -p no:cacheprovider 2>&1 | tee "$OUT/pytest_cuda.log" | tail -25
 
 timeout "${BENCH_TIMEOUT:-320}" python3 scripts/bench_backends.py --device cuda --image-size 1024 \

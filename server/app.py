@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 import masklog.web
 from masklog.inference.actor import InferenceActor
 from masklog.inference.claiming import ClaimKeeper, ClaimPolicy
-from masklog.inference.registry import Backends, ModelOptions, every_tracker_name, load_backends
+from masklog.inference.registry import Backends, every_tracker_name, load_backends
 from masklog.server import api, redact
 from masklog.server.context import Context
 from masklog.server.exchange.routes import routes as exchange_routes
@@ -44,7 +44,7 @@ WEB_DIR = Path(next(iter(masklog.web.__path__)))
 
 def load_configured_backends(settings: Settings) -> Backends:
     model = settings.model
-    return load_backends(model.backend, ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device))
+    return load_backends(model.backend, model.options())
 
 
 @contextlib.asynccontextmanager
@@ -91,12 +91,17 @@ async def open_context(settings: Settings, backends: Backends | None = None) -> 
             keeper = ClaimKeeper(claims, ClaimPolicy(worker_id, settings.worker_lease_s, settings.worker_max_tracks))
         actor = InferenceActor(ledger, library, backends, claims=keeper, serves=serves(backends) if keeper is not None else None)
         if keeper is not None and claims is not None:
-            announcer = Announcer(claims, worker_info(keeper.policy.holder, backends, settings.model.device, time.time()), settings.worker_lease_s, actor.load, actor.changed)
+            announcer = Announcer(
+                claims, worker_info(keeper.policy.holder, backends, settings.model.device, time.time()), settings.worker_lease_s, actor.load, actor.changed,
+                embeddings=actor.embedding_stats,
+            )  # fmt: skip
             await announcer.announce()
         if settings.run_models:
             hub.listen(actor.on_event)
             actor.start()
         presence = PresenceBoard()
+        if settings.run_models:
+            presence.watch(actor.viewing)  # the frames users are on are embedded ahead of clicks
         relay = await open_presence(settings, presence)
         ctx = Context(settings, store, hub, ledger, accounts, presence, library, backends, actor, Limits(settings), claims=claims, workers=directory)
         await directory.refresh()

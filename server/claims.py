@@ -66,6 +66,9 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     clicks: int = 0  # load: clicks waiting
     started_at: float = 0.0
     resumed: list[str] = []  # running tracks it took over after another worker's lease ran out
+    # Its segmenter's image embeddings (`protocols.EmbeddingStats` as numbers: computed, warmed
+    # ahead of a click, cached, bytes, budget_bytes, wanted); {} for a segmenter without them.
+    embeddings: dict[str, int] = {}
 
 
 class Claim(msgspec.Struct, frozen=True):

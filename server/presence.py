@@ -2,10 +2,14 @@
 not labelling history); it lives and dies with the sockets.
 
 With several server processes (`Settings.follows_log`), each process's board tells the others
-about its seats through a `PresenceRelay` (PostgreSQL notifications: server.postgres_presence)
-and shows theirs in its rosters. A process re-announces its seats every REFRESH_S; a seat
+about its seats through a `PresenceRelay` (PostgreSQL notifications: server.postgres_presence;
+a polled table beside SQLite's claims: server.sqlite_presence) and shows theirs in its rosters. A process re-announces its seats every REFRESH_S; a seat
 another process has not announced for EXPIRE_S is dropped (that process died or lost its
 connection), so a killed server's users leave the rosters within EXPIRE_S.
+
+Whoever runs the models watches the board (`watch`): the frames users open and move to, here
+and in other processes, are the ones worth embedding ahead of their clicks (issue 19). A
+`masklog worker` keeps a board of its own with no seats, only to hear the servers'.
 """
 
 from __future__ import annotations
@@ -87,6 +91,16 @@ class PresenceBoard:
         self._remote: dict[str, dict[tuple[str, int], _Remote]] = {}
         self._relay: PresenceRelay | None = None
         self._clock = clock
+        self._watchers: list[Callable[[str, int], None]] = []
+
+    def watch(self, callback: Callable[[str, int], None]) -> None:
+        """Call `callback(media, frame)` when a seat, here or in another process, opens on a
+        frame or moves to another one (not for cursor moves). It must be quick and not raise."""
+        self._watchers.append(callback)
+
+    def _on_frame(self, media: str, frame: int) -> None:
+        for callback in self._watchers:
+            callback(media, frame)
 
     def connect(self, relay: PresenceRelay) -> None:
         """Share seats with other processes through `relay` (and announce the current ones)."""
@@ -97,11 +111,15 @@ class PresenceBoard:
         seat = Seat(media, user, frame)
         self._seats.setdefault(media, {})[seat.id] = seat
         self._changed(seat)
+        self._on_frame(media, frame)
         return seat
 
     def move(self, seat: Seat, frame: int, cursor: tuple[float, float] | None) -> None:
+        moved = frame != seat.frame
         seat.frame, seat.cursor = frame, cursor
         self._changed(seat)
+        if moved:
+            self._on_frame(seat.media, frame)
 
     def leave(self, seat: Seat) -> None:
         seats = self._seats.get(seat.media, {})
@@ -136,6 +154,8 @@ class PresenceBoard:
             seats[key] = _Remote(change, self._clock())
             if before is not None and before.change == change:
                 return  # a refresh: nothing to show
+            if before is None or before.change.frame != change.frame:
+                self._on_frame(change.media, change.frame)
         self._broadcast(change.media)
 
     def announce_all(self) -> None:

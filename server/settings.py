@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from masklog.inference.registry import DEFAULT_BACKEND, backend_named
+from masklog.inference.registry import DEFAULT_BACKEND, DEFAULT_EMBEDDING_CACHE_MB, MAX_EMBEDDING_CACHE_MB, ModelOptions, backend_named
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,17 @@ class ModelSettings:
     sam2_checkpoint: Path | None = None
     sam2_config: str = "sam2.1_hiera_t"  # a config packaged with sam2 (short name or path)
     device: str | None = None  # None: CUDA when present, else CPU
+    # MiB of image embeddings the segmenter keeps (SAM: clicked frames and frames embedded ahead
+    # of clicks), 1..MAX_EMBEDDING_CACHE_MB.
+    embedding_cache_mb: int = DEFAULT_EMBEDDING_CACHE_MB
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.embedding_cache_mb <= MAX_EMBEDDING_CACHE_MB:
+            raise ValueError(f"the embedding cache must be 1 to {MAX_EMBEDDING_CACHE_MB} MiB, got {self.embedding_cache_mb}")
+
+    def options(self) -> ModelOptions:
+        """What the backend's loader gets."""
+        return ModelOptions(checkpoint=self.sam2_checkpoint, config=self.sam2_config, device=self.device, embedding_cache_bytes=self.embedding_cache_mb * 1024**2)
 
 
 @dataclass(frozen=True)
@@ -161,8 +172,15 @@ def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"MASKLOG_{name}", default)
 
 
-def model_settings_from(backend: str | None, checkpoint: str | None, config: str | None, device: str | None) -> ModelSettings:
+def model_settings_from(backend: str | None, checkpoint: str | None, config: str | None, device: str | None, embedding_cache_mb: int | None = None) -> ModelSettings:
+    """Raises ValueError for an unknown backend or an embedding cache out of its limits."""
     backend = backend or env("BACKEND")
+    if embedding_cache_mb is None:
+        text = env("EMBEDDING_CACHE_MB")
+        try:
+            embedding_cache_mb = int(text) if text else DEFAULT_EMBEDDING_CACHE_MB
+        except ValueError:
+            raise ValueError(f"MASKLOG_EMBEDDING_CACHE_MB must be a whole number of MiB, not {text!r}") from None
     checkpoint = checkpoint or env("SAM2_CHECKPOINT")
     if backend is None:
         backend = "sam2" if checkpoint else DEFAULT_BACKEND
@@ -172,4 +190,5 @@ def model_settings_from(backend: str | None, checkpoint: str | None, config: str
         sam2_checkpoint=Path(checkpoint) if checkpoint else None,
         sam2_config=config or env("SAM2_CONFIG") or ModelSettings.sam2_config,
         device=device or env("DEVICE"),
+        embedding_cache_mb=embedding_cache_mb,
     )

@@ -139,8 +139,10 @@ async def _postgres_inspect(settings: Settings) -> StoredFormats:
     return StoredFormats(log, head, accounts, rows, postgres_store.STORE_FORMAT, postgres_accounts.ACCOUNTS_FORMAT)
 
 
-async def _no_presence(settings: Settings, board: PresenceBoard) -> PresenceRelay | None:
-    return None
+async def _sqlite_presence(settings: Settings, board: PresenceBoard) -> PresenceRelay | None:
+    from masklog.server.sqlite_presence import SQLitePresenceRelay
+
+    return await SQLitePresenceRelay.open(settings.work_database, board)
 
 
 async def _postgres_presence(settings: Settings, board: PresenceBoard) -> PresenceRelay | None:
@@ -154,7 +156,7 @@ async def _postgres_presence(settings: Settings, board: PresenceBoard) -> Presen
 # "postgresql": the log and the accounts in the PostgreSQL database `Settings.database_url`
 # (several server processes can share it); media files stay in the data folder.
 STORAGE_BACKENDS: dict[str, StorageBackend] = {
-    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts, _sqlite_inspect, _no_presence, _sqlite_claims),
+    "sqlite": StorageBackend(_sqlite_store, _sqlite_accounts, _sqlite_inspect, _sqlite_presence, _sqlite_claims),
     "postgresql": StorageBackend(_postgres_store, _postgres_accounts, _postgres_inspect, _postgres_presence, _postgres_claims),
 }
 

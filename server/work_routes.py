@@ -14,7 +14,7 @@ from masklog.inference.claiming import fair_order, track_key
 from masklog.server.accounts import User
 from masklog.server.context import Context
 from masklog.server.requests import endpoint, json_response, visible_media
-from masklog.server.workers import served_trackers
+from masklog.server.workers import embedding_counts, served_trackers
 
 # The name a server that runs the models itself, alone on its log, goes by.
 THIS_SERVER = "this server"
@@ -33,7 +33,7 @@ async def list_workers(request: Request, ctx: Context, user: User) -> Response:
         workers = [{
             "id": THIS_SERVER, "host": None, "pid": None, "backend": backends.backend, "trackers": served_trackers(backends),
             "segmenter": backends.segmenter.model, "device": ctx.settings.model.device, "tracks": tracks, "clicks": clicks,
-            "resumed": [], "started_at": None,
+            "resumed": [], "started_at": None, "embeddings": embedding_counts(ctx.actor.embedding_stats()),
         }]  # fmt: skip
     else:
         workers = []

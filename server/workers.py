@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ import msgspec
 
 from masklog.domain.decide import Command
 from masklog.domain.events import PromptAdded, TrackerAlias, TrackRequested
+from masklog.inference.protocols import EmbeddingStats
 from masklog.inference.registry import BASELINE_TRACKER, Backends
 from masklog.server.capabilities import Capabilities, capabilities, workers_capabilities
 from masklog.server.claims import WorkClaims, WorkerInfo
@@ -49,6 +51,11 @@ def served_trackers(backends: Backends) -> list[str]:
     if backends.advanced == BASELINE_TRACKER:
         names.discard(TrackerAlias.ADVANCED)
     return sorted(names)
+
+
+def embedding_counts(stats: EmbeddingStats | None) -> dict[str, int]:
+    """A segmenter's embedding cache as the workers list shows it ({} without one)."""
+    return {} if stats is None else dataclasses.asdict(stats)
 
 
 def serves(backends: Backends) -> Callable[[str], bool]:
@@ -130,19 +137,28 @@ class Announcer:
     """Keeps one actor's entry in the registry fresh, with its current load."""
 
     def __init__(
-        self, claims: WorkClaims, info: WorkerInfo, lease_s: float, load: Callable[[], tuple[int, int, list[str]]], changed: asyncio.Event | None = None
+        self,
+        claims: WorkClaims,
+        info: WorkerInfo,
+        lease_s: float,
+        load: Callable[[], tuple[int, int, list[str]]],
+        changed: asyncio.Event | None = None,
+        embeddings: Callable[[], EmbeddingStats | None] | None = None,
     ) -> None:
         self.claims = claims
         self.info = info
         self.lease_s = lease_s
         self._load = load
         self._changed = changed or asyncio.Event()
+        self._embeddings = embeddings or (lambda: None)
 
     async def announce(self) -> None:
         tracks, clicks, resumed = self._load()
+        embeddings = embedding_counts(self._embeddings())
         # Listed for twice its lease: a worker slow to announce (a busy machine) is not taken for
         # gone, and requests refused, before its claims would even run out.
-        await self.claims.announce(msgspec.structs.replace(self.info, tracks=tracks, clicks=clicks, resumed=resumed), 2 * self.lease_s)
+        info = msgspec.structs.replace(self.info, tracks=tracks, clicks=clicks, resumed=resumed, embeddings=embeddings)
+        await self.claims.announce(info, 2 * self.lease_s)
 
     async def run(self) -> None:
         """Announce every lease_s / 3, and at once when the actor's load changed much (a

@@ -2,17 +2,27 @@
 
 The math is `SAM2ImagePredictor`'s: the same preprocessing (sam2's own `SAM2Transforms`), the
 same backbone features, prompt encoder and mask decoder calls. What differs is what is kept:
-the predictor holds one image; here an LRU cache holds the embeddings of the last few
-(frame source, frame index) pairs, so a second click on a frame costs only the prompt encoder
-and the mask decoder. Feature map sizes are read off the backbone's output instead of being
-fixed for 1024-pixel input, so a reduced `image_size` works.
+the predictor holds one image; here an LRU cache holds the embeddings of the last
+(frame source, frame index) pairs, within a budget in bytes, so a second click on a frame costs
+only the prompt encoder and the mask decoder. Feature map sizes are read off the backbone's
+output instead of being fixed for 1024-pixel input, so a reduced `image_size` works.
+
+No cold first click (issue 19): `want` names frames worth embedding before anyone clicks them
+(the frames users are on, those around the last click), nearest first; `warm_one` embeds the
+next of them — one frame per call, and only when nobody waits for the model (it never queues
+on the lock: it tries it, and gives up when a click or a tracking step holds or wants it). The
+caller calls it when it has nothing else to do, so a click waits for at most the one embedding
+in progress. Warming evicts neither the frame clicked last nor a frame still wanted ahead of
+it; when the budget is full of those, warming stops.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +30,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from masklog.inference.protocols import Candidate, FrameSource, Prompt
+from masklog.inference.protocols import Candidate, EmbeddingStats, FrameSource, Prompt
+from masklog.inference.registry import DEFAULT_EMBEDDING_CACHE_MB, MAX_EMBEDDING_CACHE_MB
 from masklog.inference.sam2.model import Sam2Model
 
-DEFAULT_EMBEDDING_CACHE = 4  # at 1024 px an entry is about 16 MiB (float32)
+# The embeddings kept, in bytes (`ModelOptions.embedding_cache_bytes`, `--embedding-cache-mb`).
+DEFAULT_EMBEDDING_CACHE_BYTES = DEFAULT_EMBEDDING_CACHE_MB * 1024**2
+MAX_EMBEDDING_CACHE_BYTES = MAX_EMBEDDING_CACHE_MB * 1024**2
+# Frames asked for in advance that are remembered (the nearest first); the budget bounds what
+# is actually embedded.
+MAX_WANTED = 256
 
 # SAM 2 writes a binary mask as logits of +-10 when it takes a mask as given
 # (`SAM2Base._use_mask_as_output`); a mask prompt uses the same scale.
@@ -51,26 +67,43 @@ class _Embedding:
     source: Any  # weakref to the frame source (or the source, if it takes no weakrefs)
 
     def belongs_to(self, frames: FrameSource) -> bool:
-        ref = self.source() if isinstance(self.source, weakref.ref) else self.source
-        return ref is frames
+        return _deref(self.source) is frames
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.image_embed, *self.high_res_feats))
 
 
 class Sam2Segmenter:
     """`Segmenter` on SAM 2. Thread-safe: every model call holds the model's lock."""
 
-    def __init__(self, sam: Sam2Model, cache_size: int = DEFAULT_EMBEDDING_CACHE) -> None:
-        if cache_size < 1:
+    def __init__(self, sam: Sam2Model, cache_size: int | None = None, cache_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES) -> None:
+        """`cache_bytes`: the embeddings' budget (one entry is always kept, whatever its size);
+        `cache_size`: a cap on the number of entries as well (None: the budget alone)."""
+        if cache_size is not None and cache_size < 1:
             raise ValueError("the embedding cache must hold at least one frame")
+        if not 0 < cache_bytes <= MAX_EMBEDDING_CACHE_BYTES:
+            raise ValueError(f"the embedding cache budget must be more than 0 and at most {MAX_EMBEDDING_CACHE_BYTES} bytes, got {cache_bytes}")
         from sam2.utils.transforms import SAM2Transforms
 
         self._sam = sam
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[int, int], _Embedding] = OrderedDict()
+        self._held = 0  # bytes in the cache
+        self._clicked: tuple[int, int] | None = None  # the frame clicked last: warming keeps it
+        # Frames to embed before they are clicked, the nearest first: key -> (source ref, index).
+        self._wanted: OrderedDict[tuple[int, int], tuple[Any, int]] = OrderedDict()
+        self._wanted_lock = threading.Lock()  # `want` comes from any thread
         with warnings.catch_warnings():
             # sam2 scripts its resize+normalise with torch.jit, which newer torch deprecates.
             warnings.simplefilter("ignore", FutureWarning)
             self._transforms = SAM2Transforms(resolution=sam.image_size, mask_threshold=0.0)
         self.embeddings_computed = 0  # observable: how often the image encoder ran
+        self.embeddings_warmed = 0  # of which ahead of a click
+        # The last image encoder runs, oldest first: (run number, "click" or "warm", frame index).
+        # Says in which order clicks and warming used the model.
+        self.runs: deque[tuple[int, str, int]] = deque(maxlen=256)
 
     @property
     def model(self) -> str:
@@ -91,6 +124,7 @@ class Sam2Segmenter:
         if multimask is None:
             multimask = len(prompt.points) == 1 and prompt.box is None and prompt.mask is None
         with self._sam.running():
+            self._clicked = (id(frames), index)
             emb = self._embedding(frames, index)
             masks, scores, low_res = self._decode(emb, prompt, multimask)
             order = torch.argsort(scores, descending=True, stable=True)
@@ -125,6 +159,103 @@ class Sam2Segmenter:
     def clear(self) -> None:
         with self._sam.lock:
             self._cache.clear()
+            self._held = 0
+            self._clicked = None
+        with self._wanted_lock:
+            self._wanted.clear()
+
+    # -- warming ahead of clicks ---------------------------------------------------------------
+
+    def want(self, frames: FrameSource, indices: Sequence[int]) -> None:
+        """Frames of `frames` worth embedding before they are clicked, the nearest first. They go
+        ahead of those wanted before (the newest request is the likeliest click); indices out of
+        the source are ignored. Quick, from any thread: the work is `warm_one`'s."""
+        n = len(frames)
+        fresh = [(id(frames), i) for i in dict.fromkeys(indices) if 0 <= i < n]
+        ref = _ref(frames)
+        with self._wanted_lock:
+            for key in reversed(fresh):
+                self._wanted[key] = (ref, key[1])
+                self._wanted.move_to_end(key, last=False)
+            while len(self._wanted) > MAX_WANTED:
+                self._wanted.popitem()
+
+    def warm_one(self) -> bool:
+        """Embed the first wanted frame that is not cached yet, if the model is free: never waits
+        for the model's lock, and gives up at once when a click or a tracking step wants it
+        (`Sam2Model.waiting`). True when it embedded one (call again); False when there is
+        nothing to do now (everything wanted is embedded, the model is busy, or the budget is
+        full of frames worth more: the frame clicked last and those wanted ahead)."""
+        if self._sam.waiting:
+            return False
+        found = self._next_wanted()
+        if found is None:
+            return False
+        key, ref, frames, index = found
+        try:
+            image = frames.get(index)  # decoded without the model: a click may take it meanwhile
+        except Exception:  # an unreadable frame is not worth more than the others
+            with self._wanted_lock:
+                self._wanted.pop(key, None)
+            return True
+        if self._sam.waiting or not self._sam.lock.acquire(blocking=False):
+            return False
+        try:
+            with self._sam.running():  # the lock is held already: this cannot wait
+                cached = self._cache.get(key)
+                if cached is not None and cached.belongs_to(frames):
+                    return True  # a click embedded it meanwhile
+                keep = self._kept_by_warming(key)
+                if not self._room(keep):
+                    return False
+                emb = self._embed(image, ref)
+                self.embeddings_warmed += 1
+                self.runs.append((self.embeddings_computed, "warm", index))
+                self._store(key, emb, keep)
+        finally:
+            self._sam.lock.release()
+        return True
+
+    def embedding_stats(self) -> EmbeddingStats:
+        with self._wanted_lock:
+            wanted = [key for key, (ref, _) in self._wanted.items() if _deref(ref) is not None]
+        return EmbeddingStats(
+            computed=self.embeddings_computed, warmed=self.embeddings_warmed, cached=len(self._cache),
+            bytes=self._held, budget_bytes=self._cache_bytes, wanted=sum(1 for key in wanted if key not in self._cache),
+        )  # fmt: skip
+
+    def _next_wanted(self) -> tuple[tuple[int, int], Any, FrameSource, int] | None:
+        """The first wanted frame not embedded yet; forgets those whose source is gone."""
+        with self._wanted_lock:
+            for key, (ref, index) in list(self._wanted.items()):
+                frames = _deref(ref)
+                if frames is None:
+                    del self._wanted[key]
+                    continue
+                cached = self._cache.get(key)
+                if cached is None or not cached.belongs_to(frames):
+                    return key, ref, frames, index
+        return None
+
+    def _kept_by_warming(self, key: tuple[int, int]) -> set[tuple[int, int]]:
+        """What warming `key` must not evict: the frame clicked last, and the frames wanted
+        ahead of `key` (embedded already, they wait for their click)."""
+        keep = {self._clicked} if self._clicked is not None else set()
+        with self._wanted_lock:
+            for wanted in self._wanted:
+                if wanted == key:
+                    break
+                keep.add(wanted)
+        return keep
+
+    def _room(self, keep: set[tuple[int, int]]) -> bool:
+        """Whether one more entry fits once everything not in `keep` were evicted."""
+        if not self._cache:
+            return True
+        entry = next(iter(self._cache.values())).nbytes  # the entries of one model are one size
+        kept = [emb for k, emb in self._cache.items() if k in keep]
+        fits_bytes = sum(emb.nbytes for emb in kept) + entry <= self._cache_bytes
+        return fits_bytes and (self._cache_size is None or len(kept) + 1 <= self._cache_size)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -136,11 +267,27 @@ class Sam2Segmenter:
             return emb
         image = frames.get(index)
         emb = self._embed(image, _ref(frames))
-        self._cache[key] = emb
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self.runs.append((self.embeddings_computed, "click", index))
+        self._store(key, emb, set())
         return emb
+
+    def _store(self, key: tuple[int, int], emb: _Embedding, keep: set[tuple[int, int]]) -> None:
+        """Add an entry, then evict the least recently used ones (never `key`, the frame clicked
+        last, nor those in `keep`) until the cache is within its budget and count."""
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._held -= old.nbytes
+        self._cache[key] = emb
+        self._held += emb.nbytes
+        for victim in list(self._cache):
+            if not self._over():
+                break
+            if victim == key or victim == self._clicked or victim in keep:
+                continue
+            self._held -= self._cache.pop(victim).nbytes
+
+    def _over(self) -> bool:
+        return self._held > self._cache_bytes or (self._cache_size is not None and len(self._cache) > self._cache_size)
 
     def _embed(self, image: np.ndarray, source: Any) -> _Embedding:
         # As SAM2ImagePredictor.set_image, with feature sizes taken from the backbone itself.
@@ -196,6 +343,10 @@ def _scaled(xy: torch.Tensor, w: int, h: int, size: int) -> torch.Tensor:
     xy[..., 0] = xy[..., 0] / w
     xy[..., 1] = xy[..., 1] / h
     return xy * size
+
+
+def _deref(source: Any) -> Any:
+    return source() if isinstance(source, weakref.ref) else source
 
 
 def _ref(frames: FrameSource) -> Any:

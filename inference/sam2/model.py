@@ -59,6 +59,15 @@ class Sam2Model:
     device: torch.device
     random_weights: bool
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Threads inside `running` waiting for the lock: background work (warming embeddings) gives
+    # way while any does.
+    _waiting: int = field(default=0, repr=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def waiting(self) -> int:
+        """How many callers of `running` wait for the lock now."""
+        return self._waiting
 
     @property
     def image_size(self) -> int:
@@ -80,12 +89,22 @@ class Sam2Model:
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """The context of one step of inference: the lock, no autograd, bf16 autocast on CUDA."""
-        with self.lock, torch.inference_mode():
-            if self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
+        with self._count_lock:
+            self._waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+        try:
+            with torch.inference_mode():
+                if self.device.type == "cuda":
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        yield
+                else:
                     yield
-            else:
-                yield
+        finally:
+            self.lock.release()
 
 
 def available_configs() -> list[str]:
