@@ -61,9 +61,12 @@ ATOL = 1e-5
 # Batched against object by object (see the module docstring): on CPU, logits and object scores
 # within BATCH_ATOL (over 100x the measured 7e-7: float32 rounding of logits of magnitude ~10,
 # carried through a few frames of memory), and masks equal except where a logit is within
-# BATCH_ATOL of 0. On CUDA (bf16), every object's mask within BATCH_IOU of the other's.
+# BATCH_ATOL of 0. On CUDA (bf16), every object's mask within BATCH_IOU of the other's and
+# object score logits within BATCH_CUDA_SCORE_ATOL: provisional bounds, not yet measured on a GPU
+# (device_check.sh's objects benchmark reports the measured difference at full size).
 BATCH_ATOL = 1e-4
 BATCH_IOU = 0.98
+BATCH_CUDA_SCORE_ATOL = 0.1
 
 
 # ---- fixtures --------------------------------------------------------------------------------
@@ -418,7 +421,7 @@ def test_two_objects_forwards_equal_the_video_predictor(sam: Sam2Model, video: P
         assert result.objects == ["a", "b"]
         assert_batched_same(result.logits, logits, batch)
         for i in range(2):
-            score_atol = BATCH_ATOL if batch and DEVICE == "cuda" else ATOL
+            score_atol = BATCH_CUDA_SCORE_ATOL if batch and DEVICE == "cuda" else ATOL
             assert result.object_scores[i] == pytest.approx(raw_object_score(state, i, frame), abs=score_atol)
     assert_nontrivial([r.logits[i] > 0 for r in ours for i in range(2)])
     assert session.batches == (N - 1 if batch else 0)  # every tracked frame: both objects in one call
@@ -583,7 +586,7 @@ def test_batched_objects_equal_one_by_one_up_to_rounding(sam: Sam2Model) -> None
     for a, b in zip(ours, ref, strict=True):
         assert a.objects == b.objects
         assert_close_masks(a.logits, b.logits)
-        np.testing.assert_allclose(a.object_scores, b.object_scores, rtol=0, atol=BATCH_ATOL if DEVICE == "cpu" else 0.1)
+        np.testing.assert_allclose(a.object_scores, b.object_scores, rtol=0, atol=BATCH_ATOL if DEVICE == "cpu" else BATCH_CUDA_SCORE_ATOL)
     assert_nontrivial([r.logits[i] > 0 for r in ref for i in range(len(r.objects))])
     # Batches follow the layouts (one call a frame for each batch of several): frame 1, the
     # six; frames 2-7, the six ("late", conditioned on frame 2, alone from frame 3 on); frames
