@@ -9,10 +9,12 @@ a BLAS that reorders sums between calls).
 Several objects are tracked in batches (`Sam2Tracker(batch=True)`, the default): the tests with
 two objects run both ways. Object by object (`batch=False`) is `propagate_in_video` bit for bit.
 A batch differs from it by float rounding only: the mask decoder's small token matmuls (8 rows
-an object) sum in another order when several objects' rows go through them at once (memory
-attention and the memory encoder come out bit-identical). Measured on CPU at 64 and 128 px with
-6 and 10 objects over 8 frames: logits within 7.3e-7, object scores within 3e-7, not one mask
-pixel different; on CPU the batched comparisons with raw sam2 therefore keep ATOL, and
+an object) sum in another order when several objects' rows go through them at once (given the
+same inputs, memory attention's output is bit-identical batched; the first difference is in the
+decoder). Measured on CPU at 64 and 128 px with 6 and 10 objects over 8 frames: logits within
+7.3e-7, object scores within 3e-7, not one mask pixel different at these frames' size (the
+benchmark's 854x480 frames had 4 pixels of 10 objects x 8 frames differ, logits at 0 within
+rounding); on CPU the batched comparisons with raw sam2 therefore keep ATOL, and
 `test_batched_objects_equal_one_by_one_up_to_rounding` bounds the difference over a longer mixed
 track. Under CUDA bf16 autocast a reordered sum can move a bf16 rounding, so there the batched
 path is held to BATCH_IOU against the object-by-object one instead (what the benchmark's
