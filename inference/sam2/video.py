@@ -69,7 +69,8 @@ _IMG_STD = (0.229, 0.224, 0.225)
 _FORWARD = {"reverse": False}
 _BACKWARD = {"reverse": True}
 # Frames of image features a tracker keeps for its sessions to share, on top of the frame each
-# session holds. At 1024 px a frame's features and input image are about 30 MiB (float32).
+# session holds. At 1024 px a frame's features and input image are about 40 MiB (float32), and
+# the position encodings, the same for every frame, 84 MiB kept once (`SharedFeatures.put`).
 DEFAULT_SHARED_FRAMES = 4
 # What `_prepare_memory_conditioned_features` reads of a memory-bank entry.
 _MEMORY_KEYS = ("maskmem_features", "obj_ptr")
@@ -154,6 +155,7 @@ class SharedFeatures:
     def __init__(self, size: int) -> None:
         self.size = size
         self._entries: OrderedDict[tuple[Any, int], _FeatureEntry] = OrderedDict()
+        self._positions: dict[tuple[Any, ...], torch.Tensor] = {}  # one position encoding per shape
         self.hits = 0  # observable: frames whose image encoding another session had done
 
     def get(self, owner: Any, frame: int) -> tuple[torch.Tensor, dict[str, Any]] | None:
@@ -168,14 +170,25 @@ class SharedFeatures:
         entry = self._entries.get((_token(key[0]), key[1]))
         return entry is not None and _same_owner(entry.owner, key[0])
 
-    def put(self, owner: Any, frame: int, features: tuple[torch.Tensor, dict[str, Any]]) -> None:
+    def put(self, owner: Any, frame: int, features: tuple[torch.Tensor, dict[str, Any]]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Keep `features` for other sessions; returns them as kept, for the caller to hold
+        instead: their position encodings are shared. sam2's position encoding is a function
+        of the feature map's shape only (it caches it by shape itself, then copies it into
+        every frame's output), and at 1024 px it is 84 of a frame's 112 MiB."""
         if self.size == 0:
-            return
+            return features
+        image, backbone = features
+        kept = (image, {**backbone, "vision_pos_enc": [self._position(p) for p in backbone["vision_pos_enc"]]})
         key = (_token(owner), frame)
-        self._entries[key] = _FeatureEntry(_reference(owner), features)
+        self._entries[key] = _FeatureEntry(_reference(owner), kept)
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+        return kept
+
+    def _position(self, encoding: torch.Tensor) -> torch.Tensor:
+        key = (tuple(encoding.shape), encoding.dtype, encoding.device)
+        return self._positions.setdefault(key, encoding)
 
     def frames(self, owner: Any) -> list[int]:
         """The frames whose features are kept for `owner` (a media key or a frame source)."""
@@ -424,7 +437,7 @@ class Sam2TrackerSession:
         if self._state is not None:
             mine = self._state["cached_features"].get(frame)
             if mine is not None:
-                self._features.put(self._owner, frame, mine)
+                self._state["cached_features"][frame] = self._features.put(self._owner, frame, mine)
 
     def _step(self, frame: int, reverse: bool, as_masks: bool, objects: int) -> Sam2Frame:
         # One iteration of SAM2VideoPredictor.propagate_in_video (objects with the same memory

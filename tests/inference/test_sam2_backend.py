@@ -623,6 +623,9 @@ def test_sessions_on_the_same_frames_share_image_features(sam: Sam2Model, video:
         np.testing.assert_array_equal(b.logits, ref_b.logits)
     assert tracker.features.hits == N
     assert len(tracker.features) == DEFAULT_SHARED_FRAMES  # the last frames only
+    # Position encodings (a function of the feature map's shape) are held once for all frames.
+    kept = [tracker.features.get(frames, f) for f in tracker.features.frames(frames)]
+    assert all(k is not None and k[1]["vision_pos_enc"][0] is kept[0][1]["vision_pos_enc"][0] for k in kept)
 
     # Closing a session frees its source's features.
     first.close()
