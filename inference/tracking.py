@@ -295,7 +295,7 @@ class TrackJob:
         """A session for `objects` (all of one tracker), seeded on `frame` with `shapes`, that
         propagates to the end of the plan; its first frame (the seeds themselves) is skipped."""
         points = objects[0].cls.shape in POINT_KINDS
-        session: Any = self.points.open(self.frames) if points else self.masks.open(self.frames)
+        session: Any = self.points.open(self.frames) if points else self.masks.open(self.frames, media=self.plan.media.media)
         for o, shape in zip(objects, shapes, strict=True):
             self._seeds[o.object] = self._seed(session, frame, o.object, shape, points)
         remaining = self.plan.count - (frame - self.plan.start) * self.plan.step

@@ -1,7 +1,8 @@
 """Segmentation and tracking backends benchmark: SAM 2 (ours against raw sam2), and classical.
 
     python scripts/bench_backends.py [--device cuda] [--image-size 1024] [--config sam2.1_hiera_t]
-        [--checkpoint PATH] [--frames 60] [--long-frames 1200] [--track 30] [--classical] [--out FILE]
+        [--checkpoint PATH] [--frames 60] [--long-frames 1200] [--track 30] [--classical]
+        [--parts click,track,long,objects] [--objects 1,3,10,30] [--out FILE]
 
 Prints JSON. SAM 2 runs with random weights unless --checkpoint is given (speed does not depend
 on weight values). Made-up data only: the script writes a synthetic 854x480 video (a JPEG folder,
@@ -17,7 +18,16 @@ the input sam2's `init_state` reads, and an MP4 when PyAV is installed) into a t
   long, to show what grows with the length): time from opening the video to the last mask, and
   peak memory: the process's peak RSS, the growth of RSS over the warmed-up model, and on CUDA
   torch.cuda.max_memory_allocated. Each run is a separate process, so peaks don't mix.
+- objects: frames/s against the number of objects tracked at once (--objects), on the short
+  video, all objects prompted on its first frame: our tracker (objects in batches, the
+  default), our tracker object by object (`batch=False`, as before batching), and raw sam2's
+  `propagate_in_video` with the same objects, in one process (frames/s from the median time of
+  a tracked frame); `ratio_10_over_1` is the
+  10-object frames/s over the 1-object frames/s. `fidelity` compares the batched masks with the
+  object-by-object ones (max logit difference, min IoU) on the first frames.
 - classical (--classical): the same measures for the classical backend (inference/classical/).
+
+--parts picks the SAM 2 parts to run (default: click,track,long; objects is asked for).
 
 Every timed run starts with the model loaded and warmed up (a short track on other frames),
 as in a server; model loading is reported separately.
@@ -309,6 +319,107 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     }
 
 
+def object_prompts(n: int) -> list[Any]:
+    """`n` clicks on a grid over the frame (with random weights any pixel makes an object)."""
+    from masklog.inference.protocols import ClickPoint, Prompt
+
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    return [Prompt(points=[ClickPoint(WIDTH * (0.5 + k % cols) / cols, HEIGHT * (0.5 + k // cols) / rows)]) for k in range(n)]
+
+
+def worker_objects(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, Any]:
+    """Frames/s against the number of objects: ours batched, ours object by object, raw sam2."""
+    from masklog.domain.events import Direction
+    from masklog.inference.sam2.video import Sam2Tracker
+
+    sam, _ = load(args)
+    warm_up(sam, Sam2Tracker)
+    n = video["frames"]
+    counts = [int(c) for c in args.objects.split(",")]
+    with sam.running():
+        raw_state = sam.net.init_state(video["jpeg"])
+    out: dict[str, Any] = {"frames": n, "repeat": args.repeat, "objects": {}}
+
+    def ours(prompts: list[Any], batch: bool) -> tuple[float, int]:
+        session = Sam2Tracker(sam, batch=batch).open(open_frames("jpeg", video))
+        for k, prompt in enumerate(prompts):
+            session.add_prompt(0, f"o{k}", prompt)
+        sync(args.device)
+        ticks = [time.perf_counter()]
+        for _ in session.propagate(0, Direction.FORWARD, n):
+            ticks.append(time.perf_counter())
+        session.close()
+        return per_frame_fps(ticks), session.batches
+
+    def raw(prompts: list[Any]) -> float:
+        with sam.running():
+            sam.net.reset_state(raw_state)
+            for k, prompt in enumerate(prompts):
+                click = np.array([[prompt.points[0].x, prompt.points[0].y]], np.float32)
+                sam.net.add_new_points_or_box(raw_state, 0, f"o{k}", points=click, labels=np.array([1], np.int32))
+            sync(args.device)
+            ticks = [time.perf_counter()]
+            for _, _, masks in sam.net.propagate_in_video(raw_state, 0, n - 1):
+                (masks > 0).cpu().numpy()  # as ours: every frame's masks end up on the host
+                ticks.append(time.perf_counter())
+        return per_frame_fps(ticks)
+
+    for count in counts:
+        prompts = object_prompts(count)
+        row: dict[str, Any] = {"ours_fps": 0.0, "ours_one_by_one_fps": 0.0, "raw_fps": 0.0}
+        for _ in range(args.repeat):  # the variants in turn; the best of the rounds
+            fps, row["batched_calls"] = ours(prompts, True)
+            row["ours_fps"] = max(row["ours_fps"], fps)
+            row["ours_one_by_one_fps"] = max(row["ours_one_by_one_fps"], ours(prompts, False)[0])
+            row["raw_fps"] = max(row["raw_fps"], raw(prompts))
+        row["ours_over_raw"] = round(row["ours_fps"] / row["raw_fps"], 3)
+        out["objects"][str(count)] = row
+        print(f"[bench] objects {count}: {row}", file=sys.stderr, flush=True)
+    if "1" in out["objects"] and "10" in out["objects"]:
+        one, ten = out["objects"]["1"], out["objects"]["10"]
+        out["ratio_10_over_1"] = {k: round(ten[f"{k}_fps"] / one[f"{k}_fps"], 3) for k in ("ours", "ours_one_by_one", "raw")}
+    out["fidelity"] = batch_fidelity(sam, video, max(c for c in counts if c <= 10), min(n, 8))
+    return out
+
+
+def per_frame_fps(ticks: list[float]) -> float:
+    """Frames/s from the median time of a tracked frame (past the prompted first one): on a busy
+    machine one stall then moves the figure less than in a total."""
+    per_frame = [b - a for a, b in zip(ticks[1:], ticks[2:], strict=False)]
+    return round(1.0 / statistics.median(per_frame), 2)
+
+
+def batch_fidelity(sam: Any, video: dict[str, Any], count: int, frames: int) -> dict[str, Any]:
+    """Batched against object by object on the first `frames` frames with `count` objects."""
+    from masklog.domain.events import Direction
+    from masklog.inference.sam2.video import Sam2Tracker
+
+    results = []
+    for batch in (True, False):
+        session = Sam2Tracker(sam, batch=batch).open(open_frames("jpeg", video))
+        for k, prompt in enumerate(object_prompts(count)):
+            session.add_prompt(0, f"o{k}", prompt)
+        results.append(list(session.propagate_logits(0, Direction.FORWARD, frames)))
+        session.close()
+    worst_iou, logit_diff, score_diff, differ = 1.0, 0.0, 0.0, 0
+    for a, b in zip(*results, strict=True):
+        logit_diff = max(logit_diff, float(np.abs(a.logits - b.logits).max()))
+        score_diff = max(score_diff, float(np.abs(a.object_scores - b.object_scores).max()))
+        for x, y in zip(a.logits > 0, b.logits > 0, strict=True):
+            union = int((x | y).sum())
+            worst_iou = min(worst_iou, float((x & y).sum()) / union if union else 1.0)
+            differ += int((x != y).sum())
+    return {
+        "objects": count,
+        "frames": frames,
+        "max_logit_diff": logit_diff,
+        "max_object_score_diff": score_diff,
+        "min_mask_iou": round(worst_iou, 6),
+        "pixels_differing": differ,
+    }
+
+
 def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) -> dict[str, Any]:
     from masklog.domain.events import Direction
     from masklog.inference.sam2.video import Sam2Tracker
@@ -408,7 +519,7 @@ def ms_stats(seconds: list[float]) -> dict[str, float]:
 def run_worker(args: argparse.Namespace, name: str, video: dict[str, Any], source: str = "") -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", name, "--video", json.dumps(video), "--source", source]
     cmd += ["--device", args.device, "--image-size", str(args.image_size), "--config", args.config]
-    cmd += ["--track", str(args.track), "--clicks", str(args.clicks)]
+    cmd += ["--track", str(args.track), "--clicks", str(args.clicks), "--objects", args.objects, "--repeat", str(args.repeat)]
     if args.checkpoint:
         cmd += ["--checkpoint", str(args.checkpoint)]
     if args.threads:
@@ -454,11 +565,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-scaling", action="store_true", help="skip the quarter-length long video")
     p.add_argument("--classical", action="store_true", help="also measure the classical backend (inference/classical/)")
+    p.add_argument("--parts", default="click,track,long", help="SAM 2 parts to run, of click,track,long,objects")
+    p.add_argument("--objects", default="1,3,10,30", help="object counts of the objects part")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of the objects part (the best is kept)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--video", default=None, help=argparse.SUPPRESS)
     p.add_argument("--source", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= {"click", "track", "long", "objects"}:
+        p.error(f"unknown parts: {', '.join(sorted(parts - {'click', 'track', 'long', 'objects'}))}")
+    if any(not c.isdigit() or int(c) < 1 for c in args.objects.split(",")):
+        p.error("--objects is a comma-separated list of counts of 1 or more")
+    if args.repeat < 1:
+        p.error("--repeat must be 1 or more")
 
     import torch
 
@@ -477,6 +598,8 @@ def main() -> None:
             result = worker_track(args, video)
         elif args.worker == "long":
             result = worker_long(args, video, args.source)
+        elif args.worker == "objects":
+            result = worker_objects(args, video)
         else:
             result = worker_classical(args, video)
         print(json.dumps(result))
@@ -499,22 +622,30 @@ def main() -> None:
         t = time.perf_counter()
         short = write_video(Path(tmp) / "short", args.frames, mp4=False)
         lengths = [args.long_frames] if args.no_scaling else [max(args.long_frames // 4, args.track + 1), args.long_frames]
+        if not (parts & {"click", "long"} or args.classical):
+            lengths = []  # no part reads a long video
         longs = [write_video(Path(tmp) / f"long{n}", n, mp4=mp4) for n in lengths]
         report["data_written_s"] = round(time.perf_counter() - t, 1)
-        report["click"] = run_worker(args, "click", longs[-1])
-        save()
-        report["track"] = run_worker(args, "track", short)
-        save()
-        report["long"] = {}
-        for video in reversed(longs):  # the full length first: it is the one that matters
+        if "click" in parts:
+            report["click"] = run_worker(args, "click", longs[-1])
+            save()
+        if "track" in parts:
+            report["track"] = run_worker(args, "track", short)
+            save()
+        if "objects" in parts:
+            report["objects"] = run_worker(args, "objects", short)
+            save()
+        if "long" in parts:
+            report["long"] = {}
+        for video in reversed(longs) if "long" in parts else []:  # the full length first: it is the one that matters
             runs: dict[str, Any] = {}
             report["long"][f"{video['frames']}_frames"] = runs
             for source in ["raw", "jpeg"] + (["mp4"] if mp4 else []):
                 name = "raw_jpeg" if source == "raw" else f"ours_{source}"
                 runs[name] = run_worker(args, "long", video, source)
                 save()
-        full = report["long"][f"{args.long_frames}_frames"]
-        raw, ours = full["raw_jpeg"], full["ours_jpeg"]
+        full = report.get("long", {}).get(f"{args.long_frames}_frames", {})
+        raw, ours = full.get("raw_jpeg", {"error": "not run"}), full.get("ours_jpeg", {"error": "not run"})
         if "error" not in raw and "error" not in ours:
             report["long_ratio_raw_over_ours"] = {
                 "time_to_last_mask": round(raw["last_mask_s"] / ours["last_mask_s"], 1),

@@ -35,3 +35,10 @@ timeout "${BENCH_TIMEOUT:-320}" python3 scripts/bench_backends.py --device cuda 
 echo "bench exit $?"
 tail -5 "$OUT/bench_cuda.stderr"
 cat "$OUT/bench_cuda.json"
+
+# Frames/s against the number of objects (1, 3, 10, 30), batched and object by object, against raw.
+timeout "${OBJECTS_TIMEOUT:-150}" python3 scripts/bench_backends.py --device cuda --image-size 1024 \
+  --frames 20 --parts objects --out "$OUT/bench_objects_cuda.json" 2>"$OUT/bench_objects_cuda.stderr" >/dev/null
+echo "objects bench exit $?"
+tail -3 "$OUT/bench_objects_cuda.stderr"
+cat "$OUT/bench_objects_cuda.json"

@@ -192,7 +192,7 @@ class ClassicalTracker:
     def model(self) -> str:
         return TRACKER_MODEL
 
-    def open(self, frames: FrameSource) -> ClassicalTrackerSession:
+    def open(self, frames: FrameSource, media: str | None = None) -> ClassicalTrackerSession:
         return ClassicalTrackerSession(frames, self.config, self.segmenter)
 
 

@@ -12,7 +12,21 @@ This session drives the same predictor with an inference state of its own:
   `num_maskmem - 1` frames' memories (times the memory stride) and the last
   `max_obj_ptrs_in_encoder - 1` frames' object pointers. Conditioning frames (every frame
   that got a prompt or a mask) are all kept: the model attends to all of them.
-- Image features are cached for the frame in hand only (the predictor's own one-frame cache).
+- Image features are computed once per frame for all objects (the predictor's own one-frame
+  cache), and a tracker keeps the last few frames' features for all its sessions of the same
+  frames (`shared_frames`): several sessions stepping through the same frames (a track's
+  keyframe sessions, or tracks of several users on one media item opened with the same
+  `media` key) run the image encoder once per frame between them.
+- Objects are stepped together (`batch`): objects whose memory banks have the same layout on a
+  frame (the same conditioning frames, and the same non-conditioning frames within the model's
+  reach) go through memory attention, the mask decoder and the memory encoder as one batch, by
+  calling the predictor's `_run_single_frame_inference` with that batch size and a memory bank
+  stacked from theirs, which is what its batch dimension is for. Objects with another layout
+  (an object corrected on a frame, one added later) form batches of their own. A batch's result
+  differs from the object-by-object one only by float rounding: the mask decoder's small token
+  matmuls are summed in another order when more rows go through them (on CPU the logits differ
+  by about 1e-7; the fidelity tests measure it). `batch=False` steps objects one by one, as
+  `propagate_in_video` does, bit for bit.
 
 Every output is computed by the predictor's own methods (`add_new_points_or_box`,
 `add_new_mask`, `propagate_in_video_preflight`, `_run_single_frame_inference`,
@@ -31,11 +45,13 @@ An object is present on a frame when its object score logit is > 0; otherwise it
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -52,6 +68,12 @@ _IMG_STD = (0.229, 0.224, 0.225)
 # frames_tracked_per_obj values: shared, since only the direction is read.
 _FORWARD = {"reverse": False}
 _BACKWARD = {"reverse": True}
+# Frames of image features a tracker keeps for its sessions to share, on top of the frame each
+# session holds. At 1024 px a frame's features and input image are about 40 MiB (float32), and
+# the position encodings, the same for every frame, 84 MiB kept once (`SharedFeatures.put`).
+DEFAULT_SHARED_FRAMES = 4
+# What `_prepare_memory_conditioned_features` reads of a memory-bank entry.
+_MEMORY_KEYS = ("maskmem_features", "obj_ptr")
 
 
 def default_history(sam: Sam2Model) -> int:
@@ -85,21 +107,119 @@ class Retained:
 
 
 class Sam2Tracker:
-    """`Tracker` on SAM 2; sessions share the model (and its lock)."""
+    """`Tracker` on SAM 2; sessions share the model (and its lock) and recent image features."""
 
-    def __init__(self, sam: Sam2Model, history: int | None = None) -> None:
+    def __init__(
+        self,
+        sam: Sam2Model,
+        history: int | None = None,
+        *,
+        batch: bool = True,
+        shared_frames: int = DEFAULT_SHARED_FRAMES,
+    ) -> None:
         self._sam = sam
         least = default_history(sam)
         if history is not None and history < least:
             raise ValueError(f"history must cover what the model reads ({least} frames), got {history}")
+        if shared_frames < 0:
+            raise ValueError(f"shared_frames must be 0 or more, got {shared_frames}")
         self.history = history if history is not None else least
+        # Batching mixes objects only where the model keeps them apart; with non-overlap
+        # constraints on memory (not in the shipped configs) objects would constrain each other.
+        self.batch = batch and not sam.net.non_overlap_masks_for_mem_enc
+        self.features = SharedFeatures(shared_frames)
 
     @property
     def model(self) -> str:
         return self._sam.model_id
 
-    def open(self, frames: FrameSource) -> Sam2TrackerSession:
-        return Sam2TrackerSession(self._sam, frames, self.history)
+    def open(self, frames: FrameSource, media: str | None = None) -> Sam2TrackerSession:
+        """A session over `frames`. Sessions share image features when they read the same
+        source object, or sources opened on the same `media` (same id: the same pixels)."""
+        return Sam2TrackerSession(self._sam, frames, self.history, batch=self.batch, features=self.features, media=media)
+
+
+class _FeatureEntry(NamedTuple):
+    owner: Any  # the media key, or a weak reference to the frame source (the source itself if it takes none)
+    features: tuple[torch.Tensor, dict[str, Any]]  # sam2's cached_features value: (image, backbone_out)
+
+
+class SharedFeatures:
+    """The image features of the last `size` frames, for a tracker's sessions to share.
+
+    Values are what sam2's `_get_image_feature` caches for a frame (the input image and the
+    backbone's output), keyed by the frames' owner: a media key, or the frame source object
+    (checked by identity through a weak reference, so a new source never gets another's
+    features). Used under the model's lock."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[Any, int], _FeatureEntry] = OrderedDict()
+        self._positions: dict[tuple[Any, ...], torch.Tensor] = {}  # one position encoding per shape
+        self.hits = 0  # observable: frames whose image encoding another session had done
+
+    def get(self, owner: Any, frame: int) -> tuple[torch.Tensor, dict[str, Any]] | None:
+        entry = self._entries.get((_token(owner), frame))
+        if entry is None or not _same_owner(entry.owner, owner):
+            return None
+        self._entries.move_to_end((_token(owner), frame))
+        self.hits += 1
+        return entry.features
+
+    def __contains__(self, key: tuple[Any, int]) -> bool:
+        entry = self._entries.get((_token(key[0]), key[1]))
+        return entry is not None and _same_owner(entry.owner, key[0])
+
+    def put(self, owner: Any, frame: int, features: tuple[torch.Tensor, dict[str, Any]]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Keep `features` for other sessions; returns them as kept, for the caller to hold
+        instead: their position encodings are shared. sam2's position encoding is a function
+        of the feature map's shape only (it caches it by shape itself, then copies it into
+        every frame's output), and at 1024 px it is 84 of a frame's 112 MiB."""
+        if self.size == 0:
+            return features
+        image, backbone = features
+        kept = (image, {**backbone, "vision_pos_enc": [self._position(p) for p in backbone["vision_pos_enc"]]})
+        key = (_token(owner), frame)
+        self._entries[key] = _FeatureEntry(_reference(owner), kept)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return kept
+
+    def _position(self, encoding: torch.Tensor) -> torch.Tensor:
+        key = (tuple(encoding.shape), encoding.dtype, encoding.device)
+        return self._positions.setdefault(key, encoding)
+
+    def frames(self, owner: Any) -> list[int]:
+        """The frames whose features are kept for `owner` (a media key or a frame source)."""
+        return sorted(f for (token, f), entry in self._entries.items() if token == _token(owner) and _same_owner(entry.owner, owner))
+
+    def forget(self, owner: Any) -> None:
+        token = _token(owner)
+        for key in [k for k in self._entries if k[0] == token]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _token(owner: Any) -> Any:
+    return owner if isinstance(owner, str) else ("source", id(owner))
+
+
+def _reference(owner: Any) -> Any:
+    if isinstance(owner, str):
+        return owner
+    try:
+        return weakref.ref(owner)
+    except TypeError:
+        return owner
+
+
+def _same_owner(kept: Any, owner: Any) -> bool:
+    if isinstance(owner, str):
+        return kept == owner
+    return (kept() if isinstance(kept, weakref.ref) else kept) is owner
 
 
 class _LazyVideo:
@@ -164,12 +284,28 @@ class Sam2TrackerSession:
     """One media item's tracking state. Not thread-safe: use a session from one thread at a time
     (different sessions may run in different threads; the model's lock serialises them)."""
 
-    def __init__(self, sam: Sam2Model, frames: FrameSource, history: int) -> None:
+    def __init__(
+        self,
+        sam: Sam2Model,
+        frames: FrameSource,
+        history: int,
+        *,
+        batch: bool = True,
+        features: SharedFeatures | None = None,
+        media: str | None = None,
+    ) -> None:
         self._sam = sam
         self._frames = frames
         self.history = history
+        self.batch = batch
+        self._features = features if features is not None else SharedFeatures(0)
+        self._owner: Any = media if media is not None else frames
+        # How far from a frame the model reads memories and object pointers (the grouping key
+        # of a batch looks that far).
+        self._reach = default_history(sam)
         self._video = _LazyVideo(frames, sam.image_size, sam.device)
         self._state: dict[str, Any] | None = self._new_state()
+        self.batches = 0  # observable: model calls that stepped several objects at once
 
     # -- TrackerSession ---------------------------------------------------------------------
 
@@ -179,7 +315,7 @@ class Sam2TrackerSession:
         mask = np.asarray(mask)
         if mask.shape != (self._frames.height, self._frames.width):
             raise ValueError(f"mask is {mask.shape}, frames are {(self._frames.height, self._frames.width)}")
-        with self._sam.running():
+        with self._sam.running(), self._sharing(frame):
             self._sam.net.add_new_mask(state, frame, object_id, torch.from_numpy(mask.astype(bool)))
 
     def add_prompt(self, frame: int, object_id: str, prompt: Prompt) -> np.ndarray:
@@ -191,6 +327,9 @@ class Sam2TrackerSession:
 
     def close(self) -> None:
         self._video.close()
+        if not isinstance(self._owner, str):
+            with self._sam.lock:  # free its frames' features now (a track's sessions close together)
+                self._features.forget(self._owner)
         if self._state is not None:
             self._state.clear()
         self._state = None
@@ -207,7 +346,7 @@ class Sam2TrackerSession:
         if prompt.is_empty():
             raise ValueError("an empty prompt has no mask")
         net = self._sam.net
-        with self._sam.running():
+        with self._sam.running(), self._sharing(frame):
             if prompt.mask is not None:
                 if prompt.mask.shape != (self._frames.height, self._frames.width):
                     raise ValueError(f"mask is {prompt.mask.shape}, frames are {(self._frames.height, self._frames.width)}")
@@ -271,50 +410,98 @@ class Sam2TrackerSession:
         outputs = [self._live()["output_dict_per_obj"][i] for i in range(objects)]
         for i, frame in enumerate(order):
             ahead = order[i + 1] if i + 1 < len(order) else None
-            # Prefetch only a frame the model will read: one that some object has no mask for.
-            if ahead is not None and any(ahead not in o["cond_frame_outputs"] for o in outputs):
+            # Prefetch only a frame the model will read: one that some object has no mask for,
+            # and whose features no other session has left in the shared cache.
+            if (
+                ahead is not None
+                and any(ahead not in o["cond_frame_outputs"] for o in outputs)
+                and (self._owner, ahead) not in self._features
+            ):
                 self._video.prefetch(ahead)
             # The model context is entered per frame, never across a yield: inference mode and
             # autocast are thread-local and must not leak into the consumer's code.
-            with self._sam.running():
+            with self._sam.running(), self._sharing(frame):
                 result = self._step(frame, reverse, as_masks, objects)
             yield result
 
+    @contextlib.contextmanager
+    def _sharing(self, frame: int) -> Iterator[None]:
+        """Around model calls on `frame` (under the model's lock): start from the features
+        another session computed for it, and leave this session's for others."""
+        state = self._live()
+        if frame not in state["cached_features"]:
+            shared = self._features.get(self._owner, frame)
+            if shared is not None:
+                state["cached_features"] = {frame: shared}  # sam2's one-frame cache
+        yield
+        if self._state is not None:
+            mine = self._state["cached_features"].get(frame)
+            if mine is not None:
+                self._state["cached_features"][frame] = self._features.put(self._owner, frame, mine)
+
     def _step(self, frame: int, reverse: bool, as_masks: bool, objects: int) -> Sam2Frame:
-        # One iteration of SAM2VideoPredictor.propagate_in_video, plus pruning and scores.
-        net, state = self._sam.net, self._live()
-        preds: list[torch.Tensor] = []
-        scores: list[torch.Tensor] = []
+        # One iteration of SAM2VideoPredictor.propagate_in_video (objects with the same memory
+        # layout in one batch), plus pruning and scores.
+        state = self._live()
+        preds: list[torch.Tensor | None] = [None] * objects
+        scores: list[torch.Tensor | None] = [None] * objects
+        to_track: list[int] = []
         for obj_idx in range(objects):
-            outputs = state["output_dict_per_obj"][obj_idx]
-            out = outputs["cond_frame_outputs"].get(frame)
+            out = state["output_dict_per_obj"][obj_idx]["cond_frame_outputs"].get(frame)
             if out is not None:
-                pred = out["pred_masks"].to(state["device"], non_blocking=True)
+                preds[obj_idx] = out["pred_masks"].to(state["device"], non_blocking=True)
+                scores[obj_idx] = out["object_score_logits"].reshape(())
             else:
-                out, pred = net._run_single_frame_inference(
-                    inference_state=state,
-                    output_dict=outputs,
-                    frame_idx=frame,
-                    batch_size=1,
-                    is_init_cond_frame=False,
-                    point_inputs=None,
-                    mask_inputs=None,
-                    reverse=reverse,
-                    run_mem_encoder=True,
-                )
-                outputs["non_cond_frame_outputs"][frame] = out
+                to_track.append(obj_idx)
             state["frames_tracked_per_obj"][obj_idx][frame] = _BACKWARD if reverse else _FORWARD
-            preds.append(pred)
-            scores.append(out["object_score_logits"].reshape(()))
-        _, video_res = net._get_orig_video_res_output(state, torch.cat(preds, dim=0))
+        for group in self._batches(to_track, frame):
+            for obj_idx, out, pred in self._track(group, frame, reverse):
+                state["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"][frame] = out
+                preds[obj_idx] = pred
+                scores[obj_idx] = out["object_score_logits"].reshape(())
+        _, video_res = self._sam.net._get_orig_video_res_output(state, torch.cat(_all(preds), dim=0))
         self._prune(frame)
         values = video_res[:, 0] > 0 if as_masks else video_res[:, 0].float()
         return Sam2Frame(
             frame=frame,
             objects=list(state["obj_ids"][:objects]),
             logits=values.cpu().numpy(),
-            object_scores=torch.stack(scores).float().cpu().numpy(),
+            object_scores=torch.stack(_all(scores)).float().cpu().numpy(),
         )
+
+    def _batches(self, objects: list[int], frame: int) -> list[list[int]]:
+        """`objects` in batches whose memory banks have the same layout on `frame`: the model
+        then builds the same memory sequence (lengths, positions, pointer count) for each."""
+        if not self.batch:
+            return [[i] for i in objects]
+        groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+        for obj_idx in objects:
+            outputs = self._live()["output_dict_per_obj"][obj_idx]
+            near = tuple(sorted(t for t in outputs["non_cond_frame_outputs"] if abs(t - frame) <= self._reach))
+            groups.setdefault((tuple(sorted(outputs["cond_frame_outputs"])), near), []).append(obj_idx)
+        return list(groups.values())
+
+    def _track(self, group: list[int], frame: int, reverse: bool) -> list[tuple[int, dict[str, Any], torch.Tensor]]:
+        """Track `group`'s objects on `frame` in one call: their outputs and low-res masks."""
+        state = self._live()
+        banks = [state["output_dict_per_obj"][i] for i in group]
+        bank = banks[0] if len(group) == 1 else _stacked_bank(banks, frame, self._reach)
+        out, pred = self._sam.net._run_single_frame_inference(
+            inference_state=state,
+            output_dict=bank,
+            frame_idx=frame,
+            batch_size=len(group),
+            is_init_cond_frame=False,
+            point_inputs=None,
+            mask_inputs=None,
+            reverse=reverse,
+            run_mem_encoder=True,
+        )
+        if len(group) == 1:
+            return [(group[0], out, pred)]
+        self.batches += 1
+        # Each object keeps its slice (views: the batch's tensors are shared, not copied).
+        return [(obj_idx, _slice(out, k), pred[k : k + 1]) for k, obj_idx in enumerate(group)]
 
     def _prune(self, frame: int) -> None:
         for outputs in self._live()["output_dict_per_obj"].values():
@@ -373,3 +560,63 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             yield from _tensors(v)
+
+
+def _all(items: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    assert all(t is not None for t in items)
+    return [t for t in items if t is not None]
+
+
+def _stacked_bank(banks: list[dict[str, Any]], frame: int, reach: int) -> dict[str, Any]:
+    """One memory bank for a batch of objects: each entry the model may read on `frame`, with
+    the objects' tensors stacked along the batch dimension in the batch's order. The layouts
+    are the same (`_batches`), so every object has every entry."""
+
+    def stacked(outs: list[dict[str, Any]]) -> dict[str, Any]:
+        entry: dict[str, Any] = {key: _stack([o[key] for o in outs]) for key in _MEMORY_KEYS}
+        # The spatial encoding is the state's constant, the same for every object.
+        entry["maskmem_pos_enc"] = [x.expand(len(outs), *x.shape[1:]) for x in outs[0]["maskmem_pos_enc"]]
+        return entry
+
+    first = banks[0]
+    return {
+        "cond_frame_outputs": {t: stacked([b["cond_frame_outputs"][t] for b in banks]) for t in first["cond_frame_outputs"]},
+        "non_cond_frame_outputs": {
+            t: stacked([b["non_cond_frame_outputs"][t] for b in banks])
+            for t in first["non_cond_frame_outputs"]
+            if abs(t - frame) <= reach
+        },
+    }
+
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.cat(parts)`, without the copy when the parts are the consecutive one-row slices
+    of one tensor (the same batch stepped together on the frame they come from)."""
+    base = parts[0]._base
+    if (
+        base is not None
+        and base.shape[0] == len(parts)
+        and all(
+            p._base is base
+            and p.shape == (1, *base.shape[1:])
+            and p.stride() == base.stride()
+            and p.storage_offset() == base.storage_offset() + k * base.stride(0)
+            for k, p in enumerate(parts)
+        )
+    ):
+        return base
+    return torch.cat(parts, dim=0)
+
+
+def _slice(out: dict[str, Any], k: int) -> dict[str, Any]:
+    """Object `k`'s part of a batch's compact output (`_run_single_frame_inference`'s)."""
+    return {
+        key: (
+            None
+            if value is None
+            else [x[k : k + 1] for x in value]
+            if isinstance(value, list)
+            else value[k : k + 1]
+        )
+        for key, value in out.items()
+    }

@@ -96,7 +96,7 @@ class CopyFirstTracker:
 
     model = "test/copy@1"
 
-    def open(self, frames: FrameSource) -> CopySession:
+    def open(self, frames: FrameSource, media: str | None = None) -> CopySession:
         return CopySession(frames)
 
 

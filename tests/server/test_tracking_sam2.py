@@ -70,4 +70,8 @@ async def test_prompts_and_advanced_tracks_run_on_sam2(live):
         named = await request(client, [object_id], start=0, range=2, algorithm=name)
         await wait_end(client, named, timeout=120)
         assert {e["body"]["model"] for e in produced(client, named)} == {expected}
+    # Track sessions are opened with the media id: sessions of any track on "three" (several
+    # users' tracks, say) share the image features of the frames they are on.
+    tracker = live.server.config.app.state.ctx.backends.tracker("sam2")
+    assert tracker.features.frames("three") == [0, 1, 2, 3]
     await client.close()
