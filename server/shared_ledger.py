@@ -214,7 +214,13 @@ class SharedLedger(Ledger):
                     commit = self._start_shared_commit([new], {key}, panoptic=panoptic)
                 return busy
 
-            await self._in_turn(attempt)
+            try:
+                await self._in_turn(attempt)
+            except DomainError:
+                if await self._stale(refused):
+                    refused += 1
+                    continue
+                raise
             if in_flight is not None or existing is not None:
                 return await self._answer_earlier(in_flight, existing, actor, command_id), True
             assert commit is not None
@@ -306,7 +312,13 @@ class SharedLedger(Ledger):
                     commit = self._start_shared_commit(decided, keys | {self._key_of_stream(new.stream) for new in decided})
                 return None
 
-            await self._in_turn(attempt)
+            try:
+                await self._in_turn(attempt)
+            except DomainError:
+                if await self._stale(refused):
+                    refused += 1
+                    continue
+                raise
             if commit is None:
                 return []
             try:
@@ -395,6 +407,20 @@ class SharedLedger(Ledger):
             raise LedgerError(f"the log refused the append: {error}") from error
         await self.catch_up(max(event.seq for event in events))
         return events
+
+    async def _stale(self, attempts: int) -> bool:
+        """After a command was refused (unknown id, a rule broken): whether that was decided on a
+        state behind the log, and the state has now caught up with it, so the command is decided
+        again. Another process's object creation, say, may not have reached this process's
+        follower yet when its creator's next command arrives here: that is not the person's
+        error. Bounded by MAX_ATTEMPTS, like refused appends."""
+        if attempts >= MAX_ATTEMPTS:
+            return False
+        head = await self.store.head()
+        if head <= self._published:
+            return False
+        await self.catch_up(head)
+        return True
 
     async def _refused(self, attempts: int, command_id: str | None, actor: str | None = None, *, patient: bool = False) -> None:
         """Another process wrote first: read what it wrote, or give up after MAX_ATTEMPTS (a

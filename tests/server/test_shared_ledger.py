@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from masklog.domain import events as ev
-from masklog.domain.decide import Undo
+from masklog.domain.decide import DomainError, Undo
 from masklog.domain.shapes import BBox
 from masklog.server.hub import Hub
 from masklog.server.shared_ledger import MAX_ATTEMPTS, Contended, SharedLedger
@@ -231,3 +231,25 @@ async def test_a_cancel_is_tried_as_long_as_a_models_result(stores):
         await _matches(ledger, store)
     finally:
         await ledger.close()
+
+
+async def test_a_command_refused_on_a_state_behind_the_log_is_decided_again(tmp_path):
+    # Another process created an object; before this process's follower has heard of it (its
+    # poll is slow here), the object's creator sends a label for it to this process.
+    store = await SQLiteEventStore.open(tmp_path / "log.sqlite3", follow_interval_s=3600)
+    other = await SQLiteEventStore.open(tmp_path / "log.sqlite3", follow_interval_s=3600)
+    await _world(other)
+    ledger = await _ledger(store)
+    try:
+        [created] = await other.append([foreign(ev.ObjectCreated(object="fresh", media="m", class_id="box"))])
+        assert ledger.published < created.seq, "the follower must not have seen it yet for this test"
+        event, _ = await ledger.execute(ADMIN, save(2, object="fresh"), str(uuid.uuid4()))
+        assert event.seq > created.seq and (await ledger.state_of("m")).labels["fresh"][2].written_by == event.id
+        # A command that is wrong on the newest state is still refused, and stores nothing.
+        with pytest.raises(DomainError):
+            await ledger.execute(ADMIN, save(2, object="nobody"), str(uuid.uuid4()))
+        await _matches(ledger, store)
+    finally:
+        await ledger.close()
+        await other.close()
+        await store.close()
