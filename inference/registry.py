@@ -51,6 +51,8 @@ class ModelOptions:
     checkpoint: Path | None = None
     config: str | None = None
     device: str | None = None  # None: CUDA when present, else CPU
+    compile: bool = False  # run the model through torch.compile (SAM 2: inference.sam2.model.CompileOptions)
+    compile_cache: Path | None = None  # where compiled code is kept between processes
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,11 @@ def _load_sam2(options: ModelOptions) -> Loaded:
     """Raises `inference.sam2.model.Sam2LoadError` when the checkpoint cannot be used."""
     # Imported here: torch loads only in processes that use SAM 2.
     from masklog.inference.sam2.image import Sam2Segmenter
-    from masklog.inference.sam2.model import DEFAULT_CONFIG, load_sam2
+    from masklog.inference.sam2.model import DEFAULT_CONFIG, CompileOptions, load_sam2
     from masklog.inference.sam2.video import Sam2Tracker
 
-    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device)
+    compiled = CompileOptions(cache_dir=options.compile_cache) if options.compile else None
+    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device, compile=compiled)
     return Loaded(Sam2Segmenter(model), {"sam2": Sam2Tracker(model)})
 
 

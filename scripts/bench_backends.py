@@ -2,6 +2,7 @@
 
     python scripts/bench_backends.py [--device cuda] [--image-size 1024] [--config sam2.1_hiera_t]
         [--checkpoint PATH] [--frames 60] [--long-frames 1200] [--track 30] [--classical] [--out FILE]
+        [--parts click,track,long] [--compile [MODE]] [--compile-backend inductor] [--preprocess exact|device]
 
 Prints JSON. SAM 2 runs with random weights unless --checkpoint is given (speed does not depend
 on weight values). Made-up data only: the script writes a synthetic 854x480 video (a JPEG folder,
@@ -10,7 +11,13 @@ the input sam2's `init_state` reads, and an MP4 when PyAV is installed) into a t
 - click: click -> mask latency of `Sam2Segmenter`, cold (decode + image encoder + decoder) and
   warm (the frame's embedding cached: prompt encoder + mask decoder only).
 - track: frames/s of our tracker and of raw sam2 (`init_state` + `propagate_in_video`) on the
-  same short video in one process; raw is timed without and with its `init_state`.
+  same short video in one process; raw is timed without and with its `init_state`. Ours
+  prepares frames the model's default way (on CUDA resized on the GPU, else PIL's exact resize;
+  `--preprocess` picks one); `track_exact` repeats it with the exact path on CUDA.
+- compile (--compile [MODE]): the track measure with the network compiled (sam2's
+  vos_optimized build; MODE default sam2's "max-autotune"): the warm-up's time (the first
+  calls, which compile), frames/s compiled (ours and raw on the same compiled network) and, in
+  a second process with the compile cache the first one left on disk, the warm-up again.
 - long: a `--track`-frame track starting in the middle of a long video (and of one a quarter as
   long, to show what grows with the length): time from opening the video to the last mask, and
   peak memory: the process's peak RSS, the growth of RSS over the warmed-up model, and on CUDA
@@ -145,7 +152,7 @@ def sync(device: str) -> None:
 def load(args: argparse.Namespace):
     import torch
 
-    from masklog.inference.sam2.model import load_sam2
+    from masklog.inference.sam2.model import CompileOptions, load_sam2
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,6 +164,8 @@ def load(args: argparse.Namespace):
         device=args.device,
         image_size=args.image_size,
         random_weights=args.checkpoint is None,
+        preprocess_on_device=None if args.preprocess is None else args.preprocess == "device",
+        compile=CompileOptions(backend=args.compile_backend, mode=args.compile, cache_dir=args.compile_cache) if args.compile else None,
     )
     sync(args.device)
     return sam, time.perf_counter() - t
@@ -232,7 +241,9 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     from masklog.inference.sam2.video import Sam2Tracker
 
     sam, _ = load(args)
+    t = time.perf_counter()
     warm_up(sam, Sam2Tracker)
+    warm_up_s = time.perf_counter() - t
     n = video["frames"]
     x, y = object_center(0)
 
@@ -257,6 +268,9 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     tracked = n - 1  # the first frame is the prompted one
     return {
         "frames": n,
+        "preprocess": "device" if sam.preprocess_on_device else "exact",
+        "compiled": f"{args.compile_backend}/{args.compile}" if args.compile else None,
+        "warm_up_s": round(warm_up_s, 2),  # a 3-frame track: with --compile, the compile time
         "ours_fps": round(tracked / ours_s, 2),
         "raw_fps_propagate_only": round(tracked / raw_s, 2),
         "raw_fps_with_init_state": round(tracked / (raw_s + init_s), 2),
@@ -365,17 +379,38 @@ def ms_stats(seconds: list[float]) -> dict[str, float]:
 def run_worker(args: argparse.Namespace, name: str, video: dict[str, Any], source: str = "") -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", name, "--video", json.dumps(video), "--source", source]
     cmd += ["--device", args.device, "--image-size", str(args.image_size), "--config", args.config]
-    cmd += ["--track", str(args.track), "--clicks", str(args.clicks)]
+    cmd += ["--track", str(args.track), "--clicks", str(args.clicks), "--compile-backend", args.compile_backend]
+    if args.preprocess:
+        cmd += ["--preprocess", args.preprocess]
+    if args.compile:
+        cmd += ["--compile", args.compile, "--compile-cache", str(args.compile_cache)]
     if args.checkpoint:
         cmd += ["--checkpoint", str(args.checkpoint)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
     print(f"[bench] {name} {source} on {video['frames']} frames ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.worker_timeout)
+    except subprocess.TimeoutExpired:  # the child is killed: nothing of it keeps the GPU busy
+        return {"error": f"timed out after {args.worker_timeout} s"}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-5:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_compile(args: argparse.Namespace, mode: str, video: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Tracking with the network compiled: a first process compiles (into a fresh cache unless
+    --compile-cache names one), a second one starts with the cache the first one left."""
+    cache = args.compile_cache or tmp / "compile-cache"
+    compiled = argparse.Namespace(**{**vars(args), "compile": mode, "compile_cache": cache})
+    first = run_worker(compiled, "track", video)
+    second = run_worker(compiled, "track", video)
+    out: dict[str, Any] = {"mode": mode, "backend": args.compile_backend, "cache": str(cache), "first_process": first, "second_process": second}
+    if "error" not in first and "error" not in second:
+        out["compile_s_cold_cache"] = first["warm_up_s"]
+        out["compile_s_warm_cache"] = second["warm_up_s"]
+    return out
 
 
 def describe(args: argparse.Namespace) -> dict[str, Any]:
@@ -412,6 +447,15 @@ def main() -> None:
     p.add_argument("--no-scaling", action="store_true", help="skip the quarter-length long video")
     p.add_argument("--classical", action="store_true", help="also measure the classical backend (inference/classical/)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--parts", default="click,track,long", help="comma-separated: click, track, long (default all three)")
+    p.add_argument("--preprocess", choices=["exact", "device"], default=None, help="frame preprocessing (default: device on CUDA, exact elsewhere)")
+    p.add_argument(
+        "--compile", nargs="?", const="max-autotune", default=None, metavar="MODE",
+        help="also measure tracking with the model compiled (torch.compile mode; default sam2's max-autotune)",
+    )  # fmt: skip
+    p.add_argument("--worker-timeout", type=float, default=None, help="seconds each measuring process may take (default: no limit)")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile (default inductor)")
+    p.add_argument("--compile-cache", type=Path, default=None, help="compile cache folder (default: a fresh temp folder, so the first run compiles)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--video", default=None, help=argparse.SUPPRESS)
     p.add_argument("--source", default="", help=argparse.SUPPRESS)
@@ -458,20 +502,30 @@ def main() -> None:
         lengths = [args.long_frames] if args.no_scaling else [max(args.long_frames // 4, args.track + 1), args.long_frames]
         longs = [write_video(Path(tmp) / f"long{n}", n, mp4=mp4) for n in lengths]
         report["data_written_s"] = round(time.perf_counter() - t, 1)
-        report["click"] = run_worker(args, "click", longs[-1])
-        save()
-        report["track"] = run_worker(args, "track", short)
-        save()
+        parts = {part.strip() for part in args.parts.split(",")}
+        compile_mode, args.compile = args.compile, None  # every part but `compile` runs uncompiled
+        if "click" in parts:
+            report["click"] = run_worker(args, "click", longs[-1])
+            save()
+        if "track" in parts:
+            report["track"] = run_worker(args, "track", short)
+            save()
+            if cuda and args.preprocess is None:
+                report["track_exact"] = run_worker(argparse.Namespace(**{**vars(args), "preprocess": "exact"}), "track", short)
+                save()
+        if compile_mode:
+            report["compile"] = measure_compile(args, compile_mode, short, Path(tmp))
+            save()
         report["long"] = {}
-        for video in reversed(longs):  # the full length first: it is the one that matters
+        for video in reversed(longs) if "long" in parts else []:  # the full length first: it is the one that matters
             runs: dict[str, Any] = {}
             report["long"][f"{video['frames']}_frames"] = runs
             for source in ["raw", "jpeg"] + (["mp4"] if mp4 else []):
                 name = "raw_jpeg" if source == "raw" else f"ours_{source}"
                 runs[name] = run_worker(args, "long", video, source)
                 save()
-        full = report["long"][f"{args.long_frames}_frames"]
-        raw, ours = full["raw_jpeg"], full["ours_jpeg"]
+        full = report["long"].get(f"{args.long_frames}_frames", {})
+        raw, ours = full.get("raw_jpeg", {"error": "not run"}), full.get("ours_jpeg", {"error": "not run"})
         if "error" not in raw and "error" not in ours:
             report["long_ratio_raw_over_ours"] = {
                 "time_to_last_mask": round(raw["last_mask_s"] / ours["last_mask_s"], 1),

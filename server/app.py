@@ -44,7 +44,14 @@ WEB_DIR = Path(next(iter(masklog.web.__path__)))
 
 def load_configured_backends(settings: Settings) -> Backends:
     model = settings.model
-    return load_backends(model.backend, ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device))
+    options = ModelOptions(
+        checkpoint=model.sam2_checkpoint,
+        config=model.sam2_config,
+        device=model.device,
+        compile=model.sam2_compile,
+        compile_cache=model.sam2_compile_cache or settings.data / "compile-cache",
+    )
+    return load_backends(model.backend, options)
 
 
 @contextlib.asynccontextmanager

@@ -37,6 +37,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-checkpoint", help="path to a sam2.1_hiera_*.pt checkpoint (env MASKLOG_SAM2_CHECKPOINT)")
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
+    _add_compile_flags(parser)
     parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
     parser.add_argument("--workers", action="store_true", help="the model work is done by `masklog worker` processes on the same log (implies --no-models)")
     for name, kind, what in _USER_LIMITS:
@@ -44,6 +45,14 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         default = getattr(Settings, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=_positive(kind), default=env(name.upper()), help=f"{what} (env {variable}; default {default:g})")
     parser.add_argument("--public-origin", action="append", help="an origin clients reach this server under, e.g. https://labels.example.com (repeatable; env MASKLOG_PUBLIC_ORIGINS, comma-separated)")
+
+
+def _add_compile_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sam2-compile", action="store_true",
+        help="run SAM 2 through torch.compile (sam2's vos_optimized build): faster per frame on a GPU, but each new input shape compiles first, minutes the first time (env MASKLOG_SAM2_COMPILE=1)",
+    )  # fmt: skip
+    parser.add_argument("--sam2-compile-cache", help="folder for the compiled code, kept between runs (env MASKLOG_SAM2_COMPILE_CACHE; default: DATA/compile-cache)")
 
 
 def _backend_help() -> str:
@@ -107,7 +116,7 @@ def _limit_settings(args: argparse.Namespace) -> _LimitSettings:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
+    model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device, compile=args.sam2_compile, compile_cache=args.sam2_compile_cache)
     public = args.public_origin or [o.strip() for o in (env("PUBLIC_ORIGINS") or "").split(",") if o.strip()]
     storage, database = storage_from(args.storage, args.database)
     return Settings(
@@ -346,7 +355,7 @@ def _worker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from masklog.server.worker import main as run
 
     try:
-        model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device)
+        model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device, compile=args.sam2_compile, compile_cache=args.sam2_compile_cache)
         storage, database = storage_from(args.storage, args.database)
     except ValueError as error:
         parser.error(str(error))
@@ -468,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--sam2-checkpoint", help="path to a sam2.1_hiera_*.pt checkpoint (env MASKLOG_SAM2_CHECKPOINT)")
     worker.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     worker.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
+    _add_compile_flags(worker)
     worker.add_argument(
         "--max-tracks", type=_positive(int), default=int(env("WORKER_MAX_TRACKS", "4") or 4),
         help="tracks this worker works at once; the others wait for a free worker (env MASKLOG_WORKER_MAX_TRACKS; default 4)",

@@ -18,6 +18,12 @@ class ModelSettings:
     sam2_checkpoint: Path | None = None
     sam2_config: str = "sam2.1_hiera_t"  # a config packaged with sam2 (short name or path)
     device: str | None = None  # None: CUDA when present, else CPU
+    # SAM 2 through torch.compile (sam2's vos_optimized build): faster per frame on a GPU once
+    # compiled, slow to start (the first call of each shape compiles). Off by default.
+    sam2_compile: bool = False
+    # Where inductor keeps compiled code so a restarted server does not compile again;
+    # None: the data folder's compile-cache/.
+    sam2_compile_cache: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,26 @@ def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"MASKLOG_{name}", default)
 
 
-def model_settings_from(backend: str | None, checkpoint: str | None, config: str | None, device: str | None) -> ModelSettings:
+def env_flag(name: str) -> bool:
+    """A MASKLOG_* variable as a yes/no: 1, true, yes or on (any case) is yes; unset or empty is
+    no; anything else is a ValueError that names the variable."""
+    value = (env(name) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"MASKLOG_{name} must be 1/true/yes/on or 0/false/no/off, not {value!r}")
+
+
+def model_settings_from(
+    backend: str | None,
+    checkpoint: str | None,
+    config: str | None,
+    device: str | None,
+    *,
+    compile: bool = False,
+    compile_cache: str | None = None,
+) -> ModelSettings:
     backend = backend or env("BACKEND")
     checkpoint = checkpoint or env("SAM2_CHECKPOINT")
     if backend is None:
@@ -172,4 +197,6 @@ def model_settings_from(backend: str | None, checkpoint: str | None, config: str
         sam2_checkpoint=Path(checkpoint) if checkpoint else None,
         sam2_config=config or env("SAM2_CONFIG") or ModelSettings.sam2_config,
         device=device or env("DEVICE"),
+        sam2_compile=compile or env_flag("SAM2_COMPILE"),
+        sam2_compile_cache=Path(cache) if (cache := compile_cache or env("SAM2_COMPILE_CACHE")) else None,
     )
