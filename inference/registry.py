@@ -25,6 +25,7 @@ it), and one entry in `BACKENDS`. Nothing in the event schema names a backend or
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from pathlib import Path
 from masklog.domain.events import TrackerAlias
 from masklog.domain.interpolation import INTERPOLATION
 from masklog.inference.protocols import Segmenter, Tracker
+
+log = logging.getLogger(__name__)
 
 # Registry names are short and plain: they are written into the log by clients.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -53,6 +56,9 @@ class ModelOptions:
     device: str | None = None  # None: CUDA when present, else CPU
     compile: bool = False  # run the model through torch.compile (SAM 2: inference.sam2.model.CompileOptions)
     compile_cache: Path | None = None  # where compiled code is kept between processes
+    compile_mode: str | None = "max-autotune"  # torch.compile's mode (sam2's choice by default)
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager": tests of the wiring)
+    image_size: int | None = None  # SAM 2's input size; None: the config's (tests use less)
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,15 @@ def _load_sam2(options: ModelOptions) -> Loaded:
     from masklog.inference.sam2.model import DEFAULT_CONFIG, CompileOptions, load_sam2
     from masklog.inference.sam2.video import Sam2Tracker
 
-    compiled = CompileOptions(cache_dir=options.compile_cache) if options.compile else None
-    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device, compile=compiled)
+    compiled = None
+    if options.compile:
+        compiled = CompileOptions(backend=options.compile_backend, mode=options.compile_mode, cache_dir=options.compile_cache)
+    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device, options.image_size, compile=compiled)
+    if compiled is not None:
+        from masklog.inference.sam2.warmup import warm_up
+
+        # Compiled at start-up (or loaded from the cache), not on the first user's click.
+        log.info("SAM 2 compiled and warmed up in %.1f s", warm_up(model))
     return Loaded(Sam2Segmenter(model), {"sam2": Sam2Tracker(model)})
 
 

@@ -42,16 +42,21 @@ log = logging.getLogger("masklog")
 WEB_DIR = Path(next(iter(masklog.web.__path__)))
 
 
-def load_configured_backends(settings: Settings) -> Backends:
+def model_options(settings: Settings) -> ModelOptions:
+    """What the settings give the backend's loader (the compile cache defaults to the data folder)."""
     model = settings.model
-    options = ModelOptions(
+    return ModelOptions(
         checkpoint=model.sam2_checkpoint,
         config=model.sam2_config,
         device=model.device,
         compile=model.sam2_compile,
         compile_cache=model.sam2_compile_cache or settings.data / "compile-cache",
+        compile_mode=model.sam2_compile_mode,
     )
-    return load_backends(model.backend, options)
+
+
+def load_configured_backends(settings: Settings) -> Backends:
+    return load_backends(settings.model.backend, model_options(settings))
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from masklog.inference.registry import BACKENDS, DEFAULT_BACKEND, tracker_names
-from masklog.server.settings import Settings, env, model_settings_from, storage_from, token_lifetime_s
+from masklog.server.settings import COMPILE_MODES, ModelSettings, Settings, env, model_settings_from, storage_from, token_lifetime_s
 from masklog.server.storage import STORAGE_BACKENDS
 
 
@@ -53,6 +53,18 @@ def _add_compile_flags(parser: argparse.ArgumentParser) -> None:
         help="run SAM 2 through torch.compile (sam2's vos_optimized build): faster per frame on a GPU, but each new input shape compiles first, minutes the first time (env MASKLOG_SAM2_COMPILE=1)",
     )  # fmt: skip
     parser.add_argument("--sam2-compile-cache", help="folder for the compiled code, kept between runs (env MASKLOG_SAM2_COMPILE_CACHE; default: DATA/compile-cache)")
+    parser.add_argument(
+        "--sam2-compile-mode", choices=COMPILE_MODES,
+        help="torch.compile mode for --sam2-compile (env MASKLOG_SAM2_COMPILE_MODE; default max-autotune, sam2's; the others compile sooner)",
+    )  # fmt: skip
+
+
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    """The model settings of serve, demo and worker (flags, then MASKLOG_* variables)."""
+    return model_settings_from(
+        args.backend, args.sam2_checkpoint, args.sam2_config, args.device,
+        compile=args.sam2_compile, compile_cache=args.sam2_compile_cache, compile_mode=args.sam2_compile_mode,
+    )  # fmt: skip
 
 
 def _backend_help() -> str:
@@ -116,7 +128,7 @@ def _limit_settings(args: argparse.Namespace) -> _LimitSettings:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device, compile=args.sam2_compile, compile_cache=args.sam2_compile_cache)
+    model = _model_settings(args)
     public = args.public_origin or [o.strip() for o in (env("PUBLIC_ORIGINS") or "").split(",") if o.strip()]
     storage, database = storage_from(args.storage, args.database)
     return Settings(
@@ -355,7 +367,7 @@ def _worker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from masklog.server.worker import main as run
 
     try:
-        model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device, compile=args.sam2_compile, compile_cache=args.sam2_compile_cache)
+        model = _model_settings(args)
         storage, database = storage_from(args.storage, args.database)
     except ValueError as error:
         parser.error(str(error))

@@ -24,6 +24,9 @@ class ModelSettings:
     # Where inductor keeps compiled code so a restarted server does not compile again;
     # None: the data folder's compile-cache/.
     sam2_compile_cache: Path | None = None
+    # torch.compile's mode: sam2's "max-autotune" (slowest to compile, fastest to run);
+    # "max-autotune-no-cudagraphs" or "default" compile sooner.
+    sam2_compile_mode: str = "max-autotune"
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ def model_settings_from(
     *,
     compile: bool = False,
     compile_cache: str | None = None,
+    compile_mode: str | None = None,
 ) -> ModelSettings:
     backend = backend or env("BACKEND")
     checkpoint = checkpoint or env("SAM2_CHECKPOINT")
@@ -199,4 +203,15 @@ def model_settings_from(
         device=device or env("DEVICE"),
         sam2_compile=compile or env_flag("SAM2_COMPILE"),
         sam2_compile_cache=Path(cache) if (cache := compile_cache or env("SAM2_COMPILE_CACHE")) else None,
+        sam2_compile_mode=compile_mode_from(compile_mode),
     )
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode_from(flag: str | None) -> str:
+    mode = flag or env("SAM2_COMPILE_MODE") or ModelSettings.sam2_compile_mode
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"MASKLOG_SAM2_COMPILE_MODE must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    return mode

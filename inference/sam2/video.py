@@ -4,9 +4,11 @@ sam2's `SAM2VideoPredictor.init_state` decodes every frame of a video into one t
 (about 12 MiB a frame at 1024 px) and its inference state keeps every frame's output forever.
 This session drives the same predictor with an inference state of its own:
 
-- `images` is a stand-in that reads a frame from the FrameSource and preprocesses it exactly as
-  sam2's frame loader does, only when the model asks for that frame. Tracking 30 frames from
-  the middle of a long video touches those 30 frames and nothing else.
+- `images` is a stand-in that reads a frame from the FrameSource and preprocesses it as sam2's
+  frame loader does (exactly, or on CUDA by default resized on the GPU: `_LazyVideo`), only
+  for frames the model asks for; the next few frames of a track are decoded and prepared
+  ahead in helper threads. Tracking 30 frames from the middle of a long video touches those
+  30 frames and nothing else.
 - After each tracked frame, non-conditioning outputs further than `history` frames from it
   are dropped. `history` defaults to the furthest the model reads back: the last
   `num_maskmem - 1` frames' memories (times the memory stride) and the last
@@ -19,7 +21,8 @@ Every output is computed by the predictor's own methods (`add_new_points_or_box`
 `_get_orig_video_res_output`); the propagation loop is `propagate_in_video`'s, re-written so the
 state can be pruned between frames and the object scores reported. So masks equal the raw
 predictor's as long as what it would read was not pruned (always, when moving through the
-video in one direction; see the fidelity tests).
+video in one direction; see the fidelity tests) and the frames are preprocessed exactly (with
+resizing on the GPU they are within the tolerance test_sam2_pipeline states).
 
 The model is built with `add_all_frames_to_correct_as_cond`: a prompt on a frame that was
 already tracked is a correction that conditions on memory (and the frame's previous mask) and

@@ -275,16 +275,34 @@ def compiled_model(backend: str, mode: str | None, cache: Path) -> Sam2Model:
     )  # fmt: skip
 
 
-@pytest.mark.slow  # about 25 s on one core: dynamo traces the whole network
-def test_the_compile_option_runs_sam2s_vos_network_with_equal_masks(sam: Sam2Model, tmp_path: Path) -> None:
-    """Wiring: sam2's vos_optimized network (SAM2VideoPredictorVOS, its five functions compiled
-    whole) answers a click and a short track. The "eager" backend runs what dynamo captured
-    without generating code, so the masks are equal bit for bit and the test takes seconds."""
+@pytest.mark.slow  # about 25 s on one core: dynamo traces each of the network's shapes once
+def test_the_compile_option_loads_sam2s_vos_network_warmed_up_with_equal_masks(sam: Sam2Model, tmp_path: Path) -> None:
+    """The server's path (registry.load_backends with compile on): sam2's vos_optimized network
+    (SAM2VideoPredictorVOS, its five functions compiled whole), warmed up so that a track
+    compiles nothing more, answering a click and a short track with our masks. The "eager"
+    backend runs what dynamo captured without generating code: masks equal bit for bit, and the
+    test takes seconds where inductor takes minutes (the test below)."""
     from sam2.sam2_video_predictor import SAM2VideoPredictorVOS
+    from torch._dynamo.utils import counters
 
-    compiled = compiled_model("eager", None, tmp_path / "cache")
+    from masklog.inference.registry import ModelOptions, load_backends
+
+    checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": sam.net.state_dict()}, checkpoint)
+    options = ModelOptions(
+        checkpoint=checkpoint, device=DEVICE, image_size=IMAGE_SIZE, compile=True, compile_backend="eager", compile_mode=None, compile_cache=tmp_path / "cache"
+    )
+    compiled = dataclasses.replace(load_backends("sam2", options).segmenter._sam, preprocess_on_device=False)  # type: ignore[attr-defined]
     assert isinstance(compiled.net, SAM2VideoPredictorVOS) and compiled.compiled is not None
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache") and (tmp_path / "cache").is_dir()
+
+    graphs = counters["frames"]["ok"]
+    session = Sam2Tracker(compiled).open(ArrayFrames(synthetic_frames(6)))
+    session.add_prompt(1, "a", Prompt(points=[DISC]))
+    list(session.propagate(1, Direction.FORWARD, 5))
+    session.close()
+    assert counters["frames"]["ok"] == graphs, "the warm-up left shapes of a track to compile"
+
     click, tracked = click_and_track(compiled)
     ref_click, ref_tracked = click_and_track(sam)
     np.testing.assert_array_equal(click, ref_click)
