@@ -153,7 +153,11 @@ class _LazyVideo:
         return len(self._frames)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        future = self._ahead.pop(index, None) or self._submit(index)
+        future = self._ahead.pop(index, None)
+        if future is None:  # not prepared ahead (a prompt's frame, or read out of the plan's order)
+            if index in self._planned:
+                self._planned.remove(index)
+            future = self._submit(index)
         prepared = future.result().result()
         self._top_up()
         if self.on_device:

@@ -143,6 +143,20 @@ def test_a_new_plan_drops_the_old_ones_frames_and_backwards_reads_backwards() ->
         lazy.close()
 
 
+def test_a_frame_asked_for_out_of_the_plans_order_is_read_once() -> None:
+    frames = SlowFrames(20, delay=0)
+    lazy = _LazyVideo(frames, 64, torch.device("cpu"), on_device=False)
+    try:
+        lazy.plan(list(range(10)))
+        lazy[8]  # planned, but not among the first AHEAD: read now, and not again later
+        for i in range(10):
+            if i != 8:
+                lazy[i]
+        assert sorted(frames.reads) == list(range(10))
+    finally:
+        lazy.close()
+
+
 def test_closing_cancels_what_has_not_started_and_waits_for_the_read_under_way() -> None:
     frames = SlowFrames(30, delay=0.05)
     lazy = _LazyVideo(frames, 64, torch.device("cpu"), on_device=False)
