@@ -254,8 +254,7 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     session = Sam2Tracker(sam).open(open_frames("jpeg", video))
     session.add_prompt(0, "a", click_prompt(0))
     t = time.perf_counter()
-    for _ in session.propagate(0, Direction.FORWARD, n):
-        pass
+    ours_masks = [step[0].mask for step in session.propagate(0, Direction.FORWARD, n)]
     ours_s = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -266,9 +265,8 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     with sam.running():
         sam.net.add_new_points_or_box(state, 0, "a", points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
         t = time.perf_counter()
-        for _, _, masks in sam.net.propagate_in_video(state, 0, n - 1):
-            (masks > 0).cpu().numpy()  # as ours: every frame's masks end up on the host
-        raw_s = time.perf_counter() - t
+        raw_masks = [(masks[0, 0] > 0).cpu().numpy() for _, _, masks in sam.net.propagate_in_video(state, 0, n - 1)]
+        raw_s = time.perf_counter() - t  # as ours: every frame's masks end up on the host
     tracked = n - 1  # the first frame is the prompted one
     return {
         "frames": n,
@@ -281,7 +279,19 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
         "raw_init_state_s": round(init_s, 2),
         "ours_over_raw_propagate": round(raw_s / ours_s, 3),
         "ours_over_raw_with_init_state": round((raw_s + init_s) / ours_s, 3),
+        # Agreement with raw sam2's masks (random weights make masks fragile; ours decodes the
+        # JPEGs with OpenCV, raw with PIL, which may differ by a grey level here and there).
+        "mask_iou_vs_raw": iou_stats(ours_masks, raw_masks),
     }
+
+
+def iou_stats(ours: list[Any], raw: list[Any]) -> dict[str, float]:
+    ious = []
+    for a, b in zip(ours, raw, strict=True):
+        a = np.zeros_like(b) if a is None else a  # ours: None where the object is lost
+        union = int((a | b).sum())
+        ious.append(float((a & b).sum() / union) if union else 1.0)
+    return {"min": round(min(ious), 4), "median": round(statistics.median(ious), 4)}
 
 
 def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) -> dict[str, Any]:
