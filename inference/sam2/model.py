@@ -12,6 +12,7 @@ for explicitly with `random_weights=True`.
 
 On CUDA the model runs under bf16 autocast (how SAM 2 is meant to run on GPUs); on CPU in
 float32. `image_size` can be reduced (a multiple of 32, at least 64) so tests run fast on CPU.
+On request (`CompileOptions`) the network is sam2's `torch.compile`d build (`vos_optimized`).
 """
 
 from __future__ import annotations
@@ -107,8 +108,9 @@ class CompileOptions:
     mode compiles the same five functions that way instead (tests: "eager" checks the wiring in
     seconds).
 
-    The first call of each shape compiles (tens of seconds to minutes on a GPU, see
-    docs/bench); inductor's FX graph, AOT autograd and autotuning caches are kept on disk in
+    The first call of each shape compiles (`scripts/bench_backends.py --compile` measures how
+    long; `inference.sam2.warmup` makes a server pay it at start-up, not on a user's first click);
+    inductor's FX graph, AOT autograd and autotuning caches are kept on disk in
     `cache_dir` (TORCHINDUCTOR_CACHE_DIR) so a restarted process loads them instead. The cache
     directory is process-wide: the last model loaded with one sets it.
     """

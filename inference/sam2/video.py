@@ -121,9 +121,9 @@ class _LazyVideo:
       resize (bicubic with antialiasing, which is PIL's filter: a = -0.5 and the same support)
       then runs on the GPU, rounded and clamped to whole grey levels as PIL's uint8 result is.
       The CPU only decodes. Not bit-exact with PIL: resized values differ by at most one grey
-      level (test_sam2_backend measures this, and on CUDA the masks against raw sam2's).
+      level (test_sam2_pipeline checks this, and on CUDA the masks against raw sam2's).
 
-    Frames the tracker will read next (`plan`) are prepared ahead, at most `ahead` at a time:
+    Frames the tracker will read next (`plan`) are prepared ahead, at most `AHEAD` at a time:
     one reader thread does every read of the FrameSource, in the order planned (a source need
     not be safe to read from several threads, and a video decoder is fastest read in order);
     a small pool resizes (PIL releases the GIL) or pins them in parallel. A new plan (another
