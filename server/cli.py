@@ -179,8 +179,8 @@ def _eval_vos(args: argparse.Namespace) -> int:
     from masklog.inference.evaluation import evaluate_vos
     from masklog.inference.registry import ModelOptions, load_tracker
 
-    model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
     try:
+        model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
         tracker = load_tracker(args.tracker, ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device))
     except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
         print(f"masklog: cannot load the {args.tracker} tracker: {error}", file=sys.stderr)
@@ -211,8 +211,8 @@ def _eval_clicks(args: argparse.Namespace) -> int:
     from masklog.inference.click_eval import NOC_THRESHOLDS, ClickScore, evaluate_clicks
     from masklog.inference.registry import ModelOptions, backend_named
 
-    model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
     try:
+        model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
         segmenter = backend_named(args.segmenter).load(ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device)).segmenter
     except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
         print(f"masklog: cannot load the {args.segmenter} segmenter: {error}", file=sys.stderr)
