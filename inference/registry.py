@@ -25,6 +25,7 @@ it), and one entry in `BACKENDS`. Nothing in the event schema names a backend or
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from pathlib import Path
 from masklog.domain.events import TrackerAlias
 from masklog.domain.interpolation import INTERPOLATION
 from masklog.inference.protocols import Segmenter, Tracker
+
+log = logging.getLogger(__name__)
 
 # Registry names are short and plain: they are written into the log by clients.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -60,6 +63,11 @@ class ModelOptions:
     # Bytes of image embeddings a segmenter keeps (clicked frames, and frames embedded ahead of
     # clicks): `--embedding-cache-mb`, between 1 MiB and MAX_EMBEDDING_CACHE_MB.
     embedding_cache_bytes: int = DEFAULT_EMBEDDING_CACHE_MB * 1024**2
+    compile: bool = False  # run the model through torch.compile (SAM 2: inference.sam2.model.CompileOptions)
+    compile_cache: Path | None = None  # where compiled code is kept between processes
+    compile_mode: str | None = "max-autotune"  # torch.compile's mode (sam2's choice by default)
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager": tests of the wiring)
+    image_size: int | None = None  # SAM 2's input size; None: the config's (tests use less)
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,18 @@ def _load_sam2(options: ModelOptions) -> Loaded:
     """Raises `inference.sam2.model.Sam2LoadError` when the checkpoint cannot be used."""
     # Imported here: torch loads only in processes that use SAM 2.
     from masklog.inference.sam2.image import Sam2Segmenter
-    from masklog.inference.sam2.model import DEFAULT_CONFIG, load_sam2
+    from masklog.inference.sam2.model import DEFAULT_CONFIG, CompileOptions, load_sam2
     from masklog.inference.sam2.video import Sam2Tracker
 
-    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device)
+    compiled = None
+    if options.compile:
+        compiled = CompileOptions(backend=options.compile_backend, mode=options.compile_mode, cache_dir=options.compile_cache)
+    model = load_sam2(options.config or DEFAULT_CONFIG, options.checkpoint, options.device, options.image_size, compile=compiled)
+    if compiled is not None:
+        from masklog.inference.sam2.warmup import warm_up
+
+        # Compiled at start-up (or loaded from the cache), not on the first user's click.
+        log.info("SAM 2 compiled and warmed up in %.1f s", warm_up(model))
     return Loaded(Sam2Segmenter(model, cache_bytes=options.embedding_cache_bytes), {"sam2": Sam2Tracker(model)})
 
 

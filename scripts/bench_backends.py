@@ -1,8 +1,9 @@
 """Segmentation and tracking backends benchmark: SAM 2 (ours against raw sam2), and classical.
 
     python scripts/bench_backends.py [--device cuda] [--image-size 1024] [--config sam2.1_hiera_t]
-        [--checkpoint PATH] [--frames 60] [--long-frames 1200] [--track 30] [--classical]
-        [--parts click,track,long,objects] [--objects 1,3,10,30] [--out FILE]
+        [--checkpoint PATH] [--frames 60] [--long-frames 1200] [--track 30] [--classical] [--out FILE]
+        [--parts click,track,long,objects] [--objects 1,3,10,30] [--compile [MODE]]
+        [--compile-backend inductor] [--preprocess exact|device]
 
 Prints JSON. SAM 2 runs with random weights unless --checkpoint is given (speed does not depend
 on weight values). Made-up data only: the script writes a synthetic 854x480 video (a JPEG folder,
@@ -13,7 +14,13 @@ the input sam2's `init_state` reads, and an MP4 when PyAV is installed) into a t
   (issue 19: the user moved to the frame 1 s before clicking; meanwhile a background thread
   warms the frames around it, as the inference actor does when idle).
 - track: frames/s of our tracker and of raw sam2 (`init_state` + `propagate_in_video`) on the
-  same short video in one process; raw is timed without and with its `init_state`.
+  same short video in one process; raw is timed without and with its `init_state`. Ours
+  prepares frames the model's default way (on CUDA resized on the GPU, else PIL's exact resize;
+  `--preprocess` picks one); `track_exact` repeats it with the exact path on CUDA.
+- compile (--compile [MODE]): the track measure with the network compiled (sam2's
+  vos_optimized build; MODE default sam2's "max-autotune"): the warm-up's time (the first
+  calls, which compile), frames/s compiled (ours and raw on the same compiled network) and, in
+  a second process with the compile cache the first one left on disk, the warm-up again.
 - long: a `--track`-frame track starting in the middle of a long video (and of one a quarter as
   long, to show what grows with the length): time from opening the video to the last mask, and
   peak memory: the process's peak RSS, the growth of RSS over the warmed-up model, and on CUDA
@@ -157,7 +164,7 @@ def sync(device: str) -> None:
 def load(args: argparse.Namespace):
     import torch
 
-    from masklog.inference.sam2.model import load_sam2
+    from masklog.inference.sam2.model import CompileOptions, load_sam2
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -169,6 +176,8 @@ def load(args: argparse.Namespace):
         device=args.device,
         image_size=args.image_size,
         random_weights=args.checkpoint is None,
+        preprocess_on_device=None if args.preprocess is None else args.preprocess == "device",
+        compile=CompileOptions(backend=args.compile_backend, mode=args.compile, cache_dir=args.compile_cache) if args.compile else None,
     )
     sync(args.device)
     return sam, time.perf_counter() - t
@@ -285,15 +294,20 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     from masklog.inference.sam2.video import Sam2Tracker
 
     sam, _ = load(args)
+    t = time.perf_counter()
+    if args.compile:  # what a server started with compile on runs before serving
+        from masklog.inference.sam2.warmup import warm_up as warm_up_compiled
+
+        warm_up_compiled(sam)
     warm_up(sam, Sam2Tracker)
+    warm_up_s = time.perf_counter() - t
     n = video["frames"]
     x, y = object_center(0)
 
     session = Sam2Tracker(sam).open(open_frames("jpeg", video))
     session.add_prompt(0, "a", click_prompt(0))
     t = time.perf_counter()
-    for _ in session.propagate(0, Direction.FORWARD, n):
-        pass
+    ours_masks = [step[0].mask for step in session.propagate(0, Direction.FORWARD, n)]
     ours_s = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -304,18 +318,23 @@ def worker_track(args: argparse.Namespace, video: dict[str, Any]) -> dict[str, A
     with sam.running():
         sam.net.add_new_points_or_box(state, 0, "a", points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32))
         t = time.perf_counter()
-        for _, _, masks in sam.net.propagate_in_video(state, 0, n - 1):
-            (masks > 0).cpu().numpy()  # as ours: every frame's masks end up on the host
-        raw_s = time.perf_counter() - t
+        raw_masks = [(masks[0, 0] > 0).cpu().numpy() for _, _, masks in sam.net.propagate_in_video(state, 0, n - 1)]
+        raw_s = time.perf_counter() - t  # as ours: every frame's masks end up on the host
     tracked = n - 1  # the first frame is the prompted one
     return {
         "frames": n,
+        "preprocess": "device" if sam.preprocess_on_device else "exact",
+        "compiled": f"{args.compile_backend}/{args.compile}" if args.compile else None,
+        "warm_up_s": round(warm_up_s, 2),  # with --compile: inference.sam2.warmup first, i.e. the compile time
         "ours_fps": round(tracked / ours_s, 2),
         "raw_fps_propagate_only": round(tracked / raw_s, 2),
         "raw_fps_with_init_state": round(tracked / (raw_s + init_s), 2),
         "raw_init_state_s": round(init_s, 2),
         "ours_over_raw_propagate": round(raw_s / ours_s, 3),
         "ours_over_raw_with_init_state": round((raw_s + init_s) / ours_s, 3),
+        # Agreement with raw sam2's masks (random weights make masks fragile; ours decodes the
+        # JPEGs with OpenCV, raw with PIL, which may differ by a grey level here and there).
+        "mask_iou_vs_raw": iou_stats(ours_masks, raw_masks),
     }
 
 
@@ -420,6 +439,15 @@ def batch_fidelity(sam: Any, video: dict[str, Any], count: int, frames: int) -> 
     }
 
 
+def iou_stats(ours: list[Any], raw: list[Any]) -> dict[str, float]:
+    ious = []
+    for a, b in zip(ours, raw, strict=True):
+        a = np.zeros_like(b) if a is None else a  # ours: None where the object is lost
+        union = int((a | b).sum())
+        ious.append(float((a & b).sum() / union) if union else 1.0)
+    return {"min": round(min(ious), 4), "median": round(statistics.median(ious), 4)}
+
+
 def worker_long(args: argparse.Namespace, video: dict[str, Any], source: str) -> dict[str, Any]:
     from masklog.domain.events import Direction
     from masklog.inference.sam2.video import Sam2Tracker
@@ -519,17 +547,38 @@ def ms_stats(seconds: list[float]) -> dict[str, float]:
 def run_worker(args: argparse.Namespace, name: str, video: dict[str, Any], source: str = "") -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", name, "--video", json.dumps(video), "--source", source]
     cmd += ["--device", args.device, "--image-size", str(args.image_size), "--config", args.config]
-    cmd += ["--track", str(args.track), "--clicks", str(args.clicks), "--objects", args.objects, "--repeat", str(args.repeat)]
+    cmd += ["--track", str(args.track), "--clicks", str(args.clicks), "--compile-backend", args.compile_backend, "--objects", args.objects, "--repeat", str(args.repeat)]
+    if args.preprocess:
+        cmd += ["--preprocess", args.preprocess]
+    if args.compile:
+        cmd += ["--compile", args.compile, "--compile-cache", str(args.compile_cache)]
     if args.checkpoint:
         cmd += ["--checkpoint", str(args.checkpoint)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
     print(f"[bench] {name} {source} on {video['frames']} frames ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.worker_timeout)
+    except subprocess.TimeoutExpired:  # the child is killed: nothing of it keeps the GPU busy
+        return {"error": f"timed out after {args.worker_timeout} s"}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-5:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_compile(args: argparse.Namespace, mode: str, video: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Tracking with the network compiled: a first process compiles (into a fresh cache unless
+    --compile-cache names one), a second one starts with the cache the first one left."""
+    cache = args.compile_cache or tmp / "compile-cache"
+    compiled = argparse.Namespace(**{**vars(args), "compile": mode, "compile_cache": cache})
+    first = run_worker(compiled, "track", video)
+    second = run_worker(compiled, "track", video)
+    out: dict[str, Any] = {"mode": mode, "backend": args.compile_backend, "cache": str(cache), "first_process": first, "second_process": second}
+    if "error" not in first and "error" not in second:
+        out["compile_s_cold_cache"] = first["warm_up_s"]
+        out["compile_s_warm_cache"] = second["warm_up_s"]
+    return out
 
 
 def describe(args: argparse.Namespace) -> dict[str, Any]:
@@ -569,6 +618,14 @@ def main() -> None:
     p.add_argument("--objects", default="1,3,10,30", help="object counts of the objects part")
     p.add_argument("--repeat", type=int, default=1, help="rounds of the objects part (the best is kept)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--preprocess", choices=["exact", "device"], default=None, help="frame preprocessing (default: device on CUDA, exact elsewhere)")
+    p.add_argument(
+        "--compile", nargs="?", const="max-autotune", default=None, metavar="MODE",
+        help="also measure tracking with the model compiled (torch.compile mode; default sam2's max-autotune)",
+    )  # fmt: skip
+    p.add_argument("--worker-timeout", type=float, default=None, help="seconds each measuring process may take (default: no limit)")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile (default inductor)")
+    p.add_argument("--compile-cache", type=Path, default=None, help="compile cache folder (default: a fresh temp folder, so the first run compiles)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--video", default=None, help=argparse.SUPPRESS)
     p.add_argument("--source", default="", help=argparse.SUPPRESS)
@@ -626,14 +683,21 @@ def main() -> None:
             lengths = []  # no part reads a long video
         longs = [write_video(Path(tmp) / f"long{n}", n, mp4=mp4) for n in lengths]
         report["data_written_s"] = round(time.perf_counter() - t, 1)
+        compile_mode, args.compile = args.compile, None  # every part but `compile` runs uncompiled
         if "click" in parts:
             report["click"] = run_worker(args, "click", longs[-1])
             save()
         if "track" in parts:
             report["track"] = run_worker(args, "track", short)
             save()
+            if cuda and args.preprocess is None:
+                report["track_exact"] = run_worker(argparse.Namespace(**{**vars(args), "preprocess": "exact"}), "track", short)
+                save()
         if "objects" in parts:
             report["objects"] = run_worker(args, "objects", short)
+            save()
+        if compile_mode:
+            report["compile"] = measure_compile(args, compile_mode, short, Path(tmp))
             save()
         if "long" in parts:
             report["long"] = {}

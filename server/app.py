@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 import masklog.web
 from masklog.inference.actor import InferenceActor
 from masklog.inference.claiming import ClaimKeeper, ClaimPolicy
-from masklog.inference.registry import Backends, every_tracker_name, load_backends
+from masklog.inference.registry import Backends, ModelOptions, every_tracker_name, load_backends
 from masklog.server import api, redact
 from masklog.server.context import Context
 from masklog.server.exchange.routes import routes as exchange_routes
@@ -42,9 +42,22 @@ log = logging.getLogger("masklog")
 WEB_DIR = Path(next(iter(masklog.web.__path__)))
 
 
-def load_configured_backends(settings: Settings) -> Backends:
+def model_options(settings: Settings) -> ModelOptions:
+    """What the settings give the backend's loader (the compile cache defaults to the data folder)."""
     model = settings.model
-    return load_backends(model.backend, model.options())
+    return ModelOptions(
+        checkpoint=model.sam2_checkpoint,
+        config=model.sam2_config,
+        device=model.device,
+        compile=model.sam2_compile,
+        compile_cache=model.sam2_compile_cache or settings.data / "compile-cache",
+        compile_mode=model.sam2_compile_mode,
+        embedding_cache_bytes=model.embedding_cache_mb * 1024**2,
+    )
+
+
+def load_configured_backends(settings: Settings) -> Backends:
+    return load_backends(settings.model.backend, model_options(settings))
 
 
 @contextlib.asynccontextmanager

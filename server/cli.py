@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from masklog.inference.registry import BACKENDS, DEFAULT_BACKEND, DEFAULT_EMBEDDING_CACHE_MB, MAX_EMBEDDING_CACHE_MB, tracker_names
-from masklog.server.settings import Settings, env, model_settings_from, storage_from, token_lifetime_s
+from masklog.server.settings import COMPILE_MODES, ModelSettings, Settings, env, model_settings_from, storage_from, token_lifetime_s
 from masklog.server.storage import STORAGE_BACKENDS
 
 
@@ -38,6 +38,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     parser.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
     _add_embedding_flag(parser)
+    _add_compile_flags(parser)
     parser.add_argument("--no-models", action="store_true", help="answer no prompts and run no tracks here (requests wait in the log)")
     parser.add_argument("--workers", action="store_true", help="the model work is done by `masklog worker` processes on the same log (implies --no-models)")
     for name, kind, what in _USER_LIMITS:
@@ -52,6 +53,27 @@ def _add_embedding_flag(parser: argparse.ArgumentParser) -> None:
         "--embedding-cache-mb", type=_positive(int), default=None,
         help=f"MiB of image embeddings kept for clicks, including frames embedded ahead of them (SAM 2; 1 to {MAX_EMBEDDING_CACHE_MB}; "
         f"env MASKLOG_EMBEDDING_CACHE_MB; default {DEFAULT_EMBEDDING_CACHE_MB}, 16 frames at 1024 px)",
+    )  # fmt: skip
+
+
+def _add_compile_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sam2-compile", action="store_true",
+        help="run SAM 2 through torch.compile (sam2's vos_optimized build): faster per frame on a GPU, but each new input shape compiles first, minutes the first time (env MASKLOG_SAM2_COMPILE=1)",
+    )  # fmt: skip
+    parser.add_argument("--sam2-compile-cache", help="folder for the compiled code, kept between runs (env MASKLOG_SAM2_COMPILE_CACHE; default: DATA/compile-cache)")
+    parser.add_argument(
+        "--sam2-compile-mode", choices=COMPILE_MODES,
+        help="torch.compile mode for --sam2-compile (env MASKLOG_SAM2_COMPILE_MODE; default max-autotune, sam2's; the others compile sooner)",
+    )  # fmt: skip
+
+
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    """The model settings of serve, demo and worker (flags, then MASKLOG_* variables)."""
+    return model_settings_from(
+        args.backend, args.sam2_checkpoint, args.sam2_config, args.device,
+        compile=args.sam2_compile, compile_cache=args.sam2_compile_cache, compile_mode=args.sam2_compile_mode,
+        embedding_cache_mb=args.embedding_cache_mb,
     )  # fmt: skip
 
 
@@ -116,7 +138,7 @@ def _limit_settings(args: argparse.Namespace) -> _LimitSettings:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device, args.embedding_cache_mb)
+    model = _model_settings(args)
     public = args.public_origin or [o.strip() for o in (env("PUBLIC_ORIGINS") or "").split(",") if o.strip()]
     storage, database = storage_from(args.storage, args.database)
     return Settings(
@@ -167,8 +189,8 @@ def _eval_vos(args: argparse.Namespace) -> int:
     from masklog.inference.evaluation import evaluate_vos
     from masklog.inference.registry import ModelOptions, load_tracker
 
-    model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
     try:
+        model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
         tracker = load_tracker(args.tracker, ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device))
     except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
         print(f"masklog: cannot load the {args.tracker} tracker: {error}", file=sys.stderr)
@@ -199,8 +221,8 @@ def _eval_clicks(args: argparse.Namespace) -> int:
     from masklog.inference.click_eval import NOC_THRESHOLDS, ClickScore, evaluate_clicks
     from masklog.inference.registry import ModelOptions, backend_named
 
-    model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
     try:
+        model = model_settings_from(DEFAULT_BACKEND, args.sam2_checkpoint, args.sam2_config, args.device)  # its model options only
         segmenter = backend_named(args.segmenter).load(ModelOptions(checkpoint=model.sam2_checkpoint, config=model.sam2_config, device=model.device)).segmenter
     except Exception as error:  # Sam2LoadError, or sam2 itself refusing the config
         print(f"masklog: cannot load the {args.segmenter} segmenter: {error}", file=sys.stderr)
@@ -355,7 +377,7 @@ def _worker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from masklog.server.worker import main as run
 
     try:
-        model = model_settings_from(args.backend, args.sam2_checkpoint, args.sam2_config, args.device, args.embedding_cache_mb)
+        model = _model_settings(args)
         storage, database = storage_from(args.storage, args.database)
     except ValueError as error:
         parser.error(str(error))
@@ -478,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--sam2-config", help="sam2 config name (env MASKLOG_SAM2_CONFIG)")
     worker.add_argument("--device", help="cuda, cuda:N or cpu (env MASKLOG_DEVICE; default: CUDA when present)")
     _add_embedding_flag(worker)
+    _add_compile_flags(worker)
     worker.add_argument(
         "--max-tracks", type=_positive(int), default=int(env("WORKER_MAX_TRACKS", "4") or 4),
         help="tracks this worker works at once; the others wait for a free worker (env MASKLOG_WORKER_MAX_TRACKS; default 4)",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from masklog.inference.registry import DEFAULT_BACKEND, DEFAULT_EMBEDDING_CACHE_MB, MAX_EMBEDDING_CACHE_MB, ModelOptions, backend_named
+from masklog.inference.registry import DEFAULT_BACKEND, DEFAULT_EMBEDDING_CACHE_MB, MAX_EMBEDDING_CACHE_MB, backend_named
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,15 @@ class ModelSettings:
     sam2_checkpoint: Path | None = None
     sam2_config: str = "sam2.1_hiera_t"  # a config packaged with sam2 (short name or path)
     device: str | None = None  # None: CUDA when present, else CPU
+    # SAM 2 through torch.compile (sam2's vos_optimized build): faster per frame on a GPU once
+    # compiled, slow to start (the first call of each shape compiles). Off by default.
+    sam2_compile: bool = False
+    # Where inductor keeps compiled code so a restarted server does not compile again;
+    # None: the data folder's compile-cache/.
+    sam2_compile_cache: Path | None = None
+    # torch.compile's mode: sam2's "max-autotune" (slowest to compile, fastest to run);
+    # "max-autotune-no-cudagraphs" or "default" compile sooner.
+    sam2_compile_mode: str = "max-autotune"
     # MiB of image embeddings the segmenter keeps (SAM: clicked frames and frames embedded ahead
     # of clicks), 1..MAX_EMBEDDING_CACHE_MB.
     embedding_cache_mb: int = DEFAULT_EMBEDDING_CACHE_MB
@@ -25,10 +34,6 @@ class ModelSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.embedding_cache_mb <= MAX_EMBEDDING_CACHE_MB:
             raise ValueError(f"the embedding cache must be 1 to {MAX_EMBEDDING_CACHE_MB} MiB, got {self.embedding_cache_mb}")
-
-    def options(self) -> ModelOptions:
-        """What the backend's loader gets."""
-        return ModelOptions(checkpoint=self.sam2_checkpoint, config=self.sam2_config, device=self.device, embedding_cache_bytes=self.embedding_cache_mb * 1024**2)
 
 
 @dataclass(frozen=True)
@@ -172,8 +177,28 @@ def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"MASKLOG_{name}", default)
 
 
-def model_settings_from(backend: str | None, checkpoint: str | None, config: str | None, device: str | None, embedding_cache_mb: int | None = None) -> ModelSettings:
-    """Raises ValueError for an unknown backend or an embedding cache out of its limits."""
+def env_flag(name: str) -> bool:
+    """A MASKLOG_* variable as a yes/no: 1, true, yes or on (any case) is yes; unset or empty is
+    no; anything else is a ValueError that names the variable."""
+    value = (env(name) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"MASKLOG_{name} must be 1/true/yes/on or 0/false/no/off, not {value!r}")
+
+
+def model_settings_from(
+    backend: str | None,
+    checkpoint: str | None,
+    config: str | None,
+    device: str | None,
+    *,
+    compile: bool = False,
+    compile_cache: str | None = None,
+    compile_mode: str | None = None,
+    embedding_cache_mb: int | None = None,
+) -> ModelSettings:
     backend = backend or env("BACKEND")
     if embedding_cache_mb is None:
         text = env("EMBEDDING_CACHE_MB")
@@ -191,4 +216,17 @@ def model_settings_from(backend: str | None, checkpoint: str | None, config: str
         sam2_config=config or env("SAM2_CONFIG") or ModelSettings.sam2_config,
         device=device or env("DEVICE"),
         embedding_cache_mb=embedding_cache_mb,
+        sam2_compile=compile or env_flag("SAM2_COMPILE"),
+        sam2_compile_cache=Path(cache) if (cache := compile_cache or env("SAM2_COMPILE_CACHE")) else None,
+        sam2_compile_mode=compile_mode_from(compile_mode),
     )
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode_from(flag: str | None) -> str:
+    mode = flag or env("SAM2_COMPILE_MODE") or ModelSettings.sam2_compile_mode
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"MASKLOG_SAM2_COMPILE_MODE must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    return mode

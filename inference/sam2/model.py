@@ -12,6 +12,7 @@ for explicitly with `random_weights=True`.
 
 On CUDA the model runs under bf16 autocast (how SAM 2 is meant to run on GPUs); on CPU in
 float32. `image_size` can be reduced (a multiple of 32, at least 64) so tests run fast on CPU.
+On request (`CompileOptions`) the network is sam2's `torch.compile`d build (`vos_optimized`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import os
 import re
 import threading
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +61,11 @@ class Sam2Model:
     config: str  # short config name, e.g. "sam2.1_hiera_t"
     device: torch.device
     random_weights: bool
+    # Frames for tracking resized and normalised on the device (inference.sam2.video._LazyVideo):
+    # on by default on CUDA, where it keeps the CPU to decoding; not bit-exact with sam2's
+    # PIL resize, so off elsewhere (the CPU fidelity tests stay exact).
+    preprocess_on_device: bool = False
+    compiled: CompileOptions | None = None  # how the network was compiled, None: not at all
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # Threads inside `running` waiting for the lock: background work (warming embeddings) gives
     # way while any does.
@@ -107,6 +115,61 @@ class Sam2Model:
             self.lock.release()
 
 
+@dataclass(frozen=True)
+class CompileOptions:
+    """Running the network through `torch.compile` (off unless asked for).
+
+    The network is sam2's own `SAM2VideoPredictorVOS` (`vos_optimized=True`): the image
+    encoder, memory encoder, memory attention, prompt encoder and mask decoder compiled whole
+    (fullgraph; memory attention with dynamic shapes, since the number of memories varies),
+    with the clones that let the compiled outputs be kept across calls. With sam2's settings
+    (inductor, "max-autotune") its compiled functions are used as they are; another backend or
+    mode compiles the same five functions that way instead (tests: "eager" checks the wiring in
+    seconds).
+
+    The first call of each shape compiles (`scripts/bench_backends.py --compile` measures how
+    long; `inference.sam2.warmup` makes a server pay it at start-up, not on a user's first click);
+    inductor's FX graph, AOT autograd and autotuning caches are kept on disk in
+    `cache_dir` (TORCHINDUCTOR_CACHE_DIR) so a restarted process loads them instead. The cache
+    directory is process-wide: the last model loaded with one sets it.
+    """
+
+    backend: str = "inductor"
+    mode: str | None = "max-autotune"
+    cache_dir: Path | None = None  # None: TORCHINDUCTOR_CACHE_DIR as set, else torch's default
+
+
+# sam2's VOS build: the functions it compiles, and whether each takes dynamic shapes.
+_VOS_COMPILED = {
+    "image_encoder": False,
+    "memory_encoder": False,
+    "memory_attention": True,  # the number of memories varies
+    "sam_prompt_encoder": False,
+    "sam_mask_decoder": False,
+}
+
+
+def compile_cache_env(options: CompileOptions) -> None:
+    """Point inductor's on-disk caches at `options.cache_dir` (created) and turn them on."""
+    if options.cache_dir is not None:
+        options.cache_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(options.cache_dir)
+    import torch._functorch.config
+    import torch._inductor.config
+
+    torch._inductor.config.fx_graph_cache = True
+    torch._functorch.config.enable_autograd_cache = True
+
+
+def _recompile(net: torch.nn.Module, options: CompileOptions) -> None:
+    # The modules' own class methods are the uncompiled functions VOS wrapped.
+    for name, dynamic in _VOS_COMPILED.items():
+        module = getattr(net, name)
+        module.forward = torch.compile(
+            types.MethodType(type(module).forward, module), backend=options.backend, mode=options.mode, fullgraph=True, dynamic=dynamic
+        )
+
+
 def available_configs() -> list[str]:
     """Short names of the model configs shipped with the installed sam2 package."""
     return sorted(p.stem for p in _config_dir().rglob("*.yaml") if "training" not in p.parent.name)
@@ -133,6 +196,8 @@ def load_sam2(
     image_size: int | None = None,
     *,
     random_weights: bool = False,
+    preprocess_on_device: bool | None = None,
+    compile: CompileOptions | None = None,
 ) -> Sam2Model:
     """Build SAM 2 from a packaged config and load the checkpoint's weights.
 
@@ -163,7 +228,14 @@ def load_sam2(
         if image_size < 64 or image_size % 32:
             raise Sam2LoadError(config, f"image_size must be a multiple of 32 and at least 64, got {image_size}")
         overrides.append(f"++model.image_size={image_size}")
-    net = build_sam2_video_predictor(hydra_path, ckpt_path=None, device=str(dev), hydra_overrides_extra=overrides)
+    if compile is not None:
+        compile_cache_env(compile)
+        log.info("SAM 2 compiled with torch.compile (%s, %s); the first call of each shape compiles", compile.backend, compile.mode)
+    net = build_sam2_video_predictor(
+        hydra_path, ckpt_path=None, device=str(dev), hydra_overrides_extra=overrides, vos_optimized=compile is not None
+    )
+    if compile is not None and (compile.backend, compile.mode) != ("inductor", "max-autotune"):
+        _recompile(net, compile)
     if state_dict is not None:
         _load_weights(net, state_dict, Path(checkpoint), name)  # type: ignore[arg-type]
     net.eval()
@@ -171,7 +243,14 @@ def load_sam2(
         # Hole filling is a CUDA kernel of sam2's optional extension; without it (or on CPU)
         # sam2 skips the step with a warning on every frame. Off gives the same masks, quietly.
         net.fill_hole_area = 0
-    return Sam2Model(net=net, config=name, device=dev, random_weights=checkpoint is None)
+    return Sam2Model(
+        net=net,
+        config=name,
+        device=dev,
+        random_weights=checkpoint is None,
+        preprocess_on_device=dev.type == "cuda" if preprocess_on_device is None else preprocess_on_device,
+        compiled=compile,
+    )
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:

@@ -4,9 +4,11 @@ sam2's `SAM2VideoPredictor.init_state` decodes every frame of a video into one t
 (about 12 MiB a frame at 1024 px) and its inference state keeps every frame's output forever.
 This session drives the same predictor with an inference state of its own:
 
-- `images` is a stand-in that reads a frame from the FrameSource and preprocesses it exactly as
-  sam2's frame loader does, only when the model asks for that frame. Tracking 30 frames from
-  the middle of a long video touches those 30 frames and nothing else.
+- `images` is a stand-in that reads a frame from the FrameSource and preprocesses it as sam2's
+  frame loader does (exactly, or on CUDA by default resized on the GPU: `_LazyVideo`), only
+  for frames the model asks for; the next few frames of a track are decoded and prepared
+  ahead in helper threads. Tracking 30 frames from the middle of a long video touches those
+  30 frames and nothing else.
 - After each tracked frame, non-conditioning outputs further than `history` frames from it
   are dropped. `history` defaults to the furthest the model reads back: the last
   `num_maskmem - 1` frames' memories (times the memory stride) and the last
@@ -33,7 +35,8 @@ Every output is computed by the predictor's own methods (`add_new_points_or_box`
 `_get_orig_video_res_output`); the propagation loop is `propagate_in_video`'s, re-written so the
 state can be pruned between frames and the object scores reported. So masks equal the raw
 predictor's as long as what it would read was not pruned (always, when moving through the
-video in one direction; see the fidelity tests).
+video in one direction; see the fidelity tests) and the frames are preprocessed exactly (with
+resizing on the GPU they are within the tolerance test_sam2_pipeline states).
 
 The model is built with `add_all_frames_to_correct_as_cond`: a prompt on a frame that was
 already tracked is a correction that conditions on memory (and the frame's previous mask) and
@@ -47,7 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +58,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from masklog.domain.events import Direction
@@ -224,60 +228,119 @@ def _same_owner(kept: Any, owner: Any) -> bool:
 
 class _LazyVideo:
     """Stands in for the tensor of all frames that `init_state` preloads: a frame is fetched and
-    preprocessed when the model indexes it, the way sam2's JPEG loader does it (PIL resize to
-    the model's square input, bicubic; scale to [0, 1] in float64; float32; normalise).
+    preprocessed when the model indexes it.
 
-    While the model works on one frame, the next one is decoded and resized in a helper thread
-    (`prefetch`): decoding and PIL release the GIL, so on a GPU the CPU work of frame i + 1
-    overlaps the model's work on frame i. Every read of the FrameSource happens in that one
-    thread, so a source is never read by two threads at once. Scaling and normalising happen on
-    the model's device (float64 division is correctly rounded there too, so the values are the
-    loader's bit for bit).
+    Two ways to preprocess (`on_device`):
+
+    - exact (the default off CUDA): the way sam2's JPEG loader does it: PIL resize to the model's
+      square input (bicubic), scale to [0, 1] in float64, float32, normalise. Scaling and
+      normalising happen on the model's device (float64 division is correctly rounded there
+      too, so the values are the loader's bit for bit).
+    - on the device (the default on CUDA): the decoded uint8 frame is copied into pinned memory
+      by a helper thread and uploaded with a non-blocking copy when the model asks for it; the
+      resize (bicubic with antialiasing, which is PIL's filter: a = -0.5 and the same support)
+      then runs on the GPU, rounded and clamped to whole grey levels as PIL's uint8 result is.
+      The CPU only decodes. Not bit-exact with PIL: resized values differ by at most one grey
+      level (test_sam2_pipeline checks this, and on CUDA the masks against raw sam2's).
+
+    Frames the tracker will read next (`plan`) are prepared ahead, at most `AHEAD` at a time:
+    one reader thread does every read of the FrameSource, in the order planned (a source need
+    not be safe to read from several threads, and a video decoder is fastest read in order);
+    a small pool resizes (PIL releases the GIL) or pins them in parallel. A new plan (another
+    track, the other direction) drops what the old one had queued; `close` cancels what has
+    not started and waits for what has.
     """
 
-    _AHEAD = 2  # frames loaded ahead at most (the one in hand and the next)
+    AHEAD = 4  # frames prepared or being prepared ahead of the model, at most
+    WORKERS = 2  # threads resizing (exact) or pinning (on the device) decoded frames
 
-    def __init__(self, frames: FrameSource, image_size: int, device: torch.device) -> None:
+    def __init__(self, frames: FrameSource, image_size: int, device: torch.device, *, on_device: bool | None = None) -> None:
         self._frames = frames
         self._size = image_size
         self._device = device
+        self.on_device = device.type == "cuda" if on_device is None else on_device
+        self._pin = self.on_device and device.type == "cuda"
         self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32, device=device)[:, None, None]
         self._std = torch.tensor(_IMG_STD, dtype=torch.float32, device=device)[:, None, None]
-        self._pool: ThreadPoolExecutor | None = None
-        self._ahead: OrderedDict[int, Future[np.ndarray]] = OrderedDict()
+        self._reader: ThreadPoolExecutor | None = None
+        self._workers: ThreadPoolExecutor | None = None
+        # Frame -> the reader's future, whose result is the worker's future of the prepared frame.
+        self._ahead: OrderedDict[int, Future[Future[Any]]] = OrderedDict()
+        self._planned: deque[int] = deque()  # planned frames not submitted yet, in order
         self.reads = 0
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        future = self._ahead.pop(index, None) or self._submit(index)
-        x = torch.from_numpy(future.result()).to(self._device).permute(2, 0, 1)
+        future = self._ahead.pop(index, None)
+        if future is None:  # not prepared ahead (a prompt's frame, or read out of the plan's order)
+            if index in self._planned:
+                self._planned.remove(index)
+            future = self._submit(index)
+        prepared = future.result().result()
+        self._top_up()
+        if self.on_device:
+            return self._resize_on_device(prepared)
+        x = torch.from_numpy(prepared).to(self._device).permute(2, 0, 1)
         x = (x.double() / 255.0).float()
-        return (x - self._mean) / self._std
+        # Contiguous like init_state's frames (and the clicks' images): a compiled image encoder
+        # would otherwise compile a second graph for the other memory layout.
+        return ((x - self._mean) / self._std).contiguous()
 
-    def prefetch(self, index: int) -> None:
-        if index in self._ahead or not 0 <= index < len(self._frames):
-            return
-        self._ahead[index] = self._submit(index)
-        while len(self._ahead) > self._AHEAD:  # never asked for (a cancelled track): forget it
-            self._ahead.popitem(last=False)
+    def plan(self, upcoming: list[int]) -> None:
+        """The frames the model will ask for next, in order: prepare the first `AHEAD` now and
+        the next ones as these are taken. Replaces the previous plan."""
+        upcoming = [i for i in upcoming if 0 <= i < len(self._frames)]
+        keep = set(upcoming[: self.AHEAD])
+        for index in [i for i in self._ahead if i not in keep]:
+            self._ahead.pop(index).cancel()  # started ones finish; their result is dropped
+        self._planned = deque(i for i in upcoming if i not in self._ahead)
+        self._top_up()
 
     def close(self) -> None:
+        self._planned.clear()
         self._ahead.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        # The reader first: a read it has started still hands its frame to a worker.
+        for pool in (self._reader, self._workers):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._reader = self._workers = None
 
-    def _submit(self, index: int) -> Future[np.ndarray]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2-frames")
-        return self._pool.submit(self._load, index)
+    def _top_up(self) -> None:
+        while self._planned and len(self._ahead) < self.AHEAD:
+            index = self._planned.popleft()
+            if index not in self._ahead:
+                self._ahead[index] = self._submit(index)
 
-    def _load(self, index: int) -> np.ndarray:
+    def _submit(self, index: int) -> Future[Future[Any]]:
+        if self._reader is None or self._workers is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2-read")
+            self._workers = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="sam2-prep")
+        return self._reader.submit(self._read, index, self._workers)
+
+    def _read(self, index: int, workers: ThreadPoolExecutor) -> Future[Any]:
         rgb = np.asarray(self._frames.get(index))
         self.reads += 1
+        return workers.submit(self._pinned if self.on_device else self._resized, rgb)
+
+    def _resized(self, rgb: np.ndarray) -> np.ndarray:
         return np.array(Image.fromarray(rgb).convert("RGB").resize((self._size, self._size)))
+
+    def _pinned(self, rgb: np.ndarray) -> torch.Tensor:
+        rgb = np.ascontiguousarray(rgb[..., :3] if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2))
+        host = torch.empty(rgb.shape, dtype=torch.uint8, pin_memory=self._pin)
+        host.numpy()[...] = rgb  # frames may be read-only arrays, which torch.from_numpy warns about
+        return host
+
+    def _resize_on_device(self, host: torch.Tensor) -> torch.Tensor:
+        # Outside autocast: the resize and normalisation stay in float32 as the exact path's do.
+        with torch.autocast(self._device.type, enabled=False):
+            x = host.to(self._device, non_blocking=self._pin).permute(2, 0, 1)[None].float()
+            if x.shape[-2:] != (self._size, self._size):
+                x = F.interpolate(x, size=(self._size, self._size), mode="bicubic", align_corners=False, antialias=True)
+                x = x.round_().clamp_(0.0, 255.0)
+            return ((x[0] / 255.0 - self._mean) / self._std).contiguous()
 
 
 class Sam2TrackerSession:
@@ -303,7 +366,7 @@ class Sam2TrackerSession:
         # How far from a frame the model reads memories and object pointers (the grouping key
         # of a batch looks that far).
         self._reach = default_history(sam)
-        self._video = _LazyVideo(frames, sam.image_size, sam.device)
+        self._video = _LazyVideo(frames, sam.image_size, sam.device, on_device=sam.preprocess_on_device)
         self._state: dict[str, Any] | None = self._new_state()
         self.batches = 0  # observable: model calls that stepped several objects at once
 
@@ -408,16 +471,11 @@ class Sam2TrackerSession:
         # another propagate's preflight has encoded its memory) joins the next track instead.
         objects = len(self._live()["obj_ids"])
         outputs = [self._live()["output_dict_per_obj"][i] for i in range(objects)]
-        for i, frame in enumerate(order):
-            ahead = order[i + 1] if i + 1 < len(order) else None
-            # Prefetch only a frame the model will read: one that some object has no mask for,
-            # and whose features no other session has left in the shared cache.
-            if (
-                ahead is not None
-                and any(ahead not in o["cond_frame_outputs"] for o in outputs)
-                and (self._owner, ahead) not in self._features
-            ):
-                self._video.prefetch(ahead)
+        # Prepare ahead only the frames the model will read: those some object has no mask for,
+        # and whose features no other session has left in the shared cache (one evicted from it
+        # meanwhile is read when the model asks for it).
+        self._video.plan([f for f in order if any(f not in o["cond_frame_outputs"] for o in outputs) and (self._owner, f) not in self._features])
+        for frame in order:
             # The model context is entered per frame, never across a yield: inference mode and
             # autocast are thread-local and must not leak into the consumer's code.
             with self._sam.running(), self._sharing(frame):

@@ -82,7 +82,9 @@ def sam() -> Sam2Model:
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     try:
-        yield load_sam2("sam2.1_hiera_t", None, device=DEVICE, image_size=IMAGE_SIZE, random_weights=True)
+        # The exact preprocessing (PIL resize, as sam2's loader) also on CUDA, where resizing on the
+        # device is the default: these tests compare bit for bit (test_sam2_pipeline: the other path).
+        yield load_sam2("sam2.1_hiera_t", None, device=DEVICE, image_size=IMAGE_SIZE, random_weights=True, preprocess_on_device=False)
     finally:
         torch.set_num_threads(threads)
 

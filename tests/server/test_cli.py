@@ -1,6 +1,7 @@
 """The `masklog` command, run as a user would: a real process."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,14 @@ def test_a_missing_or_broken_checkpoint_stops_the_server_with_a_clear_error(tmp_
     assert refused.returncode == 2 and "not a readable PyTorch checkpoint" in refused.stderr
     unset = masklog("serve", "--data", str(tmp_path), "--backend", "sam2")
     assert unset.returncode == 2 and "no checkpoint configured" in unset.stderr
+
+
+def test_the_compile_flag_is_accepted_and_a_bad_compile_variable_stops_the_server(tmp_path):
+    missing = masklog("serve", "--data", str(tmp_path), "--sam2-checkpoint", str(tmp_path / "nope.pt"), "--sam2-compile", "--sam2-compile-cache", str(tmp_path / "cc"))
+    assert missing.returncode == 2 and "file not found" in missing.stderr  # the flags parsed; the checkpoint is what stops it
+    env = {**os.environ, "MASKLOG_SAM2_COMPILE": "maybe"}
+    bad = subprocess.run([sys.executable, "-m", "masklog.server.cli", "serve", "--data", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "MASKLOG_SAM2_COMPILE must be 1/true/yes/on or 0/false/no/off, not 'maybe'" in bad.stderr
 
 
 def test_eval_vos_prints_davis_scores_as_json(shared_data):
