@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 
 from masklog.server.postgres_store import _DATABASE_ERRORS, CONNECT_TIMEOUT_S
-from masklog.server.presence import PresenceBoard, SeatChange
+from masklog.server.presence import Outbox, PresenceBoard, SeatChange
 from masklog.server.settings import redact_url
 
 log = logging.getLogger("masklog.presence")
@@ -34,8 +34,7 @@ class PostgresPresenceRelay:
         self.dsn = dsn
         self.name = redact_url(dsn)
         self._board = board
-        self._queue: dict[tuple[int, str], SeatChange] = {}  # latest change per (seat, media), in order
-        self._wake = asyncio.Event()
+        self._outbox = Outbox()
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._refresh: asyncio.Task[None] | None = None
@@ -51,10 +50,7 @@ class PostgresPresenceRelay:
         return relay
 
     def send(self, change: SeatChange) -> None:
-        key = (change.seat, change.media)
-        self._queue.pop(key, None)  # re-queued at the end: changes go out in the order made
-        self._queue[key] = change
-        self._wake.set()
+        self._outbox.put(change)
 
     async def close(self) -> None:
         for task in (self._refresh, self._task):
@@ -75,15 +71,14 @@ class PostgresPresenceRelay:
                 self._connected.set()
                 delay = 0.05
                 while True:
-                    if not self._queue:
-                        self._wake.clear()
+                    if not self._outbox:
+                        self._outbox.wake.clear()
                         with contextlib.suppress(TimeoutError):  # now and then: is the connection alive?
-                            await asyncio.wait_for(self._wake.wait(), 5.0)
-                        if not self._queue:
+                            await asyncio.wait_for(self._outbox.wake.wait(), 5.0)
+                        if not self._outbox:
                             await conn.fetchval("SELECT 1")
                             continue
-                    changes = list(self._queue.values())
-                    self._queue.clear()
+                    changes = self._outbox.take()
                     await conn.executemany("SELECT pg_notify($1, $2)", [(PRESENCE_CHANNEL, msgspec.json.encode(c).decode()) for c in changes])
             except asyncio.CancelledError:
                 raise

@@ -51,6 +51,34 @@ class PresenceRelay(Protocol):
     async def close(self) -> None: ...
 
 
+class Outbox:
+    """A relay's seat changes not yet sent: the latest per (seat, media item), in the order made
+    (a change made again before it went out is sent once, as it is now)."""
+
+    def __init__(self) -> None:
+        self._changes: dict[tuple[int, str], SeatChange] = {}
+        self.wake = asyncio.Event()  # set when a change comes in
+
+    def __bool__(self) -> bool:
+        return bool(self._changes)
+
+    def put(self, change: SeatChange) -> None:
+        key = (change.seat, change.media)
+        self._changes.pop(key, None)  # re-queued at the end: changes go out in the order made
+        self._changes[key] = change
+        self.wake.set()
+
+    def take(self) -> list[SeatChange]:
+        changes = list(self._changes.values())
+        self._changes.clear()
+        return changes
+
+    def put_back(self, changes: list[SeatChange]) -> None:
+        """Changes that failed to go out, unless a newer one of the same seat came meanwhile."""
+        for change in changes:
+            self._changes.setdefault((change.seat, change.media), change)
+
+
 class Seat:
     """One socket's place on a media item, and its mailbox for roster changes. The mailbox keeps
     only the latest roster: an old one is worth nothing once a newer exists."""

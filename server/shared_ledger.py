@@ -214,13 +214,9 @@ class SharedLedger(Ledger):
                     commit = self._start_shared_commit([new], {key}, panoptic=panoptic)
                 return busy
 
-            try:
-                await self._in_turn(attempt)
-            except DomainError:
-                if await self._stale(refused):
-                    refused += 1
-                    continue
-                raise
+            if not await self._in_turn_on_current_state(attempt, refused):
+                refused += 1
+                continue
             if in_flight is not None or existing is not None:
                 return await self._answer_earlier(in_flight, existing, actor, command_id), True
             assert commit is not None
@@ -312,13 +308,9 @@ class SharedLedger(Ledger):
                     commit = self._start_shared_commit(decided, keys | {self._key_of_stream(new.stream) for new in decided})
                 return None
 
-            try:
-                await self._in_turn(attempt)
-            except DomainError:
-                if await self._stale(refused):
-                    refused += 1
-                    continue
-                raise
+            if not await self._in_turn_on_current_state(attempt, refused):
+                refused += 1
+                continue
             if commit is None:
                 return []
             try:
@@ -407,6 +399,17 @@ class SharedLedger(Ledger):
             raise LedgerError(f"the log refused the append: {error}") from error
         await self.catch_up(max(event.seq for event in events))
         return events
+
+    async def _in_turn_on_current_state(self, attempt: Callable[[], Awaitable[asyncio.Task[list[Event]] | None]], attempts: int) -> bool:
+        """`_in_turn(attempt)`; False when the attempt was refused on a state behind the log,
+        which has caught up since (`_stale`): decide again."""
+        try:
+            await self._in_turn(attempt)
+        except DomainError:
+            if await self._stale(attempts):
+                return False
+            raise
+        return True
 
     async def _stale(self, attempts: int) -> bool:
         """After a command was refused (unknown id, a rule broken): whether that was decided on a

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from masklog.server.presence import EXPIRE_S, PresenceBoard, SeatChange
+from masklog.server.presence import EXPIRE_S, Outbox, PresenceBoard, SeatChange
 from masklog.server.sqlite_claims import _NOW, BUSY_TIMEOUT_MS, _wal, _write
 
 log = logging.getLogger("masklog.presence")
@@ -65,8 +65,7 @@ class SQLitePresenceRelay:
         self._board = board
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="masklog-presence")
         self._conn: sqlite3.Connection | None = None
-        self._queue: dict[tuple[int, str], SeatChange] = {}  # latest change per (seat, media), in order
-        self._wake = asyncio.Event()
+        self._outbox = Outbox()
         self._read = 0  # the last version heard
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -87,10 +86,7 @@ class SQLitePresenceRelay:
         return relay
 
     def send(self, change: SeatChange) -> None:
-        key = (change.seat, change.media)
-        self._queue.pop(key, None)  # re-queued at the end: changes go out in the order made
-        self._queue[key] = change
-        self._wake.set()
+        self._outbox.put(change)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -104,17 +100,15 @@ class SQLitePresenceRelay:
     async def _send_loop(self) -> None:
         failed = False
         while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            changes = list(self._queue.values())
-            self._queue.clear()
+            if not self._outbox:
+                self._outbox.wake.clear()
+                await self._outbox.wake.wait()
+            changes = self._outbox.take()
             try:
                 await self._run(_write_changes, changes)
             except sqlite3.Error as error:
                 log.warning("%s: writing presence failed (%s); trying again", self.path, error)
-                for change in changes:  # unless a newer one came meanwhile
-                    self._queue.setdefault((change.seat, change.media), change)
+                self._outbox.put_back(changes)
                 failed = True
                 await asyncio.sleep(_RETRY_S)
                 continue

@@ -30,7 +30,6 @@ sam2. (Decoding with OpenCV instead could differ by a grey level here and there.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,15 +48,13 @@ from masklog.inference.protocols import ClickPoint, Prompt, Segmenter, Tracker, 
 from masklog.inference.sam2.image import Sam2Segmenter
 from masklog.inference.sam2.model import Sam2LoadError, Sam2Model, load_sam2
 from masklog.inference.sam2.video import DEFAULT_SHARED_FRAMES, Sam2Tracker, Sam2TrackerSession, default_history
+from tests.inference.random_sam2 import DEVICE, IMAGE_SIZE, one_thread, random_sam2
 
 # sam2's SAM2Transforms (inside the raw image predictor) uses torch.jit.script, deprecated in torch.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
 # Where the fidelity tests run: "cpu" here and in CI; "cuda" on a GPU machine, where both our code
 # and the raw predictors run under the same bf16 autocast (Sam2Model.running).
-DEVICE = os.environ.get("MASKLOG_TEST_DEVICE", "cpu")
-IMAGE_SIZE = 64  # the real architecture at 1/16 of the pixels: about 0.1 s a frame on one core
-SEED = 14  # random weights whose masks are neither empty nor full on these frames
 H, W, N = 96, 128, 6
 ATOL = 1e-5
 # Batched against object by object (see the module docstring): on CPU, logits and object scores
@@ -75,18 +72,11 @@ BATCH_CUDA_SCORE_ATOL = 0.1
 
 
 @pytest.fixture(scope="module")
-def sam() -> Sam2Model:
-    threads = torch.get_num_threads()
-    # One thread: on a small shared machine OpenMP threads spinning against other processes
-    # make every call many times slower, and results are identical either way.
-    torch.set_num_threads(1)
-    torch.manual_seed(SEED)
-    try:
+def sam() -> Iterator[Sam2Model]:
+    with one_thread():
         # The exact preprocessing (PIL resize, as sam2's loader) also on CUDA, where resizing on the
         # device is the default: these tests compare bit for bit (test_sam2_pipeline: the other path).
-        yield load_sam2("sam2.1_hiera_t", None, device=DEVICE, image_size=IMAGE_SIZE, random_weights=True, preprocess_on_device=False)
-    finally:
-        torch.set_num_threads(threads)
+        yield random_sam2(preprocess_on_device=False)
 
 
 class PilFrames:

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,10 @@ from masklog.inference.protocols import ClickPoint, Prompt
 from masklog.inference.sam2.image import Sam2Segmenter
 from masklog.inference.sam2.model import CompileOptions, Sam2Model, load_sam2
 from masklog.inference.sam2.video import _IMG_STD, Sam2Tracker, _LazyVideo
+from tests.inference.random_sam2 import DEVICE, IMAGE_SIZE, SEED, one_thread, random_sam2
 from tests.inference.test_sam2_backend import (
     BAR_BOX,
-    DEVICE,
     DISC,
-    IMAGE_SIZE,
-    SEED,
     N,
     frames_of,
     raw_points,
@@ -59,14 +58,9 @@ MIN_IOU = 0.95
 
 
 @pytest.fixture(scope="module")
-def sam() -> Sam2Model:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(SEED)
-    try:
-        yield load_sam2("sam2.1_hiera_t", None, device=DEVICE, image_size=IMAGE_SIZE, random_weights=True, preprocess_on_device=False)
-    finally:
-        torch.set_num_threads(threads)
+def sam() -> Iterator[Sam2Model]:
+    with one_thread():
+        yield random_sam2(preprocess_on_device=False)
 
 
 class SlowFrames:

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-import torch
 
 from masklog.domain.events import Rle
 from masklog.domain.geometry import rle_decode
-from masklog.inference.classical.tracker import ClassicalTracker
-from masklog.inference.registry import Backends
-from masklog.inference.sam2.image import Sam2Segmenter
-from masklog.inference.sam2.model import load_sam2
-from masklog.inference.sam2.video import Sam2Tracker
+from tests.inference.random_sam2 import one_thread, random_sam2, sam2_backends
 from tests.server.live import Client, LiveServer, seeded_server, upload
 from tests.server.test_tracking import labelled_object, ok, produced, request, wait_end
 from tests.server.tracking_clips import THREE
@@ -22,19 +17,11 @@ from tests.server.tracking_clips import THREE
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveServer:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/inference/test_sam2_backend.py
-    torch.manual_seed(14)
-    model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
-    backends = Backends(Sam2Segmenter(model), {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
     root = tmp_path_factory.mktemp("sam2")
-    try:
-        with seeded_server(root, run_models=True, backends=backends) as server:
-            with server.http("admin") as admin:
-                upload(admin, "p1", "three", "image_sequence", THREE.write_images(root / "three")[:8]).raise_for_status()
-            yield server
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), seeded_server(root, run_models=True, backends=sam2_backends(random_sam2(device="cpu"))) as server:
+        with server.http("admin") as admin:
+            upload(admin, "p1", "three", "image_sequence", THREE.write_images(root / "three")[:8]).raise_for_status()
+        yield server
 
 
 async def test_prompts_and_advanced_tracks_run_on_sam2(live):

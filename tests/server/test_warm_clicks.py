@@ -17,12 +17,9 @@ import pytest
 import torch
 
 from masklog.domain.events import Event, PromptAdded, SegmentProposed, TrackCompleted, TrackRequested
-from masklog.inference.classical.tracker import ClassicalTracker
-from masklog.inference.registry import Backends
 from masklog.inference.sam2.image import Sam2Segmenter
-from masklog.inference.sam2.model import load_sam2
-from masklog.inference.sam2.video import Sam2Tracker
 from scripts.live_server import seed, start_site
+from tests.inference.random_sam2 import one_thread, random_sam2, sam2_backends
 from tests.server.live import Client, LiveServer, seeded_server, upload
 from tests.server.postgres_server import postgres_server  # noqa: F401 (fixture)
 from tests.server.test_tracking import labelled_object, ok, request, wait_end
@@ -35,21 +32,13 @@ MEDIA = ("warm-a", "warm-b", "warm-c")
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Iterator[LiveServer]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/inference/test_sam2_backend.py
-    torch.manual_seed(14)
-    model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
-    backends = Backends(Sam2Segmenter(model), {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
     root = tmp_path_factory.mktemp("warm")
     images = THREE.write_images(root / "three")  # 24 frames
-    try:
-        with seeded_server(root, run_models=True, backends=backends) as server:
-            with server.http("admin") as admin:
-                for media in MEDIA:  # the same pictures, three media items: three cold starts
-                    upload(admin, "p1", media, "image_sequence", images).raise_for_status()
-            yield server
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), seeded_server(root, run_models=True, backends=sam2_backends(random_sam2(device="cpu"))) as server:
+        with server.http("admin") as admin:
+            for media in MEDIA:  # the same pictures, three media items: three cold starts
+                upload(admin, "p1", media, "image_sequence", images).raise_for_status()
+        yield server
 
 
 def segmenter(live: LiveServer) -> Sam2Segmenter:
@@ -202,15 +191,14 @@ async def test_a_worker_warms_the_frame_a_user_opens_on_a_server(storage: str, r
     stop, ready = asyncio.Event(), asyncio.Event()
     worker: asyncio.Task[None] | None = None
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as tests.inference.random_sam2.one_thread, around an await
     try:
         seed(_Seedable(site.servers[0], tmp_path))  # type: ignore[arg-type]
         with site.http() as http:
             upload(http, "p1", "w", "image_sequence", THREE.write_images(tmp_path / "three")).raise_for_status()
-        torch.manual_seed(14)
-        model = load_sam2("sam2.1_hiera_t", None, device="cpu", image_size=64, random_weights=True)
-        seg = Sam2Segmenter(model)
-        backends = Backends(seg, {"classical": ClassicalTracker(), "sam2": Sam2Tracker(model)}, advanced="sam2")
+        backends = sam2_backends(random_sam2(device="cpu"))
+        seg = backends.segmenter
+        assert isinstance(seg, Sam2Segmenter)
         settings = Settings(data=site.data, storage=storage, database_url=dsn, run_models=False)  # as `masklog worker` makes them
         worker = asyncio.create_task(run_worker(settings, backends, WorkerOptions(lease_s=2.0), stop, ready))
         await asyncio.wait_for(ready.wait(), 60)
