@@ -4,6 +4,7 @@ serving that page from the installed copy, away from the source tree."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -37,13 +38,15 @@ def test_a_plain_install_is_one_package_and_serves_the_page(tmp_path):
     assert "masklog" in installed
     assert not installed & {"domain", "server", "inference", "web"}, "no generic top-level names"
     assert (site / "masklog" / "web" / "index.html").is_file()
-    where = subprocess.run([python, "-c", "import masklog.server.app as app; print(app.WEB_DIR)"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    # Away from the source tree: no PYTHONPATH into it either (a developer's shell may set one).
+    plain = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    where = subprocess.run([python, "-c", "import masklog.server.app as app; print(app.WEB_DIR)"], cwd=tmp_path, capture_output=True, text=True, check=True, env=plain)
     assert Path(where.stdout.strip()).resolve() == (site / "masklog" / "web").resolve(), "the page comes from the installed copy"
 
     port = _free_port()
     server = subprocess.Popen(
         [venv / "bin" / "masklog", "demo", "--data", str(tmp_path / "data"), "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=plain,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
