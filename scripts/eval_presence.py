@@ -12,6 +12,9 @@ object absent for k frames (k from --lengths), then POST frames with it back.
   covered by background made from their surroundings: the frame is shrunk 4 times, the hole
   filled by OpenCV's inpainting (Telea) from the pixels around it, and the result enlarged back
   and feathered in over the hole. The object vanishes where it stood and reappears after k frames.
+- vanish (--vanish K): VANISH_PRE frames of the object in view, then it is covered as in
+  "occlusion" on every one of the K frames left and never comes back: a mask that stays on the
+  background where it went (drift, the tracker's drift check) is counted as a miss there.
 - exit: a virtual camera: each frame is a crop of half the frame's width (else half its height,
   a third of its width, a third of its height: the first that leaves room beside the object)
   that first holds the object, pans away from it over RAMP frames until no object pixel is left
@@ -43,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `scripts` and `tests`
 
 from masklog.domain.events import Direction
-from masklog.inference.classical.tracker import ClassicalTracker
+from masklog.inference.classical.tracker import ClassicalTracker, TrackerConfig
 from masklog.inference.evaluation import TrackerTime, f_measure, find_sequences, jaccard, load_sequence, track_first_mask
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, Tracker
@@ -54,6 +57,7 @@ DATA = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = [DATA / "davis16-train", DATA / "vos"]
 
 PRE, POST, RAMP = 8, 10, 3
+VANISH_PRE = 15  # frames in view before a vanishing: the drift check learns the object's motion on its first 10
 DILATE = 9  # px: the cover reaches this far beyond the ground-truth mask (JPEG halo, soft edges)
 VISIBLE = 0.25  # a frame with at least this fraction of the object in view is "present"
 
@@ -110,15 +114,15 @@ def cover(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (alpha * filled + (1.0 - alpha) * frame).round().astype(np.uint8)
 
 
-def occlusion_clip(name: str, frames: list[np.ndarray], masks: list[np.ndarray], start: int, k: int) -> Clip:
-    span = range(start, start + PRE + k + POST)
+def occlusion_clip(name: str, frames: list[np.ndarray], masks: list[np.ndarray], start: int, k: int, pre: int = PRE, post: int = POST) -> Clip:
+    span = range(start, start + pre + k + post)
     out_frames, out_masks, truth = [], [], []
     for j, i in enumerate(span):
-        hidden = PRE <= j < PRE + k
+        hidden = pre <= j < pre + k
         out_frames.append(cover(frames[i], masks[i]) if hidden else frames[i])
         out_masks.append(np.zeros_like(masks[i]) if hidden else masks[i])
         truth.append(False if hidden or not masks[i].any() else True)
-    return Clip(name, "occlusion", k, out_frames, out_masks, truth, PRE + k)
+    return Clip(name, "occlusion" if post else "vanish", k, out_frames, out_masks, truth, pre + k)
 
 
 def exit_clip(name: str, frames: list[np.ndarray], masks: list[np.ndarray], start: int, k: int) -> Clip | None:
@@ -228,7 +232,7 @@ def starts(n: int, length: int, events: int) -> list[int]:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    tracker = ClassicalTracker()
+    tracker = ClassicalTracker(TrackerConfig(drift_frames=args.drift_frames) if args.drift_frames is not None else None)
     before = classical_tracker_at(args.before) if args.before else None
     roots = [Path(d) for d in args.data] if args.data else [d for d in DEFAULT_DATA if d.is_dir()]
     if not roots:
@@ -238,6 +242,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     skipped: list[str] = []
     cue_rows: list[dict[str, Any]] = []
     false_alarms = Counts()
+    per_vanish: dict[str, float | None] = {}
     started = time.perf_counter()
     for root in roots:
         for folder in find_sequences(root):
@@ -266,9 +271,20 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                         total.add(counts)
                         if args.cues:
                             cue_rows.extend({"clip": f"{key} {name}@{start}", "score": s, "cues": c, "present": t} for s, c, t in rows)
+            if args.vanish:
+                key = f"vanish_k{args.vanish}"
+                total = scenarios.setdefault(key, Counts())
+                if len(frames) >= VANISH_PRE + args.vanish:
+                    counts, _ = run_clip(tracker, occlusion_clip(name, frames, masks, 0, args.vanish, VANISH_PRE, 0))
+                    counts.events = 0  # nothing comes back: no recovery to count
+                    total.add(counts)
+                    per_vanish[name] = counts.summary()["recall_absent"]
+                else:
+                    skipped.append(f"{key} {name}: fewer than {VANISH_PRE + args.vanish} frames")
     overall = Counts()
-    for counts in scenarios.values():
-        overall.add(counts)
+    for key, counts in scenarios.items():
+        if not key.startswith("vanish"):  # "overall" stays comparable with runs without it
+            overall.add(counts)
     jf_after = [e["JF"] for e in unmodified.values()]
     result: dict[str, Any] = {
         "threshold": PRESENCE_THRESHOLD,
@@ -286,6 +302,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     if before is not None:
         result["unmodified"]["before"] = {"revision": args.before, "mean_JF": round(float(np.mean([e["before"]["JF"] for e in unmodified.values()])), 4) if unmodified else None}
+    if args.vanish:
+        result["vanish_recall_per_sequence"] = per_vanish
     if args.cues:
         Path(args.cues).write_text("\n".join(json.dumps(row) for row in cue_rows) + "\n")
     return result
@@ -296,6 +314,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="*", help="folders of DAVIS-format sequences (default: ../shared/data/davis16-train and vos)")
     parser.add_argument("--sequences", nargs="*", help="only these sequences")
     parser.add_argument("--lengths", nargs="*", type=int, default=[3, 10], help="frames the object is absent for, one scenario each")
+    parser.add_argument("--vanish", type=int, default=0, help=f"also the vanish scenario: the object covered for good after {VANISH_PRE} frames, this many frames (0: not run)")
+    parser.add_argument("--drift-frames", type=int, help="the tracker's drift check (TrackerConfig.drift_frames; default: as shipped)")
     parser.add_argument("--events", type=int, default=2, help="events of each scenario per sequence (spread over it)")
     parser.add_argument("--max-frames", type=int, help="only the first N frames of each sequence")
     parser.add_argument("--before", help="git revision whose classical tracker also gets J&F on the unmodified clips")
@@ -304,6 +324,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.lengths or min(args.lengths) < 1 or args.events < 1 or (args.max_frames is not None and args.max_frames < 2):
         parser.error("--lengths must be at least 1, --events at least 1, --max-frames at least 2")
+    if args.vanish < 0 or (args.drift_frames is not None and args.drift_frames < 0):
+        parser.error("--vanish and --drift-frames must be at least 0")
     print(json.dumps(evaluate(args)))
 
 

@@ -60,6 +60,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "work_side=720": {"work_side": 720},
     "work_side=854": {"work_side": 854},
     "prior_blur=3": {"prior_blur": 3.0},
+    # The drift check (TrackerConfig.drift_frames, off), and with looser thresholds (its margin).
+    "drift_frames=3": {"drift_frames": 3},
+    "drift_frames=3,drift_ratio=0.3,drift_min_px=4": {"drift_frames": 3, "drift_ratio": 0.3, "drift_min_px": 4.0},
 }
 
 

@@ -61,6 +61,11 @@ shape, with a weak prior so that colour decides, and found again when it comes b
 A conditioning mask on a later frame of the pass picks it up too. `scripts/eval_presence.py`
 measures it on synthetic occlusions and exits.
 
+A drift check is there but off (`TrackerConfig.drift_frames`, issue 18): a mask that slid onto
+look-alike background is told by motion, not colour (it moves like its surroundings where the
+object had moved apart from them). It lifts bmx-bumps and objects that vanish for good, but
+raises false alarms on the synthetic occlusions and exits; figures at the setting.
+
 Measured with `scripts/eval_tracker_cv.py --before presence2` (issue 18; its output is
 docs/bench/tracker_cv_issue18.json), first frame's mask given, 854x480: mean
 J&F 0.795 on the three clips of ../shared/data/vos (0.94 blackswan, 0.69 car-shadow, 0.76

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from masklog.domain import events as ev
 from masklog.domain.events import Direction
 from masklog.domain.geometry import rle_encode
 from masklog.domain.shapes import BBox, Bitmask, ShapeKind
-from masklog.inference.classical.tracker import ClassicalTracker, PresenceCues, presence
+from masklog.inference.classical.tracker import ClassicalTracker, PresenceCues, TrackerConfig, presence
 from masklog.inference.frames.arrays import ArrayFrames
 from masklog.inference.frames.video import VideoFrames
 from masklog.inference.points import PointTracker
@@ -50,6 +51,47 @@ def test_a_covered_object_is_absent_while_covered_and_found_again(k: int) -> Non
     back = results[COVERED_FROM + k + 1 :]  # the frame it comes back on may still be in doubt
     for r in back:
         assert r.mask is not None and r.score >= PRESENCE_THRESHOLD and iou(r.mask, masks[r.frame]) > 0.7, (r.frame, r.score)
+
+
+def _reddish_texture(h: int, w: int, seed: int) -> np.ndarray:
+    """Red-tinted smooth texture: one object's look (the flow needs texture to hold on to)."""
+    t = textured_background(h, w, seed=seed).astype(int)
+    red = np.stack([np.clip(t[..., 0] + 110, 0, 255), t[..., 1] // 3, t[..., 2] // 3], axis=-1).astype(np.uint8)
+    return cv2.GaussianBlur(red, (0, 0), 2.0)
+
+
+@pytest.mark.parametrize("drift_frames", [3, 0])
+def test_a_mask_left_on_a_still_look_alike_after_the_object_vanished_is_absent(drift_frames: int) -> None:
+    """The drift check (TrackerConfig.drift_frames): a red object moves across the frame and
+    vanishes beside a still red patch of the background (a rider gone behind a bump). Colour
+    cannot tell the patch from the object, so the mask settles on it at full presence; the flow
+    can (the object moved, the patch stays with the background), and with the check on the
+    object is absent three frames after its mask stopped moving. Off (0, as shipped), the
+    mask stays on the patch."""
+    h, w, n, vanish = 360, 480, 24, 11
+    masks = [disc_mask(h, w, 60 + 14 * i, 180, 40) for i in range(n)]
+    patch = disc_mask(h, w, 60 + 14 * 14, 180, 46)
+    background = textured_background(h, w)
+    background[patch] = _reddish_texture(h, w, seed=9)[patch]
+    texture = _reddish_texture(h, w, seed=7)
+    images = []
+    for i in range(n):
+        image = background.copy()
+        if i < vanish:
+            moved = np.roll(texture, 14 * i, axis=1)  # the object's texture moves with it
+            image[masks[i]] = moved[masks[i]]
+        images.append(image)
+    session = ClassicalTracker(TrackerConfig(drift_frames=drift_frames)).open(ArrayFrames(images))
+    session.add_mask(0, "disc", masks[0])
+    results = [r[0] for r in session.propagate(0, Direction.FORWARD, n)]
+    for r in results[1 : vanish - 1]:
+        assert r.mask is not None and r.score >= PRESENCE_THRESHOLD and iou(r.mask, masks[r.frame]) > 0.8, (r.frame, r.score)
+    late = results[vanish + 3 :]
+    if drift_frames:
+        assert all(r.mask is None and r.score < PRESENCE_THRESHOLD for r in late), [(r.frame, r.score) for r in late]
+    else:
+        # Without the check the mask sits on the patch, called present: what the check is for.
+        assert all(r.mask is not None and r.score >= PRESENCE_THRESHOLD for r in late), [(r.frame, r.score) for r in late]
 
 
 def test_an_object_leaving_the_frame_falls_under_the_threshold() -> None:
