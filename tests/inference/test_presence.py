@@ -141,6 +141,40 @@ def test_a_drifted_object_that_comes_back_is_present_again_within_a_few_frames(k
         assert all(res.mask is None and res.score < PRESENCE_THRESHOLD for res in after), [(res.frame, res.score) for res in after]
 
 
+@pytest.mark.parametrize(("slowing", "stop_overlap"), [((), None), ((10, 6, 3, 1), None), ((), 0.0)])
+def test_an_object_that_stops_in_a_still_view_stays_present(slowing: tuple[int, ...], stop_overlap: float | None) -> None:
+    """A stopped object is not a drift (TrackerConfig.stop_overlap, on as shipped): the red disc
+    moves fast (14 px a frame) for 15 frames, then, dead or after slowing by `slowing` px a
+    frame, stands still for 20 in the still view, beside the still red patch. Its mask moves like
+    its surroundings (not at all) as a mask left on the patch would, but it still covers where
+    the disc was last seen moving apart (carried by the mask's own motion since) and those pixels
+    have not changed: present on every frame, on the disc. Off (0), the drift check calls it
+    absent."""
+    h, w, r, moving, still = 360, 480, 40, 15, 20
+    steps = [14] * (moving - 1) + list(slowing) + [0] * (still + 1)
+    moving += len(slowing)
+    n = moving + still
+    centres = [60 + sum(steps[:i]) for i in range(n)]
+    masks = [disc_mask(h, w, c, h // 2, r) for c in centres]
+    patch = disc_mask(h, w, centres[-1] + 95, h // 2, 46)
+    assert not (patch & masks[-1]).any()
+    images = _moving_red_disc(h, w, n, centres, r, [True] * n, patch)
+    assert TrackerConfig().drift_frames > 0 and TrackerConfig().stop_overlap > 0
+    config = TrackerConfig() if stop_overlap is None else TrackerConfig(stop_overlap=stop_overlap)
+    session = ClassicalTracker(config).open(ArrayFrames(images))
+    session.add_mask(0, "disc", masks[0])
+    results = [res[0] for res in session.propagate(0, Direction.FORWARD, n)]
+    for res in results[1:moving]:
+        assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    stopped = results[moving:]
+    if stop_overlap is None:
+        for res in stopped:
+            assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    else:
+        # What the stop test is for: without it the still disc is lost three frames into the stop.
+        assert all(res.mask is None and res.score < PRESENCE_THRESHOLD for res in stopped[3:]), [(res.frame, res.score) for res in stopped]
+
+
 def test_an_object_leaving_the_frame_falls_under_the_threshold() -> None:
     background = textured_background(H, W)
     masks = [disc_mask(H, W, 150 + 10 * i, 90, 25) for i in range(16)]
