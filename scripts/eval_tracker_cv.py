@@ -60,9 +60,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "work_side=720": {"work_side": 720},
     "work_side=854": {"work_side": 854},
     "prior_blur=3": {"prior_blur": 3.0},
-    # The drift check (TrackerConfig.drift_frames, off), and with looser thresholds (its margin).
-    "drift_frames=3": {"drift_frames": 3},
-    "drift_frames=3,drift_ratio=0.3,drift_min_px=4": {"drift_frames": 3, "drift_ratio": 0.3, "drift_min_px": 4.0},
+    # The drift check (TrackerConfig.drift_frames, on at 3 since flowcolour@3): off (as before),
+    # released only by the stale mask moving apart (no re-find: @2's setting when turned on), and
+    # with looser thresholds (its margin).
+    "drift_frames=0": {"drift_frames": 0},
+    "refind=False": {"refind": False},
+    "drift_ratio=0.3,drift_min_px=4": {"drift_ratio": 0.3, "drift_min_px": 4.0},
 }
 
 

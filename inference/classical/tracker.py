@@ -15,7 +15,7 @@ from masklog.inference.classical.segmenter import ClassicalSegmenter
 from masklog.inference.propagation import SessionClosed, check_frame, propagation_frames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, FrameSource, Prompt, TrackedMask
 
-TRACKER_MODEL = "classical/flowcolour@2"
+TRACKER_MODEL = "classical/flowcolour@3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,28 +61,54 @@ class TrackerConfig:
     # leave the mask: at 1.0 its log-odds (+9) beat any colour, and what once leaked in stays.
     # 0.97 (log-odds +3.5) is the measured setting (off, see `leak_growth`); 0.9 lost tennis 0.1.
     prior_ceiling: float = 1.0
-    # Drift check (issue 18; off): an object that moved clearly unlike its surroundings (the flow
-    # over it at least `drift_min_px` from the surroundings' affine motion, median over its first
+    # Drift check (issue 18): an object that moved clearly unlike its surroundings (the flow over
+    # it at least `drift_min_px` from the surroundings' affine motion, median over its first
     # `drift_reference_frames` present frames) whose mask then moves like them (below
     # `drift_ratio` of that and below `drift_still_px`, the flow's own noise) for `drift_frames`
     # frames in a row while called present is lost: colour cannot say so (the mask sits on
     # look-alike background, a rider gone behind a bump), motion can. It is reported absent, and
-    # nothing is learnt from those frames, until what the mask follows moves apart again
-    # (`drift_release` of the reference, as many frames in a row). Working pixels. At 3: bmx-bumps
-    # J&F 0.356 -> 0.453 (0.50, 0.46, 0.49 at work_side 432, 720, 854), the 14 other training and
-    # vos clips unchanged (no false trigger even at drift_ratio 0.3, drift_min_px 4); objects
-    # inpainted away for good after 15 frames (scripts/eval_presence.py --vanish 25) called
-    # absent on 0.58 of those frames instead of 0.39 (breakdance-flare, soccerball, tennis 0.04-0.08
-    # -> 0.92). Off because the synthetic occlusions and exits of eval_presence.py lose by it:
-    # false alarms 0.041 -> 0.099, precision of "absent" 0.79 -> 0.67 (recall 0.44 -> 0.56), once
-    # the object is back it often stays absent (release too slow); and an object that stops dead
-    # after moving is called absent until it moves again. 0: off.
-    drift_frames: int = 0
+    # nothing is learnt from those frames, until it is re-found (`refind`) or what the mask
+    # follows moves apart again (`drift_release` of the reference, as many frames in a row).
+    # Working pixels. Before the re-find (flowcolour@2) it stayed off: on eval_presence.py's
+    # synthetic occlusions and exits the release was too slow (false alarms 0.041 -> 0.099,
+    # precision of "absent" 0.79 -> 0.67). With it, at 3 (docs/bench/tracker_cv_issue18_drift.json):
+    # false alarms 0.046, precision 0.81, recall 0.44 -> 0.55; objects inpainted away for good
+    # (--vanish 25) called absent on 0.58 of those frames instead of 0.39; bmx-bumps J&F
+    # 0.356 -> 0.469 (0.45, 0.43, 0.51 at work_side 432, 720, 854), the 14 other training and
+    # vos clips unchanged. 0: off.
+    drift_frames: int = 3
     drift_min_px: float = 8.0
     drift_ratio: float = 0.1
     drift_still_px: float = 1.5
     drift_release: float = 0.5
     drift_reference_frames: int = 10
+    # Release by re-finding (issue 18): while drifted, the object is looked for anew in a window
+    # round its stale mask grown by how far its own motion could have carried it since: pixels
+    # that look like it under the conditioning frames' colour model and move apart from the
+    # window's affine motion (by `drift_release` of the reference). The largest such region of
+    # `refind_area` times its recent area, whose mean colour evidence is at least
+    # `refind_evidence` of the conditioning mask's, re-seeds the mask there and ends the drift at
+    # once; a stale mask never moves apart from the background it sits on. For its first
+    # `drift_reference_frames` frames a find is lost again after `drift_frames` frames in a row
+    # below the release level (bmx-bumps: the rider's last glimpse before the bump hides him
+    # again). False: the release waits for the stale mask itself to move apart (`drift_frames`
+    # frames in a row).
+    refind: bool = True
+    refind_area: tuple[float, float] = (0.15, 3.0)
+    refind_evidence: float = 0.3
+    # A stopped object is not a drift (issue 18): an object that stops in a still view (a walker
+    # who stands, a car at a light) moves like its surroundings too, and nothing would re-find it
+    # before it moves again. While the surroundings' motion where the object is stays under
+    # `drift_still_px`, a frame does not count towards `drift_frames` when the mask still covers
+    # where the object was when last seen moving apart from them (by `drift_release` of the
+    # reference), carried by the mask's own motion since (an object that slows down creeps on):
+    # IoU at least `stop_overlap`, and at least `stop_same` of those pixels within STOP_GREY grey
+    # levels of what they were then. A mask left on look-alike background sits elsewhere, or
+    # where the object has gone from. Synthetic stops (tests) stay present; eval_presence.py and
+    # eval_tracker_cv.py figures are unchanged (docs/bench/presence_issue18_stop.json). In a
+    # moving view a stopped object still reads as a drift. 0: off.
+    stop_overlap: float = 0.6
+    stop_same: float = 0.8
 
 
 @dataclass(slots=True)
@@ -128,6 +154,15 @@ class _Object:
     separations: list[float] | None = None  # motion apart from the surroundings, first frames (px)
     still_run: int = 0  # consecutive frames the mask moved like its surroundings (apart from them, while drifted)
     drifted: bool = False
+    drifted_for: int = 0  # frames since the drift check called the object lost
+    drift_watch: bool = True  # False: its reference motion is too small for the drift check
+    # Frames left in which a re-found object (TrackerConfig.refind) that moves like its
+    # surroundings is lost again at the looser release level (see _drifted).
+    probation: int = 0
+    # Where the object was (mask, working resolution) and the frame's grey image, when last seen
+    # moving apart from its surroundings: what a stopped object still covers.
+    anchor: tuple[np.ndarray, np.ndarray] | None = None
+    carried: tuple[float, float] = (0.0, 0.0)  # px (x, y) its mask has moved since `anchor`
 
 
 @dataclass(slots=True)
@@ -139,6 +174,8 @@ class _Proposal:
     unreliable: np.ndarray  # bool in the window: forward-backward flow disagrees
     outside: float  # fraction of the previous mask the flow carried out of the frame
     separation: float | None = None  # px: the mask's motion apart from its surroundings' (None: not measured)
+    surroundings: float = 0.0  # px: how far the surroundings' motion goes where the object is (with `separation`)
+    shift: tuple[float, float] = (0.0, 0.0)  # px (x, y): the mask's own motion from the previous frame, median
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +237,10 @@ USUAL_DECIDED = 0.7
 # of the DAVIS training clips and vos keep 0.93-1.0 of theirs; specks segmented from boxes round
 # plain background (the page test's clip) 0.0-0.77.
 HOLD_FRACTION = 0.85
+# Grey levels (0-255, after a light blur) within which a stopped object's pixels count as
+# unchanged (TrackerConfig.stop_overlap): above sensor noise and compression, far below the
+# change where an object left.
+STOP_GREY = 10
 
 
 def _decided(proposal: _Proposal) -> float:
@@ -361,8 +402,25 @@ class ClassicalTrackerSession:
             x0, y0, x1, y1 = proposal.window
             area = int(np.count_nonzero(proposal.mask))
             score = presence(cues) if area >= cfg.min_area else 0.0
-            if self._drifted(state, proposal.separation, score):
-                score = min(score, 0.5 * PRESENCE_THRESHOLD)
+            if self._drifted(state, frame, proposal, score):
+                state.drifted_for += 1
+                found = self._refind(state, frame, motion) if cfg.refind and motion is not None else None
+                if found is None:
+                    score = min(score, 0.5 * PRESENCE_THRESHOLD)
+                else:
+                    # Found again away from the stale mask: tracked from there on, scored as
+                    # any frame is.
+                    state.drifted, state.still_run, state.drifted_for = False, 0, 0
+                    state.probation = cfg.drift_reference_frames
+                    state.anchor, state.carried = (self._placed(found), frame.grey), (0.0, 0.0)
+                    proposal = found
+                    cues = self._cues(state, frame, proposal)
+                    self.cues[obj] = cues
+                    x0, y0, x1, y1 = proposal.window
+                    area = int(np.count_nonzero(proposal.mask))
+                    score = presence(cues) if area >= cfg.min_area else 0.0
+            else:
+                state.drifted_for = 0
             if score < PRESENCE_THRESHOLD:
                 # Absent or doubtful: no mask, and nothing learnt from this frame's colours.
                 prior = np.zeros((wy, wx), np.float32)
@@ -394,20 +452,29 @@ class ClassicalTrackerSession:
             results.append(TrackedMask(obj, frame.index, full, score))
         return results
 
-    def _drifted(self, state: _Object, separation: float | None, score: float) -> bool:
+    def _drifted(self, state: _Object, frame: _Frame, proposal: _Proposal, score: float) -> bool:
         """Update the drift check (TrackerConfig.drift_frames) with this frame; whether the object is lost."""
         cfg = self._cfg
+        separation = proposal.separation
         if cfg.drift_frames <= 0 or separation is None:
             return state.drifted
         if state.separations is None:
             state.separations = []
+        state.carried = (state.carried[0] + proposal.shift[0], state.carried[1] + proposal.shift[1])
         if len(state.separations) < cfg.drift_reference_frames:
             if score >= PRESENCE_THRESHOLD and not state.drifted:
                 state.separations.append(separation)
+                if separation >= cfg.drift_min_px:
+                    state.anchor = (self._placed(proposal), frame.grey)
+                    state.carried = (0.0, 0.0)
             return state.drifted
         reference = float(np.median(state.separations))
         if reference < cfg.drift_min_px:
+            state.drift_watch = False  # it never moved apart enough to tell: not measured again
             return False
+        if not state.drifted and score >= PRESENCE_THRESHOLD and separation >= cfg.drift_release * reference:
+            state.anchor = (self._placed(proposal), frame.grey)
+            state.carried = (0.0, 0.0)
         if state.drifted:
             # Found again only after as many frames in a row apart from the surroundings: one
             # frame of flow failing on background (a spike) must not hand the mask back.
@@ -416,16 +483,115 @@ class ClassicalTrackerSession:
             if not state.drifted:
                 state.still_run = 0
             return state.drifted
+        if state.probation > 0:
+            # A find must prove itself: for its first `drift_reference_frames` frames, moving like
+            # its surroundings (below the release level, far looser than `drift_ratio`) for
+            # `drift_frames` in a row means it was background that moved for a moment, or the
+            # object's last glimpse before the mask slid off it again.
+            state.probation -= 1
+            still = separation < cfg.drift_release * reference and not self._stopped(state, frame, proposal)
+            state.still_run = state.still_run + 1 if still else 0
+            state.drifted = state.still_run >= cfg.drift_frames
+            if state.drifted:
+                state.still_run, state.probation = 0, 0
+            return state.drifted
         if score < PRESENCE_THRESHOLD:
             # Already called absent (covered, out of view): what its mask follows meanwhile is
             # not the object, and must not keep it absent once it is back.
             state.still_run = 0
             return False
-        state.still_run = state.still_run + 1 if separation < min(cfg.drift_ratio * reference, cfg.drift_still_px) else 0
+        still = separation < min(cfg.drift_ratio * reference, cfg.drift_still_px) and not self._stopped(state, frame, proposal)
+        state.still_run = state.still_run + 1 if still else 0
         state.drifted = state.still_run >= cfg.drift_frames
         if state.drifted:
             state.still_run = 0
         return state.drifted
+
+    def _stopped(self, state: _Object, frame: _Frame, proposal: _Proposal) -> bool:
+        """Whether the mask, moving like its surroundings, is on the object that stopped dead where
+        it was last seen moving apart (TrackerConfig.stop_overlap), not on background."""
+        cfg = self._cfg
+        if cfg.stop_overlap <= 0 or state.anchor is None or proposal.surroundings >= cfg.drift_still_px:
+            return False  # in a moving view a stopped object and a mask left on background both move with it
+        was, grey = state.anchor
+        # Compared where the mask's own motion since has carried the anchor (an object that
+        # slows to a stop creeps on after it was last clearly apart).
+        dx, dy = round(state.carried[0]), round(state.carried[1])
+        ys, xs = np.nonzero(was)
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        wy, wx = was.shape
+        if y0 + dy < 0 or x0 + dx < 0 or y1 + dy > wy or x1 + dx > wx:
+            return False
+        inside = was[y0:y1, x0:x1]
+        now = self._placed(proposal)
+        overlap = int(np.count_nonzero(inside & now[y0 + dy : y1 + dy, x0 + dx : x1 + dx]))
+        union = int(np.count_nonzero(inside)) + int(np.count_nonzero(now)) - overlap
+        if union == 0 or overlap < cfg.stop_overlap * union:
+            return False
+        # A light blur: the flow's sub-pixel wobble and sensor noise are not a change.
+        then = cv2.GaussianBlur(grey[y0:y1, x0:x1], (0, 0), 1.0).astype(np.int16)
+        current = cv2.GaussianBlur(frame.grey[y0 + dy : y1 + dy, x0 + dx : x1 + dx], (0, 0), 1.0).astype(np.int16)
+        same = np.abs(current - then)[inside] <= STOP_GREY
+        return float(same.mean()) >= cfg.stop_same
+
+    def _placed(self, proposal: _Proposal) -> np.ndarray:
+        """The proposal's mask on the whole working frame."""
+        wx, wy = self._work
+        x0, y0, x1, y1 = proposal.window
+        full = np.zeros((wy, wx), bool)
+        full[y0:y1, x0:x1] = proposal.mask
+        return full
+
+    def _refind(self, state: _Object, frame: _Frame, motion: _Motion) -> _Proposal | None:
+        """While drifted: the object looked for anew (TrackerConfig.refind), as a proposal on this
+        frame, or None when nothing there both looks and moves like it."""
+        cfg = self._cfg
+        ys, xs = np.nonzero(state.prior > 0.5)
+        if xs.size == 0 or not state.separations:
+            return None
+        reference = float(np.median(state.separations))
+        wx, wy = self._work
+        size = max(int(xs.max() - xs.min()), int(ys.max() - ys.min())) + 1
+        # Its own motion may have carried it this far from where the mask stayed behind.
+        margin = cfg.ring + int(cfg.search * size) + int(math.ceil(reference * state.drifted_for))
+        x0, x1 = max(int(xs.min()) - margin, 0), min(int(xs.max()) + margin + 1, wx)
+        y0, y1 = max(int(ys.min()) - margin, 0), min(int(ys.max()) + margin + 1, wy)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        flow = motion.flow[y0:y1, x0:x1]
+        reliable = ~motion.unreliable[y0:y1, x0:x1]
+        gx, gy = self._grid_x[y0:y1, x0:x1], self._grid_y[y0:y1, x0:x1]
+        residual = _affine_residual(flow, reliable, gx, gy)
+        if residual is None:
+            return None
+        # Refit on what moves like most of the window: the object itself must not pull the fit.
+        background = reliable & (residual <= max(float(np.median(residual[reliable])) * 4.0, cfg.drift_still_px**2))
+        refit = _affine_residual(flow, background, gx, gy)
+        if refit is not None:
+            residual = refit
+        moving = residual >= (cfg.drift_release * reference) ** 2
+        bins = frame.colour[y0:y1, x0:x1]
+        ratio = (np.log(state.fg_long[bins] + 1e-4) - np.log(state.bg_long[bins] + 1e-4)).astype(np.float32)
+        looks = cv2.blur(ratio, (5, 5)) > 0
+        candidate = cv2.morphologyEx((moving & looks).astype(np.uint8), cv2.MORPH_OPEN, disc_kernel(1))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
+        low, high = cfg.refind_area[0] * state.recent_area, cfg.refind_area[1] * state.recent_area
+        best, best_area = 0, 0
+        for k in range(1, n):
+            a = int(stats[k, cv2.CC_STAT_AREA])
+            if low <= a <= high and a > best_area:
+                best, best_area = k, a
+        if not best:
+            return None
+        region = labels == best
+        if float(ratio[region].mean()) < cfg.refind_evidence * max(state.reference_evidence, 0.5):
+            return None
+        seed = np.zeros((wy, wx), np.float32)
+        seed[y0:y1, x0:x1] = region
+        # The region at full strength: under the weak prior of a returning object, colour alone
+        # would spread the mask back onto the look-alike it had drifted to, when that is near.
+        looking = _Object(seed, state.fg_long, state.bg_long, state.fg, state.bg, state.reference_area, state.reference_evidence, state.reference_decided, state.recent_area, 0)
+        return self._propose(looking, frame, self._still)
 
     def _cues(self, state: _Object, frame: _Frame, proposal: _Proposal) -> PresenceCues:
         x0, y0, x1, y1 = proposal.window
@@ -507,8 +673,15 @@ class ClassicalTrackerSession:
             carried = max(int(np.count_nonzero(moved > 0.5)), cfg.min_area)
             if np.count_nonzero(mask) > cfg.leak_growth * carried:
                 posterior, mask = self._fuse(state, frame, window, warped, unreliable, cfg.leak_range)
-        separation = _motion_separation(motion.flow[y0:y1, x0:x1], warped, unreliable) if cfg.drift_frames > 0 else None
-        return _Proposal(window, posterior, mask, moved, unreliable, outside, separation)
+        separation, surroundings, shift = None, 0.0, (0.0, 0.0)
+        if cfg.drift_frames > 0 and state.drift_watch and motion is not self._still:
+            measured = _motion_separation(motion.flow[y0:y1, x0:x1], warped, unreliable, self._grid_x[y0:y1, x0:x1], self._grid_y[y0:y1, x0:x1])
+            if measured is not None:
+                separation, surroundings = measured
+                if mask.any():
+                    back = motion.flow[y0:y1, x0:x1][mask]  # current pixel -> previous frame
+                    shift = (-float(np.median(back[:, 0])), -float(np.median(back[:, 1])))
+        return _Proposal(window, posterior, mask, moved, unreliable, outside, separation, surroundings, shift)
 
     def _fuse(
         self, state: _Object, frame: _Frame, window: tuple[int, int, int, int], warped: np.ndarray, unreliable: np.ndarray, unreliable_range: tuple[float, float]
@@ -616,32 +789,43 @@ class ClassicalTrackerSession:
         check_frame(frame, len(self._frames))
 
 
-def _motion_separation(flow: np.ndarray, warped: np.ndarray, unreliable: np.ndarray) -> float | None:
+def _motion_separation(flow: np.ndarray, warped: np.ndarray, unreliable: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float] | None:
     """How far (px, median) the flow where the object is carried lies from its surroundings'
-    affine motion (camera pan and zoom); None where either has too few reliable pixels."""
-    h, w = warped.shape
+    affine motion (camera pan and zoom), and how far that motion itself goes there (px, median);
+    None where either has too few reliable pixels. `xs`, `ys`: the pixels' coordinates."""
     inner = (warped > 0.9) & ~unreliable
     around = (warped < 0.02) & ~unreliable
     if not inner.any():
         return None
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    residual = _affine_residual(flow, around, xs, ys)
-    if residual is None:
+    coef = _affine_fit(flow, around, xs, ys)
+    if coef is None:
         return None
-    return float(np.sqrt(np.median(residual[inner])))
+    # Only where the object is: the whole window's residual is not needed on every frame.
+    fx, fy, px, py = flow[..., 0][inner], flow[..., 1][inner], xs[inner], ys[inner]
+    ax, ay = coef[0, 0] * px + coef[1, 0] * py + coef[2, 0], coef[0, 1] * px + coef[1, 1] * py + coef[2, 1]
+    residual = (fx - ax) ** 2 + (fy - ay) ** 2
+    return float(np.sqrt(np.median(residual))), float(np.sqrt(np.median(ax**2 + ay**2)))
 
 
-def _affine_residual(flow: np.ndarray, where: np.ndarray, xs: np.ndarray, ys: np.ndarray, limit: int = 1500) -> np.ndarray | None:
-    """Squared distance of every pixel's flow from an affine motion fitted over `where` (at most
-    `limit` of its pixels; None: too few to fit)."""
+def _affine_fit(flow: np.ndarray, where: np.ndarray, xs: np.ndarray, ys: np.ndarray, limit: int = 1500) -> np.ndarray | None:
+    """An affine motion (3 x 2: flow = [x, y, 1] @ it) fitted over `where` (at most `limit` of
+    its pixels; None: too few to fit)."""
     iy, ix = np.nonzero(where)
     if iy.size < 12:
         return None
     step = max(iy.size // limit, 1)
     iy, ix = iy[::step], ix[::step]
     design = np.stack([xs[iy, ix], ys[iy, ix], np.ones(iy.size, np.float32)], axis=1)
-    coef, *_ = np.linalg.lstsq(design, flow[iy, ix], rcond=None)  # 3 x 2
-    coef = coef.astype(np.float32)
+    coef, *_ = np.linalg.lstsq(design, flow[iy, ix], rcond=None)
+    return np.asarray(coef, np.float32)
+
+
+def _affine_residual(flow: np.ndarray, where: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray | None:
+    """Squared distance of every pixel's flow from an affine motion fitted over `where` (None:
+    too few pixels to fit)."""
+    coef = _affine_fit(flow, where, xs, ys)
+    if coef is None:
+        return None
     pred_x = coef[0, 0] * xs + coef[1, 0] * ys + coef[2, 0]
     pred_y = coef[0, 1] * xs + coef[1, 1] * ys + coef[2, 1]
     return (flow[..., 0] - pred_x) ** 2 + (flow[..., 1] - pred_y) ** 2

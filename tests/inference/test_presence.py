@@ -60,38 +60,119 @@ def _reddish_texture(h: int, w: int, seed: int) -> np.ndarray:
     return cv2.GaussianBlur(red, (0, 0), 2.0)
 
 
-@pytest.mark.parametrize("drift_frames", [3, 0])
-def test_a_mask_left_on_a_still_look_alike_after_the_object_vanished_is_absent(drift_frames: int) -> None:
-    """The drift check (TrackerConfig.drift_frames): a red object moves across the frame and
-    vanishes beside a still red patch of the background (a rider gone behind a bump). Colour
-    cannot tell the patch from the object, so the mask settles on it at full presence; the flow
-    can (the object moved, the patch stays with the background), and with the check on the
-    object is absent three frames after its mask stopped moving. Off (0, as shipped), the
-    mask stays on the patch."""
-    h, w, n, vanish = 360, 480, 24, 11
-    masks = [disc_mask(h, w, 60 + 14 * i, 180, 40) for i in range(n)]
-    patch = disc_mask(h, w, 60 + 14 * 14, 180, 46)
+def _moving_red_disc(h: int, w: int, n: int, centres: list[int], r: int, shown: list[bool], patch: np.ndarray) -> list[np.ndarray]:
+    """A red textured disc at `centres` (x, on the middle row) where `shown`, over background with
+    a still red patch: colour cannot tell the two apart, motion can (the disc's texture moves
+    with it)."""
+    masks = [disc_mask(h, w, centres[i], h // 2, r) for i in range(n)]
     background = textured_background(h, w)
     background[patch] = _reddish_texture(h, w, seed=9)[patch]
     texture = _reddish_texture(h, w, seed=7)
     images = []
     for i in range(n):
         image = background.copy()
-        if i < vanish:
-            moved = np.roll(texture, 14 * i, axis=1)  # the object's texture moves with it
+        if shown[i]:
+            moved = np.roll(texture, centres[i] - centres[0], axis=1)
             image[masks[i]] = moved[masks[i]]
         images.append(image)
-    session = ClassicalTracker(TrackerConfig(drift_frames=drift_frames)).open(ArrayFrames(images))
+    return images
+
+
+@pytest.mark.parametrize("drift_frames", [None, 0])
+def test_a_mask_left_on_a_still_look_alike_after_the_object_vanished_is_absent(drift_frames: int | None) -> None:
+    """The drift check (TrackerConfig.drift_frames, on as shipped): a red object moves across the
+    frame and vanishes beside a still red patch of the background (a rider gone behind a bump).
+    Colour cannot tell the patch from the object, so the mask settles on it at full presence; the
+    flow can (the object moved, the patch stays with the background), and with the check on (None:
+    the default) the object is absent three frames after its mask stopped moving. Off (0), the
+    mask stays on the patch."""
+    h, w, n, vanish = 360, 480, 24, 11
+    assert TrackerConfig().drift_frames > 0
+    masks = [disc_mask(h, w, 60 + 14 * i, 180, 40) for i in range(n)]
+    patch = disc_mask(h, w, 60 + 14 * 14, 180, 46)
+    images = _moving_red_disc(h, w, n, [60 + 14 * i for i in range(n)], 40, [i < vanish for i in range(n)], patch)
+    config = TrackerConfig() if drift_frames is None else TrackerConfig(drift_frames=drift_frames)
+    session = ClassicalTracker(config).open(ArrayFrames(images))
     session.add_mask(0, "disc", masks[0])
     results = [r[0] for r in session.propagate(0, Direction.FORWARD, n)]
     for r in results[1 : vanish - 1]:
         assert r.mask is not None and r.score >= PRESENCE_THRESHOLD and iou(r.mask, masks[r.frame]) > 0.8, (r.frame, r.score)
     late = results[vanish + 3 :]
-    if drift_frames:
+    if drift_frames is None:
         assert all(r.mask is None and r.score < PRESENCE_THRESHOLD for r in late), [(r.frame, r.score) for r in late]
     else:
         # Without the check the mask sits on the patch, called present: what the check is for.
         assert all(r.mask is not None and r.score >= PRESENCE_THRESHOLD for r in late), [(r.frame, r.score) for r in late]
+
+
+RELEASE_WITHIN = 3  # frames after the object is back
+
+
+@pytest.mark.parametrize("k", [10, 14])
+@pytest.mark.parametrize("refind", [True, False])
+def test_a_drifted_object_that_comes_back_is_present_again_within_a_few_frames(k: int, refind: bool) -> None:
+    """The drift check's release (TrackerConfig.refind, on as shipped): the red disc is covered by
+    background for k frames beside the still red patch, its mask settles on the patch and the
+    check calls it absent; then the disc is back where its motion carried it, clear of the patch.
+    It is re-found (it looks like the object and moves apart from its surroundings) and present
+    again, on the disc, within RELEASE_WITHIN frames, and stays so. Without the re-find the stale
+    mask on the patch never moves apart from the background, and the object stays absent."""
+    h, w, r, vanish = 360, 640, 36, 12
+    back = vanish + k
+    n = back + 8
+    assert TrackerConfig().refind
+    centres = [60 + 12 * i for i in range(n)]
+    masks = [disc_mask(h, w, centres[i], h // 2, r) for i in range(n)]
+    patch = disc_mask(h, w, 60 + 12 * 14, h // 2, 42)
+    assert not (patch & masks[back]).any()
+    images = _moving_red_disc(h, w, n, centres, r, [i < vanish or i >= back for i in range(n)], patch)
+    session = ClassicalTracker(TrackerConfig(refind=refind)).open(ArrayFrames(images))
+    session.add_mask(0, "disc", masks[0])
+    results = [res[0] for res in session.propagate(0, Direction.FORWARD, n)]
+    for res in results[1 : vanish - 1]:
+        assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    # Lost on the patch before the disc is back (the drift check, not the colour, says so).
+    assert all(res.mask is None and res.score < PRESENCE_THRESHOLD for res in results[vanish + 4 : back]), [(res.frame, res.score) for res in results[vanish:back]]
+    after = results[back + RELEASE_WITHIN :]
+    if refind:
+        for res in after:
+            assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.7, (res.frame, res.score)
+    else:
+        assert all(res.mask is None and res.score < PRESENCE_THRESHOLD for res in after), [(res.frame, res.score) for res in after]
+
+
+@pytest.mark.parametrize(("slowing", "stop_overlap"), [((), None), ((10, 6, 3, 1), None), ((), 0.0)])
+def test_an_object_that_stops_in_a_still_view_stays_present(slowing: tuple[int, ...], stop_overlap: float | None) -> None:
+    """A stopped object is not a drift (TrackerConfig.stop_overlap, on as shipped): the red disc
+    moves fast (14 px a frame) for 15 frames, then, dead or after slowing by `slowing` px a
+    frame, stands still for 20 in the still view, beside the still red patch. Its mask moves like
+    its surroundings (not at all) as a mask left on the patch would, but it still covers where
+    the disc was last seen moving apart (carried by the mask's own motion since) and those pixels
+    have not changed: present on every frame, on the disc. Off (0), the drift check calls it
+    absent."""
+    h, w, r, moving, still = 360, 480, 40, 15, 20
+    steps = [14] * (moving - 1) + list(slowing) + [0] * (still + 1)
+    moving += len(slowing)
+    n = moving + still
+    centres = [60 + sum(steps[:i]) for i in range(n)]
+    masks = [disc_mask(h, w, c, h // 2, r) for c in centres]
+    patch = disc_mask(h, w, centres[-1] + 95, h // 2, 46)
+    assert not (patch & masks[-1]).any()
+    images = _moving_red_disc(h, w, n, centres, r, [True] * n, patch)
+    assert TrackerConfig().drift_frames > 0 and TrackerConfig().stop_overlap > 0
+    config = TrackerConfig() if stop_overlap is None else TrackerConfig(stop_overlap=stop_overlap)
+    session = ClassicalTracker(config).open(ArrayFrames(images))
+    session.add_mask(0, "disc", masks[0])
+    results = [res[0] for res in session.propagate(0, Direction.FORWARD, n)]
+    for res in results[1:moving]:
+        assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    stopped = results[moving:]
+    if stop_overlap is None:
+        for res in stopped:
+            assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    else:
+        # What the stop test is for: without it the still disc is lost three frames into the stop.
+        assert all(res.mask is None and res.score < PRESENCE_THRESHOLD for res in stopped[3:]), [(res.frame, res.score) for res in stopped]
 
 
 def test_an_object_leaving_the_frame_falls_under_the_threshold() -> None:

@@ -112,8 +112,8 @@ async def test_forwards_every_frame_streams_to_every_client_in_order(live, alice
     assert end["body"] == {"type": "track_completed", "track": track, "frames": 5}
     assert [e["id"] for e in produced(bob, track)] == [e["id"] for e in frames], "every client sees the same results"
     for event in frames:
-        assert event["cause"] == track and event["actor"] == "model:classical/flowcolour@2"
-        assert event["body"]["model"] == "classical/flowcolour@2"
+        assert event["cause"] == track and event["actor"] == "model:classical/flowcolour@3"
+        assert event["body"]["model"] == "classical/flowcolour@3"
         assert iou(mask_of(event["body"], THREE), THREE.discs[0].mask(event["body"]["frame"], THREE.height, THREE.width)) > 0.75
     # They are proposals until reviewed (T9).
     labels = (await asyncio.to_thread(_get, live, "alice", "/api/media/three/labels", {"frame": 5}))["labels"]
@@ -192,7 +192,7 @@ async def test_trackers_by_registry_name_and_alias_and_unknown_names_refused(ali
     for name in ("simple", "advanced", "classical"):
         track = await request(alice, [disc], start=0, range=2, algorithm=name)
         assert (await wait_end(alice, track))["body"]["type"] == "track_completed"
-        assert {e["body"]["model"] for e in produced(alice, track)} == {"classical/flowcolour@2"}
+        assert {e["body"]["model"] for e in produced(alice, track)} == {"classical/flowcolour@3"}
     for name in ("sam2", "sam3-tiny"):
         body = {"type": "track_requested", "media": "three", "objects": [disc], "start": 0, "direction": "forward", "algorithm": name}
         reply = await alice.command(body)
