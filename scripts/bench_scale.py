@@ -103,11 +103,15 @@ def log(message: str) -> None:
 def code_hash() -> str:
     """What the built file depends on: the generator and the store's file format (its tables;
     not the store's code, nor the event types: a log must read the same whatever is added later)."""
+    from masklog.domain.snapshots import PROJECTION_VERSION
+    from masklog.server.settings import Settings
     from masklog.server.sqlite_store import STORE_FORMAT
 
     h = hashlib.sha256()
     h.update((ROOT / "scripts/loggen.py").read_bytes())
-    h.update(f"format {STORE_FORMAT}; served once; media snapshots".encode())
+    # The media snapshots written into it: another layout is ignored by the server (it would fold
+    # from position 0), another spacing is not what a server writes.
+    h.update(f"format {STORE_FORMAT}; served once; media snapshots {PROJECTION_VERSION} every {Settings.snapshot_every}".encode())
     return h.hexdigest()[:12]
 
 

@@ -41,6 +41,7 @@ from masklog.server.accounts import Role
 from masklog.server.app import create_app
 from masklog.server.settings import Settings
 from masklog.server.storage import open_accounts
+from masklog.server.ws_deflate import socket_options
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +164,7 @@ def start_server(data: Path, users: Mapping[str, Role] = USERS, **overrides: Any
     settings = Settings(data=data, port=0, **overrides)
     data.mkdir(parents=True, exist_ok=True)
     tokens = add_users(settings, users)
-    config = uvicorn.Config(create_app(settings, backends), host="127.0.0.1", port=0, log_level="warning", ws_max_size=2 * settings.max_message_bytes, lifespan="on")
+    config = uvicorn.Config(create_app(settings, backends), host="127.0.0.1", port=0, log_level="warning", lifespan="on", **socket_options(settings.max_message_bytes))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

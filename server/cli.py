@@ -151,6 +151,7 @@ def _serve(settings: Settings, demo: bool) -> None:
     import uvicorn
 
     from masklog.server.app import create_app, load_configured_backends, open_context
+    from masklog.server.ws_deflate import socket_options
 
     # Models first: a configured checkpoint that does not load stops here, before serving.
     try:
@@ -180,8 +181,8 @@ def _serve(settings: Settings, demo: bool) -> None:
         create_app(settings, backends),
         host=settings.host,
         port=settings.port,
-        ws_max_size=2 * settings.max_message_bytes,
         log_level="info",
+        **socket_options(settings.max_message_bytes),
     )
 
 

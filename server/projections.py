@@ -121,7 +121,7 @@ class Projections:
         store: EventStore,
         *,
         budget_bytes: int = 1024 * 1024**2,
-        snapshot_every: int = 2000,
+        snapshot_every: int = 1000,
         base_snapshot_every: int = 20_000,
     ) -> None:
         self.store = store

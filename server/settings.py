@@ -92,7 +92,7 @@ class Settings:
     projection_budget_mb: int = 1024
     # A media item's state is snapshotted every this many of its events (and when it unloads),
     # so loading or replaying it folds at most about this many events after its snapshot.
-    snapshot_every: int = 2000
+    snapshot_every: int = 1000
     # Whether this process runs the inference actor (answers prompts, works off tracks). Off,
     # requests wait in the log for a process that does.
     run_models: bool = True

@@ -67,6 +67,7 @@ from masklog.domain.events import (
     stored,
 )
 from masklog.server.group_commit import Batch, GroupCommits, Outcome, append_failed
+from masklog.server.low_priority import run_at_low_priority
 from masklog.server.store import (
     INT64_MAX,
     HeadBroadcast,
@@ -481,12 +482,12 @@ class SQLiteEventStore:
 
     async def verify(self, check: Check = "quick") -> None:
         """SQLite's quick (or full) integrity check and the gap-free check, as `open` runs them,
-        on a connection of their own off the event loop: the store keeps serving meanwhile.
-        Raises StoreCorrupted."""
+        on a connection of their own, on a thread of their own at the lowest CPU priority: the
+        store keeps serving meanwhile, at its usual speed. Raises StoreCorrupted."""
         self._check_open()
         if check not in ("quick", "full"):
             raise ValueError(f"check must be quick or full, not {check!r}")
-        await asyncio.to_thread(_verify, self.path, check)
+        await run_at_low_priority(_verify, self.path, check, name="masklog-verify")
 
     def _check_open(self) -> None:
         if self._closing:

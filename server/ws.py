@@ -136,6 +136,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         visible = media is not None and ctx.accounts.role_in(credential.user, media.project) is not None
     state: LabelState | None = None
     head = ctx.ledger.head
+    greeted_from_log = False
     if visible and media is not None and ctx.ledger.loaded(media_id) is None and hello.labels_window is not None and hello.last_seq is None:
         # A cold open of a client that wants a window of labels: greet from the log (the window's
         # labels and every cell's head, as of the last published position: a few parts of its
@@ -144,7 +145,7 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         head = ctx.ledger.published
         view = await replay_media(ctx.store, media, head, p.clamp_window(hello.labels_window, media.frames))
         state = view if media_id in view.media else None
-        ctx.ledger.preload(media_id)
+        greeted_from_log = state is not None
         log.debug("greeted a socket on %s from the log as of %d (cold, window %s)", media_id, head, hello.labels_window)
     if state is None:
         state = await ctx.ledger.state_of(media_id) if visible else ctx.ledger.base
@@ -164,6 +165,10 @@ async def _serve(ctx: Context, websocket: WebSocket, media_id: str) -> None:
         await _send(websocket, greeting.welcome)
         if isinstance(greeting.then, p.Snapshot):
             await _send(websocket, greeting.then)
+            if greeted_from_log:
+                # Only now: loading the full state holds the interpreter for a while (a long
+                # item's snapshot decodes in tens of ms) and would hold up the greeting.
+                ctx.ledger.preload(media_id)
             # A snapshot from the log may be older than the subscription: the log has the rest.
             await _catch_up(ctx, websocket, delivery, media_id, project, subscribed_at)
         else:
