@@ -54,8 +54,9 @@ processes opening a new database create them once):
   the fold's rules). A database without the table (it was dropped) gets it back, filled from the
   events, when a store next opens it.
 - `snapshots`, `snapshot_parts`, `snapshot_refs`: projection snapshots, their content-addressed
-  parts and which snapshot uses which part, as in SQLite; retention (`store.snapshots_to_drop`)
-  and the release of parts nobody refers to run in the save's transaction, under an advisory
+  parts and which snapshot uses which part, as in SQLite; retention (`store.snapshots_to_drop`,
+  and the stream's older versions) and the release of parts nobody refers to run in the save's
+  transaction, under an advisory
   lock of their own so saves from several processes never release a part another is adding.
 
 **Durability.** A commit acknowledged by the server is durable as the server is configured
@@ -778,8 +779,8 @@ async def _copy_in(conn: asyncpg.Connection, checked: list[tuple[Event, bytes]])
 
 
 async def _save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, checksum: bytes, keys: list[bytes]) -> None:
-    """Store one snapshot with its parts and thin out older ones of its stream and version, in
-    one transaction under the snapshot lock."""
+    """Store one snapshot with its parts, thin out older ones of its stream and version and drop
+    its stream's older versions, in one transaction under the snapshot lock."""
     stream, version, seq = snapshot.stream, snapshot.version, snapshot.seq
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_SPACE, _SNAPSHOT_LOCK)
@@ -803,17 +804,22 @@ async def _save_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, checksum:
             )
         seqs = [row[0] for row in await conn.fetch("SELECT seq FROM snapshots WHERE stream = $1 AND version = $2 ORDER BY seq", stream, version)]
         drop = snapshots_to_drop(seqs)
+        released = []
         if drop:
             await conn.execute("DELETE FROM snapshots WHERE stream = $1 AND version = $2 AND seq = ANY($3::bigint[])", stream, version, drop)
-            released = await conn.fetch(
+            released += await conn.fetch(
                 "DELETE FROM snapshot_refs WHERE stream = $1 AND version = $2 AND seq = ANY($3::bigint[]) RETURNING key", stream, version, drop
             )
-            if released:
-                # Parts no snapshot refers to any more go with the last one that did.
-                await conn.execute(
-                    "DELETE FROM snapshot_parts p WHERE p.key = ANY($1::bytea[]) AND NOT EXISTS (SELECT 1 FROM snapshot_refs r WHERE r.key = p.key)",
-                    list({row[0] for row in released}),
-                )
+        # An older layout of this stream is never read again once a newer one is stored (readers
+        # ask for their own version): it goes, parts and all (after an upgrade, GBs of them).
+        await conn.execute("DELETE FROM snapshots WHERE stream = $1 AND version < $2", stream, version)
+        released += await conn.fetch("DELETE FROM snapshot_refs WHERE stream = $1 AND version < $2 RETURNING key", stream, version)
+        if released:
+            # Parts no snapshot refers to any more go with the last one that did.
+            await conn.execute(
+                "DELETE FROM snapshot_parts p WHERE p.key = ANY($1::bytea[]) AND NOT EXISTS (SELECT 1 FROM snapshot_refs r WHERE r.key = p.key)",
+                list({row[0] for row in released}),
+            )
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:

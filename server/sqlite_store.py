@@ -33,7 +33,7 @@ Besides the log the file holds two derived tables (format 2):
 - `snapshots` (stream, seq, version, checksum, data): projection snapshots, a cache. The
   checksum (sha256 of data) is checked on every load; a damaged row is skipped, never trusted.
   Retention (`store.snapshots_to_drop`, shared with the PostgreSQL store) runs in the
-  transaction of each save.
+  transaction of each save, which also drops the stream's snapshots of older versions.
 - (format 3) `snapshot_parts` (key, data): the parts snapshots share, stored once by key (their
   sha256, checked on every load), and `snapshot_refs` (which snapshot uses which part). A part
   goes when retention drops the last snapshot that refers to it, in the same transaction.
@@ -713,8 +713,8 @@ def _claim_objects(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
 
 
 def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes, keys: list[bytes]) -> None:
-    """Store one snapshot with its parts and thin out older ones of its stream and version, in
-    one transaction."""
+    """Store one snapshot with its parts, thin out older ones of its stream and version and drop
+    its stream's older versions, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -744,16 +744,19 @@ def _save_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, checksum: bytes
                 "SELECT seq FROM snapshots WHERE stream = ? AND version = ? ORDER BY seq", (snapshot.stream, snapshot.version)
             )
         ]
-        drop = snapshots_to_drop(seqs)
-        if drop:
-            dropped = [(snapshot.stream, snapshot.version, seq) for seq in drop]
+        dropped = [(snapshot.stream, snapshot.version, seq) for seq in snapshots_to_drop(seqs)]
+        # An older layout of this stream is never read again once a newer one is stored (readers
+        # ask for their own version): it goes, parts and all (after an upgrade, GBs of them).
+        dropped += [
+            (snapshot.stream, row[0], row[1])
+            for row in conn.execute("SELECT version, seq FROM snapshots WHERE stream = ? AND version < ?", (snapshot.stream, snapshot.version))
+        ]
+        if dropped:
             conn.executemany("DELETE FROM snapshots WHERE stream = ? AND version = ? AND seq = ?", dropped)
             released = {
                 row[0]
-                for seq in drop
-                for row in conn.execute(
-                    "SELECT key FROM snapshot_refs WHERE stream = ? AND version = ? AND seq = ?", (snapshot.stream, snapshot.version, seq)
-                )
+                for key in dropped
+                for row in conn.execute("SELECT key FROM snapshot_refs WHERE stream = ? AND version = ? AND seq = ?", key)
             }
             conn.executemany("DELETE FROM snapshot_refs WHERE stream = ? AND version = ? AND seq = ?", dropped)
             # Parts no snapshot refers to any more go with the last one that did.

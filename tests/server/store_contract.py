@@ -538,12 +538,30 @@ class EventStoreContract:
             assert found is None or found.data == f"at {expected}".encode()
 
     async def test_other_versions_are_ignored(self, store: EventStore) -> None:
-        await store.save_snapshot(Snapshot(stream="media:m1", seq=10, version=1, data=b"v1"))
+        # An older layout saved after a newer one (an old process still serving) is kept.
         await store.save_snapshot(Snapshot(stream="media:m1", seq=20, version=2, data=b"v2"))
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=10, version=1, data=b"v1"))
         assert (await store.load_snapshot("media:m1", 1)).data == b"v1"  # type: ignore[union-attr]
         assert (await store.load_snapshot("media:m1", 2)).data == b"v2"  # type: ignore[union-attr]
         assert await store.load_snapshot("media:m1", 2, at_or_before=15) is None
         assert await store.load_snapshot("media:m1", 3) is None
+
+    async def test_a_newer_version_drops_the_older_ones_of_its_stream_and_their_parts(self, store: EventStore) -> None:
+        shared, old = b"shared part" * 10, b"old layout only" * 10
+        for seq in (10, 20):
+            await store.save_snapshot(Snapshot(stream="media:m1", seq=seq, version=1, data=b"v1 %d" % seq, parts=(shared, old)))
+        await store.save_snapshot(Snapshot(stream="media:m2", seq=15, version=1, data=b"m2 v1", parts=(old,)))
+        assert await self.part_count(store) == 2
+        await store.save_snapshot(Snapshot(stream="media:m1", seq=30, version=2, data=b"v2", parts=(shared,)))
+        assert await store.load_snapshot("media:m1", 1) is None
+        assert await store.load_snapshot("media:m1", 1, at_or_before=20) is None
+        assert (await store.load_snapshot("media:m1", 2)).data == b"v2"  # type: ignore[union-attr]
+        # Other streams keep theirs, and the parts they still use.
+        assert (await store.load_snapshot("media:m2", 1)).data == b"m2 v1"  # type: ignore[union-attr]
+        assert await self.part_count(store) == 2
+        assert await store.load_parts([hashlib.sha256(shared).digest(), hashlib.sha256(old).digest()]) == [shared, old]
+        await store.save_snapshot(Snapshot(stream="media:m2", seq=40, version=2, data=b"m2 v2"))
+        assert await self.part_count(store) == 1  # the old layout's part went with its last user
 
     async def test_saving_the_same_snapshot_again_is_harmless(self, store: EventStore) -> None:
         snapshot = Snapshot(stream="media:m1", seq=5, version=1, data=b"same")

@@ -24,7 +24,8 @@ def _protocol(deflate: bool) -> CheapDeflateProtocol:
     return CheapDeflateProtocol(config=config, server_state=ServerState(), app_state={})
 
 
-def test_the_protocol_offers_deflate_at_the_cheap_level_and_none_when_it_is_off() -> None:
+async def test_the_protocol_offers_deflate_at_the_cheap_level_and_none_when_it_is_off() -> None:
+    # async: uvicorn's protocol takes the running loop (there may be no current loop otherwise).
     [deflate] = _protocol(True).conn.available_extensions
     assert deflate.compress_settings == {"memLevel": 5, "level": LEVEL} and LEVEL == 1  # type: ignore[attr-defined]
     assert _protocol(False).conn.available_extensions == []
