@@ -412,7 +412,7 @@ class ClassicalTrackerSession:
                     # any frame is.
                     state.drifted, state.still_run, state.drifted_for = False, 0, 0
                     state.probation = cfg.drift_reference_frames
-                    state.anchor, state.carried = (self._placed(found), frame.grey), (0.0, 0.0)
+                    self._anchor(state, frame, found)
                     proposal = found
                     cues = self._cues(state, frame, proposal)
                     self.cues[obj] = cues
@@ -465,16 +465,14 @@ class ClassicalTrackerSession:
             if score >= PRESENCE_THRESHOLD and not state.drifted:
                 state.separations.append(separation)
                 if separation >= cfg.drift_min_px:
-                    state.anchor = (self._placed(proposal), frame.grey)
-                    state.carried = (0.0, 0.0)
+                    self._anchor(state, frame, proposal)
             return state.drifted
         reference = float(np.median(state.separations))
         if reference < cfg.drift_min_px:
             state.drift_watch = False  # it never moved apart enough to tell: not measured again
             return False
         if not state.drifted and score >= PRESENCE_THRESHOLD and separation >= cfg.drift_release * reference:
-            state.anchor = (self._placed(proposal), frame.grey)
-            state.carried = (0.0, 0.0)
+            self._anchor(state, frame, proposal)
         if state.drifted:
             # Found again only after as many frames in a row apart from the surroundings: one
             # frame of flow failing on background (a spike) must not hand the mask back.
@@ -506,6 +504,10 @@ class ClassicalTrackerSession:
         if state.drifted:
             state.still_run = 0
         return state.drifted
+
+    def _anchor(self, state: _Object, frame: _Frame, proposal: _Proposal) -> None:
+        """Remember where and how the object looked on a frame it clearly moved (see `_stopped`)."""
+        state.anchor, state.carried = (self._placed(proposal), frame.grey), (0.0, 0.0)
 
     def _stopped(self, state: _Object, frame: _Frame, proposal: _Proposal) -> bool:
         """Whether the mask, moving like its surroundings, is on the object that stopped dead where
