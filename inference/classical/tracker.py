@@ -15,7 +15,7 @@ from masklog.inference.classical.segmenter import ClassicalSegmenter
 from masklog.inference.propagation import SessionClosed, check_frame, propagation_frames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, FrameSource, Prompt, TrackedMask
 
-TRACKER_MODEL = "classical/flowcolour@3"
+TRACKER_MODEL = "classical/flowcolour@4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +412,7 @@ class ClassicalTrackerSession:
                     # any frame is.
                     state.drifted, state.still_run, state.drifted_for = False, 0, 0
                     state.probation = cfg.drift_reference_frames
+                    _give_way(found, [p for o, p in proposals.items() if o != obj], taken)
                     self._anchor(state, frame, found)
                     proposal = found
                     cues = self._cues(state, frame, proposal)
@@ -854,3 +855,16 @@ def _resolve_overlaps(proposals: dict[str, _Proposal], taken: np.ndarray, shape:
         x0, y0, x1, y1 = p.window
         p.mask = p.mask & (owner[y0:y1, x0:x1] == k) & ~taken[y0:y1, x0:x1]
 
+
+def _give_way(proposal: _Proposal, others: list[_Proposal], taken: np.ndarray) -> None:
+    """A re-found object's proposal, made after the others were made disjoint, gives way in place
+    to pixels a user gave to an object (`taken`) and to the other objects' proposals: it was
+    drifted a frame ago, they were not."""
+    x0, y0, x1, y1 = proposal.window
+    held = taken[y0:y1, x0:x1].copy()
+    for other in others:
+        ox0, oy0, ox1, oy1 = other.window
+        ix0, iy0, ix1, iy1 = max(x0, ox0), max(y0, oy0), min(x1, ox1), min(y1, oy1)
+        if ix0 < ix1 and iy0 < iy1:
+            held[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] |= other.mask[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0]
+    proposal.mask = proposal.mask & ~held

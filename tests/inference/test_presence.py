@@ -270,3 +270,26 @@ def test_a_persons_box_on_plain_background_mid_track_keeps_the_next_frames_prese
         assert isinstance(body.shape, BBox)
         centre = (body.shape.x + body.shape.w / 2, body.shape.y + body.shape.h / 2)
         assert hand.x < centre[0] < hand.x + hand.w and hand.y < centre[1] < hand.y + hand.h, (body.frame, body.shape)
+
+
+def test_a_refound_object_gives_way_to_other_objects_and_to_users_pixels() -> None:
+    """A re-found proposal is made after the others were made disjoint (`_resolve_overlaps`), so
+    it yields to them (they were not drifted) and to pixels a user gave an object on this frame,
+    wherever their windows overlap its own."""
+    from masklog.inference.classical.tracker import _give_way, _Proposal
+
+    def proposal(window: tuple[int, int, int, int], mask: np.ndarray) -> _Proposal:
+        shape = mask.shape
+        return _Proposal(window, np.ones(shape, np.float32), mask, np.zeros(shape, np.float32), np.zeros(shape, bool), 0.0)
+
+    found = proposal((10, 10, 30, 30), np.ones((20, 20), bool))
+    other = proposal((25, 0, 45, 20), np.ones((20, 20), bool))  # overlaps found's columns 25-29, rows 10-19
+    apart = proposal((40, 40, 50, 50), np.ones((10, 10), bool))  # no overlap
+    taken = np.zeros((60, 60), bool)
+    taken[28:30, 10:12] = True
+    _give_way(found, [other, apart], taken)
+    expected = np.ones((20, 20), bool)
+    expected[0:10, 15:20] = False  # the other object's pixels
+    expected[18:20, 0:2] = False  # the user's
+    assert np.array_equal(found.mask, expected)
+    assert other.mask.all() and apart.mask.all()  # the others keep theirs
