@@ -71,6 +71,9 @@ at the setting; `scripts/eval_presence.py --vanish 25` with it on and off is
 docs/bench/presence_issue18_drift.json, `scripts/eval_tracker_cv.py --before main` with it on
 (flowcolour@3) docs/bench/tracker_cv_issue18_drift.json: training mean J&F 0.758 -> 0.767
 (bmx-bumps 0.356 -> 0.469, the other clips unchanged), vos 0.795 both.
+flowcolour@4: a stopped object is not a drift in a panning view either (`TrackerConfig.stop_overlap`;
+@3 checked for a stop in still views only), and a re-found object gives way to the other
+objects' masks and to users' pixels on that frame, as every tracked object does (`_give_way`).
 
 Measured with `scripts/eval_tracker_cv.py --before presence2` (issue 18; its output is
 docs/bench/tracker_cv_issue18.json), first frame's mask given, 854x480: mean

@@ -15,7 +15,7 @@ from masklog.inference.classical.segmenter import ClassicalSegmenter
 from masklog.inference.propagation import SessionClosed, check_frame, propagation_frames
 from masklog.inference.protocols import PRESENCE_THRESHOLD, FrameSource, Prompt, TrackedMask
 
-TRACKER_MODEL = "classical/flowcolour@3"
+TRACKER_MODEL = "classical/flowcolour@4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +96,19 @@ class TrackerConfig:
     refind: bool = True
     refind_area: tuple[float, float] = (0.15, 3.0)
     refind_evidence: float = 0.3
-    # A stopped object is not a drift (issue 18): an object that stops in a still view (a walker
-    # who stands, a car at a light) moves like its surroundings too, and nothing would re-find it
-    # before it moves again. While the surroundings' motion where the object is stays under
-    # `drift_still_px`, a frame does not count towards `drift_frames` when the mask still covers
-    # where the object was when last seen moving apart from them (by `drift_release` of the
-    # reference), carried by the mask's own motion since (an object that slows down creeps on):
+    # A stopped object is not a drift (issue 18): an object that stops (a walker who stands, a
+    # car at a light) moves like its surroundings too, in a still view or a panning one, and
+    # nothing would re-find it before it moves again. A frame does not count towards
+    # `drift_frames` when the mask still covers where the object was when last seen moving apart
+    # from them (by `drift_release` of the reference), carried by the mask's own motion since (an
+    # object that slows down creeps on; the view's pan carries both):
     # IoU at least `stop_overlap`, and at least `stop_same` of those pixels within STOP_GREY grey
     # levels of what they were then. A mask left on look-alike background sits elsewhere, or
     # where the object has gone from. Synthetic stops (tests) stay present; eval_presence.py and
-    # eval_tracker_cv.py figures are unchanged (docs/bench/presence_issue18_stop.json). In a
-    # moving view a stopped object still reads as a drift. 0: off.
+    # eval_tracker_cv.py figures are unchanged (docs/bench/presence_issue18_stop.json). Until
+    # flowcolour@4 it held in still views only (the surroundings' motion under `drift_still_px`);
+    # the carried anchor and the unchanged pixels tell a stop in a panning view as well
+    # (docs/bench/presence_issue18_pan.json). 0: off.
     stop_overlap: float = 0.6
     stop_same: float = 0.8
 
@@ -174,7 +176,6 @@ class _Proposal:
     unreliable: np.ndarray  # bool in the window: forward-backward flow disagrees
     outside: float  # fraction of the previous mask the flow carried out of the frame
     separation: float | None = None  # px: the mask's motion apart from its surroundings' (None: not measured)
-    surroundings: float = 0.0  # px: how far the surroundings' motion goes where the object is (with `separation`)
     shift: tuple[float, float] = (0.0, 0.0)  # px (x, y): the mask's own motion from the previous frame, median
 
 
@@ -412,6 +413,7 @@ class ClassicalTrackerSession:
                     # any frame is.
                     state.drifted, state.still_run, state.drifted_for = False, 0, 0
                     state.probation = cfg.drift_reference_frames
+                    _give_way(found, [p for o, p in proposals.items() if o != obj], taken)
                     self._anchor(state, frame, found)
                     proposal = found
                     cues = self._cues(state, frame, proposal)
@@ -513,8 +515,8 @@ class ClassicalTrackerSession:
         """Whether the mask, moving like its surroundings, is on the object that stopped dead where
         it was last seen moving apart (TrackerConfig.stop_overlap), not on background."""
         cfg = self._cfg
-        if cfg.stop_overlap <= 0 or state.anchor is None or proposal.surroundings >= cfg.drift_still_px:
-            return False  # in a moving view a stopped object and a mask left on background both move with it
+        if cfg.stop_overlap <= 0 or state.anchor is None:
+            return False
         was, grey = state.anchor
         # Compared where the mask's own motion since has carried the anchor (an object that
         # slows to a stop creeps on after it was last clearly apart).
@@ -675,15 +677,14 @@ class ClassicalTrackerSession:
             carried = max(int(np.count_nonzero(moved > 0.5)), cfg.min_area)
             if np.count_nonzero(mask) > cfg.leak_growth * carried:
                 posterior, mask = self._fuse(state, frame, window, warped, unreliable, cfg.leak_range)
-        separation, surroundings, shift = None, 0.0, (0.0, 0.0)
+        separation, shift = None, (0.0, 0.0)
         if cfg.drift_frames > 0 and state.drift_watch and motion is not self._still:
-            measured = _motion_separation(motion.flow[y0:y1, x0:x1], warped, unreliable, self._grid_x[y0:y1, x0:x1], self._grid_y[y0:y1, x0:x1])
-            if measured is not None:
-                separation, surroundings = measured
+            separation = _motion_separation(motion.flow[y0:y1, x0:x1], warped, unreliable, self._grid_x[y0:y1, x0:x1], self._grid_y[y0:y1, x0:x1])
+            if separation is not None:
                 if mask.any():
                     back = motion.flow[y0:y1, x0:x1][mask]  # current pixel -> previous frame
                     shift = (-float(np.median(back[:, 0])), -float(np.median(back[:, 1])))
-        return _Proposal(window, posterior, mask, moved, unreliable, outside, separation, surroundings, shift)
+        return _Proposal(window, posterior, mask, moved, unreliable, outside, separation, shift)
 
     def _fuse(
         self, state: _Object, frame: _Frame, window: tuple[int, int, int, int], warped: np.ndarray, unreliable: np.ndarray, unreliable_range: tuple[float, float]
@@ -791,10 +792,10 @@ class ClassicalTrackerSession:
         check_frame(frame, len(self._frames))
 
 
-def _motion_separation(flow: np.ndarray, warped: np.ndarray, unreliable: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float] | None:
+def _motion_separation(flow: np.ndarray, warped: np.ndarray, unreliable: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> float | None:
     """How far (px, median) the flow where the object is carried lies from its surroundings'
-    affine motion (camera pan and zoom), and how far that motion itself goes there (px, median);
-    None where either has too few reliable pixels. `xs`, `ys`: the pixels' coordinates."""
+    affine motion (camera pan and zoom); None where either has too few reliable pixels. `xs`,
+    `ys`: the pixels' coordinates."""
     inner = (warped > 0.9) & ~unreliable
     around = (warped < 0.02) & ~unreliable
     if not inner.any():
@@ -806,7 +807,7 @@ def _motion_separation(flow: np.ndarray, warped: np.ndarray, unreliable: np.ndar
     fx, fy, px, py = flow[..., 0][inner], flow[..., 1][inner], xs[inner], ys[inner]
     ax, ay = coef[0, 0] * px + coef[1, 0] * py + coef[2, 0], coef[0, 1] * px + coef[1, 1] * py + coef[2, 1]
     residual = (fx - ax) ** 2 + (fy - ay) ** 2
-    return float(np.sqrt(np.median(residual))), float(np.sqrt(np.median(ax**2 + ay**2)))
+    return float(np.sqrt(np.median(residual)))
 
 
 def _affine_fit(flow: np.ndarray, where: np.ndarray, xs: np.ndarray, ys: np.ndarray, limit: int = 1500) -> np.ndarray | None:
@@ -854,3 +855,16 @@ def _resolve_overlaps(proposals: dict[str, _Proposal], taken: np.ndarray, shape:
         x0, y0, x1, y1 = p.window
         p.mask = p.mask & (owner[y0:y1, x0:x1] == k) & ~taken[y0:y1, x0:x1]
 
+
+def _give_way(proposal: _Proposal, others: list[_Proposal], taken: np.ndarray) -> None:
+    """A re-found object's proposal, made after the others were made disjoint, gives way in place
+    to pixels a user gave to an object (`taken`) and to the other objects' proposals: it was
+    drifted a frame ago, they were not."""
+    x0, y0, x1, y1 = proposal.window
+    held = taken[y0:y1, x0:x1].copy()
+    for other in others:
+        ox0, oy0, ox1, oy1 = other.window
+        ix0, iy0, ix1, iy1 = max(x0, ox0), max(y0, oy0), min(x1, ox1), min(y1, oy1)
+        if ix0 < ix1 and iy0 < iy1:
+            held[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] |= other.mask[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0]
+    proposal.mask = proposal.mask & ~held

@@ -270,3 +270,74 @@ def test_a_persons_box_on_plain_background_mid_track_keeps_the_next_frames_prese
         assert isinstance(body.shape, BBox)
         centre = (body.shape.x + body.shape.w / 2, body.shape.y + body.shape.h / 2)
         assert hand.x < centre[0] < hand.x + hand.w and hand.y < centre[1] < hand.y + hand.h, (body.frame, body.shape)
+
+
+def test_a_refound_object_gives_way_to_other_objects_and_to_users_pixels() -> None:
+    """A re-found proposal is made after the others were made disjoint (`_resolve_overlaps`), so
+    it yields to them (they were not drifted) and to pixels a user gave an object on this frame,
+    wherever their windows overlap its own."""
+    from masklog.inference.classical.tracker import _give_way, _Proposal
+
+    def proposal(window: tuple[int, int, int, int], mask: np.ndarray) -> _Proposal:
+        shape = mask.shape
+        return _Proposal(window, np.ones(shape, np.float32), mask, np.zeros(shape, np.float32), np.zeros(shape, bool), 0.0)
+
+    found = proposal((10, 10, 30, 30), np.ones((20, 20), bool))
+    other = proposal((25, 0, 45, 20), np.ones((20, 20), bool))  # overlaps found's columns 25-29, rows 10-19
+    apart = proposal((40, 40, 50, 50), np.ones((10, 10), bool))  # no overlap
+    taken = np.zeros((60, 60), bool)
+    taken[28:30, 10:12] = True
+    _give_way(found, [other, apart], taken)
+    expected = np.ones((20, 20), bool)
+    expected[0:10, 15:20] = False  # the other object's pixels
+    expected[18:20, 0:2] = False  # the user's
+    assert np.array_equal(found.mask, expected)
+    assert other.mask.all() and apart.mask.all()  # the others keep theirs
+
+
+def _panning_red_disc(h: int, w: int, n: int, pan: int, centres: list[int], r: int, shown: list[bool], patch_centre: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`_moving_red_disc` filmed by a camera panning right `pan` px a frame: the scene (textured
+    background, a still red patch at `patch_centre`, the disc at `centres`, all in the scene's
+    x) is `pan * n` px wider than the view. The frames, and the disc's masks in them."""
+    scene_w = w + pan * n
+    background = textured_background(h, scene_w)
+    patch = disc_mask(h, scene_w, patch_centre, h // 2, 46)
+    background[patch] = _reddish_texture(h, scene_w, seed=9)[patch]
+    texture = _reddish_texture(h, scene_w, seed=7)
+    images, masks = [], []
+    for i in range(n):
+        disc = disc_mask(h, scene_w, centres[i], h // 2, r)
+        scene = background.copy()
+        if shown[i]:
+            scene[disc] = np.roll(texture, centres[i] - centres[0], axis=1)[disc]
+        images.append(np.ascontiguousarray(scene[:, pan * i : pan * i + w]))
+        masks.append(np.ascontiguousarray(disc[:, pan * i : pan * i + w]))
+    return images, masks
+
+
+@pytest.mark.parametrize("stops", [True, False])
+def test_in_a_panning_view_a_stopped_object_stays_present_and_a_vanished_one_is_absent(stops: bool) -> None:
+    """The stop check in a moving view: the camera pans 6 px a frame while the red disc runs
+    ahead at 14 px a frame (in the scene) for 15 frames. Then it either stops dead, so that it
+    moves like its surroundings, with the pan, for 20 frames, and stays present on the disc
+    (what the mask covers is where it was last seen moving apart, carried by the mask's motion,
+    and looks as it did then); or it vanishes beside a still red patch, where its mask, left on
+    the patch, moves with the pan too, and is called absent (the drift check)."""
+    h, w, r, pan, moving, still = 360, 480, 40, 6, 15, 20
+    n = moving + still
+    steps = [14] * (moving - 1) + [0] * (still + 1)
+    centres = [60 + sum(steps[:i]) for i in range(n)]
+    patch_centre = centres[-1] + 95 if stops else 60 + 14 * 16
+    shown = [True] * n if stops else [i < moving - 3 for i in range(n)]
+    images, masks = _panning_red_disc(h, w, n, pan, centres, r, shown, patch_centre)
+    session = ClassicalTracker().open(ArrayFrames(images))
+    session.add_mask(0, "disc", masks[0])
+    results = [res[0] for res in session.propagate(0, Direction.FORWARD, n)]
+    for res in results[1 : moving - 4]:
+        assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    late = results[moving + 3 :]
+    if stops:
+        for res in results[moving:]:
+            assert res.mask is not None and res.score >= PRESENCE_THRESHOLD and iou(res.mask, masks[res.frame]) > 0.8, (res.frame, res.score)
+    else:
+        assert all(res.mask is None and res.score < PRESENCE_THRESHOLD for res in late), [(res.frame, res.score) for res in late]

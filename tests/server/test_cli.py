@@ -68,7 +68,7 @@ def test_eval_clicks_prints_noc_as_json_and_as_a_table(shared_data):
     done = masklog("eval-clicks", str(shared_data / "vos"), "--sequences", "blackswan", "--every", "25", "--max-clicks", "3", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["segmenter"] == "classical/grabcut@2" and (result["every"], result["max_clicks"]) == (25, 3)
+    assert result["segmenter"] == "classical/grabcut@3" and (result["every"], result["max_clicks"]) == (25, 3)
     score = result["sequences"]["blackswan"]
     assert set(score) == {"instances", "frames", "clicks", "NoC85", "NoC90", "NoF85", "NoF90", "IoU1", "IoU3", "IoU5", "seconds_per_click", "seconds_per_click_p50"}
     assert score["frames"] == score["instances"] == 2  # frames 0 and 25, one swan each

@@ -112,8 +112,8 @@ async def test_forwards_every_frame_streams_to_every_client_in_order(live, alice
     assert end["body"] == {"type": "track_completed", "track": track, "frames": 5}
     assert [e["id"] for e in produced(bob, track)] == [e["id"] for e in frames], "every client sees the same results"
     for event in frames:
-        assert event["cause"] == track and event["actor"] == "model:classical/flowcolour@3"
-        assert event["body"]["model"] == "classical/flowcolour@3"
+        assert event["cause"] == track and event["actor"] == "model:classical/flowcolour@4"
+        assert event["body"]["model"] == "classical/flowcolour@4"
         assert iou(mask_of(event["body"], THREE), THREE.discs[0].mask(event["body"]["frame"], THREE.height, THREE.width)) > 0.75
     # They are proposals until reviewed (T9).
     labels = (await asyncio.to_thread(_get, live, "alice", "/api/media/three/labels", {"frame": 5}))["labels"]
@@ -192,7 +192,7 @@ async def test_trackers_by_registry_name_and_alias_and_unknown_names_refused(ali
     for name in ("simple", "advanced", "classical"):
         track = await request(alice, [disc], start=0, range=2, algorithm=name)
         assert (await wait_end(alice, track))["body"]["type"] == "track_completed"
-        assert {e["body"]["model"] for e in produced(alice, track)} == {"classical/flowcolour@3"}
+        assert {e["body"]["model"] for e in produced(alice, track)} == {"classical/flowcolour@4"}
     for name in ("sam2", "sam3-tiny"):
         body = {"type": "track_requested", "media": "three", "objects": [disc], "start": 0, "direction": "forward", "algorithm": name}
         reply = await alice.command(body)
@@ -393,13 +393,13 @@ async def test_sam_mode_preview_save_and_the_same_object_on_another_frame(alice,
         prompt = await ok(alice, {"type": "prompt_added", "object": object_id, "frame": frame, "points": [{"x": x, "y": y}]})
         await alice.wait_for(lambda prompt=prompt: any(e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"] for e in alice.events))
         answer = next(e for e in alice.events if e["body"]["type"] == "segment_proposed" and e["body"]["prompt"] == prompt["id"])
-        assert answer["cause"] == prompt["id"] and answer["actor"] == "model:classical/grabcut@2"
+        assert answer["cause"] == prompt["id"] and answer["actor"] == "model:classical/grabcut@3"
         preview = rle_decode(msgspec.convert(answer["body"]["mask"], Rle))
         assert iou(preview, THREE.discs[0].mask(frame, THREE.height, THREE.width)) > 0.7
         await ok(alice, {"type": "save_segment", "prompt": prompt["id"]})
     history = _get(live, "bob", f"/api/media/three/cells/{object_id}/9")["history"]
     saved = history[-1]["value"]
-    assert (saved["source"], saved["shape"]["type"], saved["model"], saved["actor"]) == ("sam", "polygon", "classical/grabcut@2", "user:alice")
+    assert (saved["source"], saved["shape"]["type"], saved["model"], saved["actor"]) == ("sam", "polygon", "classical/grabcut@3", "user:alice")
     assert iou(polygon_to_mask(msgspec.convert(saved["shape"], Polygon), THREE.height, THREE.width), THREE.discs[0].mask(9, THREE.height, THREE.width)) > 0.7
     assert _get(live, "bob", f"/api/media/three/cells/{object_id}/0")["history"], "the same object on both frames (S5)"
     await bob.wait_for(lambda: any(e["body"]["type"] == "segment_proposed" for e in bob.events))

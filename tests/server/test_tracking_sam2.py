@@ -51,9 +51,9 @@ async def test_prompts_and_advanced_tracks_run_on_sam2(live):
     # 'simple' is the classical tracker on the same server.
     simple = await request(client, [object_id], start=0, range=3, algorithm="simple")
     await wait_end(client, simple)
-    assert {e["body"]["model"] for e in produced(client, simple)} == {"classical/flowcolour@3"}
+    assert {e["body"]["model"] for e in produced(client, simple)} == {"classical/flowcolour@4"}
     # Registry names pick a tracker directly.
-    for name, expected in (("sam2", model), ("classical", "classical/flowcolour@3")):
+    for name, expected in (("sam2", model), ("classical", "classical/flowcolour@4")):
         named = await request(client, [object_id], start=0, range=2, algorithm=name)
         await wait_end(client, named, timeout=120)
         assert {e["body"]["model"] for e in produced(client, named)} == {expected}
