@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +72,23 @@ def test_the_first_click_ranking_estimates_iou_from_leaks_agreement_and_size() -
     assert first_click_quality((0.0, 0.9, math.log(0.001))) < first_click_quality(snug)
     assert first_click_quality(None) == 0.0  # an empty or full answer
     assert first_click_quality((1.0, 0.0, math.log(1e-5))) == 0.0  # clipped into [0, 1]
+
+
+def test_a_first_clicks_windows_answer_the_same_side_by_side_as_one_at_a_time(background: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The windows run on a thread pool; GrabCut's k-means draws from each thread's own generator,
+    # seeded before every call, so which thread takes a window changes nothing.
+    from masklog.inference.classical import segmenter
+
+    disc = disc_mask(H, W, 110, 90, 35)
+    image = draw_disc(background, disc, RED)
+    clicks = [ClickPoint(115, 85), ClickPoint(60, 40, include=False)]
+    side_by_side = [segmenter.segment_clicks(image, clicks) for _ in range(3)]
+    with ThreadPoolExecutor(1) as one:
+        monkeypatch.setattr(segmenter, "_pool", one)
+        one_at_a_time = segmenter.segment_clicks(image, clicks)
+    for answer in side_by_side:
+        assert [c.score for c in answer] == [c.score for c in one_at_a_time]
+        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(answer, one_at_a_time, strict=True))
 
 
 def test_box_around_a_disc(background: np.ndarray) -> None:
@@ -332,3 +353,22 @@ def test_the_first_click_picks_the_window_that_fits_on_davis(shared_data: Path) 
     finally:
         frames.close()
     assert len(ious) == 8 and float(np.mean(ious)) >= 0.65
+
+
+def test_a_forked_child_segments_with_its_own_window_threads() -> None:
+    # The parent's pool threads do not exist in a forked child: it must not wait on them. In a
+    # fresh interpreter, so that no other test's threads are about when it forks.
+    code = """
+import multiprocessing, numpy as np
+from masklog.inference.classical import segmenter
+from masklog.inference.protocols import ClickPoint
+from tests.inference.synthetic import disc_mask, draw_disc, textured_background
+image = draw_disc(textured_background(180, 240), disc_mask(180, 240, 110, 90, 35), (220, 40, 40))
+parent = segmenter.segment_clicks(image, [ClickPoint(115, 85)])[0].mask
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    child = pool.apply_async(segmenter.segment_clicks, (image, [ClickPoint(115, 85)])).get(timeout=60)[0].mask
+assert np.array_equal(parent, child)
+print("same")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
