@@ -46,7 +46,7 @@ SEGMENTER_MODEL = "classical/grabcut@3"
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
     work_side: int = 256  # a box's or mask's window is segmented at most this large (speed)
-    iterations: int = 2
+    iterations: int = 2  # (1 for a first click's windows: 0.51 -> 0.37 s, the same NoC, IoU after 1 click 0.638 -> 0.630)
     click_radius: float = 0.012  # seed disc radius, a fraction of the window's diagonal
     box_margin: float = 0.1  # background margin kept around a box, a fraction of its size
     flood_tolerance: int = 24  # exclude clicks take the region of similar colour around them...
