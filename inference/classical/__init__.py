@@ -84,4 +84,3 @@ frame for one object on two cores. The working resolution is the one setting tha
 to unseen clips: 432 px gave 0.767 and 0.728, 720 and 854 px within 0.005 of 600 at up to twice
 its time. Dense flow alone gives about 0.45, flow + GrabCut about 0.6 at under 8 frames/s.
 """
-

@@ -84,4 +84,3 @@ def keep_major_components(mask: np.ndarray, fraction: float) -> np.ndarray:
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.concatenate([[False], areas >= fraction * areas.max()])
     return keep[labels]
-

@@ -267,7 +267,6 @@ def _paste(crop_mask: np.ndarray, window: tuple[int, int, int, int], shape: tupl
     return out
 
 
-
 # ---- clicks alone ------------------------------------------------------------------------------
 
 

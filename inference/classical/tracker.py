@@ -716,9 +716,7 @@ class ClassicalTrackerSession:
         posterior = sigmoid(log_odds).astype(np.float32)
         near = cv2.dilate((warped > 0.1).astype(np.uint8), disc_kernel(cfg.ring)).astype(bool)
         posterior[~near] = 0.0
-        posterior = np.clip(
-            guided_filter(frame.grey_f[y0:y1, x0:x1], posterior, cfg.guided_radius, cfg.guided_eps), 0.0, 1.0
-        ).astype(np.float32)
+        posterior = np.clip(guided_filter(frame.grey_f[y0:y1, x0:x1], posterior, cfg.guided_radius, cfg.guided_eps), 0.0, 1.0).astype(np.float32)
         mask = keep_major_components(posterior > 0.5, cfg.keep_fraction)
         return posterior, mask
 
