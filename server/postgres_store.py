@@ -56,8 +56,8 @@ processes opening a new database create them once):
 - `snapshots`, `snapshot_parts`, `snapshot_refs`: projection snapshots, their content-addressed
   parts and which snapshot uses which part, as in SQLite; retention (`store.snapshots_to_drop`,
   and the stream's older versions) and the release of parts nobody refers to run in the save's
-  transaction, under an advisory
-  lock of their own so saves from several processes never release a part another is adding.
+  transaction, under an advisory lock of their own so saves from several processes never
+  release a part another is adding.
 
 **Durability.** A commit acknowledged by the server is durable as the server is configured
 (fsync on and synchronous_commit on, the defaults). When the write connection breaks, the group is

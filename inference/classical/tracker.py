@@ -680,10 +680,9 @@ class ClassicalTrackerSession:
         separation, shift = None, (0.0, 0.0)
         if cfg.drift_frames > 0 and state.drift_watch and motion is not self._still:
             separation = _motion_separation(motion.flow[y0:y1, x0:x1], warped, unreliable, self._grid_x[y0:y1, x0:x1], self._grid_y[y0:y1, x0:x1])
-            if separation is not None:
-                if mask.any():
-                    back = motion.flow[y0:y1, x0:x1][mask]  # current pixel -> previous frame
-                    shift = (-float(np.median(back[:, 0])), -float(np.median(back[:, 1])))
+            if separation is not None and mask.any():
+                back = motion.flow[y0:y1, x0:x1][mask]  # current pixel -> previous frame
+                shift = (-float(np.median(back[:, 0])), -float(np.median(back[:, 1])))
         return _Proposal(window, posterior, mask, moved, unreliable, outside, separation, shift)
 
     def _fuse(
